@@ -1,0 +1,83 @@
+"""The one typed settings object.
+
+`Settings` is read from the environment (prefix ``BOOCONTROL_``, nested with ``__``) and only at
+entry points: the CLI, Prefect tasks and the Streamlit data layer. Domain functions receive plain
+values, never a `Settings`.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATA_DIR = Path.home() / ".local" / "share" / "boocontrol"
+
+
+class RetentionSettings(BaseSettings):
+    """How long each kind of data is kept (see flows/retention)."""
+
+    raw_perf_hours: int = Field(48, description="Raw host/GPU performance samples")
+    rollup_days: int = Field(90, description="5-minute, hourly and daily rollups")
+    activity_days: int = Field(90, description="Request activity rows")
+    raw_event_days: int = Field(14, description="Raw SSE/poll payloads")
+    log_days: int = Field(7, description="Log chunks")
+    capture_total_mb: int = Field(512, description="Total budget for stored captures, pruned oldest first")
+    batch_rows: int = Field(5000, description="Rows deleted per retention batch")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BOOCONTROL_", env_nested_delimiter="__", extra="ignore")
+
+    data_dir: Path = Field(DEFAULT_DATA_DIR, description="Where the embedded Postgres, spools and exports live")
+    database_url: str | None = Field(
+        None, description="Postgres URL; unset means the embedded cluster in data_dir"
+    )
+    fleet_file: Path | None = Field(None, description="Provider registry YAML; unset means data_dir/fleet.yaml")
+    embedded_pg_port: int = Field(54329, description="Port of the embedded Postgres cluster")
+    log_level: str = Field("INFO", description="Python log level")
+    connector_batch_rows: int = Field(2000, description="Rows per write batch")
+    connector_flush_seconds: float = Field(0.5, description="Max time a row waits before being written")
+    connector_buffer_rows: int = Field(200_000, description="In-memory rows before spilling to disk")
+    connector_perf_poll_seconds: float = Field(5.0, description="How often /api/performance is polled")
+    connector_liveness_seconds: float = Field(15.0, description="How often /wol-health is probed")
+    connector_capture_fetch: bool = Field(True, description="Fetch captures as soon as an activity row lands")
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)  # type: ignore[arg-type]
+
+    @field_validator("database_url")
+    @classmethod
+    def _normalise_dsn(cls, v: str | None) -> str | None:
+        if v is None or v == "":
+            return None
+        for prefix in ("postgres://", "postgresql://"):
+            if v.startswith(prefix):
+                return "postgresql+psycopg://" + v[len(prefix) :]
+        return v
+
+    @property
+    def fleet_path(self) -> Path:
+        return self.fleet_file or (self.data_dir / "fleet.yaml")
+
+    @property
+    def pg_dir(self) -> Path:
+        return self.data_dir / "postgres"
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.data_dir / "spool"
+
+    @property
+    def lake_dir(self) -> Path:
+        return self.data_dir / "lake"
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.embedded_pg_port}/boocontrol"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
