@@ -94,7 +94,9 @@ class Features:
 class LlamaSwapAPI:
     """Thin request layer; JSON in, JSON out, raising `LlamaSwapError` on non-2xx answers."""
 
-    def __init__(self, provider: Provider, client: httpx.AsyncClient, environ: Mapping[str, str] | None = None):
+    def __init__(
+        self, provider: Provider, client: httpx.AsyncClient, environ: Mapping[str, str] | None = None
+    ):
         self.provider = provider
         self.client = client
         self.base = provider.base_url.rstrip("/")
@@ -175,7 +177,10 @@ class LlamaSwapAPI:
         t0 = time.monotonic()
         path = "/upstream/" + quote(model_id, safe="/") + "/"
         resp = await self.client.get(
-            self.base + path, params={"_": str(int(time.time() * 1000))}, headers=self.headers, timeout=timeout
+            self.base + path,
+            params={"_": str(int(time.time() * 1000))},
+            headers=self.headers,
+            timeout=timeout,
         )
         if resp.status_code >= 500 or resp.status_code in (401, 403):
             raise LlamaSwapError(resp.status_code, error_message(resp), path)

@@ -91,9 +91,7 @@ class Registry:
         if sep and rest and head in self.ids():
             return ModelRef(head, rest)
         if self.default_provider is None:
-            raise ValueError(
-                f"model {model!r} names no known provider and no default_provider is configured"
-            )
+            raise ValueError(f"model {model!r} names no known provider and no default_provider is configured")
         return ModelRef(self.default_provider, model)
 
 
@@ -169,9 +167,13 @@ def _parse_provider(node: yaml.Node, item: Any, index: int, fail: Any, seen: dic
             raise fail(node, f"{where}.{req}", "required field is missing")
     pid = item["id"]
     if not isinstance(pid, str) or not _ID_RE.match(pid):
-        raise fail(field_node("id"), f"{where}.id", f"{pid!r} must be lowercase letters, digits, '-', '_' or '.'")
+        raise fail(
+            field_node("id"), f"{where}.id", f"{pid!r} must be lowercase letters, digits, '-', '_' or '.'"
+        )
     if pid in seen:
-        raise fail(field_node("id"), f"{where}.id", f"duplicate provider id {pid!r} (first at line {seen[pid]})")
+        raise fail(
+            field_node("id"), f"{where}.id", f"duplicate provider id {pid!r} (first at line {seen[pid]})"
+        )
     seen[pid] = _line_of(field_node("id"))
     base_url = item["base_url"]
     if not isinstance(base_url, str) or not re.match(r"^https?://[^/\s]+", base_url):
@@ -183,7 +185,9 @@ def _parse_provider(node: yaml.Node, item: Any, index: int, fail: Any, seen: dic
     if not isinstance(label, str):
         raise fail(field_node("label"), f"{where}.label", "must be a string")
     key_env = item.get("api_key_env")
-    if key_env is not None and (not isinstance(key_env, str) or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key_env)):
+    if key_env is not None and (
+        not isinstance(key_env, str) or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key_env)
+    ):
         raise fail(
             field_node("api_key_env"),
             f"{where}.api_key_env",

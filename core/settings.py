@@ -31,11 +31,15 @@ class RetentionSettings(BaseSettings):
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="BOOCONTROL_", env_nested_delimiter="__", extra="ignore")
 
-    data_dir: Path = Field(DEFAULT_DATA_DIR, description="Where the embedded Postgres, spools and exports live")
+    data_dir: Path = Field(
+        DEFAULT_DATA_DIR, description="Where the embedded Postgres, spools and exports live"
+    )
     database_url: str | None = Field(
         None, description="Postgres URL; unset means the embedded cluster in data_dir"
     )
-    fleet_file: Path | None = Field(None, description="Provider registry YAML; unset means data_dir/fleet.yaml")
+    fleet_file: Path | None = Field(
+        None, description="Provider registry YAML; unset means data_dir/fleet.yaml"
+    )
     embedded_pg_port: int = Field(54329, description="Port of the embedded Postgres cluster")
     log_level: str = Field("INFO", description="Python log level")
     connector_batch_rows: int = Field(2000, description="Rows per write batch")

@@ -68,7 +68,9 @@ class EmbeddedCluster:
         cmd = self._as_pg() + args
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
-            raise ClusterError(f"{' '.join(args[:2])} failed ({proc.returncode}): {proc.stderr.strip() or proc.stdout.strip()}")
+            raise ClusterError(
+                f"{' '.join(args[:2])} failed ({proc.returncode}): {proc.stderr.strip() or proc.stdout.strip()}"
+            )
         return proc
 
     def _prepare_dirs(self) -> None:
@@ -95,8 +97,11 @@ class EmbeddedCluster:
         if not self.initialised():
             return False
         bindir = find_pg_bin()
-        proc = subprocess.run(self._as_pg() + [str(bindir / "pg_ctl"), "-D", str(self.pgdata), "status"],
-                              capture_output=True, text=True)
+        proc = subprocess.run(
+            self._as_pg() + [str(bindir / "pg_ctl"), "-D", str(self.pgdata), "status"],
+            capture_output=True,
+            text=True,
+        )
         return proc.returncode == 0
 
     def init(self) -> None:
@@ -104,8 +109,20 @@ class EmbeddedCluster:
         if self.initialised():
             return
         bindir = find_pg_bin()
-        self._run([str(bindir / "initdb"), "-D", str(self.pgdata), "-A", "trust", "-U", "postgres", "-E", "UTF8",
-                   "--no-instructions"])
+        self._run(
+            [
+                str(bindir / "initdb"),
+                "-D",
+                str(self.pgdata),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--no-instructions",
+            ]
+        )
 
     def start(self, timeout_s: int = 30) -> None:
         self.init()
@@ -116,8 +133,21 @@ class EmbeddedCluster:
         if self.fast_unsafe:
             opts += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         self._prepare_dirs()
-        self._run([str(bindir / "pg_ctl"), "-D", str(self.pgdata), "-l", str(self.logfile), "-o", opts, "-w",
-                   "-t", str(timeout_s), "start"])
+        self._run(
+            [
+                str(bindir / "pg_ctl"),
+                "-D",
+                str(self.pgdata),
+                "-l",
+                str(self.logfile),
+                "-o",
+                opts,
+                "-w",
+                "-t",
+                str(timeout_s),
+                "start",
+            ]
+        )
         self.ensure_database("boocontrol")
 
     def stop(self, mode: str = "fast") -> None:
@@ -132,8 +162,9 @@ class EmbeddedCluster:
         deadline = time.monotonic() + 10
         while True:
             try:
-                with psycopg.connect(f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres",
-                                     autocommit=True) as conn:
+                with psycopg.connect(
+                    f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres", autocommit=True
+                ) as conn:
                     exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
                     if not exists:
                         conn.execute(f'CREATE DATABASE "{name}"')  # name is ours, never user input

@@ -52,7 +52,6 @@ metadata = MetaData(naming_convention=NAMING)
 TS = TIMESTAMP(timezone=True)
 
 
-
 providers = Table(
     "providers",
     metadata,
@@ -250,8 +249,15 @@ gaps = Table(
     Column("to_at", TS),
     Column("detected_at", TS, nullable=False),
     Column("reason", Text, nullable=False),
-    UniqueConstraint("provider_id", "stream", "epoch_id", "from_id", "from_at", name="uq_gaps_key",
-                     postgresql_nulls_not_distinct=True),
+    UniqueConstraint(
+        "provider_id",
+        "stream",
+        "epoch_id",
+        "from_id",
+        "from_at",
+        name="uq_gaps_key",
+        postgresql_nulls_not_distinct=True,
+    ),
 )
 
 connector_health = Table(
@@ -306,3 +312,7 @@ actions = Table(
     Column("error", Text),
 )
 Index("ix_actions_provider_status", actions.c.provider_id, actions.c.status, actions.c.id)
+
+
+# Tables of later capabilities live in their own modules on the same MetaData; import them last.
+from warehouse import schema_bench, schema_rollups  # noqa: E402,F401
