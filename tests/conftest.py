@@ -63,3 +63,13 @@ def db(engine: Engine) -> Iterator[Engine]:
     truncate_all(engine)
     yield engine
     truncate_all(engine)
+
+
+@pytest.fixture(scope="session")
+def prefect_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """One Prefect test harness (temporary API + database) for the whole session; request it in flow tests."""
+    os.environ.setdefault("PREFECT_HOME", str(tmp_path_factory.mktemp("prefect-home")))
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
