@@ -7,9 +7,11 @@ Storage design
   restarts, so ``instance_boots`` holds one row per (provider, boot marker).
 * **Activity epochs.** Activity ids are only stable while the instance's activity store lives: with the
   default in-memory store they restart at 1 on every process restart, with ``store.path`` they keep
-  counting. ``activity_epochs`` names each id sequence; activity rows are keyed by
-  (provider_id, epoch_id, upstream_id), so a re-fetch is a no-op (ON CONFLICT DO NOTHING) and a restart
-  that resets ids starts a new epoch instead of overwriting history.
+  counting. An *epoch* names one id sequence; it is the boot marker of the boot where the sequence
+  started (a text key the connector derives without asking the database, so it can buffer through a
+  Postgres outage). Activity rows are keyed by (provider_id, epoch, upstream_id), so a re-fetch is a
+  no-op (ON CONFLICT DO NOTHING) and a restart that resets ids starts a new epoch instead of
+  overwriting history.
 * **Gaps.** When rows existed upstream but could not be recovered (ring overflow while the connector
   was away, an in-memory store lost on restart), a ``gaps`` row records exactly which ids/time range.
 * **Raw events.** Every SSE message and polled payload also lands in ``raw_events`` (jsonb) with a
@@ -67,34 +69,30 @@ providers = Table(
 instance_boots = Table(
     "instance_boots",
     metadata,
-    Column("id", BigInteger, primary_key=True, autoincrement=True),
-    Column("provider_id", Text, ForeignKey("providers.id", ondelete="CASCADE"), nullable=False),
-    Column("boot_marker", Text, nullable=False),
+    Column("provider_id", Text, ForeignKey("providers.id", ondelete="CASCADE"), primary_key=True),
+    Column("boot_marker", Text, primary_key=True),
     Column("version", Text),
     Column("commit", Text),
     Column("build_date", Text),
     Column("hardware", JSONB),
     Column("first_seen_at", TS, nullable=False),
     Column("last_seen_at", TS, nullable=False),
-    UniqueConstraint("provider_id", "boot_marker", name="uq_instance_boots_provider_marker"),
 )
 
 activity_epochs = Table(
     "activity_epochs",
     metadata,
-    Column("id", BigInteger, primary_key=True, autoincrement=True),
-    Column("provider_id", Text, ForeignKey("providers.id", ondelete="CASCADE"), nullable=False),
-    Column("boot_id", BigInteger, ForeignKey("instance_boots.id", ondelete="SET NULL")),
+    Column("provider_id", Text, ForeignKey("providers.id", ondelete="CASCADE"), primary_key=True),
+    Column("epoch", Text, primary_key=True),
     Column("started_at", TS, nullable=False),
     Column("reason", Text, nullable=False),
-    UniqueConstraint("provider_id", "boot_id", name="uq_activity_epochs_provider_boot"),
 )
 
 config_reloads = Table(
     "config_reloads",
     metadata,
     Column("provider_id", Text, ForeignKey("providers.id", ondelete="CASCADE"), primary_key=True),
-    Column("boot_id", BigInteger, ForeignKey("instance_boots.id", ondelete="CASCADE"), primary_key=True),
+    Column("boot_marker", Text, primary_key=True),
     Column("detected_at", TS, primary_key=True),
     Column("evidence", Text, nullable=False),
 )
@@ -123,7 +121,7 @@ model_transitions = Table(
     Column("provider_id", Text, ForeignKey("providers.id", ondelete="CASCADE"), nullable=False),
     Column("model_id", Text, nullable=False),
     Column("observed_at", TS, nullable=False),
-    Column("boot_id", BigInteger, ForeignKey("instance_boots.id", ondelete="SET NULL")),
+    Column("boot_marker", Text),
     Column("from_state", Text),
     Column("to_state", Text, nullable=False),
     Column("source", Text, nullable=False),
@@ -135,7 +133,7 @@ activity = Table(
     "activity",
     metadata,
     Column("provider_id", Text, ForeignKey("providers.id", ondelete="CASCADE"), primary_key=True),
-    Column("epoch_id", BigInteger, ForeignKey("activity_epochs.id", ondelete="CASCADE"), primary_key=True),
+    Column("epoch", Text, primary_key=True),
     Column("upstream_id", BigInteger, primary_key=True),
     Column("finished_at", TS, nullable=False),
     Column("model_id", Text, nullable=False),
@@ -203,7 +201,6 @@ inflight_snapshots = Table(
     metadata,
     Column("provider_id", Text, ForeignKey("providers.id", ondelete="CASCADE"), primary_key=True),
     Column("observed_at", TS, primary_key=True),
-    Column("boot_id", BigInteger, ForeignKey("instance_boots.id", ondelete="SET NULL")),
     Column("count", Integer, nullable=False),
     Column("requests", JSONB, nullable=False),
 )
@@ -224,7 +221,7 @@ captures = Table(
     "captures",
     metadata,
     Column("provider_id", Text, primary_key=True),
-    Column("epoch_id", BigInteger, primary_key=True),
+    Column("epoch", Text, primary_key=True),
     Column("upstream_id", BigInteger, primary_key=True),
     Column("req_path", Text),
     Column("req_headers", JSONB),
@@ -242,7 +239,7 @@ gaps = Table(
     Column("id", BigInteger, primary_key=True, autoincrement=True),
     Column("provider_id", Text, ForeignKey("providers.id", ondelete="CASCADE"), nullable=False),
     Column("stream", Text, nullable=False),
-    Column("epoch_id", BigInteger),
+    Column("epoch", Text),
     Column("from_id", BigInteger),
     Column("to_id", BigInteger),
     Column("from_at", TS),
@@ -252,7 +249,7 @@ gaps = Table(
     UniqueConstraint(
         "provider_id",
         "stream",
-        "epoch_id",
+        "epoch",
         "from_id",
         "from_at",
         name="uq_gaps_key",
@@ -266,7 +263,7 @@ connector_health = Table(
     Column("provider_id", Text, ForeignKey("providers.id", ondelete="CASCADE"), primary_key=True),
     Column("status", Text, nullable=False),
     Column("version", Text),
-    Column("boot_id", BigInteger),
+    Column("boot_marker", Text),
     Column("connected_since", TS),
     Column("last_event_at", TS),
     Column("last_error", Text),
@@ -279,7 +276,7 @@ raw_events = Table(
     metadata,
     Column("event_uid", UUID(as_uuid=True), primary_key=True),
     Column("provider_id", Text, ForeignKey("providers.id", ondelete="CASCADE"), nullable=False),
-    Column("boot_id", BigInteger),
+    Column("boot_marker", Text),
     Column("received_at", TS, nullable=False),
     Column("type", Text, nullable=False),
     Column("payload", JSONB, nullable=False),

@@ -41,7 +41,7 @@ def upgrade() -> None:
     op.create_table(
         "captures",
         sa.Column("provider_id", sa.Text(), nullable=False),
-        sa.Column("epoch_id", sa.BigInteger(), nullable=False),
+        sa.Column("epoch", sa.Text(), nullable=False),
         sa.Column("upstream_id", sa.BigInteger(), nullable=False),
         sa.Column("req_path", sa.Text(), nullable=True),
         sa.Column("req_headers", postgresql.JSONB(astext_type=sa.Text()), nullable=True),
@@ -51,7 +51,7 @@ def upgrade() -> None:
         sa.Column("size_bytes", sa.Integer(), nullable=False),
         sa.Column("truncated", sa.Boolean(), nullable=False),
         sa.Column("fetched_at", postgresql.TIMESTAMP(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("provider_id", "epoch_id", "upstream_id", name=op.f("pk_captures")),
+        sa.PrimaryKeyConstraint("provider_id", "epoch", "upstream_id", name=op.f("pk_captures")),
     )
     op.create_table(
         "favorites",
@@ -81,11 +81,81 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_providers")),
     )
     op.create_table(
+        "activity",
+        sa.Column("provider_id", sa.Text(), nullable=False),
+        sa.Column("epoch", sa.Text(), nullable=False),
+        sa.Column("upstream_id", sa.BigInteger(), nullable=False),
+        sa.Column("finished_at", postgresql.TIMESTAMP(timezone=True), nullable=False),
+        sa.Column("model_id", sa.Text(), nullable=False),
+        sa.Column("req_path", sa.Text(), nullable=False),
+        sa.Column("resp_content_type", sa.Text(), nullable=False),
+        sa.Column("status_code", sa.SmallInteger(), nullable=False),
+        sa.Column("input_tokens", sa.Integer(), nullable=False),
+        sa.Column("output_tokens", sa.Integer(), nullable=False),
+        sa.Column("cache_tokens", sa.Integer(), nullable=False),
+        sa.Column("draft_tokens", sa.Integer(), nullable=False),
+        sa.Column("draft_acc_tokens", sa.Integer(), nullable=False),
+        sa.Column("prompt_per_second", sa.Double(), nullable=False),
+        sa.Column("tokens_per_second", sa.Double(), nullable=False),
+        sa.Column("duration_ms", sa.Integer(), nullable=False),
+        sa.Column("has_capture", sa.Boolean(), nullable=False),
+        sa.Column("error_msg", sa.Text(), nullable=True),
+        sa.Column("metadata", postgresql.JSONB(astext_type=sa.Text()), nullable=True),
+        sa.Column(
+            "ingested_at",
+            postgresql.TIMESTAMP(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
+        ),
+        sa.ForeignKeyConstraint(
+            ["provider_id"],
+            ["providers.id"],
+            name=op.f("fk_activity_provider_id_providers"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("provider_id", "epoch", "upstream_id", name=op.f("pk_activity")),
+    )
+    op.create_index(
+        "ix_activity_provider_model_time",
+        "activity",
+        ["provider_id", "model_id", "finished_at"],
+        unique=False,
+    )
+    op.create_index("ix_activity_time", "activity", ["finished_at"], unique=False)
+    op.create_table(
+        "activity_epochs",
+        sa.Column("provider_id", sa.Text(), nullable=False),
+        sa.Column("epoch", sa.Text(), nullable=False),
+        sa.Column("started_at", postgresql.TIMESTAMP(timezone=True), nullable=False),
+        sa.Column("reason", sa.Text(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["provider_id"],
+            ["providers.id"],
+            name=op.f("fk_activity_epochs_provider_id_providers"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("provider_id", "epoch", name=op.f("pk_activity_epochs")),
+    )
+    op.create_table(
+        "config_reloads",
+        sa.Column("provider_id", sa.Text(), nullable=False),
+        sa.Column("boot_marker", sa.Text(), nullable=False),
+        sa.Column("detected_at", postgresql.TIMESTAMP(timezone=True), nullable=False),
+        sa.Column("evidence", sa.Text(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["provider_id"],
+            ["providers.id"],
+            name=op.f("fk_config_reloads_provider_id_providers"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("provider_id", "boot_marker", "detected_at", name=op.f("pk_config_reloads")),
+    )
+    op.create_table(
         "connector_health",
         sa.Column("provider_id", sa.Text(), nullable=False),
         sa.Column("status", sa.Text(), nullable=False),
         sa.Column("version", sa.Text(), nullable=True),
-        sa.Column("boot_id", sa.BigInteger(), nullable=True),
+        sa.Column("boot_marker", sa.Text(), nullable=True),
         sa.Column("connected_since", postgresql.TIMESTAMP(timezone=True), nullable=True),
         sa.Column("last_event_at", postgresql.TIMESTAMP(timezone=True), nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),
@@ -104,7 +174,7 @@ def upgrade() -> None:
         sa.Column("id", sa.BigInteger(), autoincrement=True, nullable=False),
         sa.Column("provider_id", sa.Text(), nullable=False),
         sa.Column("stream", sa.Text(), nullable=False),
-        sa.Column("epoch_id", sa.BigInteger(), nullable=True),
+        sa.Column("epoch", sa.Text(), nullable=True),
         sa.Column("from_id", sa.BigInteger(), nullable=True),
         sa.Column("to_id", sa.BigInteger(), nullable=True),
         sa.Column("from_at", postgresql.TIMESTAMP(timezone=True), nullable=True),
@@ -118,7 +188,7 @@ def upgrade() -> None:
         sa.UniqueConstraint(
             "provider_id",
             "stream",
-            "epoch_id",
+            "epoch",
             "from_id",
             "from_at",
             name="uq_gaps_key",
@@ -151,8 +221,21 @@ def upgrade() -> None:
     )
     op.create_index("ix_gpu_samples_time", "gpu_samples", ["sampled_at"], unique=False)
     op.create_table(
+        "inflight_snapshots",
+        sa.Column("provider_id", sa.Text(), nullable=False),
+        sa.Column("observed_at", postgresql.TIMESTAMP(timezone=True), nullable=False),
+        sa.Column("count", sa.Integer(), nullable=False),
+        sa.Column("requests", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["provider_id"],
+            ["providers.id"],
+            name=op.f("fk_inflight_snapshots_provider_id_providers"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("provider_id", "observed_at", name=op.f("pk_inflight_snapshots")),
+    )
+    op.create_table(
         "instance_boots",
-        sa.Column("id", sa.BigInteger(), autoincrement=True, nullable=False),
         sa.Column("provider_id", sa.Text(), nullable=False),
         sa.Column("boot_marker", sa.Text(), nullable=False),
         sa.Column("version", sa.Text(), nullable=True),
@@ -167,8 +250,7 @@ def upgrade() -> None:
             name=op.f("fk_instance_boots_provider_id_providers"),
             ondelete="CASCADE",
         ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_instance_boots")),
-        sa.UniqueConstraint("provider_id", "boot_marker", name="uq_instance_boots_provider_marker"),
+        sa.PrimaryKeyConstraint("provider_id", "boot_marker", name=op.f("pk_instance_boots")),
     )
     op.create_table(
         "logs",
@@ -185,6 +267,28 @@ def upgrade() -> None:
         sa.UniqueConstraint("event_uid", name=op.f("uq_logs_event_uid")),
     )
     op.create_index("ix_logs_provider_time", "logs", ["provider_id", "received_at"], unique=False)
+    op.create_table(
+        "model_transitions",
+        sa.Column("provider_id", sa.Text(), nullable=False),
+        sa.Column("model_id", sa.Text(), nullable=False),
+        sa.Column("observed_at", postgresql.TIMESTAMP(timezone=True), nullable=False),
+        sa.Column("boot_marker", sa.Text(), nullable=True),
+        sa.Column("from_state", sa.Text(), nullable=True),
+        sa.Column("to_state", sa.Text(), nullable=False),
+        sa.Column("source", sa.Text(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["provider_id"],
+            ["providers.id"],
+            name=op.f("fk_model_transitions_provider_id_providers"),
+            ondelete="CASCADE",
+        ),
+        sa.UniqueConstraint(
+            "provider_id", "model_id", "observed_at", "to_state", name="uq_model_transitions_key"
+        ),
+    )
+    op.create_index(
+        "ix_model_transitions_time", "model_transitions", ["provider_id", "observed_at"], unique=False
+    )
     op.create_table(
         "models",
         sa.Column("provider_id", sa.Text(), nullable=False),
@@ -252,7 +356,7 @@ def upgrade() -> None:
         "raw_events",
         sa.Column("event_uid", sa.UUID(), nullable=False),
         sa.Column("provider_id", sa.Text(), nullable=False),
-        sa.Column("boot_id", sa.BigInteger(), nullable=True),
+        sa.Column("boot_marker", sa.Text(), nullable=True),
         sa.Column("received_at", postgresql.TIMESTAMP(timezone=True), nullable=False),
         sa.Column("type", sa.Text(), nullable=False),
         sa.Column("payload", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
@@ -266,171 +370,32 @@ def upgrade() -> None:
     )
     op.create_index("ix_raw_events_provider_time", "raw_events", ["provider_id", "received_at"], unique=False)
     op.create_index("ix_raw_events_time", "raw_events", ["received_at"], unique=False)
-    op.create_table(
-        "activity_epochs",
-        sa.Column("id", sa.BigInteger(), autoincrement=True, nullable=False),
-        sa.Column("provider_id", sa.Text(), nullable=False),
-        sa.Column("boot_id", sa.BigInteger(), nullable=True),
-        sa.Column("started_at", postgresql.TIMESTAMP(timezone=True), nullable=False),
-        sa.Column("reason", sa.Text(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["boot_id"],
-            ["instance_boots.id"],
-            name=op.f("fk_activity_epochs_boot_id_instance_boots"),
-            ondelete="SET NULL",
-        ),
-        sa.ForeignKeyConstraint(
-            ["provider_id"],
-            ["providers.id"],
-            name=op.f("fk_activity_epochs_provider_id_providers"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_activity_epochs")),
-        sa.UniqueConstraint("provider_id", "boot_id", name="uq_activity_epochs_provider_boot"),
-    )
-    op.create_table(
-        "config_reloads",
-        sa.Column("provider_id", sa.Text(), nullable=False),
-        sa.Column("boot_id", sa.BigInteger(), nullable=False),
-        sa.Column("detected_at", postgresql.TIMESTAMP(timezone=True), nullable=False),
-        sa.Column("evidence", sa.Text(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["boot_id"],
-            ["instance_boots.id"],
-            name=op.f("fk_config_reloads_boot_id_instance_boots"),
-            ondelete="CASCADE",
-        ),
-        sa.ForeignKeyConstraint(
-            ["provider_id"],
-            ["providers.id"],
-            name=op.f("fk_config_reloads_provider_id_providers"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("provider_id", "boot_id", "detected_at", name=op.f("pk_config_reloads")),
-    )
-    op.create_table(
-        "inflight_snapshots",
-        sa.Column("provider_id", sa.Text(), nullable=False),
-        sa.Column("observed_at", postgresql.TIMESTAMP(timezone=True), nullable=False),
-        sa.Column("boot_id", sa.BigInteger(), nullable=True),
-        sa.Column("count", sa.Integer(), nullable=False),
-        sa.Column("requests", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["boot_id"],
-            ["instance_boots.id"],
-            name=op.f("fk_inflight_snapshots_boot_id_instance_boots"),
-            ondelete="SET NULL",
-        ),
-        sa.ForeignKeyConstraint(
-            ["provider_id"],
-            ["providers.id"],
-            name=op.f("fk_inflight_snapshots_provider_id_providers"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("provider_id", "observed_at", name=op.f("pk_inflight_snapshots")),
-    )
-    op.create_table(
-        "model_transitions",
-        sa.Column("provider_id", sa.Text(), nullable=False),
-        sa.Column("model_id", sa.Text(), nullable=False),
-        sa.Column("observed_at", postgresql.TIMESTAMP(timezone=True), nullable=False),
-        sa.Column("boot_id", sa.BigInteger(), nullable=True),
-        sa.Column("from_state", sa.Text(), nullable=True),
-        sa.Column("to_state", sa.Text(), nullable=False),
-        sa.Column("source", sa.Text(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["boot_id"],
-            ["instance_boots.id"],
-            name=op.f("fk_model_transitions_boot_id_instance_boots"),
-            ondelete="SET NULL",
-        ),
-        sa.ForeignKeyConstraint(
-            ["provider_id"],
-            ["providers.id"],
-            name=op.f("fk_model_transitions_provider_id_providers"),
-            ondelete="CASCADE",
-        ),
-        sa.UniqueConstraint(
-            "provider_id", "model_id", "observed_at", "to_state", name="uq_model_transitions_key"
-        ),
-    )
-    op.create_index(
-        "ix_model_transitions_time", "model_transitions", ["provider_id", "observed_at"], unique=False
-    )
-    op.create_table(
-        "activity",
-        sa.Column("provider_id", sa.Text(), nullable=False),
-        sa.Column("epoch_id", sa.BigInteger(), nullable=False),
-        sa.Column("upstream_id", sa.BigInteger(), nullable=False),
-        sa.Column("finished_at", postgresql.TIMESTAMP(timezone=True), nullable=False),
-        sa.Column("model_id", sa.Text(), nullable=False),
-        sa.Column("req_path", sa.Text(), nullable=False),
-        sa.Column("resp_content_type", sa.Text(), nullable=False),
-        sa.Column("status_code", sa.SmallInteger(), nullable=False),
-        sa.Column("input_tokens", sa.Integer(), nullable=False),
-        sa.Column("output_tokens", sa.Integer(), nullable=False),
-        sa.Column("cache_tokens", sa.Integer(), nullable=False),
-        sa.Column("draft_tokens", sa.Integer(), nullable=False),
-        sa.Column("draft_acc_tokens", sa.Integer(), nullable=False),
-        sa.Column("prompt_per_second", sa.Double(), nullable=False),
-        sa.Column("tokens_per_second", sa.Double(), nullable=False),
-        sa.Column("duration_ms", sa.Integer(), nullable=False),
-        sa.Column("has_capture", sa.Boolean(), nullable=False),
-        sa.Column("error_msg", sa.Text(), nullable=True),
-        sa.Column("metadata", postgresql.JSONB(astext_type=sa.Text()), nullable=True),
-        sa.Column(
-            "ingested_at",
-            postgresql.TIMESTAMP(timezone=True),
-            server_default=sa.text("now()"),
-            nullable=False,
-        ),
-        sa.ForeignKeyConstraint(
-            ["epoch_id"],
-            ["activity_epochs.id"],
-            name=op.f("fk_activity_epoch_id_activity_epochs"),
-            ondelete="CASCADE",
-        ),
-        sa.ForeignKeyConstraint(
-            ["provider_id"],
-            ["providers.id"],
-            name=op.f("fk_activity_provider_id_providers"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("provider_id", "epoch_id", "upstream_id", name=op.f("pk_activity")),
-    )
-    op.create_index(
-        "ix_activity_provider_model_time",
-        "activity",
-        ["provider_id", "model_id", "finished_at"],
-        unique=False,
-    )
-    op.create_index("ix_activity_time", "activity", ["finished_at"], unique=False)
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
-    op.drop_index("ix_activity_time", table_name="activity")
-    op.drop_index("ix_activity_provider_model_time", table_name="activity")
-    op.drop_table("activity")
-    op.drop_index("ix_model_transitions_time", table_name="model_transitions")
-    op.drop_table("model_transitions")
-    op.drop_table("inflight_snapshots")
-    op.drop_table("config_reloads")
-    op.drop_table("activity_epochs")
     op.drop_index("ix_raw_events_time", table_name="raw_events")
     op.drop_index("ix_raw_events_provider_time", table_name="raw_events")
     op.drop_table("raw_events")
     op.drop_index("ix_perf_samples_time", table_name="perf_samples")
     op.drop_table("perf_samples")
     op.drop_table("models")
+    op.drop_index("ix_model_transitions_time", table_name="model_transitions")
+    op.drop_table("model_transitions")
     op.drop_index("ix_logs_provider_time", table_name="logs")
     op.drop_table("logs")
     op.drop_table("instance_boots")
+    op.drop_table("inflight_snapshots")
     op.drop_index("ix_gpu_samples_time", table_name="gpu_samples")
     op.drop_table("gpu_samples")
     op.drop_table("gaps")
     op.drop_table("connector_health")
+    op.drop_table("config_reloads")
+    op.drop_table("activity_epochs")
+    op.drop_index("ix_activity_time", table_name="activity")
+    op.drop_index("ix_activity_provider_model_time", table_name="activity")
+    op.drop_table("activity")
     op.drop_table("providers")
     op.drop_table("favorites")
     op.drop_table("captures")
