@@ -12,6 +12,7 @@ import shlex
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -159,7 +160,7 @@ def test_never_eos_holds_for_long_generations(server: str | None) -> None:
 @pytest.mark.llama_server
 def test_streaming_final_chunk_carries_timings(server: str | None) -> None:
     base = _need(server)
-    chunks: list[dict] = []
+    chunks: list[dict[str, Any]] = []
     with httpx.stream("POST", f"{base}/v1/chat/completions", json={**CHAT, "stream": True}, timeout=30) as r:
         assert r.status_code == 200
         assert r.headers["content-type"].startswith("text/event-stream")
@@ -181,7 +182,7 @@ def test_streaming_final_chunk_carries_timings(server: str | None) -> None:
 @pytest.mark.llama_server
 def test_parallel_slots_serve_concurrently(server: str | None) -> None:
     base = _need(server)
-    results: list[dict] = []
+    results: list[dict[str, Any]] = []
 
     def one() -> None:
         req = {**CHAT, "max_tokens": 64}
@@ -193,3 +194,14 @@ def test_parallel_slots_serve_concurrently(server: str | None) -> None:
     for t in threads:
         t.join()
     assert [r["timings"]["predicted_n"] for r in results] == [64, 64]
+
+
+@pytest.mark.llama_server
+def test_run_llama_server_leaves_nothing_behind(tiny_gguf: Path, tmp_path: Path) -> None:
+    binary = require_llama_server()
+    log = tmp_path / "server.log"
+    with run_llama_server(tiny_gguf, binary=binary, log_path=log) as base:
+        assert httpx.get(f"{base}/health").status_code == 200
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{base}/health", timeout=2)
+    assert "listening on" in log.read_text()
