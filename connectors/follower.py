@@ -1,0 +1,406 @@
+"""Following one llama-swap instance: reconcile on every (re)connect, then consume /api/events.
+
+One `LlamaSwapFollower.session()` call is one connection's life: it reconciles by polling
+(version, hardware boot marker, models, running, activity from the id cursor, performance after the
+last sample), then follows the SSE stream until it ends, raising `StreamEnded` or an HTTP error. The
+runner (`connectors.runner`) owns retries, backoff and health; this class owns the protocol.
+
+Activity bookkeeping
+--------------------
+``state.epoch`` names the current id sequence and ``state.cursor`` is the highest id handed to the sink.
+On a new boot marker the sequence continues only if the row at the cursor still exists upstream with
+the same timestamp and model (a persistent ``store.path``); otherwise a new epoch starts. A gap record
+is written when ids are missing upstream (ring overflow while we were away) or when an in-memory store
+died with rows we may not have read (the previous boot was not followed to its end).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import httpx
+from httpx_sse import aconnect_sse
+
+from connectors import llama_swap as proto
+from connectors.llama_swap_api import LlamaSwapAPI
+from connectors.records import (
+    Activity,
+    Boot,
+    Capture,
+    ConfigReload,
+    Epoch,
+    Gap,
+    Inflight,
+    LogChunk,
+    RawEvent,
+    Record,
+    Transition,
+    utcnow,
+)
+
+log = logging.getLogger(__name__)
+
+Emit = Callable[[Sequence[Record]], Awaitable[None]]
+PAGE = 999
+LOG_TAIL = 4096
+
+
+class StreamEnded(Exception):
+    """The server closed /api/events (shutdown or config reload)."""
+
+
+@dataclass
+class ProviderState:
+    """What the follower knows; loaded from the warehouse at start, advanced as records are emitted."""
+
+    boot_marker: str | None = None
+    epoch: str | None = None
+    cursor: int = 0
+    cursor_finished_at: datetime | None = None
+    cursor_model: str | None = None
+    sys_after: str | None = None
+    gpu_after: str | None = None
+    model_states: dict[str, str] = field(default_factory=dict)
+    followed_to_end: bool = False  # the previous stream ended with every announced id read
+    id_filter: bool | None = None  # min_id supported (probed)
+    log_tails: dict[str, str] = field(default_factory=dict)
+    version: str | None = None
+
+
+class LlamaSwapFollower:
+    kind = "llama-swap"
+
+    def __init__(self, api: LlamaSwapAPI, state: ProviderState, emit: Emit, *,
+                 perf_poll_s: float = 5.0, liveness_s: float = 15.0, fetch_captures: bool = True,
+                 on_connected: Callable[[str | None, str | None], Awaitable[None]] | None = None) -> None:
+        self.api = api
+        self.pid = api.provider.id
+        self.state = state
+        self.emit = emit
+        self.perf_poll_s = perf_poll_s
+        self.liveness_s = liveness_s
+        self.fetch_captures = fetch_captures
+        self.on_connected = on_connected
+        self.inflight: dict[str, dict[str, Any]] = {}
+        self.max_announced = 0
+        self._sync_lock = asyncio.Lock()
+        self._sync_wanted = asyncio.Event()
+        self._capture_sem = asyncio.Semaphore(4)
+        self._replaying: dict[str, bool] = {}
+        self._reconciled = asyncio.Event()
+        self.ended_by_server = False
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _raw(self, type_: str, payload: Any) -> RawEvent:
+        return RawEvent(self.pid, self.state.boot_marker, utcnow(), type_, payload)
+
+    # -- reconciliation ------------------------------------------------------------------------
+    async def reconcile(self) -> None:
+        now = utcnow()
+        version = await self.api.version()
+        hw = await self.api.hardware()
+        self.state.version = str(version.get("version"))
+        records: list[Record] = [self._raw("poll:/api/version", version)]
+        if hw is not None:
+            records.append(self._raw("poll:/api/hardware", hw))
+        marker = str(hw["captured_at"]) if hw and hw.get("captured_at") else None
+        prev_marker = self.state.boot_marker
+        new_boot = marker is not None and marker != prev_marker
+        if marker is None and prev_marker is None:
+            marker = f"seen:{now.isoformat()}"  # before v247: no boot marker; epochs inferred from ids
+            new_boot = True
+        if new_boot:
+            assert marker is not None
+            self.state.boot_marker = marker
+            records.append(Boot(self.pid, marker, version.get("version"), version.get("commit"),
+                                version.get("build_date"), hw, now))
+            await self._decide_epoch(records, prev_marker, now)
+        elif prev_marker is not None:
+            if self.ended_by_server:
+                records.append(ConfigReload(self.pid, prev_marker, now, "events stream closed by the server "
+                                            "while the boot marker stayed the same (config reload)"))
+            records.append(Boot(self.pid, prev_marker, version.get("version"), version.get("commit"),
+                                version.get("build_date"), hw, now))
+        if self.on_connected is not None:
+            await self.on_connected(self.state.version, self.state.boot_marker)
+        running = proto.redact_running(await self.api.running())
+        records.append(self._raw("poll:/running", running))
+        models = await self.api.models()
+        records.append(self._raw("poll:/v1/models", models))
+        records.extend(proto.parse_v1_models(models, self.pid, now))
+        await self.emit(records)
+        self.state.followed_to_end = False
+        self.ended_by_server = False
+        await self.sync_activity()
+        await self.sync_performance()
+        self._reconciled.set()
+
+    async def _decide_epoch(self, records: list[Record], prev_marker: str | None, now: datetime) -> None:
+        st = self.state
+        assert st.boot_marker is not None
+        if st.epoch is None:
+            st.epoch = st.boot_marker
+            records.append(Epoch(self.pid, st.epoch, now, "first contact"))
+            return
+        if st.cursor > 0 and await self._cursor_row_survives():
+            log.info("%s: restarted with a persistent activity store; epoch %s continues", self.pid, st.epoch)
+            return
+        old_epoch, old_cursor = st.epoch, st.cursor
+        if not st.followed_to_end:
+            records.append(Gap(self.pid, "activity", old_epoch, old_cursor + 1, None, st.cursor_finished_at, None,
+                               now, "instance restarted with an in-memory activity store while not followed: "
+                                    f"rows after id {old_cursor} of the previous boot may be lost (count unknown)"))
+        st.epoch, st.cursor, st.cursor_finished_at, st.cursor_model = st.boot_marker, 0, None, None
+        records.append(Epoch(self.pid, st.epoch, now, f"activity ids restarted (previous boot {prev_marker})"))
+
+    async def _cursor_row_survives(self) -> bool:
+        st = self.state
+        try:
+            page = await self.api.activity_page(min_id=st.cursor, max_id=st.cursor, limit=1, sort="id", order="asc")
+        except Exception:  # noqa: BLE001 - probe only
+            return False
+        rows = [r for r in page.get("data") or [] if isinstance(r, dict) and r.get("id") == st.cursor]
+        if not rows:
+            if page.get("data"):  # filter ignored (<= v250): look for the id by paging
+                rows = [r for r in await self._rows_desc_until(st.cursor - 1) if r.get("id") == st.cursor]
+            if not rows:
+                return False
+        r = rows[0]
+        try:
+            same_time = st.cursor_finished_at is None or proto.parse_timestamp(str(r.get("timestamp"))) == st.cursor_finished_at
+        except proto.ProtocolError:
+            return False
+        return same_time and (st.cursor_model is None or r.get("model") == st.cursor_model)
+
+    # -- activity ------------------------------------------------------------------------------
+    async def _rows_desc_until(self, stop_at: int) -> list[dict[str, Any]]:
+        """For versions without id filters: newest-first pages until an id <= stop_at shows up."""
+        rows: list[dict[str, Any]] = []
+        page_no = 1
+        while True:
+            page = await self.api.activity_page(sort="id", order="desc", limit=PAGE, page=page_no)
+            data = [r for r in page.get("data") or [] if isinstance(r, dict) and isinstance(r.get("id"), int)]
+            rows.extend(r for r in data if r["id"] > stop_at)
+            if not data or data[-1]["id"] <= stop_at or page_no >= int(page.get("total_pages") or 0):
+                return rows
+            page_no += 1
+
+    async def _fetch_new_rows(self) -> list[dict[str, Any]]:
+        st = self.state
+        if st.id_filter is not False:
+            rows: list[dict[str, Any]] = []
+            start = st.cursor + 1
+            while True:
+                page = await self.api.activity_page(min_id=start, sort="id", order="asc", limit=PAGE)
+                data = [r for r in page.get("data") or [] if isinstance(r, dict) and isinstance(r.get("id"), int)]
+                if any(r["id"] < start for r in data):  # min_id ignored (v250 and older)
+                    st.id_filter = False
+                    break
+                if data:
+                    st.id_filter = True
+                rows.extend(data)
+                if len(data) < PAGE:
+                    return rows
+                start = data[-1]["id"] + 1
+        return sorted(await self._rows_desc_until(st.cursor), key=lambda r: int(r["id"]))
+
+    async def sync_activity(self) -> None:
+        """Fetch every activity row after the cursor; coalesces concurrent triggers."""
+        self._sync_wanted.set()
+        async with self._sync_lock:
+            while self._sync_wanted.is_set():
+                self._sync_wanted.clear()
+                await self._sync_activity_once()
+
+    async def _sync_activity_once(self) -> None:
+        st = self.state
+        assert st.epoch is not None
+        rows = await self._fetch_new_rows()
+        now = utcnow()
+        records: list[Record] = []
+        if rows:
+            records.append(self._raw("poll:/api/metrics/activity", rows))
+        if not rows:
+            return
+        newest = max(int(r["id"]) for r in rows)
+        if newest < st.cursor:
+            return
+        first = int(rows[0]["id"])
+        if first > st.cursor + 1:
+            records.append(Gap(self.pid, "activity", st.epoch, st.cursor + 1, first - 1, st.cursor_finished_at,
+                               None, now, f"ids {st.cursor + 1}..{first - 1} were no longer held upstream "
+                                          "(activity ring overflowed while not followed)"))
+        acts: list[Activity] = []
+        for r in rows:
+            try:
+                acts.append(proto.parse_activity(r, self.pid, st.epoch))
+            except proto.ProtocolError as exc:
+                log.error("%s: skipping malformed activity row %r: %s", self.pid, r.get("id"), exc)
+        records.extend(acts)
+        await self.emit(records)
+        last = acts[-1] if acts else None
+        st.cursor = newest
+        if last is not None and last.upstream_id == newest:
+            st.cursor_finished_at, st.cursor_model = last.finished_at, last.model_id
+        if self.fetch_captures:
+            for a in acts:
+                if a.has_capture:
+                    asyncio.get_running_loop().create_task(self._fetch_capture(a.epoch, a.upstream_id))
+
+    async def _fetch_capture(self, epoch: str, upstream_id: int) -> None:
+        async with self._capture_sem:
+            try:
+                cap = await self.api.capture(upstream_id)
+            except (httpx.HTTPError, Exception) as exc:  # noqa: BLE001 - captures are best effort
+                log.warning("%s: capture %s not fetched: %s", self.pid, upstream_id, exc)
+                return
+            if cap is not None:
+                await self.emit([Capture(self.pid, epoch, upstream_id, cap, utcnow())])
+
+    # -- performance ---------------------------------------------------------------------------
+    async def sync_performance(self) -> None:
+        st = self.state
+        after = min(filter(None, [st.sys_after, st.gpu_after]), default=None)
+        try:
+            perf = await self.api.performance(after=after)
+        except Exception as exc:  # noqa: BLE001
+            if getattr(exc, "status", None) == 503:  # performance monitoring disabled
+                return
+            raise
+        sys_stats = [s for s in perf.get("sys_stats") or [] if isinstance(s, dict)]
+        gpu_stats = [g for g in perf.get("gpu_stats") or [] if isinstance(g, dict)]
+        records: list[Record] = []
+        for s in sys_stats:
+            try:
+                rec = proto.parse_sys_stat(s, self.pid)
+            except proto.ProtocolError as exc:
+                log.error("%s: bad sys_stat skipped: %s", self.pid, exc)
+                continue
+            records.append(rec)
+        for g in gpu_stats:
+            try:
+                records.append(proto.parse_gpu_stat(g, self.pid))
+            except proto.ProtocolError as exc:
+                log.error("%s: bad gpu_stat skipped: %s", self.pid, exc)
+        if not records:
+            return
+        records.append(self._raw("poll:/api/performance", {"sys_stats": sys_stats, "gpu_stats": gpu_stats}))
+        await self.emit(records)
+        if sys_stats:
+            st.sys_after = str(sys_stats[-1]["timestamp"])
+        if gpu_stats:
+            st.gpu_after = str(gpu_stats[-1]["timestamp"])
+
+    # -- SSE -----------------------------------------------------------------------------------
+    async def handle_message(self, data: str) -> None:
+        """One SSE ``data:`` payload. Malformed input is logged and kept as a raw event, never fatal."""
+        now = utcnow()
+        try:
+            type_, payload = proto.decode_envelope(data)
+        except proto.ProtocolError as exc:
+            log.error("%s: malformed SSE message skipped (%s): %.200r", self.pid, exc, data)
+            await self.emit([self._raw("sse:malformed", {"error": str(exc), "data": data[:65536]})])
+            return
+        records: list[Record] = [RawEvent(self.pid, self.state.boot_marker, now, "sse:" + type_, payload)]
+        try:
+            records.extend(self._interpret(type_, payload, now))
+        except proto.ProtocolError as exc:
+            log.error("%s: %s message not understood: %s", self.pid, type_, exc)
+        await self.emit(records)
+        if type_ == "activity" and isinstance(payload, dict) and isinstance(payload.get("id"), int):
+            self.max_announced = max(self.max_announced, payload["id"])
+            asyncio.get_running_loop().create_task(self._sync_soon())
+
+    async def _sync_soon(self) -> None:
+        await self._reconciled.wait()
+        try:
+            await self.sync_activity()
+        except Exception as exc:  # noqa: BLE001 - the next reconcile will catch up
+            log.warning("%s: activity sync failed: %s", self.pid, exc)
+
+    def _interpret(self, type_: str, payload: Any, now: datetime) -> list[Record]:
+        st = self.state
+        if type_ == "modelStatus":
+            infos = proto.parse_model_status(payload, self.pid, now)
+            trans: list[Transition] = proto.diff_states(st.model_states, infos, self.pid, now, st.boot_marker)
+            st.model_states = {m.model_id: m.state for m in infos if m.state is not None}
+            return [*infos, *trans]
+        if type_ == "inflight":
+            self.inflight = proto.inflight_requests(payload, self.inflight)
+            return [Inflight(self.pid, now, list(self.inflight.values()))]
+        if type_ == "logData":
+            if not isinstance(payload, dict) or not isinstance(payload.get("data"), str):
+                raise proto.ProtocolError("logData without text")
+            source = str(payload.get("source", "proxy"))
+            text = self._new_log_text(source, payload["data"])
+            return [LogChunk(self.pid, source, now, text)] if text else []
+        if type_ == "metrics" and isinstance(payload, list):  # before v236: full entries pushed
+            assert st.epoch is not None
+            return [proto.parse_activity(e, self.pid, st.epoch) for e in payload]
+        return []
+
+    def _new_log_text(self, source: str, text: str) -> str:
+        """Drop the history replayed on reconnect: keep only what follows the tail we already stored."""
+        tail = self.state.log_tails.get(source)
+        if tail is not None and self._replaying.get(source, False):
+            self._replaying[source] = False
+            idx = text.rfind(tail) if tail else -1
+            text = text[idx + len(tail):] if idx >= 0 else text
+        self.state.log_tails[source] = (self.state.log_tails.get(source, "") + text)[-LOG_TAIL:]
+        return text
+
+    async def follow(self) -> None:
+        """Consume /api/events until the server closes it."""
+        self._replaying = {"proxy": True, "upstream": True}
+        timeout = httpx.Timeout(10.0, read=None)
+        async with aconnect_sse(self.api.client, "GET", self.api.base + "/api/events",
+                                headers=self.api.headers, timeout=timeout) as source:
+            resp = source.response
+            if resp.status_code >= 400:
+                await resp.aread()
+                from connectors.llama_swap_api import LlamaSwapError, error_message
+
+                raise LlamaSwapError(resp.status_code, error_message(resp), "/api/events")
+            async for sse in source.aiter_sse():
+                await self.handle_message(sse.data)
+        self.state.followed_to_end = self.max_announced <= self.state.cursor
+        self.ended_by_server = True
+        raise StreamEnded("server closed /api/events")
+
+    async def _perf_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.perf_poll_s)
+            await self.sync_performance()
+
+    async def _liveness_loop(self) -> None:
+        misses = 0
+        while True:
+            await asyncio.sleep(self.liveness_s)
+            misses = 0 if await self.api.alive() else misses + 1
+            if misses >= 2:
+                raise ConnectionError("instance stopped answering /wol-health")
+
+    async def session(self) -> None:
+        """One connection's life. Always raises when it ends (the runner reconnects)."""
+        self._reconciled.clear()
+        tasks = [asyncio.ensure_future(self.follow())]  # open the stream first so no live event is missed
+        try:
+            await asyncio.sleep(0)
+            await self.reconcile()
+            tasks += [asyncio.ensure_future(self._perf_loop()), asyncio.ensure_future(self._liveness_loop())]
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for t in done:
+                t.result()
+            raise StreamEnded("session ended")
+        finally:
+            for t in tasks:
+                t.cancel()
+            for t in tasks:
+                with contextlib.suppress(BaseException):
+                    await t

@@ -1,0 +1,67 @@
+"""A bounded on-disk spool for record batches that could not be written (Postgres away).
+
+Batches are pickled one per file, named by a zero-padded sequence number, fsync'd, and replayed in
+order. Replaying is idempotent because every table deduplicates by constraint. A spool survives the
+connector being killed; the next start replays it first.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+from collections.abc import Sequence
+from pathlib import Path
+
+from connectors.records import Record
+
+log = logging.getLogger(__name__)
+
+
+class SpoolFull(RuntimeError):
+    pass
+
+
+class Spool:
+    def __init__(self, directory: Path, max_bytes: int = 2 * 1024**3) -> None:
+        self.dir = directory
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.max_bytes = max_bytes
+        existing = self.files()
+        self._seq = int(existing[-1].stem) + 1 if existing else 0
+
+    def files(self) -> list[Path]:
+        return sorted(self.dir.glob("*.batch"), key=lambda p: int(p.stem))
+
+    def size_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.files())
+
+    def __len__(self) -> int:
+        return len(self.files())
+
+    def put(self, records: Sequence[Record]) -> Path:
+        data = pickle.dumps(list(records), protocol=pickle.HIGHEST_PROTOCOL)
+        if self.size_bytes() + len(data) > self.max_bytes:
+            raise SpoolFull(f"spool {self.dir} is over its {self.max_bytes} byte budget")
+        path = self.dir / f"{self._seq:012d}.batch"
+        self._seq += 1
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.rename(path)
+        return path
+
+    def peek(self) -> tuple[Path, list[Record]] | None:
+        for path in self.files():
+            try:
+                with open(path, "rb") as f:
+                    return path, pickle.load(f)  # noqa: S301 - our own files
+            except (EOFError, pickle.UnpicklingError) as exc:
+                log.error("spool file %s is unreadable (%s); moving it aside", path, exc)
+                path.rename(path.with_suffix(".bad"))
+        return None
+
+    def ack(self, path: Path) -> None:
+        path.unlink(missing_ok=True)
