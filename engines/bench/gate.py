@@ -1,0 +1,217 @@
+"""The takeover gate: a benchmark starts only on an idle host, and only when the caller said so.
+
+Rules (all must hold, checked while the caller already holds the host's slot):
+
+1. The caller passed an explicit takeover confirmation (``confirm_takeover=True`` /
+   ``--yes-take-over``). There is no default that benchmarks a production host by accident.
+2. The host reports **no** in-flight request. For llama-swap this is the live ``inflight`` snapshot
+   that ``GET /api/events`` sends on connect (v240+: ``{"operation":"snapshot","requests":[...]}``;
+   v235–v239: a plain ``{"requests":[...]}`` full list). Requests queued for a model load count.
+3. When in-flight state cannot be read (llama-swap older than v235, SSE unreachable, a server with
+   no ``/slots``), the gate refuses: unknown is not idle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from engines.bench.sse import SSEDecoder
+
+BENCH_HEADER = "X-BooControl-Bench"
+
+
+class TakeoverRefused(RuntimeError):
+    """The gate said no; the message says why and what to do."""
+
+    def __init__(self, reason: str, inflight: Sequence[Mapping[str, Any]] = ()) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.inflight = list(inflight)
+
+
+@dataclass(frozen=True)
+class InflightSnapshot:
+    """The host's in-flight requests at one instant; ``known=False`` means it could not be read."""
+
+    requests: tuple[Mapping[str, Any], ...] = ()
+    known: bool = True
+    source: str = ""
+    detail: str = ""
+    headers_known: bool = True  # v240+ entries carry req_headers; older full lists do not
+    loaded_models: tuple[str, ...] | None = field(default=None)
+
+    def tagged(self, tag: str) -> list[Mapping[str, Any]]:
+        """Entries whose request carried ``X-BooControl-Bench: <tag>``."""
+        return [r for r in self.requests if request_tag(r) == tag]
+
+    def foreign(self, tag: str | None = None) -> list[Mapping[str, Any]]:
+        return [r for r in self.requests if tag is None or request_tag(r) != tag]
+
+
+def request_tag(entry: Mapping[str, Any]) -> str | None:
+    headers = entry.get("req_headers")
+    if not isinstance(headers, Mapping):
+        return None
+    want = BENCH_HEADER.lower()
+    for k, v in headers.items():
+        if str(k).lower() == want:
+            return str(v)
+    return None
+
+
+def check_takeover(confirm_takeover: bool, snapshot: InflightSnapshot | None) -> None:
+    """Raise `TakeoverRefused` unless the caller confirmed and the host is known to be idle."""
+    if not confirm_takeover:
+        raise TakeoverRefused(
+            "refusing to benchmark without an explicit takeover confirmation: a sweep saturates the host "
+            "and every other client on it sees the slowdown (pass --yes-take-over / confirm_takeover=True)"
+        )
+    if snapshot is None or not snapshot.known:
+        detail = f": {snapshot.detail}" if snapshot is not None and snapshot.detail else ""
+        raise TakeoverRefused(f"refusing to benchmark: the host's in-flight requests cannot be read{detail}")
+    if snapshot.requests:
+        desc = ", ".join(
+            f"{r.get('id', '?')} {r.get('method', '')} {r.get('req_path', '')} model={r.get('model', '')}".strip()
+            for r in list(snapshot.requests)[:5]
+        )
+        more = "" if len(snapshot.requests) <= 5 else f" (+{len(snapshot.requests) - 5} more)"
+        raise TakeoverRefused(
+            f"refusing to benchmark: the host has {len(snapshot.requests)} request(s) in flight "
+            f"[{desc}{more}]; wait until it is idle",
+            snapshot.requests,
+        )
+
+
+class InflightState:
+    """Applies llama-swap ``inflight`` messages (snapshot/upsert/remove, or pre-v240 full lists)."""
+
+    def __init__(self) -> None:
+        self.requests: dict[str, Mapping[str, Any]] = {}
+        self.have_snapshot = False
+        self.full_lists = False  # pre-v240 shape seen
+        self.seen_ids: set[str] = set()
+
+    def apply(self, data: Any) -> None:
+        if not isinstance(data, Mapping):
+            return
+        op = data.get("operation")
+        if op is None or op == "snapshot":
+            reqs = data.get("requests") or []
+            self.requests = {str(r.get("id")): r for r in reqs if isinstance(r, Mapping)}
+            self.seen_ids.update(self.requests)
+            self.have_snapshot = True
+            if op is None:
+                self.full_lists = True
+        elif op == "upsert":
+            r = data.get("request")
+            if isinstance(r, Mapping):
+                rid = str(r.get("id"))
+                self.requests[rid] = r
+                self.seen_ids.add(rid)
+        elif op == "remove":
+            self.requests.pop(str(data.get("id")), None)
+
+
+def decode_envelope(payload: bytes) -> tuple[str | None, Any]:
+    """llama-swap's envelope ``{"type": ..., "data": "<JSON string>"}`` → (type, decoded data)."""
+    try:
+        env = json.loads(payload)
+    except ValueError:
+        return None, None
+    if not isinstance(env, Mapping):
+        return None, None
+    typ = env.get("type")
+    data = env.get("data")
+    if isinstance(data, str):
+        try:
+            data = json.loads(data)
+        except ValueError:
+            pass
+    return (str(typ) if typ is not None else None), data
+
+
+async def read_inflight_snapshot(
+    client: httpx.AsyncClient,
+    base_url: str,
+    headers: Mapping[str, str] | None = None,
+    timeout_s: float = 10.0,
+) -> InflightSnapshot:
+    """Connect to ``/api/events``, return the first in-flight snapshot (with the loaded models seen in
+    the same connection's ``modelStatus``), then disconnect. Never raises for a missing snapshot:
+    returns ``known=False`` with the reason."""
+    url = base_url.rstrip("/") + "/api/events"
+    state = InflightState()
+    loaded: tuple[str, ...] | None = None
+    try:
+        async with asyncio.timeout(timeout_s):
+            async with client.stream(
+                "GET", url, headers=dict(headers or {}), timeout=httpx.Timeout(timeout_s)
+            ) as resp:
+                if resp.status_code != 200:
+                    body = (await resp.aread())[:300].decode("utf-8", "replace")
+                    return InflightSnapshot(
+                        known=False, source=url, detail=f"HTTP {resp.status_code} {body.strip()}"
+                    )
+                dec = SSEDecoder()
+                async for chunk in resp.aiter_bytes():
+                    for payload in dec.feed(chunk):
+                        typ, data = decode_envelope(payload)
+                        if typ == "modelStatus" and isinstance(data, list):
+                            loaded = tuple(
+                                str(m.get("id"))
+                                for m in data
+                                if isinstance(m, Mapping)
+                                and m.get("state") in ("ready", "starting")
+                                and not m.get("peerID")
+                            )
+                        elif typ == "inflight":
+                            state.apply(data)
+                            if state.have_snapshot:
+                                return InflightSnapshot(
+                                    requests=tuple(state.requests.values()),
+                                    source=url,
+                                    headers_known=not state.full_lists,
+                                    loaded_models=loaded,
+                                )
+                return InflightSnapshot(
+                    known=False, source=url, detail="event stream ended before a snapshot"
+                )
+    except TimeoutError:
+        return InflightSnapshot(
+            known=False,
+            source=url,
+            detail=f"no inflight snapshot within {timeout_s:.0f} s (llama-swap older than v235?)",
+        )
+    except httpx.HTTPError as exc:
+        return InflightSnapshot(known=False, source=url, detail=f"{type(exc).__name__}: {exc}")
+
+
+async def read_llama_server_slots(
+    client: httpx.AsyncClient, base_url: str, headers: Mapping[str, str] | None = None
+) -> InflightSnapshot:
+    """A bare llama-server has no in-flight list; its ``/slots`` says which slots are processing."""
+    url = base_url.rstrip("/") + "/slots"
+    try:
+        resp = await client.get(url, headers=dict(headers or {}), timeout=10.0)
+    except httpx.HTTPError as exc:
+        return InflightSnapshot(known=False, source=url, detail=f"{type(exc).__name__}: {exc}")
+    if resp.status_code != 200:
+        return InflightSnapshot(
+            known=False, source=url, detail=f"HTTP {resp.status_code} (start llama-server with --slots?)"
+        )
+    try:
+        slots = resp.json()
+    except ValueError:
+        return InflightSnapshot(known=False, source=url, detail="/slots did not return JSON")
+    busy = tuple(
+        {"id": f"slot-{s.get('id')}", "method": "POST", "req_path": "(slot)", "model": ""}
+        for s in slots
+        if isinstance(s, Mapping) and s.get("is_processing")
+    )
+    return InflightSnapshot(requests=busy, source=url, headers_known=False)

@@ -1,0 +1,326 @@
+"""What the bench engine needs from a host, for llama-swap and for a bare OpenAI-compatible server.
+
+`BenchHost` is the seam: the sweep never talks to llama-swap's management API directly. Two
+implementations:
+
+* `LlamaSwapHost`: in-flight state from ``/api/events``, warm via ``GET /upstream/<model>/`` (no activity
+  row), unload via ``/api/models/unload/<model>``, cancel via ``/api/inflight/<id>/cancel``, version,
+  ``/v1/models`` entry, llama-server ``/props`` through ``/upstream`` and GPU power from
+  ``/api/performance``.
+* `OpenAIHost`: a server reached directly (e.g. llama.cpp's own llama-server): in-flight state from
+  ``/slots`` when it exists, no load/unload (the model is always resident), ``/props`` when present.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+from urllib.parse import quote
+
+import httpx
+
+from connectors.llama_swap_api import Features, LlamaSwapAPI, LlamaSwapError
+from engines.bench.gate import (
+    BENCH_HEADER,
+    InflightSnapshot,
+    InflightState,
+    decode_envelope,
+    read_inflight_snapshot,
+    read_llama_server_slots,
+    request_tag,
+)
+from engines.bench.sse import SSEDecoder
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class HostInfo:
+    """Identity of what was benchmarked, stored with the run."""
+
+    kind: str
+    version: dict[str, Any] = field(default_factory=dict)
+    model_entry: dict[str, Any] | None = None
+    props: dict[str, Any] | None = None
+    hardware: dict[str, Any] | None = None
+
+
+@dataclass
+class ForeignWatch:
+    """Requests seen on the host during the run that did not carry this run's tag."""
+
+    active: bool = False
+    connected: bool = False
+    ids: set[str] = field(default_factory=set)
+    detail: str = ""
+    headers_known: bool = True
+
+    @property
+    def count(self) -> int:
+        return len(self.ids)
+
+
+class BenchHost(Protocol):
+    kind: str
+    chat_base: str  # requests go to chat_base + endpoint
+    headers: dict[str, str]
+
+    async def inflight(self) -> InflightSnapshot: ...
+    async def loaded_models(self) -> set[str] | None: ...
+    async def warm(self, model_id: str) -> float: ...
+    async def unload(self, model_id: str) -> None: ...
+    async def cancel_tagged(self, tag: str) -> int: ...
+    async def describe(self, model_id: str, tag: str | None = None) -> HostInfo: ...
+    async def power_samples(self) -> list[tuple[float, float]] | None: ...
+    def watch_foreign(self, tag: str) -> contextlib.AbstractAsyncContextManager[ForeignWatch]: ...
+
+
+def _epoch(ts: str) -> float | None:
+    try:
+        return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+    except (TypeError, ValueError):
+        return None
+
+
+def power_series(gpu_stats: Any) -> list[tuple[float, float]]:
+    """``/api/performance`` ``gpu_stats`` → [(epoch seconds, total watts over all GPUs)], time-sorted.
+
+    Samples of different GPUs taken at the same instant are summed; a GPU reporting 0 W counts as 0
+    (llama-swap writes 0 for missing readings, so an all-zero series means "no power reading").
+    """
+    by_t: dict[float, float] = {}
+    for s in gpu_stats or []:
+        if not isinstance(s, Mapping):
+            continue
+        t = _epoch(str(s.get("timestamp", "")))
+        w = s.get("power_draw_w")
+        if t is None or not isinstance(w, int | float):
+            continue
+        by_t[t] = by_t.get(t, 0.0) + float(w)
+    return sorted(by_t.items())
+
+
+class LlamaSwapHost:
+    kind = "llama-swap"
+
+    def __init__(self, api: LlamaSwapAPI) -> None:
+        self.api = api
+        self.client = api.client
+        self.base = api.base
+        self.chat_base = api.base
+        self.headers = dict(api.headers)
+        self._features: Features | None = None
+
+    async def features(self) -> Features:
+        if self._features is None:
+            try:
+                v = await self.api.version()
+                self._features = Features.from_version(str(v.get("version") or "") or None)
+            except (LlamaSwapError, httpx.HTTPError):
+                self._features = Features.from_version(None)
+        return self._features
+
+    async def inflight(self) -> InflightSnapshot:
+        feats = await self.features()
+        if feats.number is not None and feats.number < 235:
+            return InflightSnapshot(
+                known=False, detail=f"llama-swap {feats.version} has no in-flight tracking (needs v235+)"
+            )
+        return await read_inflight_snapshot(self.client, self.base, self.headers)
+
+    async def loaded_models(self) -> set[str] | None:
+        try:
+            running = await self.api.running()
+        except (LlamaSwapError, httpx.HTTPError) as exc:
+            log.warning("cannot read /running: %s", exc)
+            return None
+        return {str(r.get("model")) for r in running if r.get("state") in ("ready", "starting")}
+
+    async def warm(self, model_id: str) -> float:
+        return await self.api.warm(model_id)
+
+    async def unload(self, model_id: str) -> None:
+        await self.api.unload(model_id)
+
+    async def cancel_tagged(self, tag: str) -> int:
+        snap = await self.inflight()
+        n = 0
+        for r in snap.tagged(tag):
+            if await self.api.cancel_inflight(str(r.get("id"))):
+                n += 1
+        return n
+
+    async def describe(self, model_id: str, tag: str | None = None) -> HostInfo:
+        info = HostInfo(kind=self.kind)
+        headers = {**self.headers, BENCH_HEADER: tag} if tag else self.headers
+        with contextlib.suppress(LlamaSwapError, httpx.HTTPError):
+            info.version = await self.api.version()
+        with contextlib.suppress(LlamaSwapError, httpx.HTTPError):
+            for m in await self.api.models():
+                if m.get("id") == model_id:
+                    info.model_entry = m
+                    break
+        with contextlib.suppress(LlamaSwapError, httpx.HTTPError):
+            info.hardware = await self.api.hardware()
+        # /upstream traffic resets the model's TTL: acceptable, the model is in use by the bench anyway.
+        with contextlib.suppress(httpx.HTTPError, ValueError):
+            resp = await self.client.get(
+                f"{self.base}/upstream/{quote(model_id, safe='/')}/props", headers=headers, timeout=15.0
+            )
+            if resp.status_code == 200:
+                info.props = _trim_props(resp.json())
+        return info
+
+    async def power_samples(self) -> list[tuple[float, float]] | None:
+        try:
+            perf = await self.api.performance()
+        except (LlamaSwapError, httpx.HTTPError):
+            return None
+        series = power_series(perf.get("gpu_stats"))
+        return series if any(w > 0 for _, w in series) else None
+
+    @contextlib.asynccontextmanager
+    async def watch_foreign(self, tag: str) -> AsyncIterator[ForeignWatch]:
+        """Follow ``/api/events`` for the block's duration and collect ids of requests not tagged ``tag``."""
+        watch = ForeignWatch()
+        task = asyncio.create_task(self._watch(tag, watch))
+        try:
+            yield watch
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    async def _watch(self, tag: str, watch: ForeignWatch) -> None:
+        state = InflightState()
+        try:
+            async with self.client.stream(
+                "GET",
+                self.base + "/api/events",
+                headers=self.headers,
+                timeout=httpx.Timeout(10.0, read=None),
+            ) as resp:
+                if resp.status_code != 200:
+                    watch.detail = f"/api/events HTTP {resp.status_code}"
+                    return
+                watch.active = True
+                watch.connected = True
+                dec = SSEDecoder()
+                async for chunk in resp.aiter_bytes():
+                    for payload in dec.feed(chunk):
+                        typ, data = decode_envelope(payload)
+                        if typ != "inflight":
+                            continue
+                        state.apply(data)
+                        if state.full_lists:
+                            watch.headers_known = False
+                            continue
+                        for rid, r in state.requests.items():
+                            if request_tag(r) != tag:
+                                watch.ids.add(rid)
+        except httpx.HTTPError as exc:
+            watch.detail = f"{type(exc).__name__}: {exc}"
+        finally:
+            watch.active = False
+
+
+class OpenAIHost:
+    """A directly reached OpenAI-compatible server (llama.cpp's llama-server, vLLM, ...)."""
+
+    kind = "openai"
+
+    def __init__(self, base_url: str, client: httpx.AsyncClient, headers: Mapping[str, str] | None = None):
+        self.base = base_url.rstrip("/")
+        self.chat_base = self.base
+        self.client = client
+        self.headers = dict(headers or {})
+
+    async def inflight(self) -> InflightSnapshot:
+        return await read_llama_server_slots(self.client, self.base, self.headers)
+
+    async def loaded_models(self) -> set[str] | None:
+        return None  # always resident; nothing to restore
+
+    async def warm(self, model_id: str) -> float:
+        t0 = time.monotonic()
+        resp = await self.client.get(self.base + "/v1/models", headers=self.headers, timeout=60.0)
+        resp.raise_for_status()
+        return time.monotonic() - t0
+
+    async def unload(self, model_id: str) -> None:
+        return None
+
+    async def cancel_tagged(self, tag: str) -> int:
+        return 0  # no server-side cancel; closing the stream is what stops llama-server's generation
+
+    async def describe(self, model_id: str, tag: str | None = None) -> HostInfo:
+        info = HostInfo(kind=self.kind)
+        with contextlib.suppress(httpx.HTTPError, ValueError):
+            resp = await self.client.get(self.base + "/v1/models", headers=self.headers, timeout=15.0)
+            if resp.status_code == 200:
+                data = resp.json().get("data") or []
+                info.model_entry = next(
+                    (m for m in data if m.get("id") == model_id), data[0] if data else None
+                )
+        with contextlib.suppress(httpx.HTTPError, ValueError):
+            resp = await self.client.get(self.base + "/props", headers=self.headers, timeout=15.0)
+            if resp.status_code == 200:
+                info.props = _trim_props(resp.json())
+                build = info.props.get("build_info") if info.props else None
+                if build:
+                    info.version = {"version": str(build)}
+        return info
+
+    async def power_samples(self) -> list[tuple[float, float]] | None:
+        return None
+
+    @contextlib.asynccontextmanager
+    async def watch_foreign(self, tag: str) -> AsyncIterator[ForeignWatch]:
+        yield ForeignWatch(active=False, detail="no in-flight event stream on this kind of host")
+
+
+_PROPS_KEEP = (
+    "model_path",
+    "model_alias",
+    "total_slots",
+    "build_info",
+    "modalities",
+    "n_ctx",
+    "default_generation_settings",
+)
+
+
+def _trim_props(props: Any) -> dict[str, Any] | None:
+    """Keep the identifying parts of llama-server /props (the chat template can be kilobytes)."""
+    if not isinstance(props, Mapping):
+        return None
+    out = {k: props[k] for k in _PROPS_KEEP if k in props}
+    dgs = out.get("default_generation_settings")
+    if isinstance(dgs, Mapping):
+        out["default_generation_settings"] = {
+            k: dgs[k] for k in ("n_ctx", "model", "speculative", "params") if k in dgs
+        }
+        params = out["default_generation_settings"].get("params")
+        if isinstance(params, Mapping):
+            out["default_generation_settings"]["params"] = {
+                k: params[k]
+                for k in (
+                    "n_predict",
+                    "temperature",
+                    "top_k",
+                    "top_p",
+                    "min_p",
+                    "samplers",
+                    "speculative.n_max",
+                )
+                if k in params
+            }
+    if "chat_template" in props:
+        out["chat_template_chars"] = len(str(props["chat_template"]))
+    return out

@@ -1,0 +1,256 @@
+"""Drive requests: one streamed chat completion, a closed-loop point, an open-loop point.
+
+Timestamps are taken with one monotonic clock (``time.perf_counter`` unless a clock is injected) at
+the moment the client reads bytes off the socket, so a read that carries several SSE events stamps
+all of them with the same time (that is what the client really saw). Body encoding and JSON decoding
+of non-content events happen outside the timed path where possible.
+
+Cancellation: every request runs inside ``async with client.stream(...)``; cancelling the point's
+task cancels the request tasks, which closes their connections. llama-swap and llama-server treat
+a closed connection as "client gone" and stop generating.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from engines.bench.gate import BENCH_HEADER
+from engines.bench.metrics import RequestRecord
+from engines.bench.sse import SSEDecoder
+from engines.bench.workload import RequestSpec
+
+Clock = Callable[[], float]
+OnDone = Callable[[RequestRecord], None]
+_DONE = b"[DONE]"
+
+
+@dataclass(frozen=True)
+class ChatTarget:
+    """Where and how to send chat completions for one benchmark run."""
+
+    url: str  # full URL of /v1/chat/completions
+    model: str
+    tag: str  # run tag, sent as X-BooControl-Bench so the host's in-flight list shows our requests
+    headers: Mapping[str, str] = field(default_factory=dict)
+    ignore_eos: bool = True  # llama.cpp / vLLM: run to max_tokens so output lengths are exact
+    extra_body: Mapping[str, Any] = field(default_factory=dict)
+    timeout_s: float = 600.0
+
+    def request_headers(self) -> dict[str, str]:
+        return {
+            **self.headers,
+            "Content-Type": "application/json",
+            "Accept": "text/event-stream",
+            "Accept-Encoding": "identity",  # compression would make the proxy or client buffer chunks
+            BENCH_HEADER: self.tag,
+        }
+
+    def body(self, spec: RequestSpec, seed: int | None = None) -> bytes:
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": [{"role": "user", "content": spec.prompt}],
+            "max_tokens": spec.output_tokens,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        if self.ignore_eos:
+            body["ignore_eos"] = True
+        if seed is not None:
+            body["seed"] = seed
+        body.update(self.extra_body)
+        return json.dumps(body, separators=(",", ":")).encode()
+
+
+def _has_content(obj: Mapping[str, Any]) -> bool:
+    choices = obj.get("choices")
+    if not choices:
+        return False
+    for ch in choices:
+        if not isinstance(ch, Mapping):
+            continue
+        delta = ch.get("delta")
+        if isinstance(delta, Mapping):
+            if delta.get("content") or delta.get("reasoning_content") or delta.get("tool_calls"):
+                return True
+        if ch.get("text"):
+            return True
+    return False
+
+
+def _finish_reason(obj: Mapping[str, Any]) -> str | None:
+    for ch in obj.get("choices") or ():
+        if isinstance(ch, Mapping) and ch.get("finish_reason"):
+            return str(ch["finish_reason"])
+    return None
+
+
+def _error_text(obj: Any) -> str:
+    err = obj.get("error") if isinstance(obj, Mapping) else None
+    if isinstance(err, Mapping):
+        return str(err.get("message") or err)
+    return str(err if err is not None else obj)[:500]
+
+
+async def stream_one(
+    client: httpx.AsyncClient,
+    target: ChatTarget,
+    spec: RequestSpec,
+    rec: RequestRecord,
+    clock: Clock = time.perf_counter,
+    seed: int | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> RequestRecord:
+    """Send one streamed chat completion and fill ``rec`` (never raises except on cancellation)."""
+    body = target.body(spec, seed)
+    hdrs = dict(headers) if headers is not None else target.request_headers()
+    rec.target_input_tokens = spec.input_tokens
+    rec.target_output_tokens = spec.output_tokens
+    chunks = rec.chunks
+    dec = SSEDecoder()
+    loads = json.loads
+    try:
+        rec.send = clock()
+        async with client.stream(
+            "POST", target.url, content=body, headers=hdrs, timeout=target.timeout_s
+        ) as resp:
+            rec.status = resp.status_code
+            if resp.status_code != 200:
+                text = (await resp.aread())[:1000].decode("utf-8", "replace")
+                rec.end = clock()
+                try:
+                    rec.error = f"HTTP {resp.status_code}: {_error_text(json.loads(text))}"
+                except ValueError:
+                    rec.error = f"HTTP {resp.status_code}: {text.strip()[:300]}"
+                return rec
+            done = False
+            # Read to the natural end of the body (just after [DONE]) so the keep-alive connection
+            # goes back to the pool: a new TCP connection per request would be counted in TTFT.
+            async for raw in resp.aiter_raw():
+                now = clock()
+                for payload in dec.feed(raw):
+                    if payload == _DONE:
+                        done = True
+                        rec.end = now
+                        continue
+                    try:
+                        obj = loads(payload)
+                    except ValueError:
+                        continue
+                    if _has_content(obj):
+                        chunks.append(now)
+                    fr = _finish_reason(obj)
+                    if fr:
+                        rec.finish_reason = fr
+                    usage = obj.get("usage")
+                    if usage:
+                        rec.usage = usage
+                    timings = obj.get("timings")
+                    if timings:
+                        rec.timings = timings
+                    if "error" in obj and obj["error"]:
+                        rec.error = _error_text(obj)
+            if rec.end is None:
+                rec.end = clock()
+            if not done and rec.error is None and rec.finish_reason is None:
+                rec.error = "stream ended without [DONE] or finish_reason"
+    except asyncio.CancelledError:
+        rec.cancelled = True
+        rec.end = None
+        raise
+    except httpx.HTTPError as exc:
+        rec.end = clock()
+        rec.error = f"{type(exc).__name__}: {exc}"[:500]
+    return rec
+
+
+Sender = Callable[[RequestSpec, RequestRecord], Awaitable[RequestRecord]]
+
+
+async def run_closed_loop(
+    send: Sender,
+    specs: Sequence[RequestSpec],
+    concurrency: int,
+    clock: Clock = time.perf_counter,
+    max_duration_s: float | None = None,
+    on_done: OnDone | None = None,
+) -> list[RequestRecord]:
+    """``concurrency`` workers; each sends its next request as soon as its previous one ends.
+
+    After ``max_duration_s`` no new request is started (those already running finish)."""
+    if concurrency < 1:
+        raise ValueError("concurrency must be >= 1")
+    records: list[RequestRecord] = []
+    pending = iter(specs)
+    t0 = clock()
+
+    async def worker() -> None:
+        for spec in pending:
+            if max_duration_s is not None and clock() - t0 > max_duration_s:
+                return
+            rec = RequestRecord(index=spec.index, send=clock())
+            records.append(rec)
+            await send(spec, rec)
+            if on_done is not None:
+                on_done(rec)
+
+    try:
+        async with asyncio.TaskGroup() as tg:
+            for _ in range(min(concurrency, len(specs))):
+                tg.create_task(worker())
+    finally:
+        records.sort(key=lambda r: r.index)
+    return records
+
+
+async def run_open_loop(
+    send: Sender,
+    specs: Sequence[RequestSpec],
+    offsets: Sequence[float],
+    max_concurrency: int | None = None,
+    clock: Clock = time.perf_counter,
+    max_duration_s: float | None = None,
+    on_done: OnDone | None = None,
+) -> list[RequestRecord]:
+    """Send request i at ``t0 + offsets[i]`` whatever happens to earlier ones (open loop).
+
+    ``max_concurrency`` caps outstanding requests (a safety bound on a shared host); when it is hit
+    the send waits, and the wait shows up as ``schedule_lag`` (send − scheduled) instead of being
+    silently hidden (coordinated omission)."""
+    if len(offsets) != len(specs):
+        raise ValueError("one offset per request")
+    records: list[RequestRecord] = []
+    sem = asyncio.Semaphore(max_concurrency) if max_concurrency else None
+    t0 = clock()
+
+    async def one(spec: RequestSpec, rec: RequestRecord) -> None:
+        try:
+            await send(spec, rec)
+        finally:
+            if sem is not None:
+                sem.release()
+        if on_done is not None:
+            on_done(rec)
+
+    try:
+        async with asyncio.TaskGroup() as tg:
+            for spec, off in zip(specs, offsets, strict=True):
+                if max_duration_s is not None and off > max_duration_s:
+                    break
+                delay = t0 + off - clock()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                if sem is not None:
+                    await sem.acquire()
+                rec = RequestRecord(index=spec.index, send=clock(), scheduled=t0 + off)
+                records.append(rec)
+                tg.create_task(one(spec, rec))
+    finally:
+        records.sort(key=lambda r: r.index)
+    return records

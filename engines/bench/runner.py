@@ -1,0 +1,510 @@
+"""One benchmark run: gate → warm → warm-up (excluded) → sweep points → cleanup that restores the host.
+
+`run_sweep` is plain asyncio with every dependency injected (host, HTTP client, sink, clock). It holds
+no host slot itself: the caller (`engines.bench.service`) takes the slot around it, so the in-flight
+check below happens while no other action can start on the host.
+
+Cancellation (task cancelled, Ctrl-C, Prefect's SIGTERM): the point's request tasks are cancelled,
+which closes their connections; then, in ``finally``, any request of this run still listed by the host
+is cancelled through its API, the model is unloaded if it was not loaded before the run, models that
+were loaded before and got evicted are warmed again, and the run row is closed as ``cancelled``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import random
+import secrets
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any, Literal, Protocol
+
+import httpx
+
+from engines.bench.energy import EnergyEstimate, idle_power, integrate_power
+from engines.bench.gate import check_takeover
+from engines.bench.host import BenchHost, ForeignWatch, HostInfo
+from engines.bench.load import ChatTarget, Clock, run_closed_loop, run_open_loop, stream_one
+from engines.bench.metrics import PointSummary, RequestRecord, Slo, summarize
+from engines.bench.saturation import SaturationPolicy, Verdict, assess_closed, assess_open, should_stop
+from engines.bench.workload import (
+    Arrival,
+    LengthDist,
+    RequestSpec,
+    SyntheticWorkload,
+    TokenCalibration,
+    Workload,
+    arrival_offsets,
+    build_requests,
+    fit_calibration,
+    prompt_text,
+)
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["concurrency", "rate"]
+Status = Literal["running", "completed", "cancelled", "failed", "refused"]
+
+
+@dataclass(frozen=True)
+class BenchSpec:
+    """What to run. Defaults are a small, safe concurrency sweep."""
+
+    mode: Mode = "concurrency"
+    levels: tuple[float, ...] = (1, 2, 4, 8)
+    requests_per_point: int = 32
+    workload: Workload = field(
+        default_factory=lambda: SyntheticWorkload(prompt=LengthDist(256), output=LengthDist(128))
+    )
+    arrival: Arrival = "poisson"
+    max_concurrency: int = 10  # open-loop cap; llama-swap's default per-model concurrencyLimit is 10
+    warmup_requests: int = 3
+    seed: int | None = None  # None = a fresh random seed per run (stored with the run)
+    slo: Slo = field(default_factory=Slo)
+    saturation: SaturationPolicy = field(default_factory=SaturationPolicy)
+    max_point_s: float | None = 600.0
+    request_timeout_s: float = 600.0
+    ignore_eos: bool = True
+    extra_body: Mapping[str, Any] = field(default_factory=dict)
+    endpoint: str = "/v1/chat/completions"
+    restore_host: bool = True
+    label: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("concurrency", "rate"):
+            raise ValueError(f"mode must be 'concurrency' or 'rate', got {self.mode!r}")
+        if not self.levels or any(v <= 0 for v in self.levels):
+            raise ValueError("levels must be positive")
+        if self.mode == "concurrency" and any(v != int(v) for v in self.levels):
+            raise ValueError("concurrency levels must be whole numbers")
+        if self.requests_per_point < 1:
+            raise ValueError("requests_per_point must be >= 1")
+
+    @property
+    def total_requests(self) -> int:
+        return len(self.levels) * self.requests_per_point
+
+    def params(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["workload"] = self.workload.describe()
+        d["levels"] = list(self.levels)
+        d["extra_body"] = dict(self.extra_body)
+        return d
+
+    def workload_key(self) -> str:
+        """Runs with the same key are comparable point by point (levels may differ)."""
+        key = {
+            "mode": self.mode,
+            "n": self.requests_per_point,
+            "workload": self.workload.describe(),
+            "arrival": self.arrival if self.mode == "rate" else None,
+            "ignore_eos": self.ignore_eos,
+            "extra_body": dict(self.extra_body),
+            "endpoint": self.endpoint,
+        }
+        return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Progress:
+    phase: str  # gate | warm | warmup | point | request | point_done | cleanup | done
+    done: int = 0
+    total: int = 0
+    point: int | None = None
+    level: float | None = None
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """Maps the monotonic clock to wall time: wall(t) = wall0 + (t − mono0)."""
+
+    wall0: float
+    mono0: float
+
+    def wall(self, t: float) -> float:
+        return self.wall0 + (t - self.mono0)
+
+    def dt(self, t: float) -> datetime:
+        return datetime.fromtimestamp(self.wall(t), tz=UTC)
+
+
+@dataclass(frozen=True)
+class RunHeader:
+    run_uid: str
+    tag: str
+    provider_id: str
+    model_id: str
+    host_kind: str
+    spec: BenchSpec
+    seed: int
+    started_at: datetime
+    loaded_before: tuple[str, ...] | None
+
+
+@dataclass
+class PointResult:
+    run_uid: str
+    index: int
+    mode: Mode
+    level: float
+    arrival: str | None
+    t0: float  # monotonic start of the point
+    t1: float
+    anchor: Anchor
+    records: list[RequestRecord]
+    summary: PointSummary
+    verdict: Verdict
+    energy: EnergyEstimate | None = None
+
+    @property
+    def started_at(self) -> datetime:
+        return self.anchor.dt(self.t0)
+
+    @property
+    def finished_at(self) -> datetime:
+        return self.anchor.dt(self.t1)
+
+
+@dataclass
+class RunOutcome:
+    run_uid: str
+    status: Status = "running"
+    stop_reason: str | None = None
+    error: str | None = None
+    finished_at: datetime | None = None
+    host: HostInfo | None = None
+    warm_s: float | None = None
+    warmup: list[dict[str, Any]] = field(default_factory=list)
+    calibration: dict[str, float] | None = None
+    clamped_requests: int = 0
+    points: list[PointResult] = field(default_factory=list)
+    cleanup: list[str] = field(default_factory=list)
+    foreign_requests: int | None = None
+    foreign_detail: str = ""
+    idle_w: float | None = None
+    energy_j: float | None = None
+    j_per_token: float | None = None
+
+    def extra(self) -> dict[str, Any]:
+        return {
+            "warm_s": self.warm_s,
+            "warmup": self.warmup,
+            "calibration": self.calibration,
+            "clamped_requests": self.clamped_requests,
+            "cleanup": self.cleanup,
+            "foreign_detail": self.foreign_detail,
+        }
+
+
+class BenchSink(Protocol):
+    def run_started(self, header: RunHeader) -> None: ...
+    def point_finished(self, header: RunHeader, point: PointResult) -> None: ...
+    def run_finished(self, header: RunHeader, outcome: RunOutcome) -> None: ...
+
+
+class NullSink:
+    def run_started(self, header: RunHeader) -> None:
+        pass
+
+    def point_finished(self, header: RunHeader, point: PointResult) -> None:
+        pass
+
+    def run_finished(self, header: RunHeader, outcome: RunOutcome) -> None:
+        pass
+
+
+def _ctx_limit(info: HostInfo | None) -> int | None:
+    props = info.props if info else None
+    if not props:
+        return None
+    dgs = props.get("default_generation_settings")
+    n = dgs.get("n_ctx") if isinstance(dgs, Mapping) else None
+    if not isinstance(n, int):
+        n = props.get("n_ctx") if isinstance(props.get("n_ctx"), int) else None
+    return n if isinstance(n, int) and n > 0 else None
+
+
+def _clamp(
+    specs: Sequence[RequestSpec], n_ctx: int | None, cal: TokenCalibration
+) -> tuple[list[RequestSpec], int]:
+    """Keep prompt + output inside the per-slot context (8 tokens margin); shrinks prompts first."""
+    if n_ctx is None:
+        return list(specs), 0
+    out, clamped = [], 0
+    budget = n_ctx - 8
+    for s in specs:
+        if s.input_tokens + s.output_tokens <= budget:
+            out.append(s)
+            continue
+        clamped += 1
+        o = min(s.output_tokens, budget // 2)
+        p = max(1, budget - o)
+        words = cal.words_for(p)
+        prefix = s.prompt.split(" ", 1)[0]
+        rest = s.prompt.split(" ")[1:words]
+        out.append(replace(s, prompt=" ".join([prefix, *rest]), input_tokens=p, output_tokens=o))
+    return out, clamped
+
+
+async def _warmup(
+    client: httpx.AsyncClient,
+    target: ChatTarget,
+    spec: BenchSpec,
+    seed: int,
+    clock: Clock,
+    outcome: RunOutcome,
+) -> TokenCalibration:
+    """Warm-up requests (excluded from all metrics). The first two also fit the words→tokens map."""
+    rng = random.Random(seed ^ 0x5EED)
+    cal_words = (16, 144)
+    observed: list[tuple[int, int]] = []
+    n = max(2, spec.warmup_requests)
+    typical = spec.workload.lengths(max(0, n - 2), rng)
+    for i in range(n):
+        if i < 2:
+            words, out_tokens = cal_words[i], 4
+        else:
+            p, out_tokens = typical[i - 2]
+            words = TokenCalibration().words_for(p) if not observed else _cal(observed).words_for(p)
+        req = RequestSpec(
+            i, prompt_text(rng, words, f"{target.tag}-warmup-{i}-{rng.getrandbits(32):08x}:"), 0, out_tokens
+        )
+        rec = await stream_one(client, target, req, RequestRecord(index=i, send=clock()), clock)
+        outcome.warmup.append(
+            {
+                "words": words,
+                "ok": rec.ok,
+                "error": rec.error,
+                "ttft_ms": None if rec.ttft is None else rec.ttft * 1000,
+                "prompt_tokens": rec.prompt_tokens,
+                "output_tokens": rec.output_tokens,
+            }
+        )
+        if not rec.ok:
+            raise RuntimeError(f"warm-up request failed: {rec.error}")
+        if i < 2 and rec.prompt_tokens is not None:
+            observed.append((words, rec.prompt_tokens))
+    return _cal(observed)
+
+
+def _cal(observed: Sequence[tuple[int, int]]) -> TokenCalibration:
+    if len(observed) >= 2:
+        (w1, t1), (w2, t2) = observed[0], observed[1]
+        return fit_calibration(w1, t1, w2, t2)
+    return TokenCalibration()
+
+
+async def run_sweep(
+    host: BenchHost,
+    model_id: str,
+    spec: BenchSpec,
+    client: httpx.AsyncClient,
+    *,
+    confirm_takeover: bool,
+    provider_id: str,
+    sink: BenchSink | None = None,
+    progress: Callable[[Progress], None] | None = None,
+    run_uid: str | None = None,
+    clock: Clock = time.perf_counter,
+    wall: Callable[[], float] = time.time,
+    cleanup_timeout_s: float = 60.0,
+) -> RunOutcome:
+    """Run a whole sweep; see the module docstring. Raises `TakeoverRefused` before touching the host."""
+    sink = sink or NullSink()
+    emit = progress or (lambda _p: None)
+    run_uid = run_uid or uuid.uuid4().hex
+    tag = f"bc-{run_uid[:12]}"
+
+    emit(Progress("gate", message="checking that the host is idle"))
+    if not confirm_takeover:
+        check_takeover(False, None)  # raises with the explanation
+    snapshot = await host.inflight()
+    check_takeover(confirm_takeover, snapshot)
+    loaded = await host.loaded_models()
+    if loaded is None and snapshot.loaded_models is not None:
+        loaded = set(snapshot.loaded_models)
+    before = tuple(sorted(loaded)) if loaded is not None else None
+
+    seed = spec.seed if spec.seed is not None else secrets.randbits(31)
+    anchor = Anchor(wall(), clock())
+    header = RunHeader(
+        run_uid=run_uid,
+        tag=tag,
+        provider_id=provider_id,
+        model_id=model_id,
+        host_kind=host.kind,
+        spec=spec,
+        seed=seed,
+        started_at=anchor.dt(anchor.mono0),
+        loaded_before=before,
+    )
+    sink.run_started(header)
+    outcome = RunOutcome(run_uid=run_uid)
+    target = ChatTarget(
+        url=host.chat_base + spec.endpoint,
+        model=model_id,
+        tag=tag,
+        headers=host.headers,
+        ignore_eos=spec.ignore_eos,
+        extra_body=spec.extra_body,
+        timeout_s=spec.request_timeout_s,
+    )
+    watch: ForeignWatch | None = None
+    run_t0 = clock()
+    try:
+        async with host.watch_foreign(tag) as watch:
+            emit(Progress("warm", message=f"loading {model_id}"))
+            outcome.warm_s = await host.warm(model_id)
+            outcome.host = await host.describe(model_id, tag)
+            emit(Progress("warmup", message="warm-up requests (excluded)"))
+            cal = await _warmup(client, target, spec, seed, clock, outcome)
+            outcome.calibration = {"overhead": cal.overhead, "per_word": cal.per_word}
+            n_ctx = _ctx_limit(outcome.host)
+            run_t0 = clock()
+            done = 0
+            total = spec.total_requests
+            verdicts: list[Verdict] = []
+            for idx, level in enumerate(spec.levels):
+                specs = build_requests(
+                    spec.workload,
+                    spec.requests_per_point,
+                    seed=seed * 1000 + idx,
+                    tag=f"{tag}-p{idx}",
+                    calibration=cal,
+                )
+                specs, clamped = _clamp(specs, n_ctx, cal)
+                outcome.clamped_requests += clamped
+                emit(Progress("point", done, total, idx, level, f"{spec.mode}={level:g}"))
+
+                def on_done(_rec: RequestRecord, _idx: int = idx, _level: float = level) -> None:
+                    nonlocal done
+                    done += 1
+                    emit(Progress("request", done, total, _idx, _level))
+
+                req_seed_base = seed * 100_000 + idx * 1000
+
+                async def send(s: RequestSpec, rec: RequestRecord, _b: int = req_seed_base) -> RequestRecord:
+                    return await stream_one(client, target, s, rec, clock, seed=_b + s.index)
+
+                t0 = clock()
+                if spec.mode == "concurrency":
+                    records = await run_closed_loop(send, specs, int(level), clock, spec.max_point_s, on_done)
+                else:
+                    offsets = arrival_offsets(len(specs), level, spec.arrival, seed=seed * 7 + idx)
+                    records = await run_open_loop(
+                        send, specs, offsets, spec.max_concurrency, clock, spec.max_point_s, on_done
+                    )
+                t1 = clock()
+                summary = summarize(records, spec.slo)
+                earlier = [p.summary for p in outcome.points]
+                verdict = (
+                    assess_closed(summary, earlier, spec.saturation)
+                    if spec.mode == "concurrency"
+                    else assess_open(summary, records, level, spec.saturation)
+                )
+                verdicts.append(verdict)
+                point = PointResult(
+                    run_uid, idx, spec.mode, float(level), spec.arrival if spec.mode == "rate" else None,
+                    t0, t1, anchor, records, summary, verdict,
+                )  # fmt: skip
+                outcome.points.append(point)
+                sink.point_finished(header, point)
+                emit(Progress("point_done", done, total, idx, level, verdict.reason or ""))
+                if should_stop(verdicts, spec.saturation) and idx < len(spec.levels) - 1:
+                    outcome.stop_reason = f"saturated at {spec.mode}={level:g}: {verdict.reason}"
+                    break
+        outcome.status = "completed"
+    except asyncio.CancelledError:
+        outcome.status = "cancelled"
+        outcome.stop_reason = "cancelled"
+        raise
+    except BaseException as exc:
+        outcome.status = "failed"
+        outcome.error = f"{type(exc).__name__}: {exc}"[:2000]
+        raise
+    finally:
+        if watch is not None:
+            outcome.foreign_requests = watch.count if watch.connected and watch.headers_known else None
+            outcome.foreign_detail = watch.detail
+        emit(Progress("cleanup", message="restoring the host"))
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await asyncio.wait_for(_cleanup(host, model_id, tag, before, spec, outcome), cleanup_timeout_s)
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await asyncio.wait_for(_energy(host, outcome, anchor, run_t0, clock, wall), 15.0)
+        outcome.finished_at = datetime.fromtimestamp(wall(), tz=UTC)
+        sink.run_finished(header, outcome)
+        emit(Progress("done", message=outcome.status))
+    return outcome
+
+
+async def _cleanup(
+    host: BenchHost,
+    model_id: str,
+    tag: str,
+    before: tuple[str, ...] | None,
+    spec: BenchSpec,
+    outcome: RunOutcome,
+) -> None:
+    """Leave the host as it was: none of our requests left, model unloaded if it was not loaded."""
+    try:
+        n = await host.cancel_tagged(tag)
+        if n:
+            outcome.cleanup.append(f"cancelled {n} leftover bench request(s) on the host")
+        for _ in range(50):  # wait (≤ 5 s) until the host lists none of ours
+            snap = await host.inflight()
+            if not snap.known or not snap.tagged(tag):
+                break
+            await asyncio.sleep(0.1)
+        else:
+            outcome.cleanup.append("bench requests still listed in flight after 5 s")
+    except Exception as exc:  # noqa: BLE001 - cleanup is best effort, reported in the run row
+        outcome.cleanup.append(f"in-flight cleanup failed: {exc}")
+    if not spec.restore_host or before is None:
+        return
+    try:
+        if model_id not in before:
+            await host.unload(model_id)
+            outcome.cleanup.append(f"unloaded {model_id} (it was not loaded before the run)")
+        now = await host.loaded_models() or set()
+        for m in before:
+            if m not in now and m != model_id:
+                await host.warm(m)
+                outcome.cleanup.append(f"re-loaded {m} (evicted during the run)")
+    except Exception as exc:  # noqa: BLE001
+        outcome.cleanup.append(f"restore failed: {exc}")
+
+
+async def _energy(
+    host: BenchHost,
+    outcome: RunOutcome,
+    anchor: Anchor,
+    run_t0: float,
+    clock: Clock,
+    wall: Callable[[], float],
+) -> None:
+    series = await host.power_samples()
+    if not series or not outcome.points:
+        return
+    end_wall = anchor.wall(outcome.points[-1].t1)
+    # Wait (≤ 6 s) for one sample after the end so the tail is interpolated, not extrapolated.
+    for _ in range(12):
+        if series[-1][0] >= end_wall:
+            break
+        await asyncio.sleep(0.5)
+        series = await host.power_samples() or series
+    outcome.idle_w = idle_power(series, anchor.wall(run_t0))
+    for p in outcome.points:
+        p.energy = integrate_power(series, anchor.wall(p.t0), anchor.wall(p.t1))
+    e = integrate_power(series, anchor.wall(outcome.points[0].t0), end_wall)
+    tokens = sum(p.summary.output_tokens for p in outcome.points)
+    if e is not None:
+        outcome.energy_j = e.joules
+        outcome.j_per_token = e.per_token(tokens)

@@ -1,0 +1,203 @@
+"""Workloads: which requests a sweep point sends, and when.
+
+* **Synthetic**: prompt and output lengths drawn from clamped normal distributions
+  (`LengthDist`: mean, stdev, min, max). Prompts are random words drawn from a per-run seed and start
+  with a unique prefix per request, so llama.cpp's per-slot prompt cache (and any prefix cache) can
+  only reuse the chat-template tokens that precede the user text.
+* **Production-shaped** (`ReplayWorkload`): (input, output) length pairs sampled jointly, with
+  replacement, from a provider's stored activity for that model.
+* **Arrivals**: closed loop (N workers, each sends its next request when the previous one ends) or
+  open loop at a rate, constant or Poisson. Poisson inter-arrivals are rescaled so the whole schedule
+  lasts exactly N / rate (vLLM's trick that removes seed noise from the offered rate).
+
+Lengths are in tokens. Prompt text is built from words; `TokenCalibration` maps a target token
+count to a word count (fitted per run from two warm-up requests, see `fit_calibration`). The server's
+``usage`` is what is recorded, so calibration error changes the workload a little, never the metrics.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+# Short, common words: real tokenizers map most of them to one token (with a leading space).
+WORDS: tuple[str, ...] = tuple(
+    (
+        "the be to of and a in that have it for not on with he as you do at this but his by from they we "
+        "say her she or an will my one all would there their what so up out if about who get which go me "
+        "when make can like time no just him know take people into year your good some could them see "
+        "other than then now look only come its over think also back after use two how our work first "
+        "well way even new want because any these give day most us is are was were hello world model "
+        "token test llama swap server request response fleet cockpit assistant user system water light "
+        "river stone green paper music table window garden number story city night house field cloud "
+        "letter morning winter summer road market school family friend question answer power color"
+    ).split()
+)
+
+
+@dataclass(frozen=True)
+class LengthDist:
+    """A clamped, rounded normal distribution of token counts (stdev 0 = fixed length)."""
+
+    mean: float
+    stdev: float = 0.0
+    min: int = 1
+    max: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.mean < 1 or self.stdev < 0 or self.min < 1:
+            raise ValueError(f"invalid length distribution {self}")
+        if self.max is not None and self.max < self.min:
+            raise ValueError(f"max {self.max} < min {self.min}")
+
+    def sample(self, rng: random.Random) -> int:
+        x = rng.gauss(self.mean, self.stdev) if self.stdev > 0 else self.mean
+        n = max(self.min, int(round(x)))
+        return min(n, self.max) if self.max is not None else n
+
+
+@dataclass(frozen=True)
+class SyntheticWorkload:
+    prompt: LengthDist
+    output: LengthDist
+    kind: Literal["synthetic"] = "synthetic"
+
+    def lengths(self, n: int, rng: random.Random) -> list[tuple[int, int]]:
+        return [(self.prompt.sample(rng), self.output.sample(rng)) for _ in range(n)]
+
+    def describe(self) -> dict[str, object]:
+        return {"kind": self.kind, "prompt": self.prompt.__dict__, "output": self.output.__dict__}
+
+
+@dataclass(frozen=True)
+class ReplayWorkload:
+    """(input_tokens, output_tokens) pairs observed in production, sampled jointly with replacement."""
+
+    pairs: tuple[tuple[int, int], ...]
+    source: str = "activity"
+    max_prompt: int | None = None
+    max_output: int | None = None
+    kind: Literal["replay"] = "replay"
+
+    def __post_init__(self) -> None:
+        if not self.pairs:
+            raise ValueError("a production-shaped workload needs at least one stored (input, output) pair")
+
+    def lengths(self, n: int, rng: random.Random) -> list[tuple[int, int]]:
+        out = []
+        for _ in range(n):
+            p, o = self.pairs[rng.randrange(len(self.pairs))]
+            p, o = max(1, p), max(1, o)
+            if self.max_prompt is not None:
+                p = min(p, self.max_prompt)
+            if self.max_output is not None:
+                o = min(o, self.max_output)
+            out.append((p, o))
+        return out
+
+    def describe(self) -> dict[str, object]:
+        ps = sorted(p for p, _ in self.pairs)
+        os_ = sorted(o for _, o in self.pairs)
+        return {
+            "kind": self.kind,
+            "source": self.source,
+            "pairs": len(self.pairs),
+            "prompt_median": ps[len(ps) // 2],
+            "output_median": os_[len(os_) // 2],
+            "max_prompt": self.max_prompt,
+            "max_output": self.max_output,
+        }
+
+
+Workload = SyntheticWorkload | ReplayWorkload
+
+
+@dataclass(frozen=True)
+class TokenCalibration:
+    """prompt_tokens ≈ overhead + per_word · words (chat template + tokenizer of the model under test)."""
+
+    overhead: float = 10.0
+    per_word: float = 1.3
+
+    def words_for(self, tokens: int) -> int:
+        return max(1, int(round((tokens - self.overhead) / self.per_word)))
+
+
+def fit_calibration(w1: int, t1: int, w2: int, t2: int) -> TokenCalibration:
+    """Fit the linear map from two (words, prompt_tokens) observations; falls back to the default."""
+    if w2 == w1 or t2 <= t1:
+        return TokenCalibration()
+    per_word = (t2 - t1) / (w2 - w1)
+    return TokenCalibration(overhead=max(0.0, t1 - per_word * w1), per_word=per_word)
+
+
+@dataclass(frozen=True)
+class RequestSpec:
+    index: int
+    prompt: str
+    input_tokens: int  # target
+    output_tokens: int  # target (max_tokens)
+
+
+def prompt_text(rng: random.Random, words: int, prefix: str) -> str:
+    body = " ".join(rng.choice(WORDS) for _ in range(max(0, words - 1)))
+    return f"{prefix} {body}".rstrip()
+
+
+def build_requests(
+    workload: Workload,
+    n: int,
+    seed: int,
+    tag: str,
+    calibration: TokenCalibration | None = None,
+) -> list[RequestSpec]:
+    """``n`` requests for one point. ``tag`` (run uid + point) makes every prefix unique across runs."""
+    cal = calibration or TokenCalibration()
+    rng = random.Random(seed)
+    specs = []
+    for i, (p, o) in enumerate(workload.lengths(n, rng)):
+        prefix = f"{tag}-{i:05d}-{rng.getrandbits(32):08x}:"
+        specs.append(RequestSpec(i, prompt_text(rng, cal.words_for(p), prefix), p, o))
+    return specs
+
+
+Arrival = Literal["constant", "poisson"]
+
+
+def arrival_offsets(n: int, rate: float, arrival: Arrival, seed: int, rescale: bool = True) -> list[float]:
+    """Send offsets (seconds from the point's start) of ``n`` open-loop requests at ``rate`` req/s.
+
+    ``constant``: i / rate. ``poisson``: cumulative exponential gaps (seeded); with ``rescale`` the
+    gaps are scaled so the last request is sent at exactly (n − 1) / rate... plus one mean gap, i.e.
+    the schedule spans n / rate like the constant one.
+    """
+    if n <= 0:
+        return []
+    if not (rate > 0 and math.isfinite(rate)):
+        raise ValueError(f"rate must be a positive finite number, got {rate}")
+    if arrival == "constant":
+        return [i / rate for i in range(n)]
+    if arrival != "poisson":
+        raise ValueError(f"unknown arrival process {arrival!r}")
+    rng = random.Random(seed)
+    gaps = [rng.expovariate(rate) for _ in range(n)]
+    if rescale:
+        total = sum(gaps)
+        gaps = [g * (n / rate) / total for g in gaps]
+    # The first request goes out at t = 0; gap i separates request i from request i + 1.
+    offsets = [0.0]
+    for g in gaps[:-1]:
+        offsets.append(offsets[-1] + g)
+    return offsets
+
+
+def parse_levels(text: str | Sequence[float]) -> list[float]:
+    """``"1,2,4"`` or ``[1, 2, 4]`` → sorted unique positive numbers."""
+    items: Sequence[float | str] = text.split(",") if isinstance(text, str) else text
+    vals = sorted({float(x) for x in items if str(x).strip()})
+    if not vals or any(v <= 0 for v in vals):
+        raise ValueError(f"levels must be positive numbers, got {text!r}")
+    return vals
