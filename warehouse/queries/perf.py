@@ -1,7 +1,10 @@
 """Host and GPU time series for the Performance page: several hosts over one window, bucketed.
 
-Buckets (``date_bin``) keep every series at about ``points`` points whatever the window, and the
-``provider_id = ANY(...) AND sampled_at`` range is answered by the primary keys.
+Buckets (``date_bin``) keep every series at about ``points`` points whatever the window. Short windows
+read the raw samples; once a bucket is at least 5 minutes (or 1 hour) wide the series is read from the
+``rollup_*_5m`` (``_1h``) tables, which outlive the raw samples' 48 h retention, and the part of the window
+the rollups do not cover yet (they run every few minutes) is filled from the raw samples. Means are
+weighted by sample counts, so mixing rollup and raw rows gives the same mean as the raw rows alone.
 """
 
 from __future__ import annotations
@@ -14,6 +17,9 @@ from sqlalchemy import text
 
 from warehouse.queries._frames import UTC_TS, Db, frame
 
+# grain -> (table suffix, interval); table names come from this fixed table only
+_GRAINS = {"1h": 3600, "5m": 300}
+
 
 def bucket_seconds(start: datetime, end: datetime, points: int) -> int:
     """Bucket width giving at most ``points`` buckets, never below the 5 s sampling interval."""
@@ -21,31 +27,83 @@ def bucket_seconds(start: datetime, end: datetime, points: int) -> int:
     return max(5, math.ceil(span / max(points, 1)))
 
 
+def source_grain(bucket_s: int) -> str | None:
+    """Which rollup grain serves buckets of ``bucket_s`` seconds (None: raw samples)."""
+    for grain, secs in _GRAINS.items():
+        if bucket_s >= secs:
+            return grain
+    return None
+
+
+HOST_SCHEMA = {
+    "provider_id": pl.Utf8,
+    "t": UTC_TS,
+    "cpu_pct": pl.Float64,
+    "mem_used_mb": pl.Float64,
+    "mem_total_mb": pl.Float64,
+    "mem_pct": pl.Float64,
+    "load_avg_1": pl.Float64,
+}
+
+_RAW_HOST = """
+SELECT provider_id, sampled_at AS t0, 1 AS w, cpu_util_pct AS cpu, mem_used_mb AS mem,
+       mem_total_mb AS mem_total, load_avg_1 AS load1
+FROM perf_samples
+WHERE provider_id = ANY(:p) AND sampled_at >= :raw_from AND sampled_at < :end
+"""
+
+
 def host_series(
     db: Db, provider_ids: tuple[str, ...], start: datetime, end: datetime, points: int = 400
 ) -> pl.DataFrame:
     """CPU %, RAM used/total (MiB), RAM % and 1-minute load per provider and bucket."""
+    b = bucket_seconds(start, end, points)
+    grain = source_grain(b)
+    if grain is None:
+        rows = _RAW_HOST.replace(":raw_from", ":start")
+    else:
+        secs = _GRAINS[grain]
+        rows = f"""
+WITH r AS (
+    SELECT provider_id, bucket_start AS t0, samples AS w, cpu_util_pct_mean AS cpu, mem_used_mb_mean AS mem,
+           mem_total_mb AS mem_total, load_avg_1_mean AS load1
+    FROM rollup_host_{grain}
+    WHERE provider_id = ANY(:p) AND bucket_start >= :start AND bucket_start < :end AND samples > 0
+),
+cov AS (SELECT provider_id, max(t0) + make_interval(secs => {secs}) AS until FROM r GROUP BY 1)
+SELECT * FROM r
+UNION ALL
+SELECT s.provider_id, s.sampled_at, 1, s.cpu_util_pct, s.mem_used_mb, s.mem_total_mb, s.load_avg_1
+FROM perf_samples s LEFT JOIN cov ON cov.provider_id = s.provider_id
+WHERE s.provider_id = ANY(:p) AND s.sampled_at >= GREATEST(:start, COALESCE(cov.until, :start))
+  AND s.sampled_at < :end
+"""
     sql = text(
-        """
-SELECT provider_id, date_bin(make_interval(secs => :b), sampled_at, TIMESTAMPTZ '2000-01-01') AS t,
-       avg(cpu_util_pct) AS cpu_pct, avg(mem_used_mb) AS mem_used_mb, max(mem_total_mb) AS mem_total_mb,
-       avg(100.0 * mem_used_mb / NULLIF(mem_total_mb, 0)) AS mem_pct, avg(load_avg_1) AS load_avg_1
-FROM perf_samples
-WHERE provider_id = ANY(:p) AND sampled_at >= :start AND sampled_at < :end
-GROUP BY 1, 2 ORDER BY 1, 2
+        f"""
+WITH u AS ({rows})
+SELECT provider_id, date_bin(make_interval(secs => :b), t0, TIMESTAMPTZ '2000-01-01') AS t,
+       sum(cpu * w) / sum(w) AS cpu_pct, sum(mem * w) / sum(w) AS mem_used_mb, max(mem_total) AS mem_total_mb,
+       100.0 * (sum(mem * w) / sum(w)) / NULLIF(max(mem_total), 0) AS mem_pct,
+       sum(load1 * w) / sum(w) AS load_avg_1
+FROM u GROUP BY 1, 2 ORDER BY 1, 2
 """
     )
-    schema = {
-        "provider_id": pl.Utf8,
-        "t": UTC_TS,
-        "cpu_pct": pl.Float64,
-        "mem_used_mb": pl.Float64,
-        "mem_total_mb": pl.Float64,
-        "mem_pct": pl.Float64,
-        "load_avg_1": pl.Float64,
-    }
-    params = {"p": list(provider_ids), "start": start, "end": end, "b": bucket_seconds(start, end, points)}
-    return frame(db, sql, params, schema)
+    params = {"p": list(provider_ids), "start": start, "end": end, "b": b}
+    return frame(db, sql, params, HOST_SCHEMA)
+
+
+GPU_SCHEMA = {
+    "provider_id": pl.Utf8,
+    "gpu_key": pl.Utf8,
+    "gpu_index": pl.Int64,
+    "series": pl.Utf8,
+    "t": UTC_TS,
+    "temp_c": pl.Float64,
+    "util_pct": pl.Float64,
+    "mem_used_mb": pl.Float64,
+    "mem_total_mb": pl.Float64,
+    "power_w": pl.Float64,
+}
 
 
 def gpu_series(
@@ -55,37 +113,47 @@ def gpu_series(
 
     ``series`` names the line: ``provider`` alone for single-GPU hosts, ``provider/gpuN`` otherwise.
     """
+    b = bucket_seconds(start, end, points)
+    grain = source_grain(b)
+    raw = """
+SELECT s.provider_id, s.gpu_key, s.gpu_index, s.sampled_at AS t0, 1 AS w, s.temp_c AS temp, s.util_pct AS util,
+       s.mem_used_mb AS vram, s.mem_total_mb AS vram_total, s.power_w AS power
+FROM gpu_samples s {join}
+WHERE s.provider_id = ANY(:p) AND s.sampled_at >= {raw_from} AND s.sampled_at < :end
+"""
+    if grain is None:
+        rows = raw.format(join="", raw_from=":start")
+    else:
+        secs = _GRAINS[grain]
+        rows = f"""
+WITH r AS (
+    SELECT provider_id, gpu_key, gpu_index, bucket_start AS t0, samples AS w, temp_c_mean AS temp,
+           util_pct_mean AS util, vram_used_mb_mean AS vram, vram_total_mb AS vram_total, power_w_mean AS power
+    FROM rollup_gpu_{grain}
+    WHERE provider_id = ANY(:p) AND bucket_start >= :start AND bucket_start < :end AND samples > 0
+),
+cov AS (SELECT provider_id, gpu_key, max(t0) + make_interval(secs => {secs}) AS until FROM r GROUP BY 1, 2)
+SELECT * FROM r
+UNION ALL
+{raw.format(join="LEFT JOIN cov ON cov.provider_id = s.provider_id AND cov.gpu_key = s.gpu_key",
+            raw_from="GREATEST(:start, COALESCE(cov.until, :start))")}
+"""
     sql = text(
-        """
-WITH s AS (
-    SELECT provider_id, gpu_key, min(gpu_index) OVER (PARTITION BY provider_id, gpu_key) AS gpu_index,
-           count(DISTINCT gpu_key) OVER (PARTITION BY provider_id) AS n_gpus,
-           date_bin(make_interval(secs => :b), sampled_at, TIMESTAMPTZ '2000-01-01') AS t,
-           temp_c, util_pct, mem_used_mb, mem_total_mb, power_w
-    FROM gpu_samples
-    WHERE provider_id = ANY(:p) AND sampled_at >= :start AND sampled_at < :end
-)
-SELECT provider_id, gpu_key, gpu_index,
-       CASE WHEN max(n_gpus) > 1 THEN provider_id || '/gpu' || gpu_index ELSE provider_id END AS series, t,
-       avg(temp_c) AS temp_c, avg(util_pct) AS util_pct, avg(mem_used_mb) AS mem_used_mb,
-       max(mem_total_mb) AS mem_total_mb, avg(power_w) AS power_w
-FROM s GROUP BY provider_id, gpu_key, gpu_index, t ORDER BY provider_id, gpu_index, t
+        f"""
+WITH u AS ({rows}),
+n AS (SELECT provider_id, count(DISTINCT gpu_key) AS n_gpus FROM u GROUP BY 1)
+SELECT u.provider_id, u.gpu_key, min(u.gpu_index) AS gpu_index,
+       CASE WHEN max(n.n_gpus) > 1 THEN u.provider_id || '/gpu' || min(u.gpu_index) ELSE u.provider_id END
+           AS series,
+       date_bin(make_interval(secs => :b), u.t0, TIMESTAMPTZ '2000-01-01') AS t,
+       sum(temp * w) / sum(w) AS temp_c, sum(util * w) / sum(w) AS util_pct, sum(vram * w) / sum(w) AS mem_used_mb,
+       max(vram_total) AS mem_total_mb, sum(power * w) / sum(w) AS power_w
+FROM u JOIN n ON n.provider_id = u.provider_id
+GROUP BY u.provider_id, u.gpu_key, t ORDER BY u.provider_id, gpu_index, t
 """
     )
-    schema = {
-        "provider_id": pl.Utf8,
-        "gpu_key": pl.Utf8,
-        "gpu_index": pl.Int64,
-        "series": pl.Utf8,
-        "t": UTC_TS,
-        "temp_c": pl.Float64,
-        "util_pct": pl.Float64,
-        "mem_used_mb": pl.Float64,
-        "mem_total_mb": pl.Float64,
-        "power_w": pl.Float64,
-    }
-    params = {"p": list(provider_ids), "start": start, "end": end, "b": bucket_seconds(start, end, points)}
-    return frame(db, sql, params, schema)
+    params = {"p": list(provider_ids), "start": start, "end": end, "b": b}
+    return frame(db, sql, params, GPU_SCHEMA)
 
 
 def provider_choices(db: Db) -> pl.DataFrame:
