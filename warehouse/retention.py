@@ -14,8 +14,10 @@ Cutoffs (all relative to an explicit ``now``; a re-run with the same ``now`` del
 * request activity: ``floor_day(now - activity)``, so a kept day is complete.
 * rollups (every grain): ``floor_day(now - rollups)``.
 * raw events and in-flight snapshots: ``now - raw_events``; logs: ``now - logs``.
-* captures: first each row is capped at ``capture_row_bytes`` (bodies truncated, ``truncated`` set,
-  ``size_bytes`` becomes the stored body bytes), then the newest captures are kept while their total
+* captures: first each row is capped at ``capture_row_bytes`` of headers plus bodies, with the same rule
+  as ``warehouse.captures.decode_capture`` at ingest (a body within half the body budget is kept whole,
+  the other gets the rest; ``truncated`` is set, ``size_bytes`` is what the row now stores). This only
+  changes rows stored under a larger cap. Then the newest captures are kept while their total
   ``size_bytes`` fits ``capture_total_bytes``; older ones are deleted, oldest first.
 
 A row exactly at a cutoff is kept (deletes are ``< cutoff``).
@@ -153,23 +155,28 @@ _CAP_ROWS = text(
     UPDATE captures c SET
         req_body = substring(c.req_body FROM 1 FOR k.req_keep),
         resp_body = substring(c.resp_body FROM 1 FOR k.resp_keep),
-        size_bytes = k.req_keep + k.resp_keep,
+        size_bytes = k.req_keep + k.resp_keep + k.hdr,
         truncated = true
     FROM (
-        SELECT provider_id, epoch, upstream_id, req_keep,
-               least(resp_len, :cap - req_keep) AS resp_keep
+        SELECT provider_id, epoch, upstream_id, hdr, req_keep, least(resp_len, budget - req_keep) AS resp_keep
         FROM (
-            SELECT provider_id, epoch, upstream_id, resp_len,
-                   least(req_len, greatest(:cap / 2, :cap - resp_len)) AS req_keep
+            SELECT *, least(req_len, greatest(budget / 2, budget - resp_len)) AS req_keep
             FROM (
-                SELECT provider_id, epoch, upstream_id,
-                       coalesce(octet_length(req_body), 0) AS req_len,
-                       coalesce(octet_length(resp_body), 0) AS resp_len
-                FROM captures
-                WHERE size_bytes > :cap
+                SELECT provider_id, epoch, upstream_id, req_len, resp_len, hdr,
+                       greatest(:cap - hdr, 0) AS budget
+                FROM (
+                    SELECT provider_id, epoch, upstream_id,
+                           coalesce(octet_length(req_body), 0) AS req_len,
+                           coalesce(octet_length(resp_body), 0) AS resp_len,
+                           coalesce(octet_length(req_headers::text), 0)
+                               + coalesce(octet_length(resp_headers::text), 0) AS hdr
+                    FROM captures
+                    WHERE size_bytes > :cap
+                ) sizes
+                WHERE req_len + resp_len > greatest(:cap - hdr, 0)
                 LIMIT :n
-            ) s
-        ) t
+            ) b
+        ) r
     ) k
     WHERE (c.provider_id, c.epoch, c.upstream_id) = (k.provider_id, k.epoch, k.upstream_id)
     """

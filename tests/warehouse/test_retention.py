@@ -154,3 +154,45 @@ def test_prune_applies_every_keep_period(db):
         assert count(db, table) == left, table
     again = prune(db, NOW, policy)
     assert again.total == 0
+
+
+def test_capping_a_stored_capture_matches_the_ingest_cap(db):
+    import base64
+
+    from warehouse.captures import decode_capture
+
+    payload = {
+        "req_path": "/v1/chat/completions",
+        "req_headers": {"Content-Type": "application/json"},
+        "resp_headers": {"Content-Type": "text/event-stream"},
+        "req_body": base64.b64encode(b"q" * 3000).decode(),
+        "resp_body": base64.b64encode(b"r" * 5000).decode(),
+    }
+    stored = decode_capture(payload, cap_bytes=1 << 20)  # stored under a bigger cap
+    want = decode_capture(payload, cap_bytes=4000)
+    assert want.truncated and not stored.truncated
+    with db.begin() as conn:
+        conn.execute(
+            insert(s.captures).values(
+                provider_id="p1",
+                epoch="e1",
+                upstream_id=1,
+                req_path=stored.req_path,
+                req_headers=stored.req_headers,
+                resp_headers=stored.resp_headers,
+                req_body=stored.req_body,
+                resp_body=stored.resp_body,
+                size_bytes=stored.size_bytes,
+                truncated=False,
+                fetched_at=NOW,
+            )
+        )
+    assert cap_capture_rows(db, 4000) == 1
+    with db.connect() as conn:
+        row = conn.execute(select(s.captures)).one()
+    assert (row.req_body, row.resp_body, row.size_bytes, row.truncated) == (
+        want.req_body,
+        want.resp_body,
+        want.size_bytes,
+        True,
+    )
