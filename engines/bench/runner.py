@@ -275,7 +275,7 @@ async def _warmup(
             p, out_tokens = typical[i - 2]
             words = TokenCalibration().words_for(p) if not observed else _cal(observed).words_for(p)
         req = RequestSpec(
-            i, prompt_text(rng, words, f"{target.tag}-warmup-{i}-{rng.getrandbits(32):08x}:"), 0, out_tokens
+            i, prompt_text(rng, words, f"{rng.getrandbits(32):08x}-{target.tag}-warmup-{i}:"), 0, out_tokens
         )
         rec = await stream_one(client, target, req, RequestRecord(index=i, send=clock()), clock)
         outcome.warmup.append(

@@ -159,7 +159,8 @@ def build_requests(
     rng = random.Random(seed)
     specs = []
     for i, (p, o) in enumerate(workload.lengths(n, rng)):
-        prefix = f"{tag}-{i:05d}-{rng.getrandbits(32):08x}:"
+        # Random bits first: a prefix shared by the requests of a run would be a cache hit.
+        prefix = f"{rng.getrandbits(32):08x}-{tag}-{i:05d}:"
         specs.append(RequestSpec(i, prompt_text(rng, cal.words_for(p), prefix), p, o))
     return specs
 

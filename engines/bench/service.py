@@ -1,0 +1,343 @@
+"""Composition used by both shells (CLI and the Prefect task): slot → gate → sweep → Postgres.
+
+``run_bench`` is what ``boocontrol bench run`` and ``tasks.bench`` call. It
+
+1. refuses (and records the refusal) unless ``confirm_takeover`` is true;
+2. takes the provider's host slot (`warehouse.hostslot.host_slot`) for the whole run, so no action and
+   no other benchmark can start on that host meanwhile (waits at most ``slot_wait_s``);
+3. runs `engines.bench.runner.run_sweep`, which checks the host's in-flight list under the slot,
+   warms, runs the points and restores the host;
+4. writes the run, each point as it finishes and every measured request through `StoreSink`.
+
+Settings are not read here: the shells pass an Engine, a Provider and plain values.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy import Engine
+
+from connectors.llama_swap_api import LlamaSwapAPI, auth_headers
+from core.providers import Provider
+from engines.bench.gate import TakeoverRefused
+from engines.bench.host import BenchHost, LlamaSwapHost, OpenAIHost
+from engines.bench.runner import BenchSpec, PointResult, Progress, RunHeader, RunOutcome, run_sweep
+from engines.bench.workload import ReplayWorkload
+from warehouse import bench_store
+from warehouse.hostslot import SlotBusy, host_slot
+
+log = logging.getLogger(__name__)
+
+
+def make_host(
+    provider: Provider, client: httpx.AsyncClient, environ: Mapping[str, str] | None = None
+) -> BenchHost:
+    if provider.kind == "llama-swap":
+        return LlamaSwapHost(LlamaSwapAPI(provider, client, environ))
+    return OpenAIHost(provider.base_url, client, auth_headers(provider, environ))
+
+
+def replay_workload(
+    engine: Engine,
+    provider_id: str,
+    model_id: str,
+    since_days: float | None = 30.0,
+    max_prompt: int | None = None,
+    max_output: int | None = None,
+    limit: int = 5000,
+) -> ReplayWorkload:
+    """A production-shaped workload from the provider/model's stored activity (newest ``limit`` rows)."""
+    since = datetime.now(UTC) - timedelta(days=since_days) if since_days else None
+    with engine.connect() as conn:
+        pairs = bench_store.activity_length_pairs(conn, provider_id, model_id, since, limit)
+    if not pairs:
+        raise ValueError(
+            f"no stored activity with token counts for {provider_id}/{model_id}"
+            + (f" in the last {since_days:g} days" if since_days else "")
+            + ": a production-shaped workload needs some history (use a synthetic workload instead)"
+        )
+    return ReplayWorkload(
+        pairs=tuple(pairs),
+        source=f"activity {provider_id}/{model_id}" + (f" last {since_days:g}d" if since_days else ""),
+        max_prompt=max_prompt,
+        max_output=max_output,
+    )
+
+
+# ------------------------------------------------------------------------------------------ rows
+
+
+def _ms(x: float | None) -> float | None:
+    return None if x is None else x * 1000.0
+
+
+def run_row(header: RunHeader, requested_by: str | None = None) -> dict[str, Any]:
+    return {
+        "run_uid": header.run_uid,
+        "provider_id": header.provider_id,
+        "model_id": header.model_id,
+        "status": "running",
+        "mode": header.spec.mode,
+        "label": header.spec.label,
+        "workload_key": header.spec.workload_key(),
+        "seed": header.seed,
+        "params": header.spec.params(),
+        "host_kind": header.host_kind,
+        "loaded_before": list(header.loaded_before) if header.loaded_before is not None else None,
+        "requested_by": requested_by,
+        "started_at": header.started_at,
+    }
+
+
+def point_row(p: PointResult) -> dict[str, Any]:
+    s = p.summary
+    row: dict[str, Any] = {
+        "idx": p.index,
+        "mode": p.mode,
+        "level": p.level,
+        "arrival": p.arrival,
+        "started_at": p.started_at,
+        "finished_at": p.finished_at,
+        "requests": s.requests,
+        "completed": s.completed,
+        "failed": s.failed,
+        "cancelled": s.cancelled,
+        "duration_s": s.duration_s,
+        "request_throughput": s.request_throughput,
+        "output_throughput": s.output_throughput,
+        "total_token_throughput": s.total_token_throughput,
+        "prompt_throughput": s.prompt_throughput,
+        "goodput": s.goodput,
+        "goodput_ratio": s.goodput_ratio,
+        "prompt_tokens": s.prompt_tokens,
+        "output_tokens": s.output_tokens,
+        "peak_concurrency": s.peak_concurrency,
+        "mean_concurrency": s.mean_concurrency,
+        "decode_tps_mean": s.decode_tps.mean,
+        "server_predicted_per_s_mean": s.server_predicted_per_s.mean,
+        "schedule_lag_p90_ms": s.schedule_lag_ms.p90,
+        "saturated": p.verdict.saturated,
+        "saturation_reason": p.verdict.reason,
+        "summary": s.as_dict(),
+    }
+    for name, dist in (("ttft", s.ttft_ms), ("tpot", s.tpot_ms), ("itl", s.itl_ms), ("e2e", s.e2e_ms)):
+        for stat in ("p50", "p90", "p95", "p99", "mean"):
+            row[f"{name}_{stat}_ms"] = getattr(dist, stat)
+    return row
+
+
+def request_rows(p: PointResult) -> list[dict[str, Any]]:
+    rows = []
+    for r in p.records:
+        rows.append(
+            {
+                "seq": r.index,
+                "sent_at": p.anchor.dt(r.send),
+                "send_offset_ms": (r.send - p.t0) * 1000.0,
+                "scheduled_offset_ms": None if r.scheduled is None else (r.scheduled - p.t0) * 1000.0,
+                "ttft_ms": _ms(r.ttft),
+                "e2e_ms": _ms(r.e2e),
+                "tpot_ms": _ms(r.tpot),
+                "decode_tps": r.decode_tps,
+                "chunk_ms": [round((c - r.send) * 1000.0, 4) for c in r.chunks],
+                "status_code": r.status,
+                "error": r.error,
+                "finish_reason": r.finish_reason,
+                "cancelled": r.cancelled,
+                "prompt_tokens": r.prompt_tokens,
+                "output_tokens": r.output_tokens,
+                "cached_tokens": r.cached_tokens,
+                "target_input_tokens": r.target_input_tokens,
+                "target_output_tokens": r.target_output_tokens,
+                "usage": r.usage,
+                "timings": r.timings,
+            }
+        )
+    return rows
+
+
+def outcome_fields(o: RunOutcome) -> dict[str, Any]:
+    host = o.host
+    version = host.version if host else {}
+    return {
+        "status": o.status,
+        "finished_at": o.finished_at,
+        "stop_reason": o.stop_reason,
+        "error": o.error,
+        "llama_swap_version": (version.get("version") if host and host.kind == "llama-swap" else None),
+        "llama_swap_commit": (version.get("commit") if host and host.kind == "llama-swap" else None),
+        "version_info": version or None,
+        "model_entry": host.model_entry if host else None,
+        "server_props": host.props if host else None,
+        "hardware": host.hardware if host else None,
+        "foreign_requests": o.foreign_requests,
+        "energy_j": o.energy_j,
+        "j_per_token": o.j_per_token,
+        "idle_w": o.idle_w,
+        "extra": o.extra(),
+    }
+
+
+class StoreSink:
+    """Writes a run to Postgres progressively (each write in its own short transaction)."""
+
+    def __init__(self, engine: Engine, requested_by: str | None = None) -> None:
+        self.engine = engine
+        self.requested_by = requested_by
+
+    def run_started(self, header: RunHeader) -> None:
+        with self.engine.begin() as conn:
+            bench_store.insert_run(conn, run_row(header, self.requested_by))
+
+    def point_finished(self, header: RunHeader, point: PointResult) -> None:
+        with self.engine.begin() as conn:
+            bench_store.insert_point(conn, header.run_uid, point_row(point), request_rows(point))
+
+    def run_finished(self, header: RunHeader, outcome: RunOutcome) -> None:
+        with self.engine.begin() as conn:
+            bench_store.finish_run(conn, header.run_uid, outcome_fields(outcome))
+            for p in outcome.points:
+                if p.energy is not None:
+                    bench_store.update_point_energy(
+                        conn,
+                        header.run_uid,
+                        p.index,
+                        p.energy.joules,
+                        p.energy.per_token(p.summary.output_tokens),
+                        p.energy.samples,
+                    )
+
+
+def record_refusal(
+    engine: Engine,
+    provider_id: str,
+    model_id: str,
+    spec: BenchSpec,
+    reason: str,
+    run_uid: str,
+    requested_by: str | None = None,
+    inflight: int | None = None,
+) -> None:
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        bench_store.insert_run(
+            conn,
+            {
+                "run_uid": run_uid,
+                "provider_id": provider_id,
+                "model_id": model_id,
+                "status": "refused",
+                "mode": spec.mode,
+                "label": spec.label,
+                "workload_key": spec.workload_key(),
+                "params": spec.params(),
+                "requested_by": requested_by,
+                "started_at": now,
+                "finished_at": now,
+                "stop_reason": reason,
+                "extra": {"inflight_at_gate": inflight},
+            },
+        )
+
+
+def make_client(spec: BenchSpec) -> httpx.AsyncClient:
+    """An HTTP client sized for the sweep: one keep-alive connection per concurrent request."""
+    peak = int(max(spec.levels)) if spec.mode == "concurrency" else spec.max_concurrency
+    conns = peak + 8
+    return httpx.AsyncClient(
+        limits=httpx.Limits(max_connections=conns, max_keepalive_connections=conns),
+        timeout=httpx.Timeout(spec.request_timeout_s, connect=30.0),
+        trust_env=False,  # a benchmark goes straight to the host, never through an environment proxy
+    )
+
+
+async def execute(
+    engine: Engine,
+    provider: Provider,
+    model_id: str,
+    spec: BenchSpec,
+    *,
+    confirm_takeover: bool,
+    client: httpx.AsyncClient | None = None,
+    progress: Callable[[Progress], None] | None = None,
+    slot_wait_s: float | None = 30.0,
+    requested_by: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    run_uid: str | None = None,
+) -> RunOutcome:
+    """Async form of `run_bench` (tests inject ``client``; the sync shells use `run_bench`)."""
+    run_uid = run_uid or uuid.uuid4().hex
+    if not confirm_takeover:
+        msg = "no takeover confirmation"
+        record_refusal(engine, provider.id, model_id, spec, msg, run_uid, requested_by)
+        raise TakeoverRefused(
+            "refusing to benchmark without an explicit takeover confirmation: a sweep saturates the host "
+            "and every other client on it sees the slowdown (pass --yes-take-over / confirm_takeover=True)"
+        )
+    try:
+        with host_slot(engine, provider.id, wait_s=slot_wait_s):
+            own = client is None
+            http = client or make_client(spec)
+            try:
+                host = make_host(provider, http, environ)
+                return await run_sweep(
+                    host,
+                    model_id,
+                    spec,
+                    http,
+                    confirm_takeover=confirm_takeover,
+                    provider_id=provider.id,
+                    sink=StoreSink(engine, requested_by),
+                    progress=progress,
+                    run_uid=run_uid,
+                )
+            finally:
+                if own:
+                    await http.aclose()
+    except SlotBusy as exc:
+        record_refusal(engine, provider.id, model_id, spec, str(exc), run_uid, requested_by)
+        raise TakeoverRefused(str(exc)) from exc
+    except TakeoverRefused as exc:
+        record_refusal(
+            engine, provider.id, model_id, spec, exc.reason, run_uid, requested_by, len(exc.inflight)
+        )
+        raise
+
+
+def run_bench(
+    engine: Engine,
+    provider: Provider,
+    model_id: str,
+    spec: BenchSpec,
+    *,
+    confirm_takeover: bool,
+    progress: Callable[[Progress], None] | None = None,
+    slot_wait_s: float | None = 30.0,
+    requested_by: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> RunOutcome:
+    """Run a benchmark to completion in a fresh event loop (Ctrl-C / SIGTERM cancel it cleanly)."""
+    t0 = time.monotonic()
+    outcome = asyncio.run(
+        execute(
+            engine,
+            provider,
+            model_id,
+            spec,
+            confirm_takeover=confirm_takeover,
+            progress=progress,
+            slot_wait_s=slot_wait_s,
+            requested_by=requested_by,
+            environ=environ,
+        )
+    )
+    log.info("bench run %s %s in %.1f s", outcome.run_uid, outcome.status, time.monotonic() - t0)
+    return outcome
