@@ -23,7 +23,10 @@ import httpx
 MODULE = "github.com/mostlygeek/llama-swap"
 # name -> (go revision, what differs). Newest first.
 PINNED = {
-    "newest": ("0bdb3720199f530b622a1934c0db89f32c94819c", "v250-5: activity min_id/max_id filters, object error bodies"),
+    "newest": (
+        "0bdb3720199f530b622a1934c0db89f32c94819c",
+        "v250-5: activity min_id/max_id filters, object error bodies",
+    ),
     "v250": ("v250", "release v250: no activity id filters, string error bodies"),
 }
 
@@ -123,8 +126,9 @@ class LlamaSwapProcess:
 
 
 @contextlib.contextmanager
-def run_llama_swap(config_text: str, port: int | None = None, which: str = "newest",
-                   workdir: Path | None = None) -> Iterator[LlamaSwapProcess]:
+def run_llama_swap(
+    config_text: str, port: int | None = None, which: str = "newest", workdir: Path | None = None
+) -> Iterator[LlamaSwapProcess]:
     binary = find_llama_swap(which)
     if binary is None:
         raise FileNotFoundError(f"llama-swap ({which}) is not installed; run .ci/run's install step")
@@ -141,8 +145,14 @@ def run_llama_swap(config_text: str, port: int | None = None, which: str = "newe
         ls.stop()
 
 
-def responder_config(responder: Path, *, start_port: int, extra: str = "", ttl: int = 0,
-                     models: tuple[str, ...] = ("responder-a", "responder-b")) -> str:
+def responder_config(
+    responder: Path,
+    *,
+    start_port: int,
+    extra: str = "",
+    ttl: int = 0,
+    models: tuple[str, ...] = ("responder-a", "responder-b"),
+) -> str:
     """A llama-swap config with simple-responder models in one swapping group."""
     lines = [
         "healthCheckTimeout: 15",
