@@ -16,7 +16,13 @@ import pytest
 
 from core.providers import Provider
 from tests.support.connector import ConnectorThread, chat, query, registry_for, upstream_activity, wait_until
-from tests.support.llamaswap import LlamaSwapProcess, find_llama_swap, free_port, responder_config, run_llama_swap
+from tests.support.llamaswap import (
+    LlamaSwapProcess,
+    find_llama_swap,
+    free_port,
+    responder_config,
+    run_llama_swap,
+)
 
 pytestmark = pytest.mark.real_llamaswap
 
@@ -322,8 +328,10 @@ def test_older_release_without_id_filters(which, db, db_url, tmp_path):
             chat(ls.base_url, "responder-a")
         with ConnectorThread(registry_for(p), db_url, tmp_path / "sp") as ct:
             wait_until(lambda: len(acts(db_url)) == 5, what="5 rows")
+            chat(ls.base_url, "responder-a")  # id 8: v250 ignores min_id and answers 5..8 -> paging fallback
+            wait_until(lambda: len(acts(db_url)) == 6, what="6 rows")
             assert ct.connector.followers["ls"].state.id_filter is False
-        assert [r[1] for r in acts(db_url)] == [1, 4, 5, 6, 7]
+        assert [r[1] for r in acts(db_url)] == [1, 4, 5, 6, 7, 8]
         assert [g[1:] for g in gaps(db_url)] == [(2, 3)]
     finally:
         ls.stop()
