@@ -1,0 +1,393 @@
+"""The daily and weekly fleet digest: gathered from the warehouse, rendered to Markdown and HTML.
+
+``build_digest`` reads one closed period and the period before it; ``render_digest`` turns that into a
+title, Markdown, HTML (with Plotly figures), the figures as JSON and a JSON summary of the headline
+numbers. Both are plain functions: the report flow stores the result (``warehouse.queries.reports``) and
+publishes the Markdown as a Prefect artifact; the Reports page lists and shows stored reports.
+
+Periods are UTC: a daily digest covers ``[00:00, 24:00)`` of one day, a weekly digest Monday 00:00 to the
+next Monday. "Change" columns compare with the period of the same length just before.
+"""
+
+from __future__ import annotations
+
+import html as htmllib
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+import plotly.graph_objects as go
+import plotly.offline
+import polars as pl
+from sqlalchemy import Connection
+
+from reports import digest_figures
+from warehouse.queries import reports as q
+from warehouse.queries._frames import Db
+
+KINDS = {"daily": timedelta(days=1), "weekly": timedelta(days=7)}
+
+
+def period_start_for(kind: str, day: date) -> datetime:
+    """The start of the ``kind`` period containing ``day`` (weekly periods start on Mondays)."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown report kind {kind!r}; expected one of {sorted(KINDS)}")
+    if kind == "weekly":
+        day = day - timedelta(days=day.weekday())
+    return datetime.combine(day, time(0), tzinfo=UTC)
+
+
+def last_closed_period(kind: str, now: datetime) -> tuple[datetime, datetime]:
+    """The most recent ``kind`` period that has fully ended at ``now``."""
+    current = period_start_for(kind, now.astimezone(UTC).date())
+    return current - KINDS[kind], current
+
+
+@dataclass
+class Digest:
+    kind: str
+    start: datetime
+    end: datetime
+    usage: pl.DataFrame
+    usage_prev: pl.DataFrame
+    hourly: pl.DataFrame
+    speeds: pl.DataFrame  # current period, with *_prev columns and the p50 change
+    uptime: pl.DataFrame
+    errors: pl.DataFrame
+
+    @property
+    def prev_start(self) -> datetime:
+        return self.start - (self.end - self.start)
+
+    @property
+    def title(self) -> str:
+        if self.kind == "daily":
+            return f"Fleet digest — {self.start.date().isoformat()}"
+        iso = self.start.isocalendar()
+        return f"Fleet digest — week {iso.year}-W{iso.week:02d} (from {self.start.date().isoformat()})"
+
+
+def build_digest(db: Db, kind: str, start: datetime) -> Digest:
+    """Gather the ``kind`` period starting at ``start`` and the one before it."""
+    if start != period_start_for(kind, start.astimezone(UTC).date()):
+        raise ValueError(f"{start.isoformat()} is not the start of a {kind} period")
+    end = start + KINDS[kind]
+    prev = start - KINDS[kind]
+    speeds = q.speed_percentiles(db, start, end)
+    speeds_prev = q.speed_percentiles(db, prev, start).select(
+        "provider_id",
+        "model_id",
+        pl.col("gen_p50").alias("gen_p50_prev"),
+        pl.col("gen_n").alias("gen_n_prev"),
+    )
+    speeds = speeds.join(speeds_prev, on=["provider_id", "model_id"], how="left").with_columns(
+        ((pl.col("gen_p50") - pl.col("gen_p50_prev")) / pl.col("gen_p50_prev") * 100).alias(
+            "gen_p50_change_pct"
+        )
+    )
+    return Digest(
+        kind=kind,
+        start=start,
+        end=end,
+        usage=q.usage_by_model(db, start, end),
+        usage_prev=q.usage_by_model(db, prev, start),
+        hourly=q.requests_by_hour(db, start, end),
+        speeds=speeds,
+        uptime=q.uptime_by_provider(db, start, end),
+        errors=q.top_errors(db, start, end),
+    )
+
+
+# --- summary numbers ------------------------------------------------------------------------------------
+
+_TOTALS = ("requests", "errors", "input_tokens", "output_tokens", "cache_tokens", "swaps")
+
+
+def _totals(usage: pl.DataFrame) -> dict[str, int]:
+    return {k: int(usage[k].sum() or 0) for k in _TOTALS}
+
+
+def busiest_hours(hourly: pl.DataFrame, n: int = 3) -> list[tuple[datetime, int]]:
+    """The ``n`` UTC hours with the most requests fleet-wide (earliest first among ties)."""
+    fleet = (
+        hourly.group_by("bucket_start")
+        .agg(pl.col("requests").sum())
+        .filter(pl.col("requests") > 0)
+        .sort(["requests", "bucket_start"], descending=[True, False])
+        .head(n)
+    )
+    return [(t, int(r)) for t, r in fleet.iter_rows()]
+
+
+def summarize(d: Digest) -> dict[str, Any]:
+    """Headline numbers as JSON-ready values (stored with the report)."""
+    cur, prev = _totals(d.usage), _totals(d.usage_prev)
+    return {
+        "kind": d.kind,
+        "period_start": d.start.isoformat(),
+        "period_end": d.end.isoformat(),
+        **cur,
+        "error_rate_pct": (cur["errors"] / cur["requests"] * 100) if cur["requests"] else None,
+        "previous": prev,
+        "restarts": int(d.uptime["restarts"].sum() or 0),
+        "busiest_hours": [{"hour": t.isoformat(), "requests": r} for t, r in busiest_hours(d.hourly)],
+        "speeds": [
+            {k: v for k, v in row.items()}
+            for row in d.speeds.select(
+                "provider_id", "model_id", "gen_n", "gen_p50", "gen_p95", "gen_p99", "gen_p50_prev"
+            ).to_dicts()
+        ],
+    }
+
+
+# --- rendering ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Section:
+    title: str
+    lines: list[str] = field(default_factory=list)
+    headers: list[str] = field(default_factory=list)
+    rows: list[list[str]] = field(default_factory=list)
+    figure: str | None = None
+    text_cols: int = 2  # leading left-aligned columns; the rest are numbers
+
+
+def _int(v: Any) -> str:
+    return "—" if v is None else f"{int(v):,}"
+
+
+def _num(v: Any, digits: int = 1) -> str:
+    return "—" if v is None else f"{float(v):,.{digits}f}"
+
+
+def _change(cur: float | None, prev: float | None) -> str:
+    if cur is None or prev is None:
+        return "—"
+    if prev == 0:
+        return "new" if cur else "±0 %"
+    pct = (cur - prev) / prev * 100
+    return f"{pct:+.1f} %"
+
+
+def _sections(d: Digest, summary: dict[str, Any]) -> list[Section]:
+    prev = summary["previous"]
+    span = "day" if d.kind == "daily" else "week"
+    head = Section(
+        "Headline",
+        [f"Period {d.start:%Y-%m-%d %H:%M} → {d.end:%Y-%m-%d %H:%M} UTC, compared with the previous {span}."],
+        ["", "This period", "Previous", "Change"],
+        text_cols=1,
+    )
+    labels = {
+        "requests": "Requests",
+        "errors": "Errors",
+        "input_tokens": "Input tokens",
+        "output_tokens": "Output tokens",
+        "cache_tokens": "Cached tokens",
+        "swaps": "Model swaps",
+    }
+    for k, label in labels.items():
+        head.rows.append([label, _int(summary[k]), _int(prev[k]), _change(summary[k], prev[k])])
+    head.rows.append(["Restarts", _int(summary["restarts"]), "", ""])
+
+    usage = Section(
+        "Tokens per provider and model",
+        headers=["Provider", "Model", "Requests", "Input", "Cached", "Output", "Errors", "Busy (min)"],
+        figure="tokens_by_model",
+    )
+    for r in d.usage.iter_rows(named=True):
+        usage.rows.append(
+            [
+                r["provider_id"],
+                r["model_id"],
+                _int(r["requests"]),
+                _int(r["input_tokens"]),
+                _int(r["cache_tokens"]),
+                _int(r["output_tokens"]),
+                _int(r["errors"]),
+                _num((r["busy_ms"] or 0) / 60000),
+            ]
+        )
+    if not usage.rows:
+        usage.lines.append("No requests in this period.")
+
+    hours = Section("Busiest hours", figure="requests_by_hour")
+    top = busiest_hours(d.hourly)
+    hours.lines = [f"{t:%Y-%m-%d %H:00} UTC: {n:,} requests" for t, n in top] or [
+        "No requests in this period."
+    ]
+
+    speeds = Section(
+        "Generation speed percentiles (tokens/s)",
+        ["Requests with a reported speed only (llama-swap's -1 and 0 sentinels are excluded)."],
+        ["Provider", "Model", "n", "p50", "p95", "p99", "Prompt p50", f"p50 previous {span}", "p50 change"],
+        figure="speed_change",
+    )
+    for r in d.speeds.iter_rows(named=True):
+        speeds.rows.append(
+            [
+                r["provider_id"],
+                r["model_id"],
+                _int(r["gen_n"]),
+                _num(r["gen_p50"]),
+                _num(r["gen_p95"]),
+                _num(r["gen_p99"]),
+                _num(r["prompt_p50"]),
+                _num(r["gen_p50_prev"]),
+                _change(r["gen_p50"], r["gen_p50_prev"]),
+            ]
+        )
+
+    uptime = Section(
+        "Restarts and uptime",
+        ["Uptime is the time the connector observed each instance up (first to last sighting of each boot)."],
+        ["Provider", "Version", "Boots", "Restarts", "Uptime"],
+    )
+    for r in d.uptime.iter_rows(named=True):
+        uptime.rows.append(
+            [
+                r["provider_id"],
+                r["version"] or "—",
+                _int(r["boots"]),
+                _int(r["restarts"]),
+                f"{_num(r['uptime_pct'])} %",
+            ]
+        )
+
+    errors = Section("Errors", headers=["Provider", "Model", "Status", "Message", "Count"], text_cols=4)
+    for r in d.errors.iter_rows(named=True):
+        msg = (r["error_msg"] or "").replace("\n", " ")
+        errors.rows.append(
+            [r["provider_id"], r["model_id"], str(r["status_code"]), msg[:120], _int(r["count"])]
+        )
+    if not errors.rows:
+        errors.lines.append("No failed requests.")
+
+    swaps = Section(
+        "Model swaps",
+        ["A swap is a model load; load time is from `starting` to `ready`."],
+        ["Provider", "Model", "Swaps", "Timed loads", "Mean load (s)", "Max load (s)"],
+    )
+    for r in d.usage.filter(pl.col("swaps") > 0).sort("swaps", descending=True).iter_rows(named=True):
+        mean = r["load_ms_sum"] / r["loads_timed"] / 1000 if r["loads_timed"] else None
+        mx = r["load_ms_max"] / 1000 if r["load_ms_max"] is not None else None
+        swaps.rows.append(
+            [r["provider_id"], r["model_id"], _int(r["swaps"]), _int(r["loads_timed"]), _num(mean), _num(mx)]
+        )
+    if not swaps.rows:
+        swaps.lines.append("No model loads.")
+    return [head, usage, hours, speeds, uptime, errors, swaps]
+
+
+def _md_cell(s: str) -> str:
+    return s.replace("|", "\\|")
+
+
+def _markdown(title: str, sections: list[Section]) -> str:
+    out = [f"# {title}", ""]
+    for s in sections:
+        out += [f"## {s.title}", ""]
+        for line in s.lines:
+            out += [line, ""]
+        if s.rows:
+            out.append("| " + " | ".join(s.headers) + " |")
+            out.append(
+                "|" + "|".join("---" if i < s.text_cols else "---:" for i in range(len(s.headers))) + "|"
+            )
+            out += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in s.rows]
+            out.append("")
+    return "\n".join(out)
+
+
+_CSS = """
+body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
+table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ddd;padding:4px 8px}
+td:not(:nth-child(-n+2)){text-align:right}th{background:#f4f4f4}h2{margin-top:1.6em}
+"""
+
+_CDN_SCRIPT = re.compile(r'<script[^>]*src="https://cdn\.plot\.ly/[^"]+"[^>]*></script>')
+
+
+def _html(title: str, sections: list[Section], figures: dict[str, go.Figure]) -> str:
+    esc = htmllib.escape
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{esc(title)}</h1>",
+    ]
+    plotlyjs: str | bool = "cdn"
+    for s in sections:
+        parts.append(f"<h2>{esc(s.title)}</h2>")
+        parts += [f"<p>{esc(line)}</p>" for line in s.lines]
+        if s.rows:
+            parts.append("<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in s.headers) + "</tr>")
+            parts += ["<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in s.rows]
+            parts.append("</table>")
+        if s.figure and s.figure in figures:
+            parts.append(figures[s.figure].to_html(full_html=False, include_plotlyjs=plotlyjs))
+            plotlyjs = False
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def inline_plotlyjs(html: str) -> str:
+    """A self-contained copy of a stored report (plotly.js inlined instead of loaded from its CDN)."""
+    js = plotly.offline.get_plotlyjs()
+    return _CDN_SCRIPT.sub(lambda _: f'<script type="text/javascript">{js}</script>', html, count=1)
+
+
+@dataclass(frozen=True)
+class RenderedReport:
+    kind: str
+    start: datetime
+    end: datetime
+    title: str
+    markdown: str
+    html: str
+    figures: dict[str, Any]  # name -> Plotly figure JSON
+    summary: dict[str, Any]
+
+
+def digest_figures_for(d: Digest) -> dict[str, go.Figure]:
+    figs: dict[str, go.Figure] = {}
+    if d.usage.height:
+        figs["tokens_by_model"] = digest_figures.tokens_by_model(d.usage)
+    if d.hourly.height:
+        figs["requests_by_hour"] = digest_figures.requests_by_hour(d.hourly)
+    if d.speeds.height:
+        figs["speed_change"] = digest_figures.speed_change(d.speeds)
+    return figs
+
+
+def render_digest(d: Digest) -> RenderedReport:
+    summary = summarize(d)
+    sections = _sections(d, summary)
+    figures = digest_figures_for(d)
+    return RenderedReport(
+        kind=d.kind,
+        start=d.start,
+        end=d.end,
+        title=d.title,
+        markdown=_markdown(d.title, sections),
+        html=_html(d.title, sections, figures),
+        figures={k: json.loads(f.to_json() or "{}") for k, f in figures.items()},
+        summary=json.loads(json.dumps(summary, default=str)),
+    )
+
+
+def store_report(conn: Connection, report: RenderedReport) -> int:
+    """Upsert ``report`` into the ``reports`` table; returns its id."""
+    return q.upsert_report(
+        conn,
+        kind=report.kind,
+        start=report.start,
+        end=report.end,
+        title=report.title,
+        markdown=report.markdown,
+        html=report.html,
+        figures=report.figures,
+        summary=report.summary,
+    )
