@@ -29,6 +29,7 @@ from connectors.llama_swap_api import LlamaSwapAPI, auth_headers
 from core.providers import Provider
 from engines.bench.gate import TakeoverRefused
 from engines.bench.host import BenchHost, LlamaSwapHost, OpenAIHost
+from engines.bench.options import BenchOptions
 from engines.bench.runner import BenchSpec, PointResult, Progress, RunHeader, RunOutcome, run_sweep
 from engines.bench.workload import ReplayWorkload
 from warehouse import bench_store
@@ -70,6 +71,21 @@ def replay_workload(
         max_prompt=max_prompt,
         max_output=max_output,
     )
+
+
+def build_spec(engine: Engine, provider_id: str, model_id: str, options: BenchOptions) -> BenchSpec:
+    """`BenchOptions` → `BenchSpec`; the production-shaped workload reads the stored activity."""
+    if options.workload == "production":
+        wl = replay_workload(
+            engine,
+            provider_id,
+            model_id,
+            since_days=options.production_days,
+            max_prompt=options.prompt_max,
+            max_output=options.output_max,
+        )
+        return options.spec(wl)
+    return options.spec()
 
 
 # ------------------------------------------------------------------------------------------ rows

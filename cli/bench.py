@@ -1,0 +1,374 @@
+"""``boocontrol bench`` — speed sweeps against a provider/model, stored in Postgres.
+
+boocontrol bench run gpu-box/qwen-7b --levels 1,2,4,8 --requests 32 --yes-take-over
+boocontrol bench run gpu-box/qwen-7b --mode rate --levels 0.5,1,2 --arrival poisson --yes-take-over
+boocontrol bench list gpu-box/qwen-7b
+boocontrol bench show 12
+boocontrol bench baseline add 12
+boocontrol bench drift gpu-box/qwen-7b
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from core.providers import load_registry
+from core.settings import get_settings
+
+
+def _engine() -> Any:
+    from warehouse.db import make_engine
+
+    return make_engine(get_settings().resolved_database_url(), pool_size=2)
+
+
+def _resolve(model: str) -> tuple[Any, str]:
+    registry = load_registry(get_settings().fleet_path)
+    ref = registry.resolve(model)
+    return registry.get(ref.provider_id), ref.model_id
+
+
+def _fmt(v: Any, digits: int = 1) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    line = "  ".join(h.rjust(w) for h, w in zip(headers, widths, strict=True))
+    body = ["  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    return "\n".join([line, "  ".join("-" * w for w in widths), *body])
+
+
+@click.group()
+def bench() -> None:
+    """Speed benchmarks: TTFT, TPOT, ITL and tokens/s against concurrency or request rate."""
+
+
+@bench.command("run")
+@click.argument("model")
+@click.option(
+    "--yes-take-over", "confirm", is_flag=True, help="Confirm that the host may be saturated by the sweep."
+)
+@click.option("--mode", type=click.Choice(["concurrency", "rate"]), default="concurrency", show_default=True)
+@click.option(
+    "--levels", help="Comma list: concurrency levels (default 1,2,4,8) or req/s (default 0.5,1,2,4)."
+)
+@click.option(
+    "--requests", "requests_per_point", type=int, default=32, show_default=True, help="Requests per point."
+)
+@click.option(
+    "--workload", type=click.Choice(["synthetic", "production"]), default="synthetic", show_default=True
+)
+@click.option("--prompt-tokens", type=int, default=256, show_default=True)
+@click.option("--prompt-stdev", type=float, default=0.0, show_default=True)
+@click.option("--prompt-min", type=int, default=1, show_default=True)
+@click.option("--prompt-max", type=int, default=None)
+@click.option("--output-tokens", type=int, default=128, show_default=True)
+@click.option("--output-stdev", type=float, default=0.0, show_default=True)
+@click.option("--output-min", type=int, default=1, show_default=True)
+@click.option("--output-max", type=int, default=None)
+@click.option(
+    "--production-days", type=float, default=30.0, show_default=True, help="Activity window (production)."
+)
+@click.option("--arrival", type=click.Choice(["constant", "poisson"]), default="poisson", show_default=True)
+@click.option(
+    "--max-concurrency",
+    type=int,
+    default=10,
+    show_default=True,
+    help="Open-loop cap on outstanding requests.",
+)
+@click.option("--warmup", "warmup_requests", type=int, default=3, show_default=True)
+@click.option("--seed", type=int, default=None, help="Prompt seed (default: fresh per run).")
+@click.option("--slo-ttft-ms", type=float, default=200.0, show_default=True)
+@click.option("--slo-tpot-ms", type=float, default=50.0, show_default=True)
+@click.option("--slo-e2e-ms", type=float, default=None)
+@click.option("--no-early-stop", is_flag=True, help="Run every level even after saturation.")
+@click.option("--max-point-s", type=float, default=600.0, show_default=True)
+@click.option("--keep-loaded", is_flag=True, help="Do not restore the host's model state afterwards.")
+@click.option("--label", default=None)
+@click.option(
+    "--slot-wait", type=float, default=30.0, show_default=True, help="Seconds to wait for the host slot."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def run_cmd(
+    model: str,
+    confirm: bool,
+    levels: str | None,
+    no_early_stop: bool,
+    keep_loaded: bool,
+    slot_wait: float,
+    as_json: bool,
+    **opts: Any,
+) -> None:
+    """Run a sweep against MODEL (``provider/model``) and store it."""
+    from engines.bench.gate import TakeoverRefused
+    from engines.bench.options import BenchOptions, levels_arg
+    from engines.bench.runner import Progress
+    from engines.bench.service import build_spec, run_bench
+
+    provider, model_id = _resolve(model)
+    engine = _engine()
+    options = BenchOptions(
+        levels=levels_arg(levels), early_stop=not no_early_stop, restore_host=not keep_loaded, **opts
+    )
+    try:
+        spec = build_spec(engine, provider.id, model_id, options)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    click.echo(
+        f"bench {provider.id}/{model_id}: {spec.mode} {', '.join(f'{v:g}' for v in spec.levels)}, "
+        f"{spec.requests_per_point} requests per point, {spec.workload.describe()['kind']} workload",
+        err=True,
+    )
+    bar = click.progressbar(length=spec.total_requests, label="gate", file=sys.stderr, show_pos=True)
+    notes: list[str] = []
+
+    def progress(p: Progress) -> None:
+        if p.phase == "request":
+            bar.update(1)
+        elif p.phase == "point":
+            bar.label = f"{spec.mode}={p.level:g}"
+            bar.render_progress()
+        elif p.phase in ("gate", "warm", "warmup", "cleanup"):
+            bar.label = p.phase
+            bar.render_progress()
+        elif p.phase == "point_done" and p.message:
+            notes.append(f"{spec.mode}={p.level:g}: saturated ({p.message})")
+
+    try:
+        with bar:
+            outcome = run_bench(
+                engine,
+                provider,
+                model_id,
+                spec,
+                confirm_takeover=confirm,
+                progress=progress,
+                slot_wait_s=slot_wait,
+                requested_by="cli",
+            )
+            bar.update(spec.total_requests - bar.pos)
+    except TakeoverRefused as exc:
+        click.echo(f"\nrefused: {exc}", err=True)
+        sys.exit(3)
+    except KeyboardInterrupt:
+        click.echo("\ncancelled: bench requests closed, host restored, run stored as 'cancelled'", err=True)
+        sys.exit(130)
+    finally:
+        engine.dispose()
+    for n in notes:
+        click.echo(n, err=True)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "run_uid": outcome.run_uid,
+                    "status": outcome.status,
+                    "stop_reason": outcome.stop_reason,
+                    "points": [{"level": p.level, **p.summary.as_dict()} for p in outcome.points],
+                    "cleanup": outcome.cleanup,
+                },
+                default=str,
+            )
+        )
+        return
+    rows = []
+    for p in outcome.points:
+        s = p.summary
+        rows.append(
+            [
+                f"{p.level:g}",
+                f"{s.completed}/{s.requests}",
+                _fmt(s.request_throughput, 2),
+                _fmt(s.output_throughput),
+                _fmt(s.ttft_ms.p50),
+                _fmt(s.ttft_ms.p99),
+                _fmt(s.tpot_ms.p50, 2),
+                _fmt(s.tpot_ms.p99, 2),
+                _fmt(s.itl_ms.p99, 2),
+                _fmt(s.e2e_ms.p50),
+                _fmt(s.goodput, 2),
+                "yes" if p.verdict.saturated else "",
+            ]
+        )
+    click.echo(
+        _table(
+            [
+                spec.mode,
+                "ok",
+                "req/s",
+                "out tok/s",
+                "TTFT p50",
+                "TTFT p99",
+                "TPOT p50",
+                "TPOT p99",
+                "ITL p99",
+                "E2E p50",
+                "goodput",
+                "saturated",
+            ],
+            rows,
+        )  # fmt: skip
+    )
+    click.echo(
+        f"run {outcome.run_uid}: {outcome.status}"
+        + (f" ({outcome.stop_reason})" if outcome.stop_reason else "")
+    )
+    for c in outcome.cleanup:
+        click.echo(f"  host: {c}")
+    if outcome.foreign_requests:
+        click.echo(f"  warning: {outcome.foreign_requests} other request(s) hit the host during the run")
+
+
+@bench.command("list")
+@click.argument("model", required=False)
+@click.option("--limit", type=int, default=20, show_default=True)
+def list_cmd(model: str | None, limit: int) -> None:
+    """Recent runs (of MODEL when given), with drift against the baseline."""
+    from engines.bench.report import drift_by_run
+    from warehouse.queries import bench as q
+
+    engine = _engine()
+    try:
+        if model:
+            provider, model_id = _resolve(model)
+            runs = drift_by_run(engine, provider.id, model_id, limit=limit)
+        else:
+            runs = q.list_runs(engine, limit=limit)
+    finally:
+        engine.dispose()
+    rows = [
+        [
+            str(r["run_id"]),
+            r["started_at"].strftime("%Y-%m-%d %H:%M") if r["started_at"] else "-",
+            f"{r['provider_id']}/{r['model_id']}",
+            r["status"],
+            r["mode"],
+            str(r["points"]),
+            r.get("drift") or ("baseline" if r["is_baseline"] else ""),
+            r["label"] or "",
+        ]
+        for r in runs.iter_rows(named=True)
+    ]
+    click.echo(_table(["id", "started (UTC)", "model", "status", "mode", "points", "drift", "label"], rows))
+
+
+@bench.command("show")
+@click.argument("run_id", type=int)
+def show_cmd(run_id: int) -> None:
+    """Points of one run."""
+    from warehouse.queries import bench as q
+
+    engine = _engine()
+    try:
+        detail = q.run_detail(engine, run_id)
+        pts = q.run_points(engine, [run_id])
+    finally:
+        engine.dispose()
+    if detail is None:
+        raise click.UsageError(f"no run {run_id}")
+    click.echo(
+        f"run {run_id} {detail['provider_id']}/{detail['model_id']} {detail['status']} "
+        f"llama-swap {detail['llama_swap_version'] or '-'} seed {detail['seed']}"
+    )
+    if detail["stop_reason"]:
+        click.echo(f"  stop: {detail['stop_reason']}")
+    rows = [
+        [
+            f"{r['level']:g}",
+            f"{r['completed']}/{r['requests']}",
+            _fmt(r["output_throughput"]),
+            _fmt(r["ttft_p50_ms"]),
+            _fmt(r["ttft_p99_ms"]),
+            _fmt(r["tpot_p50_ms"], 2),
+            _fmt(r["itl_p99_ms"], 2),
+            _fmt(r["e2e_p50_ms"]),
+            _fmt(r["j_per_token"], 3),
+            "yes" if r["saturated"] else "",
+        ]
+        for r in pts.iter_rows(named=True)
+    ]
+    click.echo(
+        _table(
+            [
+                "level",
+                "ok",
+                "out tok/s",
+                "TTFT p50",
+                "TTFT p99",
+                "TPOT p50",
+                "ITL p99",
+                "E2E p50",
+                "J/tok",
+                "sat",
+            ],
+            rows,
+        )
+    )
+
+
+@bench.group("baseline")
+def baseline() -> None:
+    """The runs that define a provider/model's expected speed (repeat runs to measure noise)."""
+
+
+@baseline.command("add")
+@click.argument("run_id", type=int)
+@click.option("--note", default=None)
+def baseline_add(run_id: int, note: str | None) -> None:
+    from warehouse import bench_store
+
+    engine = _engine()
+    try:
+        with engine.begin() as conn:
+            provider_id, model_id = bench_store.set_baseline(conn, run_id, note)
+    except (LookupError, ValueError) as exc:
+        raise click.UsageError(str(exc)) from exc
+    finally:
+        engine.dispose()
+    click.echo(f"run {run_id} is now part of the {provider_id}/{model_id} baseline")
+
+
+@baseline.command("clear")
+@click.argument("model")
+@click.option("--run", "run_id", type=int, default=None, help="Remove only this run.")
+def baseline_clear(model: str, run_id: int | None) -> None:
+    from warehouse import bench_store
+
+    provider, model_id = _resolve(model)
+    engine = _engine()
+    try:
+        with engine.begin() as conn:
+            n = bench_store.clear_baseline(conn, provider.id, model_id, run_id)
+    finally:
+        engine.dispose()
+    click.echo(f"removed {n} run(s) from the {provider.id}/{model_id} baseline")
+
+
+@bench.command("drift")
+@click.argument("model")
+@click.option("--limit", type=int, default=20, show_default=True)
+def drift_cmd(model: str, limit: int) -> None:
+    """Exit 1 when the newest comparable run of MODEL is slower than its baseline beyond noise."""
+    from engines.bench.report import drift_by_run
+
+    provider, model_id = _resolve(model)
+    engine = _engine()
+    try:
+        runs = drift_by_run(engine, provider.id, model_id, limit=limit)
+    finally:
+        engine.dispose()
+    for r in runs.iter_rows(named=True):
+        click.echo(f"{r['run_id']:>6}  {r['status']:<10} {r['drift'] or '':<15} {r['drift_detail'] or ''}")
+    newest = next((r for r in runs.iter_rows(named=True) if r["drift"] in ("slower", "ok")), None)
+    if newest is not None and newest["drift"] == "slower":
+        sys.exit(1)

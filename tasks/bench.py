@@ -1,0 +1,68 @@
+"""Prefect task around one benchmark run (no retries: a benchmark is not idempotent)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import get_run_logger, task
+
+from core.providers import load_registry
+from core.settings import get_settings
+from engines.bench.options import BenchOptions
+from engines.bench.runner import Progress
+from engines.bench.service import build_spec, run_bench
+from warehouse.db import make_engine
+
+
+@task(name="bench-run", retries=0, tags=["bench"])
+def run_bench_sweep(
+    model: str, options: dict[str, Any], confirm_takeover: bool, requested_by: str | None = None
+) -> dict[str, Any]:
+    """Resolve ``provider/model``, run the sweep under the host slot, store it; returns a run summary."""
+    logger = get_run_logger()
+    settings = get_settings()
+    registry = load_registry(settings.fleet_path)
+    ref = registry.resolve(model)
+    provider = registry.get(ref.provider_id)
+    engine = make_engine(settings.resolved_database_url(), pool_size=2)
+    try:
+        opts = BenchOptions.from_mapping(options)
+        spec = build_spec(engine, provider.id, ref.model_id, opts)
+
+        def progress(p: Progress) -> None:
+            if p.phase in ("gate", "warm", "warmup", "cleanup", "done"):
+                logger.info("%s: %s", p.phase, p.message)
+            elif p.phase == "point_done":
+                logger.info(
+                    "point %s=%g done (%d/%d requests)%s",
+                    spec.mode, p.level or 0, p.done, p.total, f" — saturated: {p.message}" if p.message else "",
+                )  # fmt: skip
+
+        outcome = run_bench(
+            engine,
+            provider,
+            ref.model_id,
+            spec,
+            confirm_takeover=confirm_takeover,
+            progress=progress,
+            requested_by=requested_by,
+        )
+        return {
+            "run_uid": outcome.run_uid,
+            "status": outcome.status,
+            "stop_reason": outcome.stop_reason,
+            "points": [
+                {
+                    "level": p.level,
+                    "completed": p.summary.completed,
+                    "output_throughput": p.summary.output_throughput,
+                    "ttft_p50_ms": p.summary.ttft_ms.p50,
+                    "tpot_p50_ms": p.summary.tpot_ms.p50,
+                    "saturated": p.verdict.saturated,
+                }
+                for p in outcome.points
+            ],
+            "cleanup": outcome.cleanup,
+        }
+    finally:
+        engine.dispose()
