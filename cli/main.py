@@ -8,6 +8,7 @@ provider is configured).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
@@ -23,7 +24,8 @@ log = logging.getLogger("boocontrol")
 
 def configure_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    for noisy in ("httpx", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def fail(message: str) -> None:
@@ -148,6 +150,85 @@ def run_connector(settings: Settings, reg: Registry) -> None:
         await conn.run(stop)
 
     asyncio.run(main())
+
+
+@cli.command("demo-fleet")
+@click.option("-n", "--count", default=3, show_default=True, help="Number of simulated llama-swap instances")
+@click.option("--base-port", default=19400, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--rpm", "requests_per_minute", default=6.0, show_default=True, help="Requests per minute per instance")
+@click.option("--registry-out", type=click.Path(path_type=Path), default=None,
+              help="Also write a provider registry listing the demo instances")
+def demo_fleet(count: int, base_port: int, host: str, seed: int, requests_per_minute: float,
+               registry_out: Path | None) -> None:
+    """Run N simulated llama-swap instances on loopback with live traffic (no GPU needed)."""
+    from demo.fleet import run_demo_fleet, write_demo_registry
+
+    if registry_out is not None:
+        write_demo_registry(registry_out, count, host, base_port)
+    click.echo(f"demo fleet: {count} instance(s) on http://{host}:{base_port}..{base_port + count - 1}")
+
+    async def main() -> None:
+        task = asyncio.ensure_future(run_demo_fleet(count, host, base_port, seed, requests_per_minute))
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+
+
+@cli.group()
+def actions() -> None:
+    """Host actions (warm, unload, cancel, capture), serialized per host and audited."""
+
+
+@actions.command("run")
+@click.pass_obj
+def actions_run(settings: Settings) -> None:
+    """Run the action executor: performs queued actions one at a time per host."""
+    import threading
+
+    from actions.executor import run_forever
+    from warehouse.db import make_engine
+
+    url = settings.resolved_database_url()
+    require_schema(url)
+    engine = make_engine(url)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    run_forever(engine, lambda: load_registry_or_exit(settings), None, stop)
+
+
+@cli.command()
+@click.option("--demo-count", default=3, show_default=True, help="Demo instances when no provider is configured")
+@click.option("--ui-port", default=8501, show_default=True)
+@click.option("--prefect-port", default=4200, show_default=True)
+@click.option("--no-prefect", is_flag=True, help="Do not start the Prefect server and worker")
+@click.pass_obj
+def up(settings: Settings, demo_count: int, ui_port: int, prefect_port: int, no_prefect: bool) -> None:
+    """Start everything on embedded defaults; Ctrl-C stops it all cleanly."""
+    from cli.up import run_up
+
+    sys.exit(run_up(settings, demo_count=demo_count, ui_port=ui_port, prefect_port=prefect_port,
+                    with_prefect=not no_prefect))
+
+
+@cli.command()
+@click.pass_obj
+def status(settings: Settings) -> None:
+    """Say what `up` is running."""
+    from cli.services import read_status
+
+    rows = read_status(settings.data_dir / "run" / "up.json")
+    if not rows:
+        click.echo("nothing is running (no `boocontrol up` state in " + str(settings.data_dir) + ")")
+        return
+    for name, st, detail in rows:
+        click.echo(f"{name:<16}{st:<26}{detail}")
 
 
 def main() -> None:
