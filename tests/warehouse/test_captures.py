@@ -8,7 +8,13 @@ from sqlalchemy import Engine, func, select
 from tests.ui import seed
 from tests.ui.seed import T0
 from warehouse import schema
-from warehouse.captures import CAPTURE_CAP_BYTES, decode_capture, read_capture, reassemble_stream, upsert_capture
+from warehouse.captures import (
+    CAPTURE_CAP_BYTES,
+    decode_capture,
+    read_capture,
+    reassemble_stream,
+    upsert_capture,
+)
 
 
 def b64(data: bytes) -> str:

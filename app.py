@@ -1,0 +1,27 @@
+"""BooControl — the cockpit's home: fleet at a glance, pending actions, and the way to every page."""
+
+import streamlit as st
+
+from ui import actions_panel, data, widgets
+from warehouse.queries.fleet import fleet_summary
+
+widgets.page_setup("BooControl", "🛸")
+st.caption("Mission control for a fleet of llama-swap servers")
+
+
+@st.fragment(run_every=5)
+def glance() -> None:
+    widgets.fleet_metrics(fleet_summary(data.fleet_board(data.now())))
+
+
+glance()
+
+cols = st.columns(5)
+cols[0].page_link("pages/1_Fleet.py", label="Fleet", icon="🛰️")
+cols[1].page_link("pages/2_Activity.py", label="Activity", icon="📡")
+cols[2].page_link("pages/3_Logs.py", label="Logs", icon="📜")
+cols[3].page_link("pages/4_Models.py", label="Models", icon="🧠")
+cols[4].page_link("pages/5_Performance.py", label="Performance", icon="📈")
+
+st.subheader("Pending and recent actions")
+actions_panel.queue_view((), limit=10)

@@ -1,0 +1,48 @@
+"""Fleet: every provider now — health, version, uptime, models, in-flight, GPU and host — plus actions."""
+
+import streamlit as st
+
+from ui import actions_panel, data, widgets
+from warehouse.queries.fleet import fleet_summary
+
+widgets.page_setup("Fleet", "🛰️")
+
+
+@st.fragment(run_every=5)
+def live_board() -> None:
+    board = data.fleet_board(data.now())
+    widgets.fleet_metrics(fleet_summary(board))
+    widgets.fleet_table(board)
+
+
+@st.fragment(run_every=5)
+def live_provider(provider_id: str) -> None:
+    now = data.now()
+    row = data.provider_row(now, provider_id)
+    if row is not None:
+        widgets.provider_tiles(row, data.provider_gpus(provider_id), data.provider_gpu_series(provider_id, now), now)
+    inflight = data.inflight_requests(provider_id)
+    if inflight.height:
+        st.markdown("**In-flight requests**")
+        st.dataframe(inflight, hide_index=True, key="fleet_inflight")
+
+
+@st.fragment(run_every=2)
+def live_queue(provider_ids: tuple[str, ...]) -> None:
+    actions_panel.queue_view(provider_ids)
+
+
+live_board()
+
+st.subheader("Provider")
+picked = widgets.provider_picker(data.providers(), key="fleet_provider", multi=False, label="Provider")
+if picked:
+    pid = picked[0]
+    live_provider(pid)
+    st.subheader("Actions")
+    models, loaded = data.provider_models(pid)
+    inflight_ids = data.inflight_requests(pid)["request_id"].to_list()
+    actions_panel.actions_panel(pid, models, loaded, inflight_ids, key=f"fleet_{pid}")
+
+st.subheader("Action queue")
+live_queue(picked)

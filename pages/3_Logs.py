@@ -1,0 +1,27 @@
+"""Logs: a live tail of one provider's proxy, upstream or per-model log, with a regex filter."""
+
+import streamlit as st
+
+from ui import data, log_view, widgets
+
+widgets.page_setup("Logs", "📜")
+
+left, mid, right = st.columns([2, 2, 3])
+with left:
+    picked = widgets.provider_picker(data.providers(), key="logs_provider", multi=False, label="Provider")
+with mid:
+    source = log_view.source_picker(data.log_sources(picked[0]) if picked else [], key="logs_source")
+with right:
+    pattern = st.text_input("Filter (regular expression, case-insensitive)", key="logs_pattern")
+max_lines = st.slider("Lines shown", 50, 2000, 500, step=50, key="logs_lines")
+
+
+@st.fragment(run_every=2)
+def live_tail(provider_id: str, source: str) -> None:
+    log_view.tail_view(data.log_tail(provider_id, source, log_view.MAX_BYTES), pattern, max_lines)
+
+
+if picked and source:
+    live_tail(picked[0], source)
+else:
+    st.info("No log text stored for this provider in the last 7 days.")

@@ -1,0 +1,80 @@
+"""Action controls and the per-host queue view (Streamlit). The logic lives in `actions`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import polars as pl
+import streamlit as st
+
+from actions import ACTIONS, InvalidAction
+from ui import data
+from ui import format as fmt
+from ui.widgets import action_log_table
+
+STUCK_AFTER_S = 30
+
+
+def _submit(provider_id: str, action: str, target: str | None) -> None:
+    try:
+        action_id = data.enqueue_action(provider_id, action, target)
+    except InvalidAction as exc:
+        st.error(str(exc))
+        return
+    what = ACTIONS[action].label + (f" {target}" if target else "")
+    st.toast(f"Queued #{action_id}: {what} on {provider_id}")
+    st.session_state["actions_last_queued"] = action_id
+
+
+def _confirmed(key: str, text: str) -> bool:
+    return bool(st.checkbox(text, key=key))
+
+
+def actions_panel(provider_id: str, models: list[str], loaded: list[str], inflight_ids: list[str],
+                  key: str) -> None:
+    """Warm / unload / unload all / cancel for one provider. Destructive ones need a confirmation tick."""
+    warm_col, unload_col, all_col, cancel_col = st.columns(4)
+    with warm_col:
+        st.markdown("**Warm**")
+        model = st.selectbox("Model to load", models, key=f"{key}_warm_model", disabled=not models)
+        if st.button("Warm model", key=f"{key}_warm", disabled=not model, icon="🔥"):
+            _submit(provider_id, "warm", model)
+    with unload_col:
+        st.markdown("**Unload**")
+        victim = st.selectbox("Loaded model", loaded, key=f"{key}_unload_model", disabled=not loaded)
+        ok = _confirmed(f"{key}_unload_ok", "Cut off its requests")
+        if st.button("Unload model", key=f"{key}_unload", disabled=not (victim and ok), icon="⏏️"):
+            _submit(provider_id, "unload", victim)
+    with all_col:
+        st.markdown("**Unload all**")
+        ok_all = _confirmed(f"{key}_all_ok", f"Stop every model on {provider_id}")
+        if st.button("Unload all", key=f"{key}_all", disabled=not ok_all, icon="🛑"):
+            _submit(provider_id, "unload_all", None)
+    with cancel_col:
+        st.markdown("**Cancel request**")
+        rid = st.selectbox("In-flight request", inflight_ids, key=f"{key}_cancel_id", disabled=not inflight_ids)
+        ok_c = _confirmed(f"{key}_cancel_ok", "Abort it")
+        if st.button("Cancel request", key=f"{key}_cancel", disabled=not (rid and ok_c), icon="✂️"):
+            _submit(provider_id, "cancel_inflight", rid)
+
+
+def queue_view(provider_ids: tuple[str, ...], limit: int = 20) -> None:
+    """The per-host queues (what runs, what waits) and the latest audit rows, refreshed in place."""
+    summary = data.queue_summary()
+    if provider_ids:
+        summary = summary.filter(pl.col("provider_id").is_in(list(provider_ids)))
+    now = datetime.now(UTC)
+    for r in summary.to_dicts():
+        waiting = r["oldest_queued_at"]
+        line = (f"**{r['provider_id']}** · running: {r['running_action'] or 'nothing'} · "
+                f"queued: {r['queued']}")
+        if waiting is not None and r["running"] == 0 and (now - waiting).total_seconds() > STUCK_AFTER_S:
+            st.warning(f"{line} — waiting {fmt.ago(waiting, now)[:-4]}: is the action executor running? "
+                       "(`boocontrol up` starts it)")
+        else:
+            st.markdown(line)
+    log = data.action_log(provider_ids, limit)
+    if log.height == 0:
+        st.caption("No actions yet.")
+        return
+    action_log_table(log)

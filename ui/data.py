@@ -1,0 +1,245 @@
+"""The UI's data layer: the only place with Streamlit caches.
+
+``engine()`` is a cached resource built from `core.settings.get_settings` (the UI is an entry point);
+every other function wraps one `warehouse.queries` function with ``st.cache_data(ttl=...)`` and takes
+plain, hashable arguments. Short TTLs for live tiles, longer ones for history. Writes (enqueue an
+action, toggle a favourite, fetch a capture) go through here too and clear the caches they affect.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import polars as pl
+import streamlit as st
+from sqlalchemy import Engine
+
+import actions
+from actions.perform import Outcome
+from core.providers import Provider, Registry, RegistryError, load_registry
+from core.settings import get_settings
+from warehouse.captures import StoredCapture, read_capture
+from warehouse.db import make_engine
+from warehouse.queries import actions as q_actions
+from warehouse.queries import activity as q_activity
+from warehouse.queries import fleet as q_fleet
+from warehouse.queries import logs as q_logs
+from warehouse.queries import models as q_models
+from warehouse.queries import perf as q_perf
+from warehouse.queries.favorites import set_favorite
+
+LIVE_TTL = 5
+QUEUE_TTL = 2
+HISTORY_TTL = 60
+
+
+def now() -> datetime:
+    """The current UTC time rounded down to 5 s, so cache keys repeat between quick reruns."""
+    t = datetime.now(UTC)
+    return t.replace(second=t.second - t.second % 5, microsecond=0)
+
+
+@st.cache_resource(show_spinner=False)
+def _engine_for(url: str) -> Engine:
+    return make_engine(url, pool_size=4)
+
+
+def engine() -> Engine:
+    return _engine_for(get_settings().resolved_database_url())
+
+
+@st.cache_resource(show_spinner=False, ttl=60)
+def registry() -> Registry:
+    """The provider registry (fleet file), or the providers table when the file is missing."""
+    settings = get_settings()
+    try:
+        return load_registry(settings.fleet_path)
+    except RegistryError:
+        rows = q_fleet.provider_rows(engine())
+        providers = tuple(
+            Provider(id=r["provider_id"], label=r["label"], base_url=r["base_url"], kind=r["kind"])
+            for r in rows.to_dicts()
+        )
+        return Registry(providers=providers, default_provider=providers[0].id if providers else None)
+
+
+# --- Fleet --------------------------------------------------------------------------------------
+
+
+@st.cache_data(ttl=LIVE_TTL, show_spinner=False)
+def fleet_board(at: datetime, spark_minutes: int = 60) -> pl.DataFrame:
+    return q_fleet.fleet_board(engine(), at, spark_minutes)
+
+
+@st.cache_data(ttl=LIVE_TTL, show_spinner=False)
+def gpu_now() -> pl.DataFrame:
+    return q_fleet.gpu_now(engine())
+
+
+@st.cache_data(ttl=LIVE_TTL, show_spinner=False)
+def loaded_models() -> pl.DataFrame:
+    return q_fleet.loaded_models(engine())
+
+
+@st.cache_data(ttl=LIVE_TTL, show_spinner=False)
+def inflight_requests(provider_id: str) -> pl.DataFrame:
+    return q_fleet.inflight_requests(engine(), provider_id)
+
+
+@st.cache_data(ttl=HISTORY_TTL, show_spinner=False)
+def providers() -> pl.DataFrame:
+    return q_perf.provider_choices(engine())
+
+
+# --- Activity -----------------------------------------------------------------------------------
+
+
+def _filter(start: datetime, end: datetime, provider_ids: tuple[str, ...], model_ids: tuple[str, ...],
+            status: str) -> q_activity.ActivityFilter:
+    return q_activity.ActivityFilter(start, end, tuple(provider_ids), tuple(model_ids), status)
+
+
+@st.cache_data(ttl=LIVE_TTL, show_spinner=False)
+def activity_page(start: datetime, end: datetime, provider_ids: tuple[str, ...], model_ids: tuple[str, ...],
+                  status: str, page: int, page_size: int) -> q_activity.ActivityPage:
+    f = _filter(start, end, provider_ids, model_ids, status)
+    return q_activity.activity_page(engine(), f, page, page_size)
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def speed_stats(start: datetime, end: datetime, provider_ids: tuple[str, ...], model_ids: tuple[str, ...],
+                status: str) -> pl.DataFrame:
+    return q_activity.speed_stats(engine(), _filter(start, end, provider_ids, model_ids, status))
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def speed_histogram(start: datetime, end: datetime, provider_ids: tuple[str, ...], model_ids: tuple[str, ...],
+                    status: str, metric: str) -> pl.DataFrame:
+    f = _filter(start, end, provider_ids, model_ids, status)
+    return q_activity.speed_histogram(engine(), f, metric)
+
+
+@st.cache_data(ttl=HISTORY_TTL, show_spinner=False)
+def model_choices() -> list[str]:
+    return q_activity.model_choices(engine())
+
+
+@st.cache_data(ttl=10, show_spinner=False)
+def capture(provider_id: str, epoch: str, upstream_id: int) -> StoredCapture | None:
+    return read_capture(engine(), provider_id, epoch, upstream_id)
+
+
+@st.cache_data(ttl=10, show_spinner=False)
+def current_epoch(provider_id: str) -> str | None:
+    return q_activity.current_epoch(engine(), provider_id)
+
+
+# --- Logs ---------------------------------------------------------------------------------------
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def log_sources(provider_id: str) -> list[str]:
+    return q_logs.log_sources(engine(), provider_id, datetime.now(UTC) - timedelta(days=7))
+
+
+@st.cache_data(ttl=2, show_spinner=False)
+def log_tail(provider_id: str, source: str, max_bytes: int) -> q_logs.LogTail:
+    return q_logs.log_tail(engine(), provider_id, source, max_bytes)
+
+
+# --- Models -------------------------------------------------------------------------------------
+
+
+@st.cache_data(ttl=10, show_spinner=False)
+def model_catalog() -> pl.DataFrame:
+    return q_models.model_catalog(engine())
+
+
+@st.cache_data(ttl=10, show_spinner=False)
+def hidden_favorites() -> pl.DataFrame:
+    return q_models.hidden_favorites(engine())
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def model_loads(provider_id: str, model_id: str) -> pl.DataFrame:
+    return q_models.model_loads(engine(), provider_id, model_id)
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def state_timeline(provider_id: str, model_id: str, start: datetime, end: datetime) -> pl.DataFrame:
+    return q_models.state_timeline(engine(), provider_id, model_id, start, end)
+
+
+def toggle_favorite(provider_id: str, model_id: str, on: bool) -> None:
+    with engine().begin() as conn:
+        set_favorite(conn, provider_id, model_id, on)
+    model_catalog.clear()
+    hidden_favorites.clear()
+
+
+# --- Performance --------------------------------------------------------------------------------
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def host_series(provider_ids: tuple[str, ...], start: datetime, end: datetime, points: int = 400) -> pl.DataFrame:
+    return q_perf.host_series(engine(), provider_ids, start, end, points)
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def gpu_series(provider_ids: tuple[str, ...], start: datetime, end: datetime, points: int = 400) -> pl.DataFrame:
+    return q_perf.gpu_series(engine(), provider_ids, start, end, points)
+
+
+# --- Actions ------------------------------------------------------------------------------------
+
+
+@st.cache_data(ttl=QUEUE_TTL, show_spinner=False)
+def action_log(provider_ids: tuple[str, ...] = (), limit: int = 50) -> pl.DataFrame:
+    return q_actions.action_log(engine(), provider_ids, limit)
+
+
+@st.cache_data(ttl=QUEUE_TTL, show_spinner=False)
+def queue_summary() -> pl.DataFrame:
+    return q_actions.queue_summary(engine())
+
+
+def enqueue_action(provider_id: str, action: str, target: str | None = None,
+                   params: dict[str, Any] | None = None) -> int:
+    action_id = actions.enqueue(engine(), provider_id, action, target, params, requested_by="ui")
+    action_log.clear()
+    queue_summary.clear()
+    return action_id
+
+
+def fetch_capture_now(provider_id: str, epoch: str, upstream_id: int) -> Outcome:
+    """Fetch one capture from its host right away (read-only, so outside the host queue; audited)."""
+    _, outcome = actions.run_direct(engine(), registry(), None, provider_id, "fetch_capture", str(upstream_id),
+                                    {"epoch": epoch}, requested_by="ui")
+    capture.clear()
+    activity_page.clear()
+    action_log.clear()
+    return outcome
+
+
+# --- One provider (Fleet page detail) -----------------------------------------------------------
+
+
+def provider_row(at: datetime, provider_id: str) -> dict[str, Any] | None:
+    board = fleet_board(at).filter(pl.col("provider_id") == provider_id)
+    return board.row(0, named=True) if board.height else None
+
+
+def provider_gpus(provider_id: str) -> pl.DataFrame:
+    return gpu_now().filter(pl.col("provider_id") == provider_id)
+
+
+def provider_gpu_series(provider_id: str, at: datetime, minutes: int = 60) -> pl.DataFrame:
+    return gpu_series((provider_id,), at - timedelta(minutes=minutes), at, 30)
+
+
+def provider_models(provider_id: str) -> tuple[list[str], list[str]]:
+    """(every model id, the loaded ones) of one provider."""
+    mine = model_catalog().filter(pl.col("provider_id") == provider_id)
+    loaded = mine.filter(pl.col("state").is_in(list(q_fleet.LOADED_STATES)))
+    return mine["model_id"].to_list(), loaded["model_id"].to_list()

@@ -1,0 +1,243 @@
+"""Shared Streamlit widgets: page chrome, pickers, tables and tiles. Data comes in as arguments."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import plotly.graph_objects as go
+import polars as pl
+import streamlit as st
+
+from ui import data
+from ui import format as fmt
+
+WINDOWS: dict[str, timedelta] = {
+    "15 min": timedelta(minutes=15),
+    "1 hour": timedelta(hours=1),
+    "6 hours": timedelta(hours=6),
+    "24 hours": timedelta(hours=24),
+    "7 days": timedelta(days=7),
+    "30 days": timedelta(days=30),
+}
+
+_CSS = """
+<style>
+[data-testid="stMetricValue"] { font-family: "JetBrains Mono", "Fira Code", Menlo, monospace; color: #00e5ff; }
+[data-testid="stMetricLabel"] { text-transform: uppercase; letter-spacing: .08em; color: #6b7c8f; }
+[data-testid="stMetric"] { background: #111821; border: 1px solid #1f2a36; border-radius: 6px; padding: .5rem .75rem; }
+h1, h2, h3 { letter-spacing: .04em; }
+</style>
+"""
+
+
+def page_setup(title: str, icon: str) -> None:
+    """Page config, the mission-control styling and the page title (call first on every page)."""
+    st.set_page_config(page_title=f"BooControl · {title}", page_icon=icon, layout="wide")
+    st.html(_CSS)
+    st.title(f"{icon} {title}")
+
+
+def chart(fig: go.Figure, key: str | None = None) -> None:
+    """A Plotly figure with our own template (``theme=None`` keeps Streamlit from restyling it)."""
+    st.plotly_chart(fig, theme=None, key=key, config={"displaylogo": False})
+
+
+def window_picker(key: str, default: str = "24 hours", now: datetime | None = None,
+                  options: Sequence[str] = tuple(WINDOWS)) -> tuple[datetime, datetime]:
+    """A time window ending now: (start, end)."""
+    label = st.selectbox("Window", list(options), index=list(options).index(default), key=key)
+    end = (now or data.now()) + timedelta(seconds=5)
+    return end - WINDOWS[label], end
+
+
+def provider_picker(providers: pl.DataFrame, key: str, multi: bool = True, default_max: int | None = None,
+                    label: str = "Providers") -> tuple[str, ...]:
+    ids = providers["provider_id"].to_list()
+    labels = dict(zip(ids, providers["label"].to_list(), strict=True))
+    status = dict(zip(ids, providers["status"].to_list(), strict=True))
+
+    def show(pid: str) -> str:
+        return f"{fmt.STATUS_ICONS.get(status.get(pid, 'unknown'), '⚪')} {pid} · {labels.get(pid, pid)}"
+
+    if multi:
+        default = ids[:default_max] if default_max else []
+        return tuple(st.multiselect(label, ids, default=default, format_func=show, key=key))
+    if not ids:
+        return ()
+    chosen = st.selectbox(label, ids, format_func=show, key=key)
+    return (chosen,) if chosen else ()
+
+
+# --- Fleet ---------------------------------------------------------------------------------------
+
+
+def fleet_metrics(summary: dict[str, Any]) -> None:
+    cols = st.columns(6)
+    cols[0].metric("Providers online", f"{summary['online']} / {summary['providers']}")
+    cols[1].metric("Models loaded", fmt.count(summary["models_loaded"]))
+    cols[2].metric("In flight", fmt.count(summary["inflight"], "req"))
+    cols[3].metric("GPUs", fmt.count(summary["gpus"]))
+    cols[4].metric("GPU power now", fmt.watts(summary["gpu_power_w"]))
+    cols[5].metric("Hottest GPU", fmt.celsius(summary["hottest_gpu_c"]) if summary["gpus"] else fmt.DASH)
+
+
+def fleet_table(board: pl.DataFrame) -> None:
+    """One row per provider: health, version, uptime, models, in-flight, GPU and host now + sparklines."""
+    if board.height == 0:
+        st.info("No providers yet. Add them to the fleet file and start `boocontrol up`.")
+        return
+    icons = [fmt.STATUS_ICONS.get(s, "⚪") + " " + s for s in board["status"].to_list()]
+    df = board.with_columns(
+        pl.Series("status", icons),
+        pl.col("uptime_s").map_elements(fmt.duration, return_dtype=pl.Utf8).alias("uptime"),
+        pl.when(pl.col("gpu_stale")).then(None).otherwise(pl.col("gpu_temp_c")).alias("gpu_temp_c"),
+        pl.when(pl.col("gpu_stale")).then(None).otherwise(pl.col("gpu_util_pct")).alias("gpu_util_pct"),
+        pl.when(pl.col("gpu_stale")).then(None).otherwise(pl.col("gpu_power_w")).alias("gpu_power_w"),
+        pl.when(pl.col("gpu_stale")).then(None)
+        .otherwise(100 * pl.col("vram_used_mb") / pl.col("vram_total_mb")).alias("vram_pct"),
+        pl.when(pl.col("gpu_stale") | pl.col("vram_total_mb").is_null()).then(None)
+        .otherwise(pl.format("{} / {} GiB", (pl.col("vram_used_mb") / 1024).round(1),
+                             (pl.col("vram_total_mb") / 1024).round(1))).alias("vram"),
+        pl.when(pl.col("perf_stale")).then(None).otherwise(pl.col("cpu_util_pct")).alias("cpu_util_pct"),
+        pl.when(pl.col("perf_stale")).then(None)
+        .otherwise(100 * pl.col("mem_used_mb") / pl.col("mem_total_mb")).alias("mem_pct"),
+        pl.col("inflight").fill_null(0),
+    )
+    cc = st.column_config
+    st.dataframe(
+        df,
+        hide_index=True,
+        column_order=["provider_id", "status", "version", "uptime", "boots", "loaded_models", "inflight",
+                      "gpu_temp_c", "gpu_util_pct", "gpu_util_spark", "vram", "vram_pct", "gpu_power_w",
+                      "cpu_util_pct", "cpu_spark", "mem_pct", "mem_spark", "last_error"],
+        column_config={
+            "provider_id": cc.TextColumn("Provider", pinned=True),
+            "status": cc.TextColumn("Connection"),
+            "version": cc.TextColumn("llama-swap"),
+            "uptime": cc.TextColumn("Uptime"),
+            "boots": cc.NumberColumn("Boots", format="%d"),
+            "loaded_models": cc.TextColumn("Loaded models", width="medium"),
+            "inflight": cc.NumberColumn("In flight", format="%d req"),
+            "gpu_temp_c": cc.NumberColumn("GPU temp", format="%.0f °C"),
+            "gpu_util_pct": cc.NumberColumn("GPU util", format="%.0f %%"),
+            "gpu_util_spark": cc.LineChartColumn("GPU util 1 h", y_min=0, y_max=100),
+            "vram": cc.TextColumn("VRAM"),
+            "vram_pct": cc.ProgressColumn("VRAM used", format="%.0f %%", min_value=0, max_value=100),
+            "gpu_power_w": cc.NumberColumn("GPU power", format="%.0f W"),
+            "cpu_util_pct": cc.NumberColumn("CPU", format="%.0f %%"),
+            "cpu_spark": cc.LineChartColumn("CPU 1 h", y_min=0, y_max=100),
+            "mem_pct": cc.NumberColumn("RAM", format="%.0f %%"),
+            "mem_spark": cc.LineChartColumn("RAM 1 h", y_min=0, y_max=100),
+            "last_error": cc.TextColumn("Last error", width="medium"),
+        },
+        key="fleet_table",
+    )
+
+
+def _spark(values: Any) -> list[float] | None:
+    if values is None:
+        return None
+    out = [float(v) for v in values if v is not None]
+    return out or None
+
+
+def provider_tiles(row: dict[str, Any], gpus: pl.DataFrame, gpu_series: pl.DataFrame, now: datetime) -> None:
+    """Live tiles of one provider: connection, host CPU/RAM and every GPU, each with a 1-hour sparkline."""
+    status = row["status"]
+    head = st.columns(4)
+    head[0].metric("Connection", f"{fmt.STATUS_ICONS.get(status, '⚪')} {status}",
+                   help=row.get("last_error") or None)
+    head[1].metric("llama-swap", row.get("version") or fmt.DASH)
+    head[2].metric("Uptime", fmt.duration(row.get("uptime_s")), help=f"{row.get('boots') or 0} boots recorded")
+    head[3].metric("In flight", fmt.count(row.get("inflight") or 0, "req"))
+    if row.get("last_error"):
+        st.caption(f"Last error ({fmt.ago(row.get('last_error_at'), now)}): {row['last_error']}")
+    host = st.columns(3)
+    stale = " (stale)" if row.get("perf_stale") else ""
+    host[0].metric("CPU" + stale, fmt.pct(row.get("cpu_util_pct")), chart_data=_spark(row.get("cpu_spark")),
+                   chart_type="area")
+    host[1].metric("RAM" + stale, fmt.used_of(row.get("mem_used_mb"), row.get("mem_total_mb")),
+                   chart_data=_spark(row.get("mem_spark")), chart_type="area")
+    host[2].metric("Load (1 min)", "—" if row.get("load_avg_1") is None else f"{row['load_avg_1']:.2f}")
+    for g in gpus.to_dicts():
+        series = gpu_series.filter(pl.col("gpu_key") == g["gpu_key"])
+        age = (now - g["sampled_at"]).total_seconds()
+        label = f"GPU {g['gpu_index']} · {g['name']}" + (f" (last sample {fmt.duration(age)} ago)" if age > 120 else "")
+        st.markdown(f"**{label}**")
+        cols = st.columns(4)
+        cols[0].metric("Temperature", fmt.celsius(g["temp_c"]), chart_data=_spark(series["temp_c"].to_list()))
+        cols[1].metric("VRAM", fmt.used_of(g["mem_used_mb"], g["mem_total_mb"]),
+                       chart_data=_spark(series["mem_used_mb"].to_list()))
+        cols[2].metric("Utilisation", fmt.pct(g["util_pct"]), chart_data=_spark(series["util_pct"].to_list()))
+        cols[3].metric("Power", fmt.watts(g["power_w"]), chart_data=_spark(series["power_w"].to_list()))
+
+
+# --- Tables --------------------------------------------------------------------------------------
+
+
+def activity_table(rows: pl.DataFrame) -> None:
+    cc = st.column_config
+    st.dataframe(
+        rows,
+        hide_index=True,
+        column_order=["finished_at", "provider_id", "upstream_id", "model_id", "req_path", "status_code",
+                      "input_tokens", "output_tokens", "cache_tokens", "prompt_tps", "gen_tps", "duration_ms",
+                      "has_capture", "capture_stored", "error_msg"],
+        column_config={
+            "finished_at": cc.DatetimeColumn("Finished (UTC)", format="YYYY-MM-DD HH:mm:ss"),
+            "provider_id": cc.TextColumn("Provider"),
+            "upstream_id": cc.NumberColumn("Id", format="%d"),
+            "model_id": cc.TextColumn("Model"),
+            "req_path": cc.TextColumn("Path"),
+            "status_code": cc.NumberColumn("Status", format="%d"),
+            "input_tokens": cc.NumberColumn("Prompt", format="%d tok"),
+            "output_tokens": cc.NumberColumn("Generated", format="%d tok"),
+            "cache_tokens": cc.NumberColumn("Cached", format="%d tok"),
+            "prompt_tps": cc.NumberColumn("Prompt speed", format="%.1f tok/s"),
+            "gen_tps": cc.NumberColumn("Gen speed", format="%.1f tok/s"),
+            "duration_ms": cc.NumberColumn("Duration", format="%d ms"),
+            "has_capture": cc.CheckboxColumn("On host"),
+            "capture_stored": cc.CheckboxColumn("Stored"),
+            "error_msg": cc.TextColumn("Error"),
+        },
+        key="activity_table",
+    )
+
+
+def speed_metrics(stats: pl.DataFrame) -> None:
+    rows = {r["metric"]: r for r in stats.to_dicts()}
+    cols = st.columns(6)
+    i = 0
+    for metric, title in (("prompt", "Prompt"), ("generation", "Generation")):
+        r = rows.get(metric, {})
+        for p in ("p50", "p95", "p99"):
+            cols[i].metric(f"{title} {p}", fmt.tps(r.get(p)), help=f"{r.get('n', 0)} requests with a speed")
+            i += 1
+
+
+def action_log_table(log: pl.DataFrame) -> None:
+    df = log.with_columns(
+        pl.col("status").map_elements(lambda s: f"{fmt.ACTION_ICONS.get(s, '')} {s}", return_dtype=pl.Utf8)
+    )
+    cc = st.column_config
+    st.dataframe(
+        df,
+        hide_index=True,
+        column_order=["id", "provider_id", "action", "target", "status", "requested_at", "wait_ms", "run_ms",
+                      "error", "result"],
+        column_config={
+            "id": cc.NumberColumn("#", format="%d"),
+            "provider_id": cc.TextColumn("Provider"),
+            "action": cc.TextColumn("Action"),
+            "target": cc.TextColumn("Target"),
+            "status": cc.TextColumn("Status"),
+            "requested_at": cc.DatetimeColumn("Requested (UTC)", format="YYYY-MM-DD HH:mm:ss"),
+            "wait_ms": cc.NumberColumn("Waited", format="%.0f ms"),
+            "run_ms": cc.NumberColumn("Ran", format="%.0f ms"),
+            "error": cc.TextColumn("Error", width="large"),
+            "result": cc.TextColumn("Result"),
+        },
+        key="action_log_table",
+    )
