@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, insert
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from warehouse import schema as s
 
@@ -19,9 +20,9 @@ def at(hh: int, mm: int, ss: float = 0, day: datetime = T0) -> datetime:
 
 def add_provider(conn: Connection, pid: str = "p1") -> None:
     conn.execute(
-        insert(s.providers).values(
-            id=pid, label=pid.upper(), base_url=f"http://{pid}:8080", kind="llama-swap"
-        )
+        pg_insert(s.providers)
+        .values(id=pid, label=pid.upper(), base_url=f"http://{pid}:8080", kind="llama-swap")
+        .on_conflict_do_nothing()
     )
 
 
