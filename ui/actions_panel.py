@@ -22,7 +22,7 @@ def _submit(provider_id: str, action: str, target: str | None) -> None:
         st.error(str(exc))
         return
     what = ACTIONS[action].label + (f" {target}" if target else "")
-    st.toast(f"Queued #{action_id}: {what} on {provider_id}")
+    st.toast(f"Queued #{action_id}: {fmt.md(what)} on {fmt.md(provider_id)}")
     st.session_state["actions_last_queued"] = action_id
 
 
@@ -66,7 +66,7 @@ def queue_view(provider_ids: tuple[str, ...], limit: int = 20) -> None:
     now = datetime.now(UTC)
     for r in summary.to_dicts():
         waiting = r["oldest_queued_at"]
-        line = (f"**{r['provider_id']}** · running: {r['running_action'] or 'nothing'} · "
+        line = (f"**{fmt.md(r['provider_id'])}** · running: {fmt.md(r['running_action'] or 'nothing')} · "
                 f"queued: {r['queued']}")
         if waiting is not None and r["running"] == 0 and (now - waiting).total_seconds() > STUCK_AFTER_S:
             st.warning(f"{line} — waiting {fmt.ago(waiting, now)[:-4]}: is the action executor running? "

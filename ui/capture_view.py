@@ -6,6 +6,7 @@ import json
 
 import streamlit as st
 
+from ui import format as fmt
 from warehouse.captures import StoredCapture, reassemble_stream
 
 SHOW_BYTES = 64 * 1024
@@ -25,7 +26,7 @@ def pretty_body(body: bytes | None) -> tuple[str, str]:
 
 def capture_view(stored: StoredCapture) -> None:
     row = stored.row
-    st.markdown(f"`{row.req_path or '?'}` · stored {row.size_bytes:,} B · fetched "
+    st.markdown(f"{fmt.md(row.req_path or '?')} · stored {row.size_bytes:,} B · fetched "
                 f"{stored.fetched_at:%Y-%m-%d %H:%M:%S} UTC")
     if row.truncated:
         st.warning("This capture was larger than 256 KiB: the bodies below are cut short.")

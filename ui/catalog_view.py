@@ -48,7 +48,7 @@ def favorites(catalog: pl.DataFrame, hidden: pl.DataFrame) -> None:
     else:
         st.caption("No favorite on an online provider.")
     if hidden.height:
-        reasons = ", ".join(f"{r['provider_id']}/{r['model_id']} ({r['reason']})" for r in hidden.to_dicts())
+        reasons = ", ".join(fmt.md(f"{r['provider_id']}/{r['model_id']} ({r['reason']})") for r in hidden.to_dicts())
         st.caption(f"Hidden until their provider is back: {reasons}")
 
 
@@ -58,7 +58,7 @@ def provider_groups(catalog: pl.DataFrame) -> None:
         online = "🟢 online" if r["provider_online"] else f"🔴 {r['provider_status']}" + (
             "" if r["provider_active"] else " (inactive)")
         loaded = part.filter(pl.col("state").is_in(["starting", "ready", "stopping"])).height
-        title = f"{r['provider_id']} · {r['provider_label']} — {online} — {part.height} models, {loaded} loaded"
+        title = f"{fmt.md(r['provider_id'])} · {fmt.md(r['provider_label'])} — {online} — {part.height} models, {loaded} loaded"
         with st.expander(title, expanded=bool(r["provider_online"])):
             _table(part, key=f"models_group_{r['provider_id']}")
 
@@ -96,9 +96,9 @@ def model_controls(catalog: pl.DataFrame, provider_id: str, model_id: str) -> No
     with warm_col:
         if st.button("🔥 Warm", key=key + "_warm", disabled=not row["provider_online"]):
             action_id = data.enqueue_action(provider_id, "warm", model_id)
-            st.toast(f"Queued #{action_id}: warm {model_id} on {provider_id}")
+            st.toast(f"Queued #{action_id}: warm {fmt.md(model_id)} on {fmt.md(provider_id)}")
     with unload_col:
         ok = st.checkbox("Cut off its requests", key=key + "_unload_ok")
         if st.button("⏏️ Unload", key=key + "_unload", disabled=not (ok and row["provider_online"])):
             action_id = data.enqueue_action(provider_id, "unload", model_id)
-            st.toast(f"Queued #{action_id}: unload {model_id} on {provider_id}")
+            st.toast(f"Queued #{action_id}: unload {fmt.md(model_id)} on {fmt.md(provider_id)}")

@@ -79,3 +79,11 @@ def ago(ts: datetime | None, now: datetime) -> str:
     if ts is None:
         return "never"
     return duration(max((now - ts).total_seconds(), 0.0)) + " ago"
+
+
+_MD_SPECIAL = set("\\`*_{}[]()<>#+-.!|~$:&\"'")
+
+
+def md(text: object) -> str:
+    """Escape text from the fleet (model ids, errors, GPU names) before it goes into Markdown."""
+    return "".join("\\" + ch if ch in _MD_SPECIAL else ch for ch in str(text))

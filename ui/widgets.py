@@ -153,7 +153,7 @@ def provider_tiles(row: dict[str, Any], gpus: pl.DataFrame, gpu_series: pl.DataF
     head[2].metric("Uptime", fmt.duration(row.get("uptime_s")), help=f"{row.get('boots') or 0} boots recorded")
     head[3].metric("In flight", fmt.count(row.get("inflight") or 0, "req"))
     if row.get("last_error"):
-        st.caption(f"Last error ({fmt.ago(row.get('last_error_at'), now)}): {row['last_error']}")
+        st.caption(f"Last error ({fmt.ago(row.get('last_error_at'), now)}): {fmt.md(row['last_error'])}")
     host = st.columns(3)
     stale = " (stale)" if row.get("perf_stale") else ""
     host[0].metric("CPU" + stale, fmt.pct(row.get("cpu_util_pct")), chart_data=_spark(row.get("cpu_spark")),
@@ -165,7 +165,7 @@ def provider_tiles(row: dict[str, Any], gpus: pl.DataFrame, gpu_series: pl.DataF
         series = gpu_series.filter(pl.col("gpu_key") == g["gpu_key"])
         age = (now - g["sampled_at"]).total_seconds()
         label = f"GPU {g['gpu_index']} · {g['name']}" + (f" (last sample {fmt.duration(age)} ago)" if age > 120 else "")
-        st.markdown(f"**{label}**")
+        st.markdown(f"**{fmt.md(label)}**")
         cols = st.columns(4)
         cols[0].metric("Temperature", fmt.celsius(g["temp_c"]), chart_data=_spark(series["temp_c"].to_list()))
         cols[1].metric("VRAM", fmt.used_of(g["mem_used_mb"], g["mem_total_mb"]),

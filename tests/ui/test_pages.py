@@ -151,7 +151,7 @@ def test_models_page_favorites_first_and_hidden_when_offline(live_fleet: datetim
     assert not at.exception, at.exception
     fav = at.dataframe[0].value
     assert list(zip(fav["provider_id"], fav["model_id"], strict=True)) == [("alpha", "qwen")]
-    assert "beta/qwen (provider offline)" in at.caption[0].value
+    assert "beta/qwen \\(provider offline\\)" in at.caption[0].value  # markdown-escaped
     # provider groups follow; alpha/qwen is in its group too
     assert [len(d.value) for d in at.dataframe[1:]] == [2, 1, 1]
     assert "qwen" in list(at.dataframe[1].value["model_id"])
@@ -206,3 +206,22 @@ def test_offline_provider_favorite_returns_when_it_reconnects(live_fleet: dateti
     at = run_page("pages/4_Models.py")
     fav = at.dataframe[0].value
     assert list(zip(fav["provider_id"], fav["model_id"], strict=True)) == [("alpha", "qwen"), ("beta", "qwen")]
+
+
+def test_hostile_model_names_flow_through(live_fleet: datetime, app_env: Engine) -> None:
+    with app_env.begin() as c:
+        seed.model(c, "alpha", 'bad"name<b>*x*', state="ready")
+        seed.model(c, "alpha", "org/üñí-模型 v2", state="stopped")
+        seed.favorite(c, "alpha", 'bad"name<b>*x*')
+    at = run_page("pages/4_Models.py")
+    assert not at.exception, at.exception
+    assert 'bad"name<b>*x*' in list(at.dataframe[0].value["model_id"])
+    at.selectbox(key="models_pick").set_value("alpha/org/üñí-模型 v2")
+    at.run()
+    assert not at.exception, at.exception
+    button(at, "🔥 Warm").click()
+    at.run()
+    assert actions_rows(app_env) == [("alpha", "warm", "org/üñí-模型 v2", "queued", "ui")]
+    fleet = run_page("pages/1_Fleet.py")
+    assert not fleet.exception, fleet.exception
+    assert 'bad"name<b>*x* (ready)' in list(fleet.dataframe[0].value["loaded_models"])[0]
