@@ -115,58 +115,71 @@ async def stream_one(
     chunks = rec.chunks
     dec = SSEDecoder()
     loads = json.loads
-    try:
-        rec.send = clock()
-        async with client.stream(
-            "POST", target.url, content=body, headers=hdrs, timeout=target.timeout_s
-        ) as resp:
-            rec.status = resp.status_code
-            if resp.status_code != 200:
-                text = (await resp.aread())[:1000].decode("utf-8", "replace")
-                rec.end = clock()
-                try:
-                    rec.error = f"HTTP {resp.status_code}: {_error_text(json.loads(text))}"
-                except ValueError:
-                    rec.error = f"HTTP {resp.status_code}: {text.strip()[:300]}"
-                return rec
-            done = False
-            # Read to the natural end of the body (just after [DONE]) so the keep-alive connection
-            # goes back to the pool: a new TCP connection per request would be counted in TTFT.
-            async for raw in resp.aiter_raw():
-                now = clock()
-                for payload in dec.feed(raw):
-                    if payload == _DONE:
-                        done = True
-                        rec.end = now
-                        continue
+    # A keep-alive race: llama-server closes the connection after every streamed response, and the
+    # next request can go out on that pooled connection before its FIN is noticed. The server never
+    # read such a request, so it is retried once on a fresh connection (counted in ``rec.retries``).
+    for attempt in (0, 1):
+        got_response = False
+        try:
+            rec.send = clock()
+            async with client.stream(
+                "POST", target.url, content=body, headers=hdrs, timeout=target.timeout_s
+            ) as resp:
+                got_response = True
+                rec.status = resp.status_code
+                if resp.status_code != 200:
+                    text = (await resp.aread())[:1000].decode("utf-8", "replace")
+                    rec.end = clock()
                     try:
-                        obj = loads(payload)
+                        rec.error = f"HTTP {resp.status_code}: {_error_text(json.loads(text))}"
                     except ValueError:
-                        continue
-                    if _has_content(obj):
-                        chunks.append(now)
-                    fr = _finish_reason(obj)
-                    if fr:
-                        rec.finish_reason = fr
-                    usage = obj.get("usage")
-                    if usage:
-                        rec.usage = usage
-                    timings = obj.get("timings")
-                    if timings:
-                        rec.timings = timings
-                    if "error" in obj and obj["error"]:
-                        rec.error = _error_text(obj)
-            if rec.end is None:
-                rec.end = clock()
-            if not done and rec.error is None and rec.finish_reason is None:
-                rec.error = "stream ended without [DONE] or finish_reason"
-    except asyncio.CancelledError:
-        rec.cancelled = True
-        rec.end = None
-        raise
-    except httpx.HTTPError as exc:
-        rec.end = clock()
-        rec.error = f"{type(exc).__name__}: {exc}"[:500]
+                        rec.error = f"HTTP {resp.status_code}: {text.strip()[:300]}"
+                    return rec
+                done = False
+                # Read to the natural end of the body (just after [DONE]) so a keep-alive connection can go
+                # back to the pool (llama-swap keeps it; a reconnect per request would count in TTFT).
+                async for raw in resp.aiter_raw():
+                    now = clock()
+                    for payload in dec.feed(raw):
+                        if payload == _DONE:
+                            done = True
+                            rec.end = now
+                            continue
+                        try:
+                            obj = loads(payload)
+                        except ValueError:
+                            continue
+                        if _has_content(obj):
+                            chunks.append(now)
+                        fr = _finish_reason(obj)
+                        if fr:
+                            rec.finish_reason = fr
+                        usage = obj.get("usage")
+                        if usage:
+                            rec.usage = usage
+                        timings = obj.get("timings")
+                        if timings:
+                            rec.timings = timings
+                        if "error" in obj and obj["error"]:
+                            rec.error = _error_text(obj)
+                if rec.end is None:
+                    rec.end = clock()
+                if not done and rec.error is None and rec.finish_reason is None:
+                    rec.error = "stream ended without [DONE] or finish_reason"
+        except asyncio.CancelledError:
+            rec.cancelled = True
+            rec.end = None
+            raise
+        except (httpx.RemoteProtocolError, httpx.ConnectError, httpx.ReadError) as exc:
+            if attempt == 0 and not got_response:
+                rec.retries += 1
+                continue
+            rec.end = clock()
+            rec.error = f"{type(exc).__name__}: {exc}"[:500]
+        except httpx.HTTPError as exc:
+            rec.end = clock()
+            rec.error = f"{type(exc).__name__}: {exc}"[:500]
+        break
     return rec
 
 

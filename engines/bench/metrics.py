@@ -107,6 +107,7 @@ class RequestRecord:
     target_input_tokens: int | None = None
     target_output_tokens: int | None = None
     cancelled: bool = False
+    retries: int = 0  # connection-level retries before any response (see load.stream_one)
 
     # ---------------------------------------------------------------- per-request derived values
     @property
@@ -290,6 +291,7 @@ class PointSummary:
     peak_output_per_s: float | None
     multi_token_chunk_requests: int
     tokens_from_chunks_requests: int
+    retried_requests: int
     ttft_ms: Distribution
     tpot_ms: Distribution
     itl_ms: Distribution
@@ -352,6 +354,7 @@ def summarize(records: Sequence[RequestRecord], slo: Slo | None = None) -> Point
         peak_output_per_s=peak_output_per_s(ok),
         multi_token_chunk_requests=sum(1 for r in ok if r.multi_token_chunks),
         tokens_from_chunks_requests=sum(1 for r in ok if r.tokens_from_chunks),
+        retried_requests=sum(1 for r in records if r.retries),
         ttft_ms=Distribution.of((r.ttft for r in ok if r.ttft is not None), 1000.0),
         tpot_ms=Distribution.of((r.tpot for r in ok if r.tpot is not None), 1000.0),
         itl_ms=Distribution.of(gaps, 1000.0),

@@ -79,7 +79,7 @@ async def test_transport_error_is_recorded() -> None:
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(boom)) as c:
         rec = await stream_one(c, TARGET, SPEC, RequestRecord(index=0, send=0.0))
-    assert not rec.ok and rec.error == "ConnectError: refused"
+    assert not rec.ok and rec.error == "ConnectError: refused" and rec.retries == 1
 
 
 async def test_closed_loop_keeps_exactly_c_in_flight() -> None:
@@ -127,3 +127,29 @@ async def test_cancelling_a_point_closes_every_stream() -> None:
         with pytest.raises(asyncio.CancelledError):
             await task
     assert server.open_streams == 0
+
+
+async def test_keep_alive_race_is_retried_once_on_a_fresh_connection() -> None:
+    calls = {"n": 0}
+
+    def flaky(request: httpx.Request) -> httpx.Response:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
+
+        async def gen() -> AsyncIterator[bytes]:
+            for c in llama_stream(3):
+                yield c
+
+        return httpx.Response(200, content=gen())
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(flaky)) as c:
+        rec = await stream_one(c, TARGET, SPEC, RequestRecord(index=0, send=0.0))
+    assert rec.ok and rec.retries == 1 and calls["n"] == 2
+
+    def down(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused")
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(down)) as c:
+        rec = await stream_one(c, TARGET, SPEC, RequestRecord(index=0, send=0.0))
+    assert not rec.ok and rec.retries == 1 and rec.error == "ConnectError: refused"
