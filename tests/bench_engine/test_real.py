@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -105,7 +106,7 @@ async def test_gate_refuses_a_host_with_a_request_in_flight(
         for r in (await read_inflight_snapshot(c, swap_lab.base_url)).requests:
             await host.api.cancel_inflight(str(r["id"]))
         busy.cancel()
-        with pytest.raises((asyncio.CancelledError, httpx.HTTPError)):
+        with contextlib.suppress(asyncio.CancelledError, httpx.HTTPError):
             await busy
 
 
