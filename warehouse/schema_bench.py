@@ -140,6 +140,7 @@ bench_requests = Table(
     Column("error", Text),
     Column("finish_reason", Text),
     Column("cancelled", Boolean, nullable=False),
+    Column("retries", SmallInteger, nullable=False),
     Column("prompt_tokens", Integer),
     Column("output_tokens", Integer, nullable=False),
     Column("cached_tokens", Integer),

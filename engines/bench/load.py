@@ -116,12 +116,14 @@ async def stream_one(
     dec = SSEDecoder()
     loads = json.loads
     # A keep-alive race: llama-server closes the connection after every streamed response, and the
-    # next request can go out on that pooled connection before its FIN is noticed. The server never
-    # read such a request, so it is retried once on a fresh connection (counted in ``rec.retries``).
+    # next request can go out on that pooled connection before its FIN is noticed — by this client
+    # (the request fails before any response) or by llama-swap's Go proxy (an empty-bodied 502).
+    # The server never read such a request, so it is retried once (counted in ``rec.retries``);
+    # ``rec.send`` stays at the first attempt, so the retry's cost is inside TTFT, never hidden.
+    rec.send = clock()
     for attempt in (0, 1):
         got_response = False
         try:
-            rec.send = clock()
             async with client.stream(
                 "POST", target.url, content=body, headers=hdrs, timeout=target.timeout_s
             ) as resp:
@@ -129,6 +131,9 @@ async def stream_one(
                 rec.status = resp.status_code
                 if resp.status_code != 200:
                     text = (await resp.aread())[:1000].decode("utf-8", "replace")
+                    if resp.status_code == 502 and not text.strip() and attempt == 0:
+                        rec.retries += 1
+                        continue
                     rec.end = clock()
                     try:
                         rec.error = f"HTTP {resp.status_code}: {_error_text(json.loads(text))}"

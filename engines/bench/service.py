@@ -168,6 +168,7 @@ def request_rows(p: PointResult) -> list[dict[str, Any]]:
                 "error": r.error,
                 "finish_reason": r.finish_reason,
                 "cancelled": r.cancelled,
+                "retries": r.retries,
                 "prompt_tokens": r.prompt_tokens,
                 "output_tokens": r.output_tokens,
                 "cached_tokens": r.cached_tokens,

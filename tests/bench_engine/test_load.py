@@ -153,3 +153,26 @@ async def test_keep_alive_race_is_retried_once_on_a_fresh_connection() -> None:
     async with httpx.AsyncClient(transport=httpx.MockTransport(down)) as c:
         rec = await stream_one(c, TARGET, SPEC, RequestRecord(index=0, send=0.0))
     assert not rec.ok and rec.retries == 1 and rec.error == "ConnectError: refused"
+
+
+async def test_empty_502_from_the_proxy_is_retried_once() -> None:
+    calls = {"n": 0}
+
+    def proxy(request: httpx.Request) -> httpx.Response:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            return httpx.Response(502)
+
+        async def gen() -> AsyncIterator[bytes]:
+            for c in llama_stream(2):
+                yield c
+
+        return httpx.Response(200, content=gen())
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(proxy)) as c:
+        rec = await stream_one(c, TARGET, SPEC, RequestRecord(index=0, send=0.0))
+    assert rec.ok and rec.retries == 1
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(lambda r: httpx.Response(502))) as c:
+        rec = await stream_one(c, TARGET, SPEC, RequestRecord(index=0, send=0.0))
+    assert not rec.ok and rec.status == 502 and rec.retries == 1

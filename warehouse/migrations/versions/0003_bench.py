@@ -148,6 +148,7 @@ def upgrade() -> None:
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("finish_reason", sa.Text(), nullable=True),
         sa.Column("cancelled", sa.Boolean(), nullable=False),
+        sa.Column("retries", sa.SmallInteger(), nullable=False),
         sa.Column("prompt_tokens", sa.Integer(), nullable=True),
         sa.Column("output_tokens", sa.Integer(), nullable=False),
         sa.Column("cached_tokens", sa.Integer(), nullable=True),

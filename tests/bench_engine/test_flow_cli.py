@@ -1,0 +1,81 @@
+"""The shells: the bench-sweep Prefect flow (under the session Prefect harness) and `boocontrol bench`,
+both against the real llama-swap lab and the test Postgres."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import Engine
+
+from core.settings import get_settings
+from warehouse.queries import bench as q
+
+from .conftest import TINY, SwapLab
+
+pytestmark = [pytest.mark.llama_server, pytest.mark.real_llamaswap]
+
+
+@pytest.fixture
+def lab_env(
+    swap_lab: SwapLab, db: Engine, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Engine]:
+    fleet = tmp_path / "fleet.yaml"
+    fleet.write_text(
+        f"default_provider: lab\nproviders:\n  - id: lab\n    label: Lab\n    base_url: {swap_lab.base_url}\n"
+        "    kind: llama-swap\n"
+    )
+    monkeypatch.setenv("BOOCONTROL_DATABASE_URL", db_url)
+    monkeypatch.setenv("BOOCONTROL_FLEET_FILE", str(fleet))
+    monkeypatch.setenv("BOOCONTROL_DATA_DIR", str(tmp_path / "data"))
+    get_settings.cache_clear()
+    yield db
+    get_settings.cache_clear()
+
+
+def test_flow_runs_a_sweep_and_stores_it(prefect_harness: None, lab_env: Engine) -> None:
+    from flows.bench import bench_sweep
+
+    result = bench_sweep(
+        model=f"lab/{TINY}", confirm_takeover=True, levels=[1, 2], requests_per_point=4,
+        prompt_tokens=32, output_tokens=16, early_stop=False, label="flow-test",
+    )  # fmt: skip
+    assert result["status"] == "completed"
+    assert [(p["level"], p["completed"]) for p in result["points"]] == [(1.0, 4), (2.0, 4)]
+    runs = q.list_runs(lab_env, "lab", TINY)
+    assert runs.height == 1 and runs["status"][0] == "completed" and runs["label"][0] == "flow-test"
+    assert runs["requested_by"][0].startswith("prefect:") and runs["points"][0] == 2
+    assert q.run_requests(lab_env, int(runs["run_id"][0])).height == 8
+
+
+def test_flow_refuses_without_confirmation(prefect_harness: None, lab_env: Engine) -> None:
+    from engines.bench.gate import TakeoverRefused
+    from flows.bench import bench_sweep
+
+    with pytest.raises(TakeoverRefused):
+        bench_sweep(model=f"lab/{TINY}", levels=[1], requests_per_point=1)
+    runs = q.list_runs(lab_env, "lab", TINY)
+    assert runs["status"].to_list() == ["refused"]
+
+
+def test_cli_run_list_show_baseline(lab_env: Engine) -> None:
+    from cli.bench import bench
+
+    runner = CliRunner()
+    args = ["run", f"lab/{TINY}", "--levels", "1,2", "--requests", "3", "--prompt-tokens", "32",
+            "--output-tokens", "8", "--no-early-stop"]  # fmt: skip
+    refused = runner.invoke(bench, args)
+    assert refused.exit_code == 3 and "explicit takeover confirmation" in refused.output
+    ok = runner.invoke(bench, [*args, "--yes-take-over"])
+    assert ok.exit_code == 0, ok.output
+    assert "TTFT p50" in ok.output and "completed" in ok.output
+    run_id = int(q.list_runs(lab_env, "lab", TINY, include_refused=False)["run_id"][0])
+    shown = runner.invoke(bench, ["show", str(run_id)])
+    assert shown.exit_code == 0 and "TPOT p50" in shown.output
+    assert runner.invoke(bench, ["baseline", "add", str(run_id)]).exit_code == 0
+    listed = runner.invoke(bench, ["list", f"lab/{TINY}"])
+    assert listed.exit_code == 0 and "baseline" in listed.output
+    drift = runner.invoke(bench, ["drift", f"lab/{TINY}"])
+    assert drift.exit_code == 0
