@@ -28,7 +28,7 @@ import httpx
 from httpx_sse import aconnect_sse
 
 from connectors import llama_swap as proto
-from connectors.llama_swap_api import LlamaSwapAPI
+from connectors.llama_swap_api import LlamaSwapAPI, LlamaSwapError
 from connectors.records import (
     Activity,
     Boot,
@@ -364,7 +364,7 @@ class LlamaSwapFollower:
             resp = source.response
             if resp.status_code >= 400:
                 await resp.aread()
-                from connectors.llama_swap_api import LlamaSwapError, error_message
+                from connectors.llama_swap_api import error_message
 
                 raise LlamaSwapError(resp.status_code, error_message(resp), "/api/events")
             async for sse in source.aiter_sse():
@@ -374,9 +374,17 @@ class LlamaSwapFollower:
         raise StreamEnded("server closed /api/events")
 
     async def _perf_loop(self) -> None:
+        failures = 0
         while True:
             await asyncio.sleep(self.perf_poll_s)
-            await self.sync_performance()
+            try:
+                await self.sync_performance()
+                failures = 0
+            except (httpx.HTTPError, LlamaSwapError) as exc:
+                failures += 1  # one failed poll is retried at the next tick; the cursor did not move
+                log.warning("%s: performance poll failed (%d in a row): %s", self.pid, failures, exc)
+                if failures >= 3:
+                    raise
 
     async def _liveness_loop(self) -> None:
         misses = 0

@@ -103,7 +103,11 @@ class LlamaSwapAPI:
         self.headers = auth_headers(provider, environ)
 
     async def _get(self, path: str, params: Any = None, timeout: float | None = 15.0) -> httpx.Response:
-        resp = await self.client.get(self.base + path, params=params, headers=self.headers, timeout=timeout)
+        try:
+            resp = await self.client.get(self.base + path, params=params, headers=self.headers, timeout=timeout)
+        except (httpx.RemoteProtocolError, httpx.ReadError):
+            # a pooled keep-alive connection the server closed just as we reused it: GETs are safe to retry once
+            resp = await self.client.get(self.base + path, params=params, headers=self.headers, timeout=timeout)
         if resp.status_code >= 400:
             raise LlamaSwapError(resp.status_code, error_message(resp), path)
         return resp

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import psycopg
@@ -210,11 +210,36 @@ def _insert_capture(cur: psycopg.Cursor[Any], c: Capture, row: CaptureRow) -> No
     )
 
 
+def merge_model_infos(infos: Sequence[ModelInfo]) -> list[ModelInfo]:
+    """One upsert per model per batch: later non-None fields win, as successive upserts would."""
+    merged: dict[tuple[str, str], ModelInfo] = {}
+    for m in infos:
+        key = (m.provider_id, m.model_id)
+        prev = merged.get(key)
+        if prev is None:
+            merged[key] = m
+            continue
+        changes = {f: getattr(m, f) for f in m.__dataclass_fields__ if getattr(m, f) is not None}
+        merged[key] = replace(prev, **changes)
+    return list(merged.values())
+
+
+def latest_inflight(snaps: Sequence[Inflight]) -> list[Inflight]:
+    """Per provider only the newest snapshot of a batch is kept (batches are at most ~0.5 s apart)."""
+    newest: dict[str, Inflight] = {}
+    for i in snaps:
+        if i.provider_id not in newest or i.observed_at >= newest[i.provider_id].observed_at:
+            newest[i.provider_id] = i
+    return list(newest.values())
+
+
 def write_batch(conn: psycopg.Connection[Any], records: Sequence[Record]) -> int:
     """Write one batch in one transaction; returns the number of records handled."""
     by_type: dict[type, list[Any]] = defaultdict(list)
     for r in records:
         by_type[type(r)].append(r)
+    by_type[ModelInfo] = merge_model_infos(by_type.get(ModelInfo, []))
+    by_type[Inflight] = latest_inflight(by_type.get(Inflight, []))
     with conn.transaction():
         cur = conn.cursor()
         boots: list[Boot] = by_type.get(Boot, [])
