@@ -122,3 +122,52 @@ def test_export_days_covers_tables_and_days(db, tmp_path):
         f"SELECT count(*) FROM read_parquet('{tmp_path}/activity/*/*.parquet', hive_partitioning = true)"
     ).fetchall()
     assert n == [(2,)]
+
+
+def test_analysis_queries_over_the_lake(db, tmp_path):
+    from tests.flows.synthetic import load_gpu_scenario
+    from warehouse.queries import analysis
+
+    assert analysis.usage_trend(tmp_path, DAY, DAY + timedelta(days=1)).height == 0  # no lake yet
+    load_gpu_scenario(db)
+    load_activity_scenario(db)
+    later = at(0, 0) + timedelta(days=8)  # Tuesday of the next week
+    with db.begin() as conn:
+        add_request(conn, later + timedelta(hours=3), 100, tps=10.0)
+        add_request(conn, later + timedelta(hours=4), 100, tps=20.0, status=503)
+    with db.begin() as conn:
+        rollup_window(conn, at(0, 0), later + timedelta(days=1))
+    days = [DAY + timedelta(days=i) for i in range(9)]
+    export_days(db, tmp_path, days, ["activity", "rollup_activity_1d", "rollup_gpu_1h"])
+
+    inv = analysis.lake_inventory(tmp_path)
+    assert inv.to_dicts() == [
+        {"table": "activity", "partitions": 2, "first_day": DAY, "last_day": DAY + timedelta(days=8)},
+        {
+            "table": "rollup_activity_1d",
+            "partitions": 2,
+            "first_day": DAY,
+            "last_day": DAY + timedelta(days=8),
+        },
+        {"table": "rollup_gpu_1h", "partitions": 1, "first_day": DAY, "last_day": DAY},
+    ]
+    week = analysis.usage_trend(tmp_path, DAY, DAY + timedelta(days=14), "week")
+    assert week.select("period", "requests", "errors").rows() == [
+        (DAY, 5, 1),
+        (DAY + timedelta(days=7), 2, 1),
+    ]
+    month = analysis.usage_trend(tmp_path, DAY, DAY + timedelta(days=14), "month")
+    assert month.select("period", "requests").rows() == [(date(2026, 3, 1), 7)]
+    pruned = analysis.usage_trend(tmp_path, DAY + timedelta(days=1), DAY + timedelta(days=14), "day")
+    assert pruned.select("period", "requests").rows() == [(DAY + timedelta(days=8), 2)]
+
+    speeds = analysis.speed_trend(tmp_path, DAY, DAY + timedelta(days=14), "week")
+    assert speeds.select("period", "model_id", "n", "gen_p50").rows() == [
+        (DAY, "m1", 4, 35.0),
+        (DAY + timedelta(days=7), "m1", 2, 15.0),
+    ]
+    energy = analysis.energy_trend(tmp_path, DAY, DAY + timedelta(days=14), "week")
+    assert energy["energy_kwh"].to_list() == [pytest.approx(10000 / 3.6e6)]
+    assert energy["power_w_mean"].to_list() == [pytest.approx(150)]
+    with pytest.raises(ValueError):
+        analysis.usage_trend(tmp_path, DAY, DAY, "year")

@@ -1,0 +1,43 @@
+"""Analysis: months of trends from the Parquet lake (DuckDB), without touching the live database."""
+
+import streamlit as st
+
+from reports import digest_figures
+from ui import analysis_data, widgets
+
+widgets.page_setup("Analysis", "🔭")
+
+lake = analysis_data.lake_dir()
+inventory = analysis_data.inventory(lake)
+if inventory.height == 0:
+    st.info(
+        f"No Parquet exports under `{lake}` yet. The `export-parquet/daily` deployment writes yesterday's "
+        "tables every night; backfill with `prefect deployment run export-parquet/daily --param days=90`."
+    )
+    st.stop()
+
+left, right, _ = st.columns([1, 1, 3])
+span = left.selectbox("Range", list(analysis_data.RANGES), index=1, key="analysis_range")
+grain = right.selectbox("Grain", ["day", "week", "month"], index=1, key="analysis_grain")
+start, end = analysis_data.date_range(inventory, span)
+st.caption(f"{start} → {end} (UTC days, up to the newest export)")
+
+usage = analysis_data.usage_trend(lake, start, end, grain)
+if usage.height:
+    widgets.chart(digest_figures.usage_trend(usage), key="analysis_usage")
+    st.dataframe(usage, hide_index=True, key="analysis_usage_table")
+
+speeds = analysis_data.speed_trend(lake, start, end, grain)
+if speeds.height:
+    widgets.chart(digest_figures.speed_trend(speeds), key="analysis_speed")
+
+energy = analysis_data.energy_trend(lake, start, end, grain)
+if energy.height:
+    widgets.chart(digest_figures.energy_trend(energy), key="analysis_energy")
+
+if not (usage.height or speeds.height or energy.height):
+    st.info("The lake has no activity or GPU data in this range.")
+
+with st.expander("Lake contents"):
+    st.dataframe(inventory, hide_index=True, key="analysis_inventory")
+    st.caption(f"`{lake}` — read it from a notebook with DuckDB, Polars or pandas (docs/notebooks.md).")

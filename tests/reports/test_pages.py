@@ -1,0 +1,84 @@
+"""AppTest smoke tests of the Reports page (test Postgres) and the Analysis page (a temporary lake)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from core.settings import get_settings
+from reports.digest import build_digest, render_digest, store_report
+from tests.flows.synthetic import load_activity_scenario, load_gpu_scenario
+from warehouse.exports import export_days
+from warehouse.rollups import rollup_window
+
+ROOT = Path(__file__).resolve().parents[2]
+D = datetime(2026, 3, 2, tzinfo=UTC)
+
+
+@pytest.fixture()
+def ui_env(db, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.setenv("BOOCONTROL_DATABASE_URL", db_url)
+    monkeypatch.setenv("BOOCONTROL_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("BOOCONTROL_FLEET_FILE", str(tmp_path / "no-fleet.yaml"))
+    get_settings.cache_clear()
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    yield tmp_path
+    get_settings.cache_clear()
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
+def run(page: str) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "pages" / page), default_timeout=60)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_reports_page_without_reports_says_how_to_make_one(ui_env):
+    at = run("7_Reports.py")
+    assert "fleet-digest/daily" in at.info[0].value
+
+
+def test_reports_page_shows_a_stored_digest(ui_env, db):
+    load_activity_scenario(db)
+    with db.begin() as conn:
+        rollup_window(conn, D - timedelta(days=1), D + timedelta(days=1))
+    for kind in ("daily", "weekly"):
+        with db.begin() as conn:
+            store_report(conn, render_digest(build_digest(db, kind, D)))
+    at = run("7_Reports.py")
+    assert sorted(at.selectbox(key="reports_pick").options) == [
+        "Fleet digest — 2026-03-02",
+        "Fleet digest — week 2026-W10 (from 2026-03-02)",
+    ]
+    body = "\n".join(m.value for m in at.markdown)
+    assert "| Requests | 5 |" in body
+    at.segmented_control(key="reports_kind").set_value("weekly").run()
+    assert not at.exception
+    assert len(at.selectbox(key="reports_pick").options) == 1
+
+
+def test_analysis_page_without_a_lake_says_how_to_fill_it(ui_env):
+    at = run("8_Analysis.py")
+    assert "export-parquet/daily" in at.info[0].value
+
+
+def test_analysis_page_reads_the_lake(ui_env, db):
+    load_gpu_scenario(db)
+    load_activity_scenario(db)
+    with db.begin() as conn:
+        rollup_window(conn, D, D + timedelta(days=1))
+    export_days(db, ui_env / "lake", [D.date()], ["activity", "rollup_activity_1d", "rollup_gpu_1h"])
+    at = run("8_Analysis.py")
+    usage = at.dataframe[0].value
+    assert list(usage["requests"]) == [5]
+    at.selectbox(key="analysis_grain").set_value("month").run()
+    assert not at.exception
+    assert len(at.dataframe[-1].value) == 3  # the lake inventory
