@@ -1,0 +1,72 @@
+"""Benchmarks: speed sweeps per provider/model — curves vs concurrency and rate, baseline drift, Pareto."""
+
+import streamlit as st
+
+from reports import bench_figures as bf
+from ui import bench_data, widgets
+
+widgets.page_setup("Benchmarks", "⏱️")
+
+models = bench_data.models()
+if models.is_empty():
+    st.info(
+        "No benchmark runs yet. Start one from the CLI — `boocontrol bench run provider/model --yes-take-over` — "
+        "or trigger the `bench-sweep` deployment by hand in Prefect (set `confirm_takeover`)."
+    )
+    st.stop()
+
+pairs = [f"{p}/{m}" for p, m in zip(models["provider_id"], models["model_id"], strict=True)]
+choice = st.selectbox("Provider / model", pairs, key="bench_model")
+provider_id, model_id = choice.split("/", 1)
+
+runs = bench_data.runs(provider_id, model_id)
+slower = runs.filter(runs["drift"] == "slower")
+if slower.height:
+    st.warning(
+        f"{slower.height} run(s) slower than the baseline beyond run-to-run noise: "
+        f"{slower['drift_detail'][0]}"
+    )
+st.dataframe(runs.select("run_id", "started_at", "status", "mode", "label", "points", "drift", "drift_detail",
+                         "stop_reason", "llama_swap_version", "foreign_requests", "j_per_token"),
+             hide_index=True)  # fmt: skip
+
+done = runs.filter(runs["points"] > 0)
+modes = sorted(set(done["mode"].to_list())) or ["concurrency"]
+left, mid, right = st.columns([1, 3, 2])
+mode = left.radio("Sweep", modes, key="bench_mode")
+of_mode = done.filter(done["mode"] == mode)
+labels = bench_data.run_labels(of_mode)
+selected = mid.multiselect("Runs to overlay", list(labels), default=list(labels)[:3], format_func=labels.get,
+                           key="bench_runs")  # fmt: skip
+metric = right.selectbox("Metric", list(bench_data.METRICS), index=list(bench_data.METRICS).index("tpot_p50_ms"),
+                         format_func=bf.metric_label, key="bench_metric")  # fmt: skip
+if not selected:
+    st.info("Pick one or more runs.")
+    st.stop()
+
+points = bench_data.points(tuple(selected))
+newest_key = of_mode.filter(of_mode["run_id"] == selected[0])["workload_key"][0]
+band = bench_data.band(provider_id, model_id, newest_key, metric, mode)
+widgets.chart(bf.sweep_curves(points, metric, mode, band), key="bench_curves")
+
+a, b = st.columns(2)
+with a:
+    y = st.selectbox("Pareto latency", ["tpot_p50_ms", "ttft_p99_ms", "e2e_p50_ms", "itl_p99_ms"],
+                     format_func=bf.metric_label, key="bench_pareto_y")  # fmt: skip
+    widgets.chart(bf.pareto(bench_data.pareto_points(tuple(selected), "output_throughput", y), y=y),
+                  key="bench_pareto")  # fmt: skip
+with b:
+    lat = st.selectbox("Per-request latency of the first selected run", ["ttft_ms", "tpot_ms", "e2e_ms"],
+                       key="bench_lat")  # fmt: skip
+    widgets.chart(bf.latency_distribution(bench_data.requests(selected[0]), lat), key="bench_requests")
+
+with st.expander("Baseline (runs that define the expected speed; repeat runs to measure noise)"):
+    run = st.selectbox("Run", list(labels), format_func=labels.get, key="bench_baseline_run")
+    in_base = bool(runs.filter(runs["run_id"] == run)["is_baseline"][0])
+    if not in_base and st.button("Add to baseline", key="bench_baseline_add"):
+        bench_data.add_to_baseline(run)
+        st.rerun()
+    if in_base and st.button("Remove from baseline", key="bench_baseline_remove"):
+        bench_data.remove_from_baseline(provider_id, model_id, run)
+        st.rerun()
+    st.json(bench_data.detail(run) or {}, expanded=False)

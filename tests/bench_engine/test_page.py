@@ -1,0 +1,89 @@
+"""The Benchmarks page (AppTest) on stored runs, and the figure builders."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import polars as pl
+import pytest
+import streamlit as st
+from sqlalchemy import Engine, update
+from streamlit.testing.v1 import AppTest
+
+from core.settings import get_settings
+from engines.bench.report import band_frame, bands_for, with_pareto
+from reports import bench_figures as bf
+from warehouse import bench_store
+from warehouse.queries import bench as q
+from warehouse.schema_bench import bench_points
+
+from .test_store import SPEC, stored_run
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture()
+def page_env(db: Engine, db_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Engine]:
+    monkeypatch.setenv("BOOCONTROL_DATABASE_URL", db_url)
+    monkeypatch.setenv("BOOCONTROL_FLEET_FILE", str(tmp_path / "no-fleet.yaml"))
+    get_settings.cache_clear()
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    yield db
+    get_settings.cache_clear()
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
+def seeded(db: Engine) -> list[int]:
+    outs = [stored_run(db) for _ in range(3)]
+    ids = {u: i for u, i in zip(q.list_runs(db)["run_uid"], q.list_runs(db)["run_id"], strict=True)}
+    run_ids = [ids[o.run_uid] for o in outs]
+    with db.begin() as conn:
+        bench_store.set_baseline(conn, run_ids[0])
+        bench_store.set_baseline(conn, run_ids[1])
+        conn.execute(update(bench_points).where(bench_points.c.run_id == run_ids[2])
+                     .values(tpot_p50_ms=bench_points.c.tpot_p50_ms * 3 + 1))  # fmt: skip
+    return run_ids
+
+
+def test_page_on_an_empty_database(page_env: Engine) -> None:
+    at = AppTest.from_file(str(ROOT / "pages/6_Benchmarks.py"), default_timeout=60).run()
+    assert not at.exception
+    assert "No benchmark runs yet" in at.info[0].value
+
+
+def test_page_shows_runs_drift_curves_and_pareto(page_env: Engine) -> None:
+    run_ids = seeded(page_env)
+    at = AppTest.from_file(str(ROOT / "pages/6_Benchmarks.py"), default_timeout=60).run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="bench_model").value == "p/m"
+    assert "slower than the baseline" in at.warning[0].value
+    assert at.multiselect(key="bench_runs").value == sorted(run_ids, reverse=True)
+    charts = at.get("plotly_chart")
+    assert len(charts) == 3
+    at.selectbox(key="bench_metric").set_value("output_throughput").run()
+    assert not at.exception
+    at.selectbox(key="bench_baseline_run").set_value(run_ids[2]).run()
+    at.button(key="bench_baseline_add").click().run()
+    assert not at.exception
+    assert q.baseline_run_ids(page_env, "p", "m") == sorted(run_ids)
+
+
+def test_figures(db: Engine) -> None:
+    run_ids = seeded(db)
+    pts = q.run_points(db, run_ids)
+    band = band_frame(bands_for(db, "p", "m", SPEC.workload_key()), "tpot_p50_ms", "concurrency")
+    fig = bf.sweep_curves(pts, "tpot_p50_ms", "concurrency", band)
+    names = [t.name for t in fig.data]
+    assert names[:2] == ["baseline ± noise", "baseline median"] and len(names) == 2 + 3
+    assert fig.layout.yaxis.title.text == "TPOT p50 (ms)"
+    assert list(fig.data[2].x) == [1.0, 2.0]
+    empty = bf.sweep_curves(pts, "tpot_p50_ms", "rate")
+    assert empty.layout.annotations[0].text == "no sweep points for this selection"
+    par = bf.pareto(with_pareto(pts, "output_throughput", "tpot_p50_ms"))
+    assert par.data[-1].name == "Pareto frontier" and len(par.data[-1].x) >= 1
+    assert bf.pareto(pl.DataFrame()).layout.annotations
+    dist = bf.latency_distribution(q.run_requests(db, run_ids[0]), "ttft_ms")
+    assert [t.name for t in dist.data] == ["1", "2"]
