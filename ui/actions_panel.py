@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import polars as pl
 import streamlit as st
 
-from actions import ACTIONS, InvalidAction
+from actions.queue import ACTIONS, InvalidAction
 from ui import data
 from ui import format as fmt
 from ui.widgets import action_log_table

@@ -9,14 +9,13 @@ action, toggle a favourite, fetch a capture) go through here too and clear the c
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 import streamlit as st
 from sqlalchemy import Engine
 
-import actions
-from actions.perform import Outcome
+from actions.queue import enqueue
 from core.providers import Provider, Registry, RegistryError, load_registry
 from core.settings import get_settings
 from warehouse.captures import StoredCapture, read_capture
@@ -28,6 +27,9 @@ from warehouse.queries import logs as q_logs
 from warehouse.queries import models as q_models
 from warehouse.queries import perf as q_perf
 from warehouse.queries.favorites import set_favorite
+
+if TYPE_CHECKING:
+    from actions.perform import Outcome
 
 LIVE_TTL = 5
 QUEUE_TTL = 2
@@ -206,7 +208,7 @@ def queue_summary() -> pl.DataFrame:
 
 def enqueue_action(provider_id: str, action: str, target: str | None = None,
                    params: dict[str, Any] | None = None) -> int:
-    action_id = actions.enqueue(engine(), provider_id, action, target, params, requested_by="ui")
+    action_id = enqueue(engine(), provider_id, action, target, params, requested_by="ui")
     action_log.clear()
     queue_summary.clear()
     return action_id
@@ -214,7 +216,9 @@ def enqueue_action(provider_id: str, action: str, target: str | None = None,
 
 def fetch_capture_now(provider_id: str, epoch: str, upstream_id: int) -> Outcome:
     """Fetch one capture from its host right away (read-only, so outside the host queue; audited)."""
-    _, outcome = actions.run_direct(engine(), registry(), None, provider_id, "fetch_capture", str(upstream_id),
+    from actions.executor import run_direct  # the HTTP stack is loaded only when a capture is fetched
+
+    _, outcome = run_direct(engine(), registry(), None, provider_id, "fetch_capture", str(upstream_id),
                                     {"epoch": epoch}, requested_by="ui")
     capture.clear()
     activity_page.clear()
@@ -238,8 +242,9 @@ def provider_gpu_series(provider_id: str, at: datetime, minutes: int = 60) -> pl
     return gpu_series((provider_id,), at - timedelta(minutes=minutes), at, 30)
 
 
+@st.cache_data(ttl=LIVE_TTL, show_spinner=False)
 def provider_models(provider_id: str) -> tuple[list[str], list[str]]:
     """(every model id, the loaded ones) of one provider."""
-    mine = model_catalog().filter(pl.col("provider_id") == provider_id)
+    mine = q_fleet.provider_models(engine(), provider_id)
     loaded = mine.filter(pl.col("state").is_in(list(q_fleet.LOADED_STATES)))
     return mine["model_id"].to_list(), loaded["model_id"].to_list()

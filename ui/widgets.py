@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import plotly.graph_objects as go
 import polars as pl
 import streamlit as st
 
 from ui import data
 from ui import format as fmt
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
 
 WINDOWS: dict[str, timedelta] = {
     "15 min": timedelta(minutes=15),

@@ -282,3 +282,9 @@ def provider_rows(db: Db) -> pl.DataFrame:
     sql = text("SELECT id AS provider_id, label, base_url, kind, active FROM providers ORDER BY id")
     schema = {"provider_id": pl.Utf8, "label": pl.Utf8, "base_url": pl.Utf8, "kind": pl.Utf8, "active": pl.Boolean}
     return frame(db, sql, {}, schema)
+
+
+def provider_models(db: Db, provider_id: str) -> pl.DataFrame:
+    """One provider's models and their states (cheap: the models table only)."""
+    sql = text("SELECT model_id, state FROM models WHERE provider_id = :p ORDER BY model_id")
+    return frame(db, sql, {"p": provider_id}, {"model_id": pl.Utf8, "state": pl.Utf8})

@@ -1,0 +1,155 @@
+"""End to end in a real browser: `boocontrol up` (embedded Postgres, demo fleet, connector, action executor,
+Streamlit) driven by Playwright with Debian's chromium. Checks what AppTest cannot: the pages render in a
+browser, live tiles update in place, an action clicked in the UI runs on a host, writes are persisted."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.conftest import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+pytestmark = pytest.mark.browser
+
+
+@dataclass
+class Cockpit:
+    url: str
+    dsn: str
+    data_dir: Path
+
+    def rows(self, sql: str) -> list[tuple[object, ...]]:
+        with psycopg.connect(self.dsn) as conn:
+            return list(conn.execute(sql).fetchall())
+
+
+@pytest.fixture(scope="module")
+def cockpit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cockpit]:
+    if not Path(CHROMIUM).exists():
+        pytest.skip("chromium not installed (apt-get install -y chromium)")
+    if not (ROOT / "cli" / "up.py").exists():
+        pytest.skip("`boocontrol up` not available")
+    data = tmp_path_factory.mktemp("up-data")
+    ui_port, pg_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BOOCONTROL_")}
+    env.update({"BOOCONTROL_DATA_DIR": str(data), "BOOCONTROL_EMBEDDED_PG_PORT": str(pg_port),
+                "PYTHONUNBUFFERED": "1"})
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "up", "--no-prefect", "--demo-count", "3",
+                             "--ui-port", str(ui_port)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    out: list[str] = []
+    try:
+        deadline = time.monotonic() + 240
+        assert proc.stdout is not None
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            out.append(line)
+            if line.startswith("Cockpit:"):
+                break
+        url = f"http://127.0.0.1:{ui_port}"
+        if not any(ln.startswith("Cockpit:") for ln in out):
+            pytest.fail("boocontrol up did not start:\n" + "".join(out))
+        yield Cockpit(url, f"postgresql://postgres@127.0.0.1:{pg_port}/boocontrol", data)
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser_page(cockpit: Cockpit):  # type: ignore[no-untyped-def]
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM,
+                                    args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+        page = browser.new_page(viewport={"width": 1600, "height": 1100})
+        yield page
+        browser.close()
+
+
+def goto(page, url: str, shots: Path, name: str) -> None:  # type: ignore[no-untyped-def]
+    page.goto(url)
+    page.wait_for_selector("[data-testid='stMetric'], [data-testid='stHeading']", timeout=60_000)
+    page.wait_for_timeout(1500)
+    page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+    assert page.locator("[data-testid='stException']").count() == 0, f"{name}: exception on the page"
+
+
+def wait_for(cond, timeout: float = 60, what: str = "condition") -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_cockpit_in_a_browser(cockpit: Cockpit, browser_page, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from playwright.sync_api import expect
+
+    page = browser_page
+    shots = Path(os.environ.get("BOOCONTROL_SCREENSHOTS", str(tmp_path)))
+    shots.mkdir(parents=True, exist_ok=True)
+
+    # Home: the connector brings the three demo providers online; the live tile updates without a reload
+    goto(page, cockpit.url, shots, "0_home")
+    online = page.locator("[data-testid='stMetric']").filter(has_text="Providers online")
+    expect(online).to_contain_text("3 / 3", timeout=90_000)
+
+    # Fleet: board, tiles, and a warm action clicked in the UI runs on the host through the executor
+    goto(page, cockpit.url + "/Fleet", shots, "1_fleet")
+    expect(page.locator("[data-testid='stMetric']").filter(has_text="Connection").first).to_contain_text(
+        "connected", timeout=30_000)
+    wait_for(lambda: cockpit.rows("SELECT count(*) FROM models")[0][0] > 0, what="models known")
+    page.reload()
+    page.get_by_role("button", name="Warm model").click()
+    expect(page.get_by_text(re.compile(r"Queued #\d+"))).to_be_visible(timeout=15_000)
+    wait_for(lambda: cockpit.rows("SELECT status FROM actions ORDER BY id DESC LIMIT 1") == [("succeeded",)],
+             timeout=90, what="the warm action to succeed")
+    (target,) = cockpit.rows("SELECT target FROM actions ORDER BY id DESC LIMIT 1")[0]
+    wait_for(lambda: cockpit.rows(
+        f"SELECT state FROM models WHERE model_id = '{target}' AND state = 'ready'") != [],
+        what="the connector to see the warmed model ready")
+    page.screenshot(path=str(shots / "1_fleet_after_warm.png"), full_page=True)
+
+    # Activity: server-side paginated table, histograms with percentiles
+    goto(page, cockpit.url + "/Activity", shots, "2_activity")
+    expect(page.get_by_text(re.compile(r"requests match"))).to_be_visible(timeout=30_000)
+    expect(page.locator(".js-plotly-plot")).to_have_count(2, timeout=30_000)
+
+    # Logs: live tail; an invalid regex is a clear message, not a traceback
+    goto(page, cockpit.url + "/Logs", shots, "3_logs")
+    box = page.get_by_label("Filter (regular expression, case-insensitive)")
+    box.fill("([unclosed")
+    box.press("Enter")
+    expect(page.get_by_text(re.compile("Invalid regular expression"))).to_be_visible(timeout=15_000)
+    assert page.locator("[data-testid='stException']").count() == 0
+
+    # Models: Favorites first; a favorite clicked in the UI is persisted for everyone
+    goto(page, cockpit.url + "/Models", shots, "4_models")
+    expect(page.get_by_text("★ Favorites")).to_be_visible()
+    page.get_by_role("button", name="★ Add to favorites").click()
+    wait_for(lambda: cockpit.rows("SELECT count(*) FROM favorites")[0][0] == 1, what="favorite persisted")
+
+    # Performance: six charts, hosts overlaid
+    goto(page, cockpit.url + "/Performance", shots, "5_performance")
+    expect(page.locator(".js-plotly-plot")).to_have_count(6, timeout=30_000)
