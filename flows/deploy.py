@@ -89,7 +89,8 @@ def deploy_all(prefect_yaml: Path, pool: str = DEFAULT_POOL) -> list[str]:
     """Create the work pool if missing and register every deployment of ``prefect_yaml`` into it.
 
     Returns the registered ``flow-name/deployment-name`` strings. Needs ``PREFECT_API_URL`` to point at
-    the server (or a test harness). Every deployment goes to ``pool``, whatever its ``work_pool`` says.
+    the server (or a test harness). Every deployment goes to ``pool``, whatever its ``work_pool.name`` says;
+    its ``work_pool.work_queue_name`` and ``work_pool.job_variables`` are kept.
     """
     base = prefect_yaml.resolve().parent
     pull, entries = load_deployments(prefect_yaml)
@@ -98,11 +99,13 @@ def deploy_all(prefect_yaml: Path, pool: str = DEFAULT_POOL) -> list[str]:
     with get_client(sync_client=True) as client:
         for entry in entries:
             fl = load_entrypoint(entry["entrypoint"], base)
+            wp = entry.get("work_pool") or {}
             flow_id = client.create_flow_from_name(fl.name)
             client.create_deployment(
                 flow_id=flow_id,
                 name=entry["name"],
                 work_pool_name=pool,
+                work_queue_name=wp.get("work_queue_name"),
                 entrypoint=entry["entrypoint"],
                 pull_steps=entry.get("pull") or pull,
                 parameters=entry.get("parameters") or {},
@@ -112,7 +115,7 @@ def deploy_all(prefect_yaml: Path, pool: str = DEFAULT_POOL) -> list[str]:
                 tags=list(entry.get("tags") or []),
                 schedules=_schedules(entry),
                 paused=bool(entry.get("paused", False)),
-                job_variables=entry.get("job_variables") or {},
+                job_variables=wp.get("job_variables") or {},
             )
             names.append(f"{fl.name}/{entry['name']}")
     return names

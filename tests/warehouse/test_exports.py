@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import date, timedelta
+from pathlib import Path
 
 import duckdb
 import polars as pl
@@ -171,3 +172,35 @@ def test_analysis_queries_over_the_lake(db, tmp_path):
     assert energy["power_w_mean"].to_list() == [pytest.approx(150)]
     with pytest.raises(ValueError):
         analysis.usage_trend(tmp_path, DAY, DAY, "year")
+
+
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "docs" / "notebooks.md"
+
+
+def test_notebooks_doc_lists_every_exported_table_and_column():
+    doc = NOTEBOOKS.read_text()
+    for name, spec in EXPORTS.items():
+        assert f"### `{name}`" in doc
+        section = doc.split(f"### `{name}`", 1)[1].split("### ", 1)[0]
+        for col in spec.columns:
+            assert f"| `{col.name}` | `{col.type}` |" in section, (name, col.name)
+
+
+def test_notebooks_doc_snippets_run_against_a_lake(db, tmp_path):
+    import re
+
+    from tests.flows.synthetic import load_gpu_scenario
+
+    load_gpu_scenario(db)
+    load_activity_scenario(db)
+    with db.begin() as conn:
+        rollup_window(conn, at(0, 0), at(23, 0))
+    export_days(db, tmp_path, [DAY], ["activity", "rollup_gpu_1h", "rollup_activity_1d"])
+    blocks = re.findall(r"```python\n(.*?)```", NOTEBOOKS.read_text(), re.S)
+    assert len(blocks) == 3
+    for code in blocks:
+        code = code.replace('"/home/me/.local/share/boocontrol/lake"', repr(str(tmp_path)))
+        code = code.replace("DATE '2026-01-01'", "DATE '2026-03-01'").replace("2026, 1, 1", "2026, 3, 1")
+        scope: dict = {}
+        exec(compile(code, "notebooks.md", "exec"), scope)  # noqa: S102 - our own documentation
+    assert scope["daily"]["output_tokens"].sum() == 195
