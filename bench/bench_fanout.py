@@ -43,7 +43,7 @@ def main() -> None:
     url = cluster.url()
     upgrade(url)
     reg = base / "fleet.yaml"
-    env = {**os.environ, "BOOCONTROL_DATABASE_URL": url, "BOOCONTROL_DATA_DIR": str(base), "BOOCONTROL_LOG_LEVEL": "WARNING"}
+    env = {**os.environ, "BOOCONTROL_DATABASE_URL": url, "BOOCONTROL_DATA_DIR": str(base), "BOOCONTROL_LOG_LEVEL": "INFO"}
     py = sys.executable
     demo = subprocess.Popen([py, "-m", "cli.main", "demo-fleet", "-n", str(args.instances), "--base-port", "21000",
                              "--rpm", str(args.rpm), "--registry-out", str(reg)], cwd=ROOT, env=env,

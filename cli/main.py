@@ -231,6 +231,15 @@ def status(settings: Settings) -> None:
         click.echo(f"{name:<16}{st:<26}{detail}")
 
 
+def _register_subgroups() -> None:
+    from cli.bench import bench
+
+    cli.add_command(bench)
+
+
+_register_subgroups()
+
+
 def main() -> None:
     cli()
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -94,6 +95,7 @@ class LlamaSwapFollower:
         self._capture_sem = asyncio.Semaphore(4)
         self._replaying: dict[str, bool] = {}
         self._reconciled = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
         self.ended_by_server = False
 
     # -- helpers -------------------------------------------------------------------------------
@@ -221,7 +223,11 @@ class LlamaSwapFollower:
     async def _sync_activity_once(self) -> None:
         st = self.state
         assert st.epoch is not None
+        t0 = time.monotonic()
         rows = await self._fetch_new_rows()
+        took = time.monotonic() - t0
+        if took > 2.0:
+            log.info("%s: fetching %d activity rows took %.1f s", self.pid, len(rows), took)
         now = utcnow()
         records: list[Record] = []
         if rows:
@@ -251,7 +257,9 @@ class LlamaSwapFollower:
         if self.fetch_captures:
             for a in acts:
                 if a.has_capture:
-                    asyncio.get_running_loop().create_task(self._fetch_capture(a.epoch, a.upstream_id))
+                    task = asyncio.get_running_loop().create_task(self._fetch_capture(a.epoch, a.upstream_id))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
 
     async def _fetch_capture(self, epoch: str, upstream_id: int) -> None:
         async with self._capture_sem:
@@ -315,7 +323,9 @@ class LlamaSwapFollower:
         await self.emit(records)
         if type_ == "activity" and isinstance(payload, dict) and isinstance(payload.get("id"), int):
             self.max_announced = max(self.max_announced, payload["id"])
-            asyncio.get_running_loop().create_task(self._sync_soon())
+            task = asyncio.get_running_loop().create_task(self._sync_soon())
+            self._tasks.add(task)  # keep a reference until done (asyncio holds only weak ones)
+            task.add_done_callback(self._tasks.discard)
 
     async def _sync_soon(self) -> None:
         await self._reconciled.wait()

@@ -72,6 +72,8 @@ class Writer:
         self._conn: psycopg.Connection[Any] | None = None
         self._wake = asyncio.Event()
         self.rows_written = 0
+        self.flushes = 0
+        self.flush_seconds = 0.0
         self.db_ok = True
         self.last_error: str | None = None
 
@@ -136,11 +138,25 @@ class Writer:
 
     async def flush(self) -> None:
         batch, self.pending = self.pending, []
+        t0 = time.monotonic()
         await asyncio.to_thread(self._flush_sync, batch)
+        self.flush_seconds += time.monotonic() - t0
+        self.flushes += 1
+
+    def stats_line(self) -> str:
+        avg = 1000 * self.flush_seconds / self.flushes if self.flushes else 0.0
+        line = (f"writer: {self.rows_written} records in {self.flushes} batches (avg {avg:.0f} ms), "
+                f"pending {len(self.pending)}, spooled batches {len(self.spool)}")
+        self.flushes, self.flush_seconds, self.rows_written = 0, 0.0, 0
+        return line
 
     async def run(self, stop: asyncio.Event) -> None:
         backoff = 0.5
+        last_stats = time.monotonic()
         while not stop.is_set():
+            if time.monotonic() - last_stats >= 30:
+                log.info(self.stats_line())
+                last_stats = time.monotonic()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.opts.flush_s)
             self._wake.clear()
@@ -225,6 +241,17 @@ class Connector:
             delay = min(self.opts.backoff_max_s, self.opts.backoff_base_s * (2 ** max(attempt - 1, 0)))
             await asyncio.sleep(delay * random.uniform(0.5, 1.0) if attempt else random.uniform(0.05, 0.3))
 
+    async def _watch_loop_lag(self) -> None:
+        """Log how late the event loop wakes up: a late loop delays every provider at once."""
+        worst, window_start = 0.0, time.monotonic()
+        while True:
+            t0 = time.monotonic()
+            await asyncio.sleep(0.1)
+            worst = max(worst, time.monotonic() - t0 - 0.1)
+            if time.monotonic() - window_start >= 30:
+                log.info("event loop: worst wake-up delay %.0f ms in the last 30 s", worst * 1000)
+                worst, window_start = 0.0, time.monotonic()
+
     async def run(self, stop: asyncio.Event) -> None:
         states = await self._wait_for_db(stop)
         owns_client = self.client is None
@@ -232,6 +259,7 @@ class Connector:
         client = self.client or httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(15.0))
         writer = asyncio.ensure_future(self.writer.run(stop))
         tasks = [asyncio.ensure_future(self.supervise(p, states[p.id], client)) for p in self.registry.providers]
+        tasks.append(asyncio.ensure_future(self._watch_loop_lag()))
         try:
             await stop.wait()
         finally:
