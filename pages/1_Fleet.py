@@ -24,7 +24,7 @@ def live_provider(provider_id: str) -> None:
     inflight = data.inflight_requests(provider_id)
     if inflight.height:
         st.markdown("**In-flight requests**")
-        st.dataframe(inflight, hide_index=True, key="fleet_inflight")
+        widgets.inflight_table(inflight)
 
 
 @st.fragment(run_every=2)

@@ -13,12 +13,14 @@ with mid:
     source = log_view.source_picker(data.log_sources(picked[0]) if picked else [], key="logs_source")
 with right:
     pattern = st.text_input("Filter (regular expression, case-insensitive)", key="logs_pattern")
-max_lines = st.slider("Lines shown", 50, 2000, 500, step=50, key="logs_lines")
+lines_col, order_col = st.columns([4, 1])
+max_lines = lines_col.slider("Lines shown", 50, 2000, 500, step=50, key="logs_lines")
+newest_first = order_col.toggle("Newest first", value=True, key="logs_newest_first")
 
 
 @st.fragment(run_every=2)
 def live_tail(provider_id: str, source: str) -> None:
-    log_view.tail_view(data.log_tail(provider_id, source, log_view.MAX_BYTES), pattern, max_lines)
+    log_view.tail_view(data.log_tail(provider_id, source, log_view.MAX_BYTES), pattern, max_lines, newest_first)
 
 
 if picked and source:

@@ -103,22 +103,38 @@ def speed_histogram(
             width=widths,
             customdata=labels,
             marker_color=ACCENT,
+            showlegend=False,
             hovertemplate="%{customdata}<br>%{y} requests<extra></extra>",
         ),
         layout={"template": TEMPLATE, "title": title, "height": 300, "bargap": 0.05},
     )
-    if stats:
+    if stats:  # percentiles as dashed lines, labelled in the legend (labels on the plot collide)
         for name, color in (("p50", "#76ff03"), ("p95", "#ffb300"), ("p99", "#ff4081")):
             v = stats.get(name)
             if v is not None:
-                fig.add_vline(
-                    x=v,
-                    line={"color": color, "dash": "dash", "width": 1.5},
-                    annotation={"text": f"{name} {v:,.1f}", "font": {"color": color}},
+                fig.add_vline(x=v, line={"color": color, "dash": "dash", "width": 1.5})
+                fig.add_trace(
+                    go.Scatter(
+                        x=[None],
+                        y=[None],
+                        mode="lines",
+                        name=f"{name} {v:,.1f} {unit}",
+                        line={"color": color, "dash": "dash"},
+                    )
                 )
+        fig.update_layout(showlegend=True, legend={"x": 1, "xanchor": "right", "y": 1})
     fig.update_xaxes(title=f"speed ({unit})")
     fig.update_yaxes(title="requests")
     return fig
+
+
+DASHES = ("solid", "dot", "dash", "dashdot", "longdash")
+
+
+def host_color(provider_id: str, hosts: Sequence[str]) -> str:
+    """A host keeps its colour across every chart of a page (by its position among the hosts shown)."""
+    ordered = sorted(set(hosts))
+    return PALETTE[ordered.index(provider_id) % len(PALETTE)] if provider_id in ordered else MUTED
 
 
 def time_series(
@@ -129,19 +145,31 @@ def time_series(
     series: str = "provider_id",
     x: str = "t",
     y_range: Sequence[float] | None = None,
+    scale: float = 1.0,
 ) -> go.Figure:
-    """One line per ``series`` value (hosts overlaid) of column ``y`` over time."""
+    """One line per ``series`` value (hosts overlaid) of column ``y`` (times ``scale``) over time.
+
+    Lines are coloured by host (``provider_id``), so a host has the same colour on every chart; several
+    GPUs of one host differ by dash style.
+    """
     if df.height == 0:
         return _empty(title)
     fig = go.Figure(layout={"template": TEMPLATE, "title": title, "height": 300, "hovermode": "x unified"})
+    hosts = df["provider_id"].unique().to_list() if "provider_id" in df.columns else []
+    seen: dict[str, int] = {}
     for part in df.partition_by(series, maintain_order=True):
         name = str(part[series][0])
+        host = str(part["provider_id"][0]) if "provider_id" in part.columns else name
+        dash = DASHES[seen.get(host, 0) % len(DASHES)]
+        seen[host] = seen.get(host, 0) + 1
+        values = [None if v is None else v * scale for v in part[y].to_list()]
         fig.add_trace(
             go.Scattergl(
                 x=part[x].to_list(),
-                y=part[y].to_list(),
+                y=values,
                 name=name,
                 mode="lines",
+                line={"color": host_color(host, hosts) if hosts else None, "dash": dash},
                 hovertemplate=f"%{{y:,.1f}} {unit}<extra>{name}</extra>",
             )
         )

@@ -29,7 +29,8 @@ def page_count(first: ActivityPage) -> int:
 def page_picker(pages: int, key: str) -> int:
     if pages <= 1:
         return 1
-    return int(st.number_input(f"Page (1–{pages})", min_value=1, max_value=pages, value=1, step=1, key=key))
+    col, _ = st.columns([1, 4])
+    return int(col.number_input(f"Page (1–{pages})", min_value=1, max_value=pages, value=1, step=1, key=key))
 
 
 def stats_by_metric(stats: pl.DataFrame) -> dict[str, dict[str, Any]]:

@@ -65,7 +65,10 @@ def watts(value: float | None) -> str:
 
 
 def tps(value: float | None) -> str:
-    return DASH if _missing(value) else f"{value:,.1f} tok/s"
+    if _missing(value):
+        return DASH
+    assert value is not None
+    return f"{value:,.0f} tok/s" if abs(value) >= 100 else f"{value:,.1f} tok/s"
 
 
 def count(value: int | float | None, unit: str = "") -> str:

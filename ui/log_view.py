@@ -21,12 +21,14 @@ def source_picker(sources: list[str], key: str) -> str | None:
     return picked
 
 
-def tail_view(tail: LogTail, pattern: str, max_lines: int) -> None:
+def tail_view(tail: LogTail, pattern: str, max_lines: int, newest_first: bool = True) -> None:
     try:
         lines = grep_lines(tail.text, pattern, max_lines)
     except re.error as exc:
         st.error(f"Invalid regular expression {pattern!r}: {exc}")
         return
+    if newest_first:
+        lines.reverse()
     note = " (older text not shown: the tail is capped at 256 KiB)" if tail.truncated else ""
     newest = f"newest chunk {tail.newest_at:%Y-%m-%d %H:%M:%S} UTC" if tail.newest_at else "no text yet"
     st.caption(f"{len(lines):,} lines{' matching' if pattern else ''} · {newest}{note}")

@@ -160,8 +160,9 @@ def provider_tiles(row: dict[str, Any], gpus: pl.DataFrame, gpu_series: pl.DataF
     stale = " (stale)" if row.get("perf_stale") else ""
     host[0].metric("CPU" + stale, fmt.pct(row.get("cpu_util_pct")), chart_data=_spark(row.get("cpu_spark")),
                    chart_type="area")
-    host[1].metric("RAM" + stale, fmt.used_of(row.get("mem_used_mb"), row.get("mem_total_mb")),
-                   chart_data=_spark(row.get("mem_spark")), chart_type="area")
+    host[1].metric(f"RAM of {fmt.mib(row.get('mem_total_mb'))}" + stale, fmt.mib(row.get("mem_used_mb")),
+                   chart_data=_spark(row.get("mem_spark")), chart_type="area",
+                   help=fmt.used_of(row.get("mem_used_mb"), row.get("mem_total_mb")))
     host[2].metric("Load (1 min)", "—" if row.get("load_avg_1") is None else f"{row['load_avg_1']:.2f}")
     for g in gpus.to_dicts():
         series = gpu_series.filter(pl.col("gpu_key") == g["gpu_key"])
@@ -170,8 +171,9 @@ def provider_tiles(row: dict[str, Any], gpus: pl.DataFrame, gpu_series: pl.DataF
         st.markdown(f"**{fmt.md(label)}**")
         cols = st.columns(4)
         cols[0].metric("Temperature", fmt.celsius(g["temp_c"]), chart_data=_spark(series["temp_c"].to_list()))
-        cols[1].metric("VRAM", fmt.used_of(g["mem_used_mb"], g["mem_total_mb"]),
-                       chart_data=_spark(series["mem_used_mb"].to_list()))
+        cols[1].metric(f"VRAM of {fmt.mib(g['mem_total_mb'])}", fmt.mib(g["mem_used_mb"]),
+                       chart_data=_spark(series["mem_used_mb"].to_list()),
+                       help=fmt.used_of(g["mem_used_mb"], g["mem_total_mb"]))
         cols[2].metric("Utilisation", fmt.pct(g["util_pct"]), chart_data=_spark(series["util_pct"].to_list()))
         cols[3].metric("Power", fmt.watts(g["power_w"]), chart_data=_spark(series["power_w"].to_list()))
 
@@ -210,13 +212,12 @@ def activity_table(rows: pl.DataFrame) -> None:
 
 def speed_metrics(stats: pl.DataFrame) -> None:
     rows = {r["metric"]: r for r in stats.to_dicts()}
-    cols = st.columns(6)
-    i = 0
     for metric, title in (("prompt", "Prompt"), ("generation", "Generation")):
         r = rows.get(metric, {})
-        for p in ("p50", "p95", "p99"):
-            cols[i].metric(f"{title} {p}", fmt.tps(r.get(p)), help=f"{r.get('n', 0)} requests with a speed")
-            i += 1
+        cols = st.columns(4)
+        cols[0].metric(f"{title} requests", fmt.count(r.get("n", 0)), help="requests that reported this speed")
+        for col, p in zip(cols[1:], ("p50", "p95", "p99"), strict=True):
+            col.metric(f"{title} {p}", fmt.tps(r.get(p)))
 
 
 def action_log_table(log: pl.DataFrame) -> None:
@@ -242,4 +243,23 @@ def action_log_table(log: pl.DataFrame) -> None:
             "result": cc.TextColumn("Result"),
         },
         key="action_log_table",
+    )
+
+
+def inflight_table(rows: pl.DataFrame) -> None:
+    cc = st.column_config
+    st.dataframe(
+        rows,
+        hide_index=True,
+        column_order=["request_id", "model_id", "method", "req_path", "elapsed_ms", "resp_bytes", "observed_at"],
+        column_config={
+            "request_id": cc.TextColumn("Id"),
+            "model_id": cc.TextColumn("Model"),
+            "method": cc.TextColumn("Method"),
+            "req_path": cc.TextColumn("Path"),
+            "elapsed_ms": cc.NumberColumn("Elapsed", format="%d ms"),
+            "resp_bytes": cc.NumberColumn("Sent", format="%d B"),
+            "observed_at": cc.DatetimeColumn("Snapshot (UTC)", format="HH:mm:ss"),
+        },
+        key="inflight_table",
     )

@@ -36,42 +36,83 @@ class Cockpit:
             return list(conn.execute(sql).fetchall())
 
 
+def free_port_run(n: int) -> int:
+    """The first of ``n`` consecutive free loopback ports."""
+    import random
+    import socket
+
+    for _ in range(200):
+        base = random.randint(30000, 45000)
+        try:
+            socks = []
+            for port in range(base, base + n):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no free port range")
+
+
+def _stop(proc: subprocess.Popen[str], timeout: float) -> None:
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
 @pytest.fixture(scope="module")
 def cockpit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cockpit]:
+    """`boocontrol up` against three simulated llama-swaps of our own (on free ports, so the test does not
+    collide with a demo fleet someone else runs on the default ports)."""
     if not Path(CHROMIUM).exists():
         pytest.skip("chromium not installed (apt-get install -y chromium)")
     if not (ROOT / "cli" / "up.py").exists():
         pytest.skip("`boocontrol up` not available")
     data = tmp_path_factory.mktemp("up-data")
-    ui_port, pg_port = free_port(), free_port()
+    ui_port, pg_port, base = free_port(), free_port(), free_port_run(3)
     env = {k: v for k, v in os.environ.items() if not k.startswith("BOOCONTROL_")}
     env.update({"BOOCONTROL_DATA_DIR": str(data), "BOOCONTROL_EMBEDDED_PG_PORT": str(pg_port),
-                "PYTHONUNBUFFERED": "1"})
-    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "up", "--no-prefect", "--demo-count", "3",
-                             "--ui-port", str(ui_port)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                "BOOCONTROL_FLEET_FILE": str(data / "fleet.yaml"), "PYTHONUNBUFFERED": "1"})
+    fleet = subprocess.Popen([sys.executable, "-m", "cli.main", "demo-fleet", "-n", "3", "--base-port", str(base),
+                              "--rpm", "30", "--registry-out", str(data / "fleet.yaml")], cwd=ROOT, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
+                             start_new_session=True)
+    up: subprocess.Popen[str] | None = None
     out: list[str] = []
     try:
+        import httpx
+
+        wait_for(lambda: (data / "fleet.yaml").exists() and httpx.get(
+            f"http://127.0.0.1:{base + 2}/wol-health", timeout=1).status_code == 200, timeout=60,
+            what="the demo fleet")
+        up = subprocess.Popen([sys.executable, "-m", "cli.main", "up", "--no-prefect", "--ui-port", str(ui_port)],
+                              cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              start_new_session=True)
         deadline = time.monotonic() + 240
-        assert proc.stdout is not None
+        assert up.stdout is not None
         while time.monotonic() < deadline:
-            line = proc.stdout.readline()
+            line = up.stdout.readline()
             if not line:
                 break
             out.append(line)
             if line.startswith("Cockpit:"):
                 break
-        url = f"http://127.0.0.1:{ui_port}"
         if not any(ln.startswith("Cockpit:") for ln in out):
             pytest.fail("boocontrol up did not start:\n" + "".join(out))
-        yield Cockpit(url, f"postgresql://postgres@127.0.0.1:{pg_port}/boocontrol", data)
+        yield Cockpit(f"http://127.0.0.1:{ui_port}", f"postgresql://postgres@127.0.0.1:{pg_port}/boocontrol", data)
     finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=90)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+        if up is not None:
+            _stop(up, 90)
+        _stop(fleet, 30)
 
 
 @pytest.fixture(scope="module")

@@ -54,7 +54,8 @@ def test_fleet_page(live_fleet: datetime) -> None:
     # alpha's tiles (first provider selected)
     assert metric(at, "Connection") == "🟢 connected"
     assert metric(at, "Uptime").startswith("4h 59m") or metric(at, "Uptime").startswith("5h 00m")
-    assert metric(at, "VRAM") == "11.7 / 23.4 GiB (50 %)"
+    assert metric(at, "VRAM of 23.4 GiB") == "11.7 GiB"
+    assert metric(at, "RAM of 31.2 GiB") == "15.6 GiB"
     assert metric(at, "Power") == "250 W"
     assert at.dataframe[1].value["request_id"].tolist() == ["11"]
 
@@ -92,7 +93,8 @@ def test_activity_page(live_fleet: datetime, app_env: Engine) -> None:
     assert at.caption[0].value == "60 requests match · page 1 of 2"
     assert len(at.dataframe[0].value) == 50
     # prompt speeds are 100..6000 tok/s, generation 1..60 tok/s (linear-interpolated percentiles)
-    assert metric(at, "Prompt p50") == "3,050.0 tok/s"
+    assert metric(at, "Prompt requests") == "60"
+    assert metric(at, "Prompt p50") == "3,050 tok/s"
     assert metric(at, "Generation p95") == "57.0 tok/s"
     assert metric(at, "Generation p99") == "59.4 tok/s"
     assert len(at.get("plotly_chart")) == 2
@@ -136,8 +138,11 @@ def test_activity_capture_viewer_reassembles_stream(live_fleet: datetime, app_en
 def test_logs_page_filter_and_bad_regex(live_fleet: datetime) -> None:
     at = run_page("pages/3_Logs.py")
     assert not at.exception, at.exception
-    assert at.code[0].value.splitlines() == [
-        "[INFO] Health check passed on qwen", "[WARN] upstream slow", "[INFO] request done"]
+    assert at.code[0].value.splitlines() == [  # newest first by default
+        "[INFO] request done", "[WARN] upstream slow", "[INFO] Health check passed on qwen"]
+    at.toggle(key="logs_newest_first").set_value(False)
+    at.run()
+    assert at.code[0].value.splitlines()[0] == "[INFO] Health check passed on qwen"
     at.text_input(key="logs_pattern").input(r"\bwarn\b")
     at.run()
     assert at.code[0].value == "[WARN] upstream slow"
