@@ -22,6 +22,18 @@ class SSEDecoder:
         self._data: list[bytes] = []
 
     def feed(self, chunk: bytes) -> list[bytes]:
+        # Fast path (the common case on a completions stream): one whole single-line ``data:`` event.
+        if (
+            not self._buf
+            and not self._data
+            and chunk.startswith(b"data:")
+            and chunk.endswith(b"\n\n")
+            and chunk.find(b"\n") == len(chunk) - 2
+        ):
+            value = chunk[5:-2]
+            if value.endswith(b"\r"):
+                value = value[:-1]
+            return [value[1:] if value.startswith(b" ") else value]
         buf = self._buf + chunk if self._buf else chunk
         out: list[bytes] = []
         start = 0

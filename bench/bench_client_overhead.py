@@ -1,0 +1,136 @@
+"""Client overhead of the bench engine: CPU per wall-second and TTFT against an upstream that answers instantly.
+
+The upstream (`tests/bench_engine/instant_server.py`, a separate process pinned to the other CPU)
+sends the first content chunk as soon as the request is complete, then one chunk every ``--itl-ms``.
+Whatever TTFT the engine measures is therefore the client + loopback + upstream-parse overhead, and
+the engine's process CPU time over wall time is what driving the streams costs.
+
+Targets (issue 5): with 64 concurrent streams, < 0.5 core and TTFT p99 < 2 ms.
+
+    .venv/bin/python bench/bench_client_overhead.py                  # 64 streams, 20 ms ITL
+    .venv/bin/python bench/bench_client_overhead.py --streams 1 64 --itl-ms 20 --tokens 128 --requests 640
+    .venv/bin/python bench/bench_client_overhead.py --itl-ms 0       # flood: max chunks/s at 100 % CPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from engines.bench.host import OpenAIHost  # noqa: E402
+from engines.bench.runner import BenchSpec, Progress, run_sweep  # noqa: E402
+from engines.bench.saturation import SaturationPolicy  # noqa: E402
+from engines.bench.service import make_client  # noqa: E402
+from engines.bench.workload import LengthDist, SyntheticWorkload  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(port: int, itl_ms: float, cpu: int | None) -> subprocess.Popen[bytes]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "tests.bench_engine.instant_server",
+        "--port",
+        str(port),
+        "--itl-ms",
+        str(itl_ms),
+    ]
+    if cpu is not None:
+        cmd += ["--cpu", str(cpu)]
+    proc = subprocess.Popen(cmd, cwd=ROOT)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=0.5).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("instant server did not start")
+
+
+async def measure(base: str, streams: int, requests: int, tokens: int) -> dict[str, float]:
+    spec = BenchSpec(
+        levels=(streams,),
+        requests_per_point=requests,
+        workload=SyntheticWorkload(LengthDist(16), LengthDist(tokens)),
+        warmup_requests=2,
+        saturation=SaturationPolicy.disabled(),
+        ignore_eos=False,
+    )
+    marks: dict[str, tuple[float, float]] = {}
+
+    def progress(p: Progress) -> None:
+        if p.phase in ("point", "point_done"):
+            marks[p.phase] = (time.perf_counter(), time.process_time())
+
+    async with make_client(spec) as client:
+        out = await run_sweep(OpenAIHost(base, client), "instant", spec, client, confirm_takeover=True,
+                              provider_id="instant", progress=progress)  # fmt: skip
+    (w0, c0), (w1, c1) = marks["point"], marks["point_done"]
+    s = out.points[0].summary
+    chunks = sum(len(r.chunks) for r in out.points[0].records)
+    return {
+        "wall_s": w1 - w0,
+        "cpu_s": c1 - c0,
+        "cores": (c1 - c0) / (w1 - w0),
+        "completed": s.completed,
+        "chunks_per_s": chunks / (w1 - w0),
+        "ttft_p50_ms": s.ttft_ms.p50 or 0.0,
+        "ttft_p99_ms": s.ttft_ms.p99 or 0.0,
+        "ttft_max_ms": s.ttft_ms.max or 0.0,
+        "itl_p50_ms": s.itl_ms.p50 or 0.0,
+        "itl_p99_ms": s.itl_ms.p99 or 0.0,
+        "peak_concurrency": s.peak_concurrency,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--streams", type=int, nargs="+", default=[64])
+    ap.add_argument("--itl-ms", type=float, default=20.0, help="upstream gap between chunks (0 = flood)")
+    ap.add_argument("--tokens", type=int, default=128, help="chunks per response")
+    ap.add_argument("--requests", type=int, default=640, help="requests per measurement")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--no-pin", action="store_true", help="do not pin client and upstream to separate CPUs")
+    a = ap.parse_args()
+    pin = not a.no_pin and (os.cpu_count() or 1) >= 2
+    if pin:
+        os.sched_setaffinity(0, {0})
+    port = free_port()
+    server = start_server(port, a.itl_ms, 1 if pin else None)
+    try:
+        print(f"upstream: instant first chunk, then 1 chunk / {a.itl_ms:g} ms, {a.tokens} chunks per response; "
+              f"client pinned to CPU 0, upstream to CPU 1: {pin}")  # fmt: skip
+        hdr = (f"{'streams':>7} {'run':>3} {'ok':>5} {'wall s':>7} {'cpu s':>6} {'cores':>6} {'chunks/s':>9} "
+               f"{'TTFT p50':>9} {'TTFT p99':>9} {'TTFT max':>9} {'ITL p50':>8} {'ITL p99':>8}")  # fmt: skip
+        print(hdr)
+        for streams in a.streams:
+            for i in range(a.repeat):
+                r = asyncio.run(measure(f"http://127.0.0.1:{port}", streams, a.requests, a.tokens))
+                print(f"{streams:>7} {i + 1:>3} {r['completed']:>5.0f} {r['wall_s']:>7.2f} {r['cpu_s']:>6.2f} "
+                      f"{r['cores']:>6.3f} {r['chunks_per_s']:>9.0f} {r['ttft_p50_ms']:>9.3f} {r['ttft_p99_ms']:>9.3f} "
+                      f"{r['ttft_max_ms']:>9.3f} {r['itl_p50_ms']:>8.3f} {r['itl_p99_ms']:>8.3f}")  # fmt: skip
+    finally:
+        server.terminate()
+        server.wait(5)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""A tiny OpenAI-style streaming upstream that answers instantly, for client-overhead measurements.
+
+Raw asyncio protocol (no framework), HTTP/1.1 keep-alive, chunked transfer encoding. For
+``POST /v1/chat/completions`` it writes the response headers and the first content chunk as soon as
+the request body is complete, then one content chunk every ``--itl-ms`` milliseconds until
+``max_tokens`` chunks were sent, then a finish chunk, a usage chunk and ``[DONE]``. With
+``--itl-ms 0`` every chunk is written at once (the client is then the only limit).
+``GET /v1/models`` and ``GET /slots`` answer so `engines.bench.host.OpenAIHost` can gate and warm.
+
+Run: ``python -m tests.bench_engine.instant_server --port 18555 --itl-ms 20 [--cpu 1]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+
+CONTENT = b'data: {"choices":[{"index":0,"delta":{"content":" tok"},"finish_reason":null}]}\n\n'
+ROLE = b'data: {"choices":[{"index":0,"delta":{"role":"assistant","content":null}}]}\n\n'
+FINISH = b'data: {"choices":[{"index":0,"delta":{},"finish_reason":"length"}]}\n\n'
+DONE = b"data: [DONE]\n\n"
+HEAD = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+    b"Transfer-Encoding: chunked\r\n\r\n"
+)
+
+
+def chunk(payload: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(payload), payload)
+
+
+C_CONTENT = chunk(CONTENT)
+
+
+def json_response(obj: object, status: str = "200 OK") -> bytes:
+    body = json.dumps(obj).encode()
+    return b"HTTP/1.1 %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (
+        status.encode(),
+        len(body),
+        body,
+    )
+
+
+class Upstream(asyncio.Protocol):
+    def __init__(self, itl_s: float) -> None:
+        self.itl_s = itl_s
+        self.buf = b""
+        self.transport: asyncio.Transport | None = None
+        self.loop = asyncio.get_running_loop()
+        self.timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        while True:
+            end = self.buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = self.buf[:end].decode("latin-1")
+            length = 0
+            for line in head.split("\r\n")[1:]:
+                k, _, v = line.partition(":")
+                if k.strip().lower() == "content-length":
+                    length = int(v.strip())
+            if len(self.buf) < end + 4 + length:
+                return
+            body = self.buf[end + 4 : end + 4 + length]
+            self.buf = self.buf[end + 4 + length :]
+            method, path, _ = head.split("\r\n", 1)[0].split(" ", 2)
+            self.handle(method, path, body)
+
+    def handle(self, method: str, path: str, body: bytes) -> None:
+        assert self.transport is not None
+        if method == "GET" and path.startswith("/slots"):
+            self.transport.write(json_response([{"id": 0, "is_processing": False}]))
+        elif method == "GET" and path.startswith("/v1/models"):
+            self.transport.write(json_response({"object": "list", "data": [{"id": "instant"}]}))
+        elif method == "POST" and path.startswith("/v1/chat/completions"):
+            n = int(json.loads(body).get("max_tokens", 16))
+            self.transport.write(HEAD + chunk(ROLE) + C_CONTENT)
+            if self.itl_s <= 0:
+                self.transport.write(C_CONTENT * (n - 1))
+                self.finish(n)
+            else:
+                self.timer = self.loop.call_later(self.itl_s, self.tick, n - 1, n)
+        else:
+            self.transport.write(json_response({"error": "not found"}, "404 Not Found"))
+
+    def tick(self, left: int, n: int) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
+        if left > 0:
+            self.transport.write(C_CONTENT)
+            self.timer = self.loop.call_later(self.itl_s, self.tick, left - 1, n)
+        else:
+            self.finish(n)
+
+    def finish(self, n: int) -> None:
+        assert self.transport is not None
+        usage = {"prompt_tokens": 8, "completion_tokens": n, "total_tokens": 8 + n}
+        usage_chunk = b"data: " + json.dumps({"choices": [], "usage": usage}).encode() + b"\n\n"
+        self.transport.write(chunk(FINISH) + chunk(usage_chunk) + chunk(DONE) + b"0\r\n\r\n")
+        self.timer = None
+
+
+async def serve(port: int, itl_ms: float) -> None:
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: Upstream(itl_ms / 1000.0), "127.0.0.1", port, backlog=1024)
+    async with server:
+        await server.serve_forever()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--itl-ms", type=float, default=20.0)
+    ap.add_argument("--cpu", type=int, default=None, help="pin to this CPU")
+    a = ap.parse_args()
+    if a.cpu is not None:
+        os.sched_setaffinity(0, {a.cpu})
+    asyncio.run(serve(a.port, a.itl_ms))
+
+
+if __name__ == "__main__":
+    main()
