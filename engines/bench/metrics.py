@@ -196,6 +196,15 @@ class RequestRecord:
         return p / t
 
     @property
+    def ttft_overhead(self) -> float | None:
+        """TTFT minus llama.cpp's ``timings.prompt_ms``: HTTP, proxy, queueing, templating, tokenizing."""
+        t = self.ttft
+        pm = self.timings.get("prompt_ms") if self.timings else None
+        if t is None or not isinstance(pm, int | float):
+            return None
+        return t - float(pm) / 1000.0
+
+    @property
     def schedule_lag(self) -> float | None:
         return None if self.scheduled is None else self.send - self.scheduled
 
@@ -300,6 +309,7 @@ class PointSummary:
     prompt_tps: Distribution
     schedule_lag_ms: Distribution
     server_prompt_ms: Distribution
+    ttft_overhead_ms: Distribution
     server_predicted_per_s: Distribution
     slo: Slo
 
@@ -368,6 +378,9 @@ def summarize(records: Sequence[RequestRecord], slo: Slo | None = None) -> Point
             float(r.timings["prompt_ms"])
             for r in ok
             if r.timings and isinstance(r.timings.get("prompt_ms"), int | float)
+        ),
+        ttft_overhead_ms=Distribution.of(
+            (r.ttft_overhead for r in ok if r.ttft_overhead is not None), 1000.0
         ),
         server_predicted_per_s=Distribution.of(
             float(r.timings["predicted_per_second"])

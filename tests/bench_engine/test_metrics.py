@@ -33,7 +33,7 @@ def single_token_chunks() -> RequestRecord:
         status=200,
         finish_reason="length",
         usage={"prompt_tokens": 20, "completion_tokens": 5},
-        timings={"prompt_n": 20, "prompt_ms": 50.0, "predicted_n": 5, "predicted_per_second": 80.0},
+        timings={"prompt_n": 20, "prompt_ms": 46.875, "predicted_n": 5, "predicted_per_second": 80.0},
     )
 
 
@@ -130,7 +130,8 @@ def test_summary_exact() -> None:
     assert s.itl_ms.max == 250.0 and s.itl_ms.min == 15.625
     assert s.e2e_ms.p50 == (140.625 + 1000.0) / 2
     assert s.multi_token_chunk_requests == 1
-    assert s.server_prompt_ms.count == 1 and s.server_prompt_ms.mean == 50.0
+    assert s.server_prompt_ms.count == 1 and s.server_prompt_ms.mean == 46.875
+    assert s.ttft_overhead_ms.count == 1 and s.ttft_overhead_ms.p50 == 15.625  # 62.5 ms TTFT − 46.875 ms prompt
     # 1-s buckets from the first chunk (0.0625): A's 5 tokens in bucket 0; B's 3 chunks + 3 surplus in bucket 1
     assert s.peak_output_per_s == 6.0
 

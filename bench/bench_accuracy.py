@@ -1,0 +1,123 @@
+"""Accuracy of the bench engine against llama-server's own ``timings`` on the same requests.
+
+For every request the engine measures from the client side and llama.cpp reports from the inside:
+
+* generation speed: engine ``decode_tps`` = (n_out − 1) / (last − first content chunk)
+  vs ``timings.predicted_per_second`` (= predicted_n / predicted_ms);
+* prompt time: engine TTFT vs ``timings.prompt_ms`` (TTFT also holds HTTP, templating, tokenizing and
+  the first token's sampling, so it is an upper bound that converges as prompts grow).
+
+Target (issue 5): agreement within 5 %. The tiny random-weight GGUF runs on llama.cpp's llama-server
+(``-t 1 -tb 1``, one slot), directly or behind a real llama-swap (``--via-swap``).
+
+    .venv/bin/python bench/bench_accuracy.py
+    .venv/bin/python bench/bench_accuracy.py --via-swap
+    .venv/bin/python bench/bench_accuracy.py --shapes 512x256 1500x512 --requests 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import statistics
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from connectors.llama_swap_api import LlamaSwapAPI  # noqa: E402
+from core.providers import Provider  # noqa: E402
+from engines.bench.host import BenchHost, LlamaSwapHost, OpenAIHost  # noqa: E402
+from engines.bench.runner import BenchSpec, run_sweep  # noqa: E402
+from engines.bench.saturation import SaturationPolicy  # noqa: E402
+from engines.bench.workload import LengthDist, SyntheticWorkload  # noqa: E402
+from tests.support.llamaserver import find_llama_server, llama_server_cmd, run_llama_server  # noqa: E402
+from tests.support.tinymodel import write_tiny_gguf  # noqa: E402
+
+
+@contextlib.contextmanager
+def upstream(model: Path, via_swap: bool, ctx: int) -> Iterator[tuple[str, str]]:
+    """(base URL, kind) of llama-server on ``model``, directly or behind llama-swap."""
+    if not via_swap:
+        with run_llama_server(model, parallel=1, ctx=ctx) as base:
+            yield base, "openai"
+        return
+    from tests.support.llamaswap import free_port, run_llama_swap
+
+    binary = find_llama_server()
+    assert binary is not None
+    cfg = (f"healthCheckTimeout: 60\nstartPort: {free_port()}\nmodels:\n  tiny:\n"
+           f"    cmd: {llama_server_cmd(binary, model, parallel=1, ctx=ctx)}\n    proxy: http://127.0.0.1:${{PORT}}\n")  # fmt: skip
+    with run_llama_swap(cfg) as ls:
+        yield ls.base_url, "llama-swap"
+
+
+def rel(a: float, b: float) -> float:
+    return a / b - 1.0
+
+
+async def measure(base: str, kind: str, prompt: int, output: int, requests: int) -> dict[str, float]:
+    async with httpx.AsyncClient(timeout=600, trust_env=False) as c:
+        host: BenchHost = (
+            LlamaSwapHost(LlamaSwapAPI(Provider("acc", "acc", base), c)) if kind == "llama-swap" else OpenAIHost(base, c)
+        )
+        spec = BenchSpec(levels=(1,), requests_per_point=requests,
+                         workload=SyntheticWorkload(LengthDist(prompt), LengthDist(output)),
+                         saturation=SaturationPolicy.disabled(), warmup_requests=3)  # fmt: skip
+        out = await run_sweep(host, "tiny", spec, c, confirm_takeover=True, provider_id="acc")
+    recs = [r for r in out.points[0].records if r.ok and r.timings and r.decode_tps and r.ttft]
+    gen_e = [r.decode_tps or 0.0 for r in recs]
+    gen_s = [float(r.timings["predicted_per_second"]) for r in recs if r.timings]
+    ttft = [(r.ttft or 0.0) * 1000 for r in recs]
+    pms = [float(r.timings["prompt_ms"]) for r in recs if r.timings]
+    gen_err = [abs(rel(e, s)) for e, s in zip(gen_e, gen_s, strict=True)]
+    pt_err = [abs(rel(t, p)) for t, p in zip(ttft, pms, strict=True)]
+    return {
+        "n": len(recs),
+        "prompt_tokens": statistics.mean(r.prompt_tokens or 0 for r in recs),
+        "out_tokens": statistics.mean(r.output_tokens for r in recs),
+        "gen_engine": statistics.mean(gen_e),
+        "gen_server": statistics.mean(gen_s),
+        "gen_err_med": statistics.median(gen_err),
+        "gen_err_max": max(gen_err),
+        "ttft_ms": statistics.mean(ttft),
+        "prompt_ms": statistics.mean(pms),
+        "pt_err_med": statistics.median(pt_err),
+        "pt_err_max": max(pt_err),
+        "ttft_ge_prompt": float(all(t >= p for t, p in zip(ttft, pms, strict=True))),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--shapes", nargs="+", default=["256x128", "1024x512", "3000x512"],
+                    help="PROMPTxOUTPUT token shapes")  # fmt: skip
+    ap.add_argument("--requests", type=int, default=20)
+    ap.add_argument("--via-swap", action="store_true", help="go through a real llama-swap")
+    a = ap.parse_args()
+    shapes = [tuple(int(x) for x in s.split("x")) for s in a.shapes]
+    ctx = max(p + o for p, o in shapes) + 256
+    with tempfile.TemporaryDirectory() as d:
+        model = write_tiny_gguf(Path(d) / "tiny.gguf", seed=0)
+        with upstream(model, a.via_swap, ctx) as (base, kind):
+            print(f"llama-server on the tiny GGUF, 1 slot, -t 1 -tb 1, {'via llama-swap' if a.via_swap else 'direct'}; "
+                  f"load average {os.getloadavg()[0]:.2f}; {a.requests} requests per shape, concurrency 1")  # fmt: skip
+            print(f"{'shape':>10} {'n':>3} {'prompt':>7} {'out':>5} | {'gen eng':>8} {'gen srv':>8} {'|err| med':>9} "
+                  f"{'|err| max':>9} | {'TTFT ms':>8} {'prompt ms':>9} {'|err| med':>9} {'|err| max':>9} {'TTFT>=pm':>8}")  # fmt: skip
+            for p, o in shapes:
+                r = asyncio.run(measure(base, kind, p, o, a.requests))
+                print(f"{p:>5}x{o:<4} {r['n']:>3.0f} {r['prompt_tokens']:>7.0f} {r['out_tokens']:>5.0f} | "
+                      f"{r['gen_engine']:>8.0f} {r['gen_server']:>8.0f} {r['gen_err_med']:>9.2%} {r['gen_err_max']:>9.2%} | "
+                      f"{r['ttft_ms']:>8.2f} {r['prompt_ms']:>9.2f} {r['pt_err_med']:>9.2%} {r['pt_err_max']:>9.2%} "
+                      f"{'yes' if r['ttft_ge_prompt'] else 'NO':>8}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
