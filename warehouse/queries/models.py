@@ -29,32 +29,29 @@ WINDOW w AS (PARTITION BY provider_id, model_id ORDER BY observed_at,
 _CATALOG_SQL = text(
     f"""
 WITH t AS ({_ORDERED.format(where="")}),
-loads AS (
-    SELECT provider_id, model_id,
-           count(*) FILTER (WHERE to_state = 'ready' AND prev_state IS DISTINCT FROM 'ready') AS loads,
-           percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM observed_at - prev_at) * 1000)
-               FILTER (WHERE to_state = 'ready' AND prev_state = 'starting') AS load_ms_p50,
-           max(observed_at) FILTER (WHERE to_state = 'ready' AND prev_state IS DISTINCT FROM 'ready') AS last_load_at
-    FROM t GROUP BY 1, 2
+l AS (
+    SELECT provider_id, model_id, observed_at,
+           CASE WHEN prev_state = 'starting' THEN extract(epoch FROM observed_at - prev_at) * 1000 END AS load_ms
+    FROM t WHERE to_state = 'ready' AND prev_state IS DISTINCT FROM 'ready'
 ),
-last_load AS (
-    SELECT DISTINCT ON (provider_id, model_id) provider_id, model_id,
-           extract(epoch FROM observed_at - prev_at) * 1000 AS load_ms_last
-    FROM t WHERE to_state = 'ready' AND prev_state = 'starting'
-    ORDER BY provider_id, model_id, observed_at DESC
+loads AS (
+    SELECT provider_id, model_id, count(*) AS loads,
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY load_ms) AS load_ms_p50,
+           (array_agg(load_ms ORDER BY observed_at DESC) FILTER (WHERE load_ms IS NOT NULL))[1] AS load_ms_last,
+           max(observed_at) AS last_load_at
+    FROM l GROUP BY 1, 2
 )
 SELECT m.provider_id, p.label AS provider_label, p.active AS provider_active,
        COALESCE(h.status, 'unknown') AS provider_status,
        (p.active AND COALESCE(h.status, '') = 'connected') AS provider_online,
        m.model_id, m.name, m.kind, m.state, m.unlisted, m.context_length,
        (f.model_id IS NOT NULL) AS favorite,
-       COALESCE(l.loads, 0) AS loads, l.load_ms_p50, ll.load_ms_last, l.last_load_at, u.last_used_at
+       COALESCE(l.loads, 0) AS loads, l.load_ms_p50, l.load_ms_last, l.last_load_at, u.last_used_at
 FROM models m
 JOIN providers p ON p.id = m.provider_id
 LEFT JOIN connector_health h ON h.provider_id = m.provider_id
 LEFT JOIN favorites f ON f.provider_id = m.provider_id AND f.model_id = m.model_id
 LEFT JOIN loads l ON l.provider_id = m.provider_id AND l.model_id = m.model_id
-LEFT JOIN last_load ll ON ll.provider_id = m.provider_id AND ll.model_id = m.model_id
 LEFT JOIN LATERAL (
     SELECT a.finished_at AS last_used_at FROM activity a
     WHERE a.provider_id = m.provider_id AND a.model_id = m.model_id
