@@ -427,8 +427,17 @@ async def run_sweep(
         outcome.stop_reason = "cancelled"
         raise
     except BaseException as exc:
-        outcome.status = "failed"
-        outcome.error = f"{type(exc).__name__}: {exc}"[:2000]
+        inner = _leaf(exc)
+        if isinstance(inner, Exception):
+            outcome.status = "failed"
+            outcome.error = f"{type(inner).__name__}: {inner}"[:2000]
+        else:  # KeyboardInterrupt, SystemExit, Prefect's TerminationSignal: someone stopped the run
+            outcome.status = "cancelled"
+            outcome.stop_reason = f"interrupted ({type(inner).__name__})"
+        if inner is not exc:
+            # A signal raised inside one request task arrives wrapped in the TaskGroup's exception
+            # group; re-raise it bare so the shell (Prefect's engine, the CLI) recognises it.
+            raise inner from exc
         raise
     finally:
         if watch is not None:
@@ -443,6 +452,16 @@ async def run_sweep(
         sink.run_finished(header, outcome)
         emit(Progress("done", message=outcome.status))
     return outcome
+
+
+def _leaf(exc: BaseException) -> BaseException:
+    """The first exception inside (nested) exception groups that is not a CancelledError."""
+    while isinstance(exc, BaseExceptionGroup):
+        inner = [e for e in exc.exceptions if not isinstance(e, asyncio.CancelledError)] or list(
+            exc.exceptions
+        )
+        exc = inner[0]
+    return exc
 
 
 async def _cleanup(

@@ -88,6 +88,7 @@ class FakeHost:
     loaded: set[str] = field(default_factory=set)
     evict_on_warm: bool = False
     calls: list[str] = field(default_factory=list)
+    power: list[tuple[float, float]] | None = None
 
     async def inflight(self) -> InflightSnapshot:
         self.calls.append("inflight")
@@ -116,7 +117,7 @@ class FakeHost:
                         model_entry={"id": model_id}, props={"default_generation_settings": {"n_ctx": 4096}})  # fmt: skip
 
     async def power_samples(self) -> list[tuple[float, float]] | None:
-        return None
+        return self.power
 
     @contextlib.asynccontextmanager
     async def watch_foreign(self, tag: str) -> AsyncIterator[ForeignWatch]:

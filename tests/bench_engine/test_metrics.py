@@ -131,7 +131,9 @@ def test_summary_exact() -> None:
     assert s.e2e_ms.p50 == (140.625 + 1000.0) / 2
     assert s.multi_token_chunk_requests == 1
     assert s.server_prompt_ms.count == 1 and s.server_prompt_ms.mean == 46.875
-    assert s.ttft_overhead_ms.count == 1 and s.ttft_overhead_ms.p50 == 15.625  # 62.5 ms TTFT − 46.875 ms prompt
+    assert (
+        s.ttft_overhead_ms.count == 1 and s.ttft_overhead_ms.p50 == 15.625
+    )  # 62.5 ms TTFT − 46.875 ms prompt
     # 1-s buckets from the first chunk (0.0625): A's 5 tokens in bucket 0; B's 3 chunks + 3 surplus in bucket 1
     assert s.peak_output_per_s == 6.0
 

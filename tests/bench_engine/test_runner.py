@@ -159,3 +159,47 @@ def test_spec_validation_and_workload_key() -> None:
     c = BenchSpec(levels=(1, 2), workload=SyntheticWorkload(LengthDist(21), LengthDist(4)))
     assert a.workload_key() == b.workload_key() != c.workload_key()
     assert a.params()["workload"]["kind"] == "synthetic"
+
+
+class Terminated(BaseException):
+    """Stands in for Prefect's TerminationSignal (a BaseException raised by its SIGTERM handler)."""
+
+
+async def test_a_termination_signal_inside_a_request_is_a_cancellation_and_surfaces_bare() -> None:
+    def fail(body: dict[str, Any]) -> int | None:
+        if "-p0-00002:" in body["messages"][0]["content"]:
+            raise Terminated()
+        return None
+
+    host, server = FakeHost(), ChatServer(fail=fail)
+    spec = BenchSpec(
+        levels=(2,), requests_per_point=6, workload=SMALL, saturation=SaturationPolicy.disabled()
+    )
+    sink = ListSink()
+    async with httpx.AsyncClient(transport=httpx.MockTransport(server)) as c:
+        with pytest.raises(Terminated):
+            await run_sweep(host, "m", spec, c, confirm_takeover=True, provider_id="p", sink=sink)
+    kind, outcome = sink.events[-1]
+    assert kind == "finished" and outcome.status == "cancelled"
+    assert outcome.stop_reason == "interrupted (Terminated)"
+    assert "unload m" in host.calls
+
+
+async def test_energy_per_token_from_host_power_samples() -> None:
+    import time
+
+    now = time.time()
+    steady = [(now + dt, 100.0) for dt in (-30, -10, -2, 3, 100)]  # 100 W, sampled around the run
+    host = FakeHost(power=steady)
+    spec = BenchSpec(
+        levels=(1, 2), requests_per_point=3, workload=SMALL, saturation=SaturationPolicy.disabled()
+    )
+    out, _ = await sweep(host, ChatServer(), spec)
+    assert out.idle_w == 100.0
+    for p in out.points:
+        assert p.energy is not None
+        assert p.energy.joules == pytest.approx(100.0 * (p.t1 - p.t0), rel=1e-9)
+        assert p.energy.per_token(p.summary.output_tokens) == pytest.approx(p.energy.joules / 12)
+    span = out.points[-1].t1 - out.points[0].t0
+    assert out.energy_j == pytest.approx(100.0 * span, rel=1e-9)
+    assert out.j_per_token == pytest.approx(out.energy_j / 24)  # type: ignore[operator]
