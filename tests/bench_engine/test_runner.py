@@ -198,8 +198,10 @@ async def test_energy_per_token_from_host_power_samples() -> None:
     assert out.idle_w == 100.0
     for p in out.points:
         assert p.energy is not None
-        assert p.energy.joules == pytest.approx(100.0 * (p.t1 - p.t0), rel=1e-9)
+        assert p.energy.joules == pytest.approx(
+            100.0 * (p.t1 - p.t0), rel=1e-3
+        )  # epoch-second floats resolve ~0.2 µs
         assert p.energy.per_token(p.summary.output_tokens) == pytest.approx(p.energy.joules / 12)
     span = out.points[-1].t1 - out.points[0].t0
-    assert out.energy_j == pytest.approx(100.0 * span, rel=1e-9)
+    assert out.energy_j == pytest.approx(100.0 * span, rel=1e-3)  # epoch-second floats resolve ~0.2 µs
     assert out.j_per_token == pytest.approx(out.energy_j / 24)  # type: ignore[operator]
