@@ -168,7 +168,7 @@ def main() -> None:
             print(
                 f"{table:13s} {rows:>10,} rows | raw COPY -> CSV {rows / raw_best:>10,.0f} rows/s "
                 f"({raw_best:.2f} s, {csv_bytes / 1e6:.0f} MB) | Parquet {rows / pq_best:>10,.0f} rows/s "
-                f"({pq_best:.2f} s, {pq_bytes / 1e6:.0f} MB) | Parquet/raw = {ratio:.0%}"
+                f"({pq_best:.2f} s, {pq_bytes / 1e6:.1f} MB) | Parquet/raw = {ratio:.0%}"
             )
         worst = min(r for _, r in results)
         print(

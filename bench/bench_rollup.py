@@ -155,6 +155,8 @@ def main() -> None:
                 f"rollup_perf {label}: {took:.1f} s for {2 * rows:,} raw rows "
                 f"({2 * rows / took:,.0f} raw rows/s) -> {res.rows}"
             )
+            print("  per statement: " + ", ".join(f"{t} {v:.1f} s" for t, v in per_statement.items()))
+            per_statement.clear()
         print(
             f"RESULT rollup of 24 h x {args.hosts} hosts at 1 Hz (perf + gpu, {2 * rows:,} rows): "
             f"fresh {timings[0]:.1f} s, re-run {timings[1]:.1f} s, target < 60 s: "

@@ -72,7 +72,12 @@ def prune_table(table: str, cutoff: datetime) -> int:
     """Delete ``table``'s rows older than ``cutoff`` in small batches."""
     policy = retention_policy(get_settings().retention)
     return retention.prune_table(
-        warehouse_engine(), table, cutoff, batch_rows=policy.batch_rows, pause_s=policy.pause_s
+        warehouse_engine(),
+        table,
+        cutoff,
+        batch_rows=policy.batch_rows,
+        pause_s=policy.pause_s,
+        throttle=policy.throttle,
     )
 
 
