@@ -10,7 +10,9 @@ left, mid, right = st.columns([2, 2, 3])
 with left:
     picked = widgets.provider_picker(data.providers(), key="logs_provider", multi=False, label="Provider")
 with mid:
-    source = log_view.source_picker(data.log_sources(picked[0]) if picked else [], key="logs_source")
+    stored = data.log_sources(picked[0]) if picked else []
+    models = data.provider_models(picked[0])[0] if picked else []
+    source = log_view.source_picker(stored, models, key="logs_source")
 with right:
     pattern = st.text_input("Filter (regular expression, case-insensitive)", key="logs_pattern")
 lines_col, order_col = st.columns([4, 1])
@@ -20,7 +22,13 @@ newest_first = order_col.toggle("Newest first", value=True, key="logs_newest_fir
 
 @st.fragment(run_every=2)
 def live_tail(provider_id: str, source: str) -> None:
-    log_view.tail_view(data.log_tail(provider_id, source, log_view.MAX_BYTES), pattern, max_lines, newest_first)
+    model = log_view.model_of(source)
+    if model is None:
+        tail = data.log_tail(provider_id, source, log_view.MAX_BYTES)
+    else:
+        tail = log_view.host_tail(provider_id, model)
+    if tail is not None:
+        log_view.tail_view(tail, pattern, max_lines, newest_first)
 
 
 if picked and source:

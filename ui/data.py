@@ -248,3 +248,14 @@ def provider_models(provider_id: str) -> tuple[list[str], list[str]]:
     mine = q_fleet.provider_models(engine(), provider_id)
     loaded = mine.filter(pl.col("state").is_in(list(q_fleet.LOADED_STATES)))
     return mine["model_id"].to_list(), loaded["model_id"].to_list()
+
+
+@st.cache_data(ttl=2, show_spinner=False)
+def host_model_log(provider_id: str, model_id: str, max_bytes: int) -> q_logs.LogTail:
+    """A model's log history read from its host right now (per-model logs are not stored)."""
+    from actions.host_logs import fetch_model_log  # the HTTP stack only when a model log is shown
+
+    text = fetch_model_log(registry().get(provider_id), model_id, max_bytes=max_bytes)
+    lines = text.split("\n", 1)[1] if len(text.encode()) >= max_bytes and "\n" in text else text
+    return q_logs.LogTail(text=lines, truncated=len(text.encode()) >= max_bytes, newest_at=datetime.now(UTC),
+                          chunks=1)

@@ -6,19 +6,28 @@ import re
 
 import streamlit as st
 
+from ui import data
 from warehouse.queries.logs import LogTail, grep_lines
 
 MAX_BYTES = 256 * 1024
 _ORDER = {"proxy": 0, "upstream": 1}
 
 
-def source_picker(sources: list[str], key: str) -> str | None:
-    ordered = sorted(sources, key=lambda s: (_ORDER.get(s, 2), s))
+MODEL_PREFIX = "model: "
+
+
+def source_picker(sources: list[str], models: list[str], key: str) -> str | None:
+    """Stored sources (proxy, upstream) first, then one entry per model (read live from the host)."""
+    ordered = sorted(sources, key=lambda s: (_ORDER.get(s, 2), s)) + [MODEL_PREFIX + m for m in models]
     if not ordered:
         st.selectbox("Log", ["(none)"], disabled=True, key=key + "_empty")
         return None
     picked: str | None = st.selectbox("Log", ordered, key=key)
     return picked
+
+
+def model_of(source: str) -> str | None:
+    return source[len(MODEL_PREFIX):] if source.startswith(MODEL_PREFIX) else None
 
 
 def tail_view(tail: LogTail, pattern: str, max_lines: int, newest_first: bool = True) -> None:
@@ -33,3 +42,14 @@ def tail_view(tail: LogTail, pattern: str, max_lines: int, newest_first: bool = 
     newest = f"newest chunk {tail.newest_at:%Y-%m-%d %H:%M:%S} UTC" if tail.newest_at else "no text yet"
     st.caption(f"{len(lines):,} lines{' matching' if pattern else ''} · {newest}{note}")
     st.code("\n".join(lines) or "(nothing matches)", language=None, height=600)
+
+
+def host_tail(provider_id: str, model_id: str) -> LogTail | None:
+    """A model's log read live from its host; a clear message (not a traceback) when that fails."""
+    from actions.host_logs import HostLogError  # the HTTP stack only when a model log is shown
+
+    try:
+        return data.host_model_log(provider_id, model_id, MAX_BYTES)
+    except (HostLogError, KeyError) as exc:
+        st.error(f"Cannot read the log of {model_id} on {provider_id}: {exc}")
+        return None

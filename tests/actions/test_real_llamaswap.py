@@ -189,3 +189,12 @@ def test_unreachable_provider_is_refused(db: Engine) -> None:
     (row,) = audit(db)
     assert row["status"] == "refused"
     assert str(row["error"]).startswith("provider ls is unreachable: ConnectError:")
+
+
+def test_model_log_is_read_from_the_host(db: Engine, llama_swap: str) -> None:
+    from actions.host_logs import fetch_model_log
+
+    enqueue(db, "ls", "warm", "slow-b")
+    drain_once(db, reg(llama_swap))
+    text = fetch_model_log(reg(llama_swap).get("ls"), "slow-b", read_s=0.5)
+    assert text.strip(), "the model's log history should not be empty after a load"

@@ -231,3 +231,12 @@ def test_hostile_model_names_flow_through(live_fleet: datetime, app_env: Engine)
     fleet = run_page("pages/1_Fleet.py")
     assert not fleet.exception, fleet.exception
     assert 'bad"name<b>*x* (ready)' in list(fleet.dataframe[0].value["loaded_models"])[0]
+
+
+def test_logs_page_model_log_from_an_unreachable_host(live_fleet: datetime) -> None:
+    at = run_page("pages/3_Logs.py")
+    assert at.selectbox(key="logs_source").options == ["proxy", "model: llama", "model: qwen"]
+    at.selectbox(key="logs_source").set_value("model: qwen")
+    at.run()
+    assert not at.exception, at.exception
+    assert at.error[0].value.startswith("Cannot read the log of qwen on alpha: provider alpha is unreachable")
