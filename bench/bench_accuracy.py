@@ -66,7 +66,9 @@ def rel(a: float, b: float) -> float:
 async def measure(base: str, kind: str, prompt: int, output: int, requests: int) -> dict[str, float]:
     async with httpx.AsyncClient(timeout=600, trust_env=False) as c:
         host: BenchHost = (
-            LlamaSwapHost(LlamaSwapAPI(Provider("acc", "acc", base), c)) if kind == "llama-swap" else OpenAIHost(base, c)
+            LlamaSwapHost(LlamaSwapAPI(Provider("acc", "acc", base), c))
+            if kind == "llama-swap"
+            else OpenAIHost(base, c)
         )
         spec = BenchSpec(levels=(1,), requests_per_point=requests,
                          workload=SyntheticWorkload(LengthDist(prompt), LengthDist(output)),

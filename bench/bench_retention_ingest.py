@@ -7,9 +7,10 @@ default ``RetentionSettings.batch_rows``, each its own transaction, sleeping ``-
 duration after each, default the product's ``RetentionPolicy.throttle``) from another connection, with the cutoff advancing ten minutes
 of old data at a time so a phase can end on time. Phases alternate ``A B A B ... A`` (A = ingest alone, B =
 ingest while the prune runs), all of ``--seconds``, so drift and machine noise hit both.
-Target: mean ingest rate during B >= 90 % of the mean during A.
+Target: ingest rate during B >= 90 % of A (both as means over all phases and as the median of each B
+against the mean of the A phases either side of it).
 
-    .venv/bin/python bench/bench_retention_ingest.py [--hosts 100] [--seconds 15] [--rounds 4] [--throttle 4]
+    .venv/bin/python bench/bench_retention_ingest.py [--hosts 100] [--seconds 12] [--rounds 6] [--throttle 9]
 """
 
 from __future__ import annotations
@@ -174,14 +175,14 @@ def main() -> None:
     ap.add_argument("--hosts", type=int, default=100)
     ap.add_argument("--old-hours", type=float, default=24.0, help="hours of old samples per host to prune")
     ap.add_argument("--old-every-s", type=int, default=5)
-    ap.add_argument("--seconds", type=float, default=15.0, help="length of each phase")
+    ap.add_argument("--seconds", type=float, default=12.0, help="length of each phase")
     ap.add_argument("--batch-rows", type=int, default=2000)
     ap.add_argument("--prune-batch", type=int, default=5000)
     ap.add_argument(
         "--pause-s", type=float, default=RetentionPolicy().pause_s, help="sleep between prune batches"
     )
     ap.add_argument("--throttle", type=float, default=RetentionPolicy().throttle, help="sleep/work ratio")
-    ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--rounds", type=int, default=6)
     args = ap.parse_args()
 
     cluster = EmbeddedCluster(
@@ -246,10 +247,15 @@ def main() -> None:
             f"A{args.rounds + 1} ingest alone:        {rows / took:10,.0f} rows/s ({rows:,} rows in {took:.1f} s)"
         )
         a, b = statistics.mean(a_rates), statistics.mean(b_rates)
+        # each B against the mean of the A phases either side of it, so slow drift cancels
+        paired = [b_rates[i] / ((a_rates[i] + a_rates[i + 1]) / 2) for i in range(len(b_rates))]
+        print("per-round B / neighbouring A: " + ", ".join(f"{r:.0%}" for r in paired))
+        med = statistics.median(paired)
         print(
-            f"RESULT ingest during retention prune: {b:,.0f} rows/s vs {a:,.0f} rows/s alone = {b / a:.0%} "
-            f"(target >= 90 %: {'PASS' if b / a >= 0.9 else 'FAIL'}); prune {statistics.mean(prune_rates):,.0f} "
-            f"rows/s in batches of {args.prune_batch}, pause {args.pause_s} s, throttle {args.throttle}"
+            f"RESULT ingest during retention prune: {b:,.0f} rows/s vs {a:,.0f} rows/s alone = {b / a:.1%} of the "
+            f"mean, median per-round {med:.1%} (target >= 90 %: {'PASS' if min(b / a, med) >= 0.9 else 'FAIL'}); "
+            f"prune {statistics.mean(prune_rates):,.0f} rows/s in batches of {args.prune_batch}, "
+            f"pause {args.pause_s} s, throttle {args.throttle}"
         )
         writer.conn.close()
         engine.dispose()

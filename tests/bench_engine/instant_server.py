@@ -5,7 +5,8 @@ Raw asyncio protocol (no framework), HTTP/1.1 keep-alive, chunked transfer encod
 the request body is complete, then one content chunk every ``--itl-ms`` milliseconds until
 ``max_tokens`` chunks were sent, then a finish chunk, a usage chunk and ``[DONE]``. With
 ``--itl-ms 0`` every chunk is written at once (the client is then the only limit).
-``GET /v1/models`` and ``GET /slots`` answer so `engines.bench.host.OpenAIHost` can gate and warm.
+``GET /v1/models`` and ``GET /slots`` answer so `engines.bench.host.OpenAIHost` can gate and warm;
+``GET /stats`` counts connections accepted and requests served (keep-alive reuse shows there).
 
 Run: ``python -m tests.bench_engine.instant_server --port 18555 --itl-ms 20 [--cpu 1]``
 """
@@ -43,6 +44,9 @@ def json_response(obj: object, status: str = "200 OK") -> bytes:
     )
 
 
+STATS = {"connections": 0, "requests": 0}
+
+
 class Upstream(asyncio.Protocol):
     def __init__(self, itl_s: float) -> None:
         self.itl_s = itl_s
@@ -54,6 +58,7 @@ class Upstream(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        STATS["connections"] += 1
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.timer is not None:
@@ -80,7 +85,10 @@ class Upstream(asyncio.Protocol):
 
     def handle(self, method: str, path: str, body: bytes) -> None:
         assert self.transport is not None
-        if method == "GET" and path.startswith("/slots"):
+        STATS["requests"] += 1
+        if method == "GET" and path.startswith("/stats"):
+            self.transport.write(json_response(STATS))
+        elif method == "GET" and path.startswith("/slots"):
             self.transport.write(json_response([{"id": 0, "is_processing": False}]))
         elif method == "GET" and path.startswith("/v1/models"):
             self.transport.write(json_response({"object": "list", "data": [{"id": "instant"}]}))
