@@ -86,6 +86,9 @@ def bench() -> None:
     show_default=True,
     help="Open-loop cap on outstanding requests.",
 )
+@click.option(
+    "--ramp-s", type=float, default=0.0, show_default=True, help="Closed loop: stagger worker starts."
+)
 @click.option("--warmup", "warmup_requests", type=int, default=3, show_default=True)
 @click.option("--seed", type=int, default=None, help="Prompt seed (default: fresh per run).")
 @click.option("--slo-ttft-ms", type=float, default=200.0, show_default=True)

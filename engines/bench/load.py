@@ -200,17 +200,22 @@ async def run_closed_loop(
     clock: Clock = time.perf_counter,
     max_duration_s: float | None = None,
     on_done: OnDone | None = None,
+    ramp_s: float = 0.0,
 ) -> list[RequestRecord]:
     """``concurrency`` workers; each sends its next request as soon as its previous one ends.
 
-    After ``max_duration_s`` no new request is started (those already running finish)."""
+    ``ramp_s`` staggers the workers' first requests evenly over that many seconds (worker *k* starts
+    at k·ramp_s/concurrency) instead of all at t = 0. After ``max_duration_s`` no new request is
+    started (those already running finish)."""
     if concurrency < 1:
         raise ValueError("concurrency must be >= 1")
     records: list[RequestRecord] = []
     pending = iter(specs)
     t0 = clock()
 
-    async def worker() -> None:
+    async def worker(k: int) -> None:
+        if ramp_s > 0 and k:
+            await asyncio.sleep(k * ramp_s / concurrency)
         for spec in pending:
             if max_duration_s is not None and clock() - t0 > max_duration_s:
                 return
@@ -222,8 +227,8 @@ async def run_closed_loop(
 
     try:
         async with asyncio.TaskGroup() as tg:
-            for _ in range(min(concurrency, len(specs))):
-                tg.create_task(worker())
+            for k in range(min(concurrency, len(specs))):
+                tg.create_task(worker(k))
     finally:
         records.sort(key=lambda r: r.index)
     return records

@@ -36,6 +36,7 @@ class BenchOptions:
     production_days: float | None = 30.0  # production workload: activity window
     arrival: Arrival = "poisson"
     max_concurrency: int = 10
+    ramp_s: float = 0.0
     warmup_requests: int = 3
     seed: int | None = None
     slo_ttft_ms: float | None = 200.0
@@ -86,6 +87,7 @@ class BenchOptions:
             workload=workload or self.synthetic(),
             arrival=self.arrival,
             max_concurrency=self.max_concurrency,
+            ramp_s=self.ramp_s,
             warmup_requests=self.warmup_requests,
             seed=self.seed,
             slo=Slo(self.slo_ttft_ms, self.slo_tpot_ms, self.slo_e2e_ms),

@@ -65,6 +65,7 @@ class BenchSpec:
     )
     arrival: Arrival = "poisson"
     max_concurrency: int = 10  # open-loop cap; llama-swap's default per-model concurrencyLimit is 10
+    ramp_s: float = 0.0  # closed loop: spread the workers' first requests over this many seconds
     warmup_requests: int = 3
     seed: int | None = None  # None = a fresh random seed per run (stored with the run)
     slo: Slo = field(default_factory=Slo)
@@ -396,7 +397,9 @@ async def run_sweep(
 
                 t0 = clock()
                 if spec.mode == "concurrency":
-                    records = await run_closed_loop(send, specs, int(level), clock, spec.max_point_s, on_done)
+                    records = await run_closed_loop(
+                        send, specs, int(level), clock, spec.max_point_s, on_done, spec.ramp_s
+                    )
                 else:
                     offsets = arrival_offsets(len(specs), level, spec.arrival, seed=seed * 7 + idx)
                     records = await run_open_loop(

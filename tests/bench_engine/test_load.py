@@ -176,3 +176,17 @@ async def test_empty_502_from_the_proxy_is_retried_once() -> None:
     async with httpx.AsyncClient(transport=httpx.MockTransport(lambda r: httpx.Response(502))) as c:
         rec = await stream_one(c, TARGET, SPEC, RequestRecord(index=0, send=0.0))
     assert not rec.ok and rec.status == 502 and rec.retries == 1
+
+
+async def test_ramp_staggers_worker_starts_in_order() -> None:
+    server = ChatServer()
+    specs = [RequestSpec(i, f"p{i}", 1, 2) for i in range(4)]
+    async with httpx.AsyncClient(transport=httpx.MockTransport(server)) as c:
+
+        async def send(s: RequestSpec, r: RequestRecord) -> RequestRecord:
+            return await stream_one(c, TARGET, s, r)
+
+        recs = await run_closed_loop(send, specs, 4, ramp_s=0.2)
+    starts = [r.send for r in sorted(recs, key=lambda r: r.index)]
+    assert starts == sorted(starts)  # worker k waits k·ramp/c before its first request
+    assert all(r.ok for r in recs)
