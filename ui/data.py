@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 LIVE_TTL = 5
 QUEUE_TTL = 2
 HISTORY_TTL = 60
+MAX_ENTRIES = 64  # time-keyed arguments change every few seconds; keep memory bounded
 
 
 def now() -> datetime:
@@ -69,27 +70,27 @@ def registry() -> Registry:
 # --- Fleet --------------------------------------------------------------------------------------
 
 
-@st.cache_data(ttl=LIVE_TTL, show_spinner=False)
+@st.cache_data(ttl=LIVE_TTL, show_spinner=False, max_entries=MAX_ENTRIES)
 def fleet_board(at: datetime, spark_minutes: int = 60) -> pl.DataFrame:
     return q_fleet.fleet_board(engine(), at, spark_minutes)
 
 
-@st.cache_data(ttl=LIVE_TTL, show_spinner=False)
+@st.cache_data(ttl=LIVE_TTL, show_spinner=False, max_entries=MAX_ENTRIES)
 def gpu_now() -> pl.DataFrame:
     return q_fleet.gpu_now(engine())
 
 
-@st.cache_data(ttl=LIVE_TTL, show_spinner=False)
+@st.cache_data(ttl=LIVE_TTL, show_spinner=False, max_entries=MAX_ENTRIES)
 def loaded_models() -> pl.DataFrame:
     return q_fleet.loaded_models(engine())
 
 
-@st.cache_data(ttl=LIVE_TTL, show_spinner=False)
+@st.cache_data(ttl=LIVE_TTL, show_spinner=False, max_entries=MAX_ENTRIES)
 def inflight_requests(provider_id: str) -> pl.DataFrame:
     return q_fleet.inflight_requests(engine(), provider_id)
 
 
-@st.cache_data(ttl=HISTORY_TTL, show_spinner=False)
+@st.cache_data(ttl=HISTORY_TTL, show_spinner=False, max_entries=MAX_ENTRIES)
 def providers() -> pl.DataFrame:
     return q_perf.provider_choices(engine())
 
@@ -102,37 +103,37 @@ def _filter(start: datetime, end: datetime, provider_ids: tuple[str, ...], model
     return q_activity.ActivityFilter(start, end, tuple(provider_ids), tuple(model_ids), status)
 
 
-@st.cache_data(ttl=LIVE_TTL, show_spinner=False)
+@st.cache_data(ttl=LIVE_TTL, show_spinner=False, max_entries=MAX_ENTRIES)
 def activity_page(start: datetime, end: datetime, provider_ids: tuple[str, ...], model_ids: tuple[str, ...],
                   status: str, page: int, page_size: int) -> q_activity.ActivityPage:
     f = _filter(start, end, provider_ids, model_ids, status)
     return q_activity.activity_page(engine(), f, page, page_size)
 
 
-@st.cache_data(ttl=30, show_spinner=False)
+@st.cache_data(ttl=30, show_spinner=False, max_entries=MAX_ENTRIES)
 def speed_stats(start: datetime, end: datetime, provider_ids: tuple[str, ...], model_ids: tuple[str, ...],
                 status: str) -> pl.DataFrame:
     return q_activity.speed_stats(engine(), _filter(start, end, provider_ids, model_ids, status))
 
 
-@st.cache_data(ttl=30, show_spinner=False)
+@st.cache_data(ttl=30, show_spinner=False, max_entries=MAX_ENTRIES)
 def speed_histogram(start: datetime, end: datetime, provider_ids: tuple[str, ...], model_ids: tuple[str, ...],
                     status: str, metric: str) -> pl.DataFrame:
     f = _filter(start, end, provider_ids, model_ids, status)
     return q_activity.speed_histogram(engine(), f, metric)
 
 
-@st.cache_data(ttl=HISTORY_TTL, show_spinner=False)
+@st.cache_data(ttl=HISTORY_TTL, show_spinner=False, max_entries=MAX_ENTRIES)
 def model_choices() -> list[str]:
     return q_activity.model_choices(engine())
 
 
-@st.cache_data(ttl=10, show_spinner=False)
+@st.cache_data(ttl=10, show_spinner=False, max_entries=MAX_ENTRIES)
 def capture(provider_id: str, epoch: str, upstream_id: int) -> StoredCapture | None:
     return read_capture(engine(), provider_id, epoch, upstream_id)
 
 
-@st.cache_data(ttl=10, show_spinner=False)
+@st.cache_data(ttl=10, show_spinner=False, max_entries=MAX_ENTRIES)
 def current_epoch(provider_id: str) -> str | None:
     return q_activity.current_epoch(engine(), provider_id)
 
@@ -140,12 +141,12 @@ def current_epoch(provider_id: str) -> str | None:
 # --- Logs ---------------------------------------------------------------------------------------
 
 
-@st.cache_data(ttl=30, show_spinner=False)
+@st.cache_data(ttl=30, show_spinner=False, max_entries=MAX_ENTRIES)
 def log_sources(provider_id: str) -> list[str]:
     return q_logs.log_sources(engine(), provider_id, datetime.now(UTC) - timedelta(days=7))
 
 
-@st.cache_data(ttl=2, show_spinner=False)
+@st.cache_data(ttl=2, show_spinner=False, max_entries=MAX_ENTRIES)
 def log_tail(provider_id: str, source: str, max_bytes: int) -> q_logs.LogTail:
     return q_logs.log_tail(engine(), provider_id, source, max_bytes)
 
@@ -153,22 +154,22 @@ def log_tail(provider_id: str, source: str, max_bytes: int) -> q_logs.LogTail:
 # --- Models -------------------------------------------------------------------------------------
 
 
-@st.cache_data(ttl=10, show_spinner=False)
+@st.cache_data(ttl=10, show_spinner=False, max_entries=MAX_ENTRIES)
 def model_catalog() -> pl.DataFrame:
     return q_models.model_catalog(engine())
 
 
-@st.cache_data(ttl=10, show_spinner=False)
+@st.cache_data(ttl=10, show_spinner=False, max_entries=MAX_ENTRIES)
 def hidden_favorites() -> pl.DataFrame:
     return q_models.hidden_favorites(engine())
 
 
-@st.cache_data(ttl=30, show_spinner=False)
+@st.cache_data(ttl=30, show_spinner=False, max_entries=MAX_ENTRIES)
 def model_loads(provider_id: str, model_id: str) -> pl.DataFrame:
     return q_models.model_loads(engine(), provider_id, model_id)
 
 
-@st.cache_data(ttl=30, show_spinner=False)
+@st.cache_data(ttl=30, show_spinner=False, max_entries=MAX_ENTRIES)
 def state_timeline(provider_id: str, model_id: str, start: datetime, end: datetime) -> pl.DataFrame:
     return q_models.state_timeline(engine(), provider_id, model_id, start, end)
 
@@ -183,12 +184,12 @@ def toggle_favorite(provider_id: str, model_id: str, on: bool) -> None:
 # --- Performance --------------------------------------------------------------------------------
 
 
-@st.cache_data(ttl=30, show_spinner=False)
+@st.cache_data(ttl=30, show_spinner=False, max_entries=MAX_ENTRIES)
 def host_series(provider_ids: tuple[str, ...], start: datetime, end: datetime, points: int = 400) -> pl.DataFrame:
     return q_perf.host_series(engine(), provider_ids, start, end, points)
 
 
-@st.cache_data(ttl=30, show_spinner=False)
+@st.cache_data(ttl=30, show_spinner=False, max_entries=MAX_ENTRIES)
 def gpu_series(provider_ids: tuple[str, ...], start: datetime, end: datetime, points: int = 400) -> pl.DataFrame:
     return q_perf.gpu_series(engine(), provider_ids, start, end, points)
 
@@ -196,12 +197,12 @@ def gpu_series(provider_ids: tuple[str, ...], start: datetime, end: datetime, po
 # --- Actions ------------------------------------------------------------------------------------
 
 
-@st.cache_data(ttl=QUEUE_TTL, show_spinner=False)
+@st.cache_data(ttl=QUEUE_TTL, show_spinner=False, max_entries=MAX_ENTRIES)
 def action_log(provider_ids: tuple[str, ...] = (), limit: int = 50) -> pl.DataFrame:
     return q_actions.action_log(engine(), provider_ids, limit)
 
 
-@st.cache_data(ttl=QUEUE_TTL, show_spinner=False)
+@st.cache_data(ttl=QUEUE_TTL, show_spinner=False, max_entries=MAX_ENTRIES)
 def queue_summary() -> pl.DataFrame:
     return q_actions.queue_summary(engine())
 
@@ -242,7 +243,7 @@ def provider_gpu_series(provider_id: str, at: datetime, minutes: int = 60) -> pl
     return gpu_series((provider_id,), at - timedelta(minutes=minutes), at, 30)
 
 
-@st.cache_data(ttl=LIVE_TTL, show_spinner=False)
+@st.cache_data(ttl=LIVE_TTL, show_spinner=False, max_entries=MAX_ENTRIES)
 def provider_models(provider_id: str) -> tuple[list[str], list[str]]:
     """(every model id, the loaded ones) of one provider."""
     mine = q_fleet.provider_models(engine(), provider_id)
@@ -250,7 +251,7 @@ def provider_models(provider_id: str) -> tuple[list[str], list[str]]:
     return mine["model_id"].to_list(), loaded["model_id"].to_list()
 
 
-@st.cache_data(ttl=2, show_spinner=False)
+@st.cache_data(ttl=2, show_spinner=False, max_entries=MAX_ENTRIES)
 def host_model_log(provider_id: str, model_id: str, max_bytes: int) -> q_logs.LogTail:
     """A model's log history read from its host right now (per-model logs are not stored)."""
     from actions.host_logs import fetch_model_log  # the HTTP stack only when a model log is shown

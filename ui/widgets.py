@@ -108,12 +108,13 @@ def fleet_table(board: pl.DataFrame) -> None:
         pl.col("inflight").fill_null(0),
     )
     cc = st.column_config
+    shown = ["provider_id", "status", "version", "uptime", "boots", "loaded_models", "inflight", "gpu_temp_c",
+             "gpu_util_pct", "gpu_util_spark", "vram", "vram_pct", "gpu_power_w", "cpu_util_pct", "cpu_spark",
+             "mem_pct", "mem_spark", "last_error"]
     st.dataframe(
-        df,
+        df.select(shown),  # only what is shown goes to the browser
         hide_index=True,
-        column_order=["provider_id", "status", "version", "uptime", "boots", "loaded_models", "inflight",
-                      "gpu_temp_c", "gpu_util_pct", "gpu_util_spark", "vram", "vram_pct", "gpu_power_w",
-                      "cpu_util_pct", "cpu_spark", "mem_pct", "mem_spark", "last_error"],
+        column_order=shown,
         column_config={
             "provider_id": cc.TextColumn("Provider", pinned=True),
             "status": cc.TextColumn("Connection"),
