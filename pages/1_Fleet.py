@@ -44,5 +44,5 @@ if picked:
     inflight_ids = data.inflight_requests(pid)["request_id"].to_list()
     actions_panel.actions_panel(pid, models, loaded, inflight_ids, key=f"fleet_{pid}")
 
-st.subheader("Action queue")
-live_queue(picked)
+st.subheader("Action queue (every host: one action at a time per host, in order)")
+live_queue(())
