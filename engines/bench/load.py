@@ -123,70 +123,76 @@ async def stream_one(
     # The server never read such a request, so it is retried once (counted in ``rec.retries``);
     # ``rec.send`` stays at the first attempt, so the retry's cost is inside TTFT, never hidden.
     rec.send = clock()
-    for attempt in (0, 1):
-        got_response = False
-        try:
-            async with client.stream(
-                "POST", target.url, content=body, headers=hdrs, timeout=target.timeout_s
-            ) as resp:
-                got_response = True
-                rec.status = resp.status_code
-                if resp.status_code != 200:
-                    text = (await resp.aread())[:1000].decode("utf-8", "replace")
-                    if resp.status_code == 502 and not text.strip() and attempt == 0:
+    try:
+        async with asyncio.timeout(target.timeout_s):
+            for attempt in (0, 1):
+                got_response = False
+                try:
+                    async with client.stream(
+                        "POST", target.url, content=body, headers=hdrs, timeout=target.timeout_s
+                    ) as resp:
+                        got_response = True
+                        rec.status = resp.status_code
+                        if resp.status_code != 200:
+                            text = (await resp.aread())[:1000].decode("utf-8", "replace")
+                            if resp.status_code == 502 and not text.strip() and attempt == 0:
+                                rec.retries += 1
+                                continue
+                            rec.end = clock()
+                            try:
+                                rec.error = f"HTTP {resp.status_code}: {_error_text(json.loads(text))}"
+                            except ValueError:
+                                rec.error = f"HTTP {resp.status_code}: {text.strip()[:300]}"
+                            return rec
+                        done = False
+                        # Read to the natural end of the body (just after [DONE]) so a keep-alive connection can go
+                        # back to the pool (llama-swap keeps it; a reconnect per request would count in TTFT).
+                        async for raw in resp.aiter_raw():
+                            now = clock()
+                            for payload in dec.feed(raw):
+                                if payload == _DONE:
+                                    done = True
+                                    rec.end = now
+                                    continue
+                                try:
+                                    obj = loads(payload)
+                                except ValueError:
+                                    continue
+                                content, fr = _content_and_finish(obj)
+                                if content:
+                                    chunks.append(now)
+                                if fr:
+                                    rec.finish_reason = fr
+                                usage = obj.get("usage")
+                                if usage:
+                                    rec.usage = usage
+                                timings = obj.get("timings")
+                                if timings:
+                                    rec.timings = timings
+                                if "error" in obj and obj["error"]:
+                                    rec.error = _error_text(obj)
+                        if rec.end is None:
+                            rec.end = clock()
+                        if not done and rec.error is None and rec.finish_reason is None:
+                            rec.error = "stream ended without [DONE] or finish_reason"
+                except asyncio.CancelledError:
+                    rec.cancelled = True
+                    rec.end = None
+                    raise
+                except (httpx.RemoteProtocolError, httpx.ConnectError, httpx.ReadError) as exc:
+                    if attempt == 0 and not got_response:
                         rec.retries += 1
                         continue
                     rec.end = clock()
-                    try:
-                        rec.error = f"HTTP {resp.status_code}: {_error_text(json.loads(text))}"
-                    except ValueError:
-                        rec.error = f"HTTP {resp.status_code}: {text.strip()[:300]}"
-                    return rec
-                done = False
-                # Read to the natural end of the body (just after [DONE]) so a keep-alive connection can go
-                # back to the pool (llama-swap keeps it; a reconnect per request would count in TTFT).
-                async for raw in resp.aiter_raw():
-                    now = clock()
-                    for payload in dec.feed(raw):
-                        if payload == _DONE:
-                            done = True
-                            rec.end = now
-                            continue
-                        try:
-                            obj = loads(payload)
-                        except ValueError:
-                            continue
-                        content, fr = _content_and_finish(obj)
-                        if content:
-                            chunks.append(now)
-                        if fr:
-                            rec.finish_reason = fr
-                        usage = obj.get("usage")
-                        if usage:
-                            rec.usage = usage
-                        timings = obj.get("timings")
-                        if timings:
-                            rec.timings = timings
-                        if "error" in obj and obj["error"]:
-                            rec.error = _error_text(obj)
-                if rec.end is None:
+                    rec.error = f"{type(exc).__name__}: {exc}"[:500]
+                except httpx.HTTPError as exc:
                     rec.end = clock()
-                if not done and rec.error is None and rec.finish_reason is None:
-                    rec.error = "stream ended without [DONE] or finish_reason"
-        except asyncio.CancelledError:
-            rec.cancelled = True
-            rec.end = None
-            raise
-        except (httpx.RemoteProtocolError, httpx.ConnectError, httpx.ReadError) as exc:
-            if attempt == 0 and not got_response:
-                rec.retries += 1
-                continue
-            rec.end = clock()
-            rec.error = f"{type(exc).__name__}: {exc}"[:500]
-        except httpx.HTTPError as exc:
-            rec.end = clock()
-            rec.error = f"{type(exc).__name__}: {exc}"[:500]
-        break
+                    rec.error = f"{type(exc).__name__}: {exc}"[:500]
+                break
+    except TimeoutError:
+        rec.cancelled = False
+        rec.end = clock()
+        rec.error = f"timeout: no complete answer within {target.timeout_s:g} s"
     return rec
 
 

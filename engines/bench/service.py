@@ -31,6 +31,7 @@ from engines.bench.gate import TakeoverRefused
 from engines.bench.host import BenchHost, LlamaSwapHost, OpenAIHost
 from engines.bench.options import BenchOptions
 from engines.bench.runner import BenchSpec, PointResult, Progress, RunHeader, RunOutcome, run_sweep
+from engines.bench.transport import LeanTransport
 from engines.bench.workload import ReplayWorkload
 from warehouse import bench_store
 from warehouse.hostslot import SlotBusy, host_slot
@@ -266,11 +267,15 @@ def record_refusal(
 
 
 def make_client(spec: BenchSpec) -> httpx.AsyncClient:
-    """An HTTP client sized for the sweep: one keep-alive connection per concurrent request."""
+    """The sweep's HTTP client: `LeanTransport` for ``http://`` hosts (low per-chunk overhead), httpx's
+    own pooled transport (one keep-alive connection per concurrent request) for anything else."""
     peak = int(max(spec.levels)) if spec.mode == "concurrency" else spec.max_concurrency
     conns = peak + 8
+    fallback = httpx.AsyncHTTPTransport(
+        limits=httpx.Limits(max_connections=conns, max_keepalive_connections=conns)
+    )
     return httpx.AsyncClient(
-        limits=httpx.Limits(max_connections=conns, max_keepalive_connections=conns),
+        transport=LeanTransport(fallback=fallback),  # plain http: the lean path; https: httpx's own
         timeout=httpx.Timeout(spec.request_timeout_s, connect=30.0),
         trust_env=False,  # a benchmark goes straight to the host, never through an environment proxy
     )

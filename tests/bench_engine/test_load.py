@@ -190,3 +190,12 @@ async def test_ramp_staggers_worker_starts_in_order() -> None:
     starts = [r.send for r in sorted(recs, key=lambda r: r.index)]
     assert starts == sorted(starts)  # worker k waits k·ramp/c before its first request
     assert all(r.ok for r in recs)
+
+
+async def test_a_request_that_takes_too_long_is_a_timeout_not_a_cancellation() -> None:
+    server = ChatServer(delay_s=0.05)
+    slow = ChatTarget(url="http://h/v1/chat/completions", model="m", tag="t", timeout_s=0.1)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(server)) as c:
+        rec = await stream_one(c, slow, RequestSpec(0, "x", 1, 100), RequestRecord(index=0, send=0.0))
+    assert not rec.ok and not rec.cancelled and rec.error == "timeout: no complete answer within 0.1 s"
+    assert server.open_streams == 0
