@@ -56,17 +56,29 @@ def drain_provider(
             with host_slot(engine, provider_id, wait_s=slot_wait_s) as conn:
                 interrupted = interrupt_running(conn, provider_id, HOST_ACTIONS)
                 if interrupted:
-                    log.warning("provider %s: %d action(s) interrupted by an earlier executor stop",
-                                provider_id, interrupted)
+                    log.warning(
+                        "provider %s: %d action(s) interrupted by an earlier executor stop",
+                        provider_id,
+                        interrupted,
+                    )
                 done = 0
                 while not (stop_event is not None and stop_event.is_set()):
                     row = claim_next(conn, provider_id)
                     if row is None:
                         break
-                    log.info("provider %s: action %d %s %s", provider_id, row.id, row.action, row.target or "")
+                    log.info(
+                        "provider %s: action %d %s %s", provider_id, row.id, row.action, row.target or ""
+                    )
                     outcome = asyncio.run(
-                        perform(_registry(registry), factory, provider_id, row.action, row.target, row.params,
-                                conn)
+                        perform(
+                            _registry(registry),
+                            factory,
+                            provider_id,
+                            row.action,
+                            row.target,
+                            row.params,
+                            conn,
+                        )
                     )
                     finish_action(conn, row.id, outcome.status, outcome.result, outcome.error)
                     log.info("provider %s: action %d %s", provider_id, row.id, outcome.status)
@@ -164,8 +176,15 @@ def run_direct(
         conn = c.execution_options(isolation_level="AUTOCOMMIT")
         action_id = insert_action(conn, provider_id, action, target, params, requested_by, status="running")
         outcome = asyncio.run(
-            perform(_registry(registry), client_factory or default_client_factory, provider_id, action, target,
-                    dict(params or {}), conn)
+            perform(
+                _registry(registry),
+                client_factory or default_client_factory,
+                provider_id,
+                action,
+                target,
+                dict(params or {}),
+                conn,
+            )
         )
         finish_action(conn, action_id, outcome.status, outcome.result, outcome.error)
     return action_id, outcome

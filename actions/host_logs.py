@@ -24,18 +24,22 @@ class HostLogError(RuntimeError):
     pass
 
 
-async def _read(provider: Provider, client: httpx.AsyncClient, log_id: str, max_bytes: int,
-                read_s: float) -> str:
+async def _read(
+    provider: Provider, client: httpx.AsyncClient, log_id: str, max_bytes: int, read_s: float
+) -> str:
     url = provider.base_url.rstrip("/") + "/logs/stream/" + quote(log_id, safe="/")
     buf = bytearray()
     deadline = time.monotonic() + read_s
     try:
-        async with client.stream("GET", url, headers=auth_headers(provider),
-                                 timeout=httpx.Timeout(read_s + 5, connect=5.0)) as resp:
+        async with client.stream(
+            "GET", url, headers=auth_headers(provider), timeout=httpx.Timeout(read_s + 5, connect=5.0)
+        ) as resp:
             if resp.status_code >= 400:
                 await resp.aread()
-                raise HostLogError(f"provider {provider.id}: /logs/stream/{log_id}: HTTP {resp.status_code}: "
-                                   f"{error_message(resp)}")
+                raise HostLogError(
+                    f"provider {provider.id}: /logs/stream/{log_id}: HTTP {resp.status_code}: "
+                    f"{error_message(resp)}"
+                )
             it = resp.aiter_bytes()
             while len(buf) < max_bytes:
                 left = deadline - time.monotonic()
@@ -53,8 +57,13 @@ async def _read(provider: Provider, client: httpx.AsyncClient, log_id: str, max_
     return redact_text(text, secrets)
 
 
-def fetch_model_log(provider: Provider, model_id: str, client_factory: ClientFactory | None = None,
-                    max_bytes: int = 256 * 1024, read_s: float = 0.8) -> str:
+def fetch_model_log(
+    provider: Provider,
+    model_id: str,
+    client_factory: ClientFactory | None = None,
+    max_bytes: int = 256 * 1024,
+    read_s: float = 0.8,
+) -> str:
     """The model's retained log history on its host (plus whatever arrives within ``read_s``)."""
 
     async def run() -> str:

@@ -63,8 +63,9 @@ async def _model_state(api: LlamaSwapAPI, model_id: str) -> str:
     return "stopped"
 
 
-async def _run(api: LlamaSwapAPI, action: str, target: str | None, params: dict[str, Any],
-               conn: Connection | None) -> dict[str, Any]:
+async def _run(
+    api: LlamaSwapAPI, action: str, target: str | None, params: dict[str, Any], conn: Connection | None
+) -> dict[str, Any]:
     if action == "warm":
         assert target is not None
         seconds = await api.warm(target, timeout=float(params.get("timeout_s", 180.0)))
@@ -80,8 +81,11 @@ async def _run(api: LlamaSwapAPI, action: str, target: str | None, params: dict[
     if action == "cancel_inflight":
         assert target is not None
         if not await api.cancel_inflight(target):
-            raise LlamaSwapError(404, f"in-flight request {target} not found (already finished?)",
-                                 f"/api/inflight/{target}/cancel")
+            raise LlamaSwapError(
+                404,
+                f"in-flight request {target} not found (already finished?)",
+                f"/api/inflight/{target}/cancel",
+            )
         return {"cancelled": target}
     if action == "fetch_capture":
         assert target is not None and conn is not None
@@ -94,12 +98,20 @@ async def _run(api: LlamaSwapAPI, action: str, target: str | None, params: dict[
             )
         payload = await api.capture(int(target))
         if payload is None:
-            raise LlamaSwapError(404, f"capture {target} is no longer held by llama-swap (evicted or disabled)",
-                                 f"/api/captures/{target}")
+            raise LlamaSwapError(
+                404,
+                f"capture {target} is no longer held by llama-swap (evicted or disabled)",
+                f"/api/captures/{target}",
+            )
         row = decode_capture(payload)
         stored = upsert_capture(conn, api.provider.id, epoch, int(target), row, datetime.now(UTC))
-        return {"upstream_id": int(target), "epoch": epoch, "stored": stored, "size_bytes": row.size_bytes,
-                "truncated": row.truncated}
+        return {
+            "upstream_id": int(target),
+            "epoch": epoch,
+            "stored": stored,
+            "size_bytes": row.size_bytes,
+            "truncated": row.truncated,
+        }
     raise Refused(f"unknown action {action!r}")
 
 
@@ -119,8 +131,10 @@ async def perform(
         return Outcome("refused", error=f"provider {provider_id} is not in the provider registry")
     secrets = [k for k in [provider.api_key()] if k]
     if provider.kind != "llama-swap":
-        return Outcome("refused", error=f"provider {provider_id} is a {provider.kind} server; "
-                                        "actions exist for llama-swap only")
+        return Outcome(
+            "refused",
+            error=f"provider {provider_id} is a {provider.kind} server; actions exist for llama-swap only",
+        )
     try:
         async with client_factory(provider) as client:
             api = LlamaSwapAPI(provider, client)
@@ -130,11 +144,14 @@ async def perform(
     except Refused as exc:
         return Outcome("refused", error=redact_text(str(exc), secrets))
     except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-        return Outcome("refused", error=redact_text(f"provider {provider_id} is unreachable: {_describe(exc)}",
-                                                    secrets))
+        return Outcome(
+            "refused", error=redact_text(f"provider {provider_id} is unreachable: {_describe(exc)}", secrets)
+        )
     except LlamaSwapError as exc:
         return Outcome("failed", error=redact_text(f"provider {provider_id}: {exc}", secrets))
     except httpx.TimeoutException as exc:
-        return Outcome("failed", error=redact_text(f"provider {provider_id}: timed out: {_describe(exc)}", secrets))
+        return Outcome(
+            "failed", error=redact_text(f"provider {provider_id}: timed out: {_describe(exc)}", secrets)
+        )
     except Exception as exc:  # noqa: BLE001 - the audit row must say what happened, whatever it was
         return Outcome("failed", error=redact_text(f"provider {provider_id}: {_describe(exc)}", secrets))

@@ -20,7 +20,9 @@ def live_provider(provider_id: str) -> None:
     now = data.now()
     row = data.provider_row(now, provider_id)
     if row is not None:
-        widgets.provider_tiles(row, data.provider_gpus(provider_id), data.provider_gpu_series(provider_id, now), now)
+        widgets.provider_tiles(
+            row, data.provider_gpus(provider_id), data.provider_gpu_series(provider_id, now), now
+        )
     inflight = data.inflight_requests(provider_id)
     if inflight.height:
         st.markdown("**In-flight requests**")

@@ -12,7 +12,9 @@ with st.sidebar:
     start, end = widgets.window_picker("activity_window", default="24 hours")
     providers = widgets.provider_picker(data.providers(), key="activity_providers")
     models = tuple(st.multiselect("Models", data.model_choices(), key="activity_models"))
-    status = st.segmented_control("Status", ["all", "ok", "error"], default="all", key="activity_status") or "all"
+    status = (
+        st.segmented_control("Status", ["all", "ok", "error"], default="all", key="activity_status") or "all"
+    )
     page_size = st.selectbox("Rows per page", [25, 50, 100, 200], index=1, key="activity_page_size")
 
 flt = (start, end, providers, models, status)
@@ -28,11 +30,19 @@ widgets.speed_metrics(speed_stats)
 stats = activity_controls.stats_by_metric(speed_stats)
 left, right = st.columns(2)
 with left:
-    widgets.chart(figures.speed_histogram(data.speed_histogram(*flt, "prompt"), stats.get("prompt"),
-                                          "Prompt processing speed"), key="activity_hist_prompt")
+    widgets.chart(
+        figures.speed_histogram(
+            data.speed_histogram(*flt, "prompt"), stats.get("prompt"), "Prompt processing speed"
+        ),
+        key="activity_hist_prompt",
+    )
 with right:
-    widgets.chart(figures.speed_histogram(data.speed_histogram(*flt, "generation"), stats.get("generation"),
-                                          "Generation speed"), key="activity_hist_gen")
+    widgets.chart(
+        figures.speed_histogram(
+            data.speed_histogram(*flt, "generation"), stats.get("generation"), "Generation speed"
+        ),
+        key="activity_hist_gen",
+    )
 
 st.subheader("Capture")
 choice = activity_controls.capture_picker(page.rows, key="activity_capture")

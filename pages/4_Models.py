@@ -26,6 +26,12 @@ if picked is not None:
     catalog_view.model_controls(catalog, provider_id, model_id)
     live_queue(provider_id)
     start, end = widgets.window_picker("models_window", default="24 hours")
-    widgets.chart(figures.state_timeline(data.state_timeline(provider_id, model_id, start, end),
-                                         f"{provider_id}/{model_id} — state"), key="models_timeline")
-    widgets.chart(figures.load_times(data.model_loads(provider_id, model_id), "Load times"), key="models_loads")
+    widgets.chart(
+        figures.state_timeline(
+            data.state_timeline(provider_id, model_id, start, end), f"{provider_id}/{model_id} — state"
+        ),
+        key="models_timeline",
+    )
+    widgets.chart(
+        figures.load_times(data.model_loads(provider_id, model_id), "Load times"), key="models_loads"
+    )

@@ -22,12 +22,20 @@ gpu = data.gpu_series(hosts, start, end)
 
 a, b = st.columns(2)
 with a:
-    widgets.chart(figures.time_series(host, "cpu_pct", "CPU utilisation", "%", y_range=(0, 100)), key="perf_cpu")
-    widgets.chart(figures.time_series(gpu, "util_pct", "GPU utilisation", "%", series="series", y_range=(0, 100)),
-                  key="perf_gpu_util")
-    widgets.chart(figures.time_series(gpu, "mem_used_mb", "VRAM used", "GiB", series="series", scale=1 / 1024),
-                  key="perf_vram")
+    widgets.chart(
+        figures.time_series(host, "cpu_pct", "CPU utilisation", "%", y_range=(0, 100)), key="perf_cpu"
+    )
+    widgets.chart(
+        figures.time_series(gpu, "util_pct", "GPU utilisation", "%", series="series", y_range=(0, 100)),
+        key="perf_gpu_util",
+    )
+    widgets.chart(
+        figures.time_series(gpu, "mem_used_mb", "VRAM used", "GiB", series="series", scale=1 / 1024),
+        key="perf_vram",
+    )
 with b:
     widgets.chart(figures.time_series(host, "mem_pct", "RAM used", "%", y_range=(0, 100)), key="perf_ram")
-    widgets.chart(figures.time_series(gpu, "temp_c", "GPU temperature", "°C", series="series"), key="perf_temp")
+    widgets.chart(
+        figures.time_series(gpu, "temp_c", "GPU temperature", "°C", series="series"), key="perf_temp"
+    )
     widgets.chart(figures.time_series(gpu, "power_w", "GPU power", "W", series="series"), key="perf_power")

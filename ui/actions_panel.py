@@ -30,8 +30,9 @@ def _confirmed(key: str, text: str) -> bool:
     return bool(st.checkbox(text, key=key))
 
 
-def actions_panel(provider_id: str, models: list[str], loaded: list[str], inflight_ids: list[str],
-                  key: str) -> None:
+def actions_panel(
+    provider_id: str, models: list[str], loaded: list[str], inflight_ids: list[str], key: str
+) -> None:
     """Warm / unload / unload all / cancel for one provider. Destructive ones need a confirmation tick."""
     warm_col, unload_col, all_col, cancel_col = st.columns(4)
     with warm_col:
@@ -52,7 +53,9 @@ def actions_panel(provider_id: str, models: list[str], loaded: list[str], inflig
             _submit(provider_id, "unload_all", None)
     with cancel_col:
         st.markdown("**Cancel request**")
-        rid = st.selectbox("In-flight request", inflight_ids, key=f"{key}_cancel_id", disabled=not inflight_ids)
+        rid = st.selectbox(
+            "In-flight request", inflight_ids, key=f"{key}_cancel_id", disabled=not inflight_ids
+        )
         ok_c = _confirmed(f"{key}_cancel_ok", "Abort it")
         if st.button("Cancel request", key=f"{key}_cancel", disabled=not (rid and ok_c), icon="✂️"):
             _submit(provider_id, "cancel_inflight", rid)
@@ -66,11 +69,15 @@ def queue_view(provider_ids: tuple[str, ...], limit: int = 20) -> None:
     now = datetime.now(UTC)
     for r in summary.to_dicts():
         waiting = r["oldest_queued_at"]
-        line = (f"**{fmt.md(r['provider_id'])}** · running: {fmt.md(r['running_action'] or 'nothing')} · "
-                f"queued: {r['queued']}")
+        line = (
+            f"**{fmt.md(r['provider_id'])}** · running: {fmt.md(r['running_action'] or 'nothing')} · "
+            f"queued: {r['queued']}"
+        )
         if waiting is not None and r["running"] == 0 and (now - waiting).total_seconds() > STUCK_AFTER_S:
-            st.warning(f"{line} — waiting {fmt.ago(waiting, now)[:-4]}: is the action executor running? "
-                       "(`boocontrol up` starts it)")
+            st.warning(
+                f"{line} — waiting {fmt.ago(waiting, now)[:-4]}: is the action executor running? "
+                "(`boocontrol up` starts it)"
+            )
         else:
             st.markdown(line)
     log = data.action_log(provider_ids, limit)

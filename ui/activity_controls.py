@@ -40,9 +40,15 @@ def stats_by_metric(stats: pl.DataFrame) -> dict[str, dict[str, Any]]:
 def capture_picker(rows: pl.DataFrame, key: str) -> RowKey | None:
     """Pick one request of the current page whose capture is stored or still on its host."""
     options = [
-        RowKey(r["provider_id"], r["epoch"], int(r["upstream_id"]), bool(r["has_capture"]), bool(r["capture_stored"]),
-               f"{r['provider_id']} #{r['upstream_id']} · {r['model_id']} · {r['finished_at']:%H:%M:%S}"
-               + (" · stored" if r["capture_stored"] else " · on host"))
+        RowKey(
+            r["provider_id"],
+            r["epoch"],
+            int(r["upstream_id"]),
+            bool(r["has_capture"]),
+            bool(r["capture_stored"]),
+            f"{r['provider_id']} #{r['upstream_id']} · {r['model_id']} · {r['finished_at']:%H:%M:%S}"
+            + (" · stored" if r["capture_stored"] else " · on host"),
+        )
         for r in rows.to_dicts()
         if r["capture_stored"] or r["has_capture"]
     ]
@@ -59,7 +65,9 @@ def capture_fetch(choice: RowKey, current_epoch: str | None) -> None:
         st.info("Not stored, and its llama-swap has restarted since this request: the capture is gone.")
         return
     st.info("This capture is not stored yet; llama-swap keeps captures only briefly in memory.")
-    if st.button("Fetch capture from host", key=f"fetch_{choice.provider_id}_{choice.upstream_id}", icon="📥"):
+    if st.button(
+        "Fetch capture from host", key=f"fetch_{choice.provider_id}_{choice.upstream_id}", icon="📥"
+    ):
         outcome = data.fetch_capture_now(choice.provider_id, choice.epoch, choice.upstream_id)
         if outcome.status == "succeeded":
             st.success("Capture stored.")

@@ -26,8 +26,10 @@ def pretty_body(body: bytes | None) -> tuple[str, str]:
 
 def capture_view(stored: StoredCapture) -> None:
     row = stored.row
-    st.markdown(f"{fmt.md(row.req_path or '?')} · stored {row.size_bytes:,} B · fetched "
-                f"{stored.fetched_at:%Y-%m-%d %H:%M:%S} UTC")
+    st.markdown(
+        f"{fmt.md(row.req_path or '?')} · stored {row.size_bytes:,} B · fetched "
+        f"{stored.fetched_at:%Y-%m-%d %H:%M:%S} UTC"
+    )
     if row.truncated:
         st.warning("This capture was larger than 256 KiB: the bodies below are cut short.")
     answer = reassemble_stream(row.resp_body)

@@ -9,14 +9,23 @@ from ui import data
 from ui import format as fmt
 from warehouse.queries.models import favorites_section
 
-_COLUMNS = ["model_id", "state", "favorite", "loads", "load_s_p50", "load_s_last", "last_used_at",
-            "context_length"]
+_COLUMNS = [
+    "model_id",
+    "state",
+    "favorite",
+    "loads",
+    "load_s_p50",
+    "load_s_last",
+    "last_used_at",
+    "context_length",
+]
 
 
 def _table(df: pl.DataFrame, key: str, with_provider: bool = False) -> None:
     shown = df.with_columns(
-        pl.col("state").fill_null("unknown").map_elements(lambda s: f"{fmt.STATE_ICONS.get(s, '⚪')} {s}",
-                                                          return_dtype=pl.Utf8),
+        pl.col("state")
+        .fill_null("unknown")
+        .map_elements(lambda s: f"{fmt.STATE_ICONS.get(s, '⚪')} {s}", return_dtype=pl.Utf8),
         (pl.col("load_ms_p50") / 1000).alias("load_s_p50"),
         (pl.col("load_ms_last") / 1000).alias("load_s_last"),
     )
@@ -48,15 +57,20 @@ def favorites(catalog: pl.DataFrame, hidden: pl.DataFrame) -> None:
     else:
         st.caption("No favorite on an online provider.")
     if hidden.height:
-        reasons = ", ".join(fmt.md(f"{r['provider_id']}/{r['model_id']} ({r['reason']})") for r in hidden.to_dicts())
+        reasons = ", ".join(
+            fmt.md(f"{r['provider_id']}/{r['model_id']} ({r['reason']})") for r in hidden.to_dicts()
+        )
         st.caption(f"Hidden until their provider is back: {reasons}")
 
 
 def provider_groups(catalog: pl.DataFrame) -> None:
     for part in catalog.partition_by("provider_id", maintain_order=True):
         r = part.row(0, named=True)
-        online = "🟢 online" if r["provider_online"] else f"🔴 {r['provider_status']}" + (
-            "" if r["provider_active"] else " (inactive)")
+        online = (
+            "🟢 online"
+            if r["provider_online"]
+            else f"🔴 {r['provider_status']}" + ("" if r["provider_active"] else " (inactive)")
+        )
         loaded = part.filter(pl.col("state").is_in(["starting", "ready", "stopping"])).height
         title = f"{fmt.md(r['provider_id'])} · {fmt.md(r['provider_label'])} — {online} — {part.height} models, {loaded} loaded"
         with st.expander(title, expanded=bool(r["provider_online"])):
@@ -65,7 +79,10 @@ def provider_groups(catalog: pl.DataFrame) -> None:
 
 def model_picker(catalog: pl.DataFrame, key: str) -> tuple[str, str] | None:
     """Pick one model by its ``provider/model`` identity."""
-    ids = [f"{p}/{m}" for p, m in zip(catalog["provider_id"].to_list(), catalog["model_id"].to_list(), strict=True)]
+    ids = [
+        f"{p}/{m}"
+        for p, m in zip(catalog["provider_id"].to_list(), catalog["model_id"].to_list(), strict=True)
+    ]
     if not ids:
         st.info("No models known yet: they appear once the connector has seen a provider.")
         return None
@@ -75,13 +92,18 @@ def model_picker(catalog: pl.DataFrame, key: str) -> tuple[str, str] | None:
 
 
 def model_controls(catalog: pl.DataFrame, provider_id: str, model_id: str) -> None:
-    row = catalog.filter((pl.col("provider_id") == provider_id) & (pl.col("model_id") == model_id)).row(0, named=True)
+    row = catalog.filter((pl.col("provider_id") == provider_id) & (pl.col("model_id") == model_id)).row(
+        0, named=True
+    )
     cols = st.columns(5)
     cols[0].metric("State", f"{fmt.STATE_ICONS.get(row['state'] or '', '⚪')} {row['state'] or 'unknown'}")
     cols[1].metric("Loads", fmt.count(row["loads"]))
-    cols[2].metric("Load time p50", fmt.duration(None if row["load_ms_p50"] is None else row["load_ms_p50"] / 1000))
-    cols[3].metric("Last load time",
-                   fmt.duration(None if row["load_ms_last"] is None else row["load_ms_last"] / 1000))
+    cols[2].metric(
+        "Load time p50", fmt.duration(None if row["load_ms_p50"] is None else row["load_ms_p50"] / 1000)
+    )
+    cols[3].metric(
+        "Last load time", fmt.duration(None if row["load_ms_last"] is None else row["load_ms_last"] / 1000)
+    )
     cols[4].metric("Last used", fmt.ago(row["last_used_at"], data.now()))
     fav_col, warm_col, unload_col = st.columns(3)
     key = f"models_{provider_id}_{model_id}"

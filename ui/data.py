@@ -98,27 +98,42 @@ def providers() -> pl.DataFrame:
 # --- Activity -----------------------------------------------------------------------------------
 
 
-def _filter(start: datetime, end: datetime, provider_ids: tuple[str, ...], model_ids: tuple[str, ...],
-            status: str) -> q_activity.ActivityFilter:
+def _filter(
+    start: datetime, end: datetime, provider_ids: tuple[str, ...], model_ids: tuple[str, ...], status: str
+) -> q_activity.ActivityFilter:
     return q_activity.ActivityFilter(start, end, tuple(provider_ids), tuple(model_ids), status)
 
 
 @st.cache_data(ttl=LIVE_TTL, show_spinner=False, max_entries=MAX_ENTRIES)
-def activity_page(start: datetime, end: datetime, provider_ids: tuple[str, ...], model_ids: tuple[str, ...],
-                  status: str, page: int, page_size: int) -> q_activity.ActivityPage:
+def activity_page(
+    start: datetime,
+    end: datetime,
+    provider_ids: tuple[str, ...],
+    model_ids: tuple[str, ...],
+    status: str,
+    page: int,
+    page_size: int,
+) -> q_activity.ActivityPage:
     f = _filter(start, end, provider_ids, model_ids, status)
     return q_activity.activity_page(engine(), f, page, page_size)
 
 
 @st.cache_data(ttl=30, show_spinner=False, max_entries=MAX_ENTRIES)
-def speed_stats(start: datetime, end: datetime, provider_ids: tuple[str, ...], model_ids: tuple[str, ...],
-                status: str) -> pl.DataFrame:
+def speed_stats(
+    start: datetime, end: datetime, provider_ids: tuple[str, ...], model_ids: tuple[str, ...], status: str
+) -> pl.DataFrame:
     return q_activity.speed_stats(engine(), _filter(start, end, provider_ids, model_ids, status))
 
 
 @st.cache_data(ttl=30, show_spinner=False, max_entries=MAX_ENTRIES)
-def speed_histogram(start: datetime, end: datetime, provider_ids: tuple[str, ...], model_ids: tuple[str, ...],
-                    status: str, metric: str) -> pl.DataFrame:
+def speed_histogram(
+    start: datetime,
+    end: datetime,
+    provider_ids: tuple[str, ...],
+    model_ids: tuple[str, ...],
+    status: str,
+    metric: str,
+) -> pl.DataFrame:
     f = _filter(start, end, provider_ids, model_ids, status)
     return q_activity.speed_histogram(engine(), f, metric)
 
@@ -185,12 +200,16 @@ def toggle_favorite(provider_id: str, model_id: str, on: bool) -> None:
 
 
 @st.cache_data(ttl=30, show_spinner=False, max_entries=MAX_ENTRIES)
-def host_series(provider_ids: tuple[str, ...], start: datetime, end: datetime, points: int = 400) -> pl.DataFrame:
+def host_series(
+    provider_ids: tuple[str, ...], start: datetime, end: datetime, points: int = 400
+) -> pl.DataFrame:
     return q_perf.host_series(engine(), provider_ids, start, end, points)
 
 
 @st.cache_data(ttl=30, show_spinner=False, max_entries=MAX_ENTRIES)
-def gpu_series(provider_ids: tuple[str, ...], start: datetime, end: datetime, points: int = 400) -> pl.DataFrame:
+def gpu_series(
+    provider_ids: tuple[str, ...], start: datetime, end: datetime, points: int = 400
+) -> pl.DataFrame:
     return q_perf.gpu_series(engine(), provider_ids, start, end, points)
 
 
@@ -207,8 +226,9 @@ def queue_summary() -> pl.DataFrame:
     return q_actions.queue_summary(engine())
 
 
-def enqueue_action(provider_id: str, action: str, target: str | None = None,
-                   params: dict[str, Any] | None = None) -> int:
+def enqueue_action(
+    provider_id: str, action: str, target: str | None = None, params: dict[str, Any] | None = None
+) -> int:
     action_id = enqueue(engine(), provider_id, action, target, params, requested_by="ui")
     action_log.clear()
     queue_summary.clear()
@@ -219,8 +239,16 @@ def fetch_capture_now(provider_id: str, epoch: str, upstream_id: int) -> Outcome
     """Fetch one capture from its host right away (read-only, so outside the host queue; audited)."""
     from actions.executor import run_direct  # the HTTP stack is loaded only when a capture is fetched
 
-    _, outcome = run_direct(engine(), registry(), None, provider_id, "fetch_capture", str(upstream_id),
-                                    {"epoch": epoch}, requested_by="ui")
+    _, outcome = run_direct(
+        engine(),
+        registry(),
+        None,
+        provider_id,
+        "fetch_capture",
+        str(upstream_id),
+        {"epoch": epoch},
+        requested_by="ui",
+    )
     capture.clear()
     activity_page.clear()
     action_log.clear()
@@ -258,5 +286,6 @@ def host_model_log(provider_id: str, model_id: str, max_bytes: int) -> q_logs.Lo
 
     text = fetch_model_log(registry().get(provider_id), model_id, max_bytes=max_bytes)
     lines = text.split("\n", 1)[1] if len(text.encode()) >= max_bytes and "\n" in text else text
-    return q_logs.LogTail(text=lines, truncated=len(text.encode()) >= max_bytes, newest_at=datetime.now(UTC),
-                          chunks=1)
+    return q_logs.LogTail(
+        text=lines, truncated=len(text.encode()) >= max_bytes, newest_at=datetime.now(UTC), chunks=1
+    )

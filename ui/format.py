@@ -7,8 +7,14 @@ from datetime import datetime
 
 DASH = "—"
 
-STATUS_ICONS = {"connected": "🟢", "connecting": "🟡", "degraded": "🟡", "disconnected": "🔴", "error": "🔴",
-                "unknown": "⚪"}
+STATUS_ICONS = {
+    "connected": "🟢",
+    "connecting": "🟡",
+    "degraded": "🟡",
+    "disconnected": "🔴",
+    "error": "🔴",
+    "unknown": "⚪",
+}
 STATE_ICONS = {"ready": "🟢", "starting": "🟡", "stopping": "🟠", "stopped": "⚫"}
 ACTION_ICONS = {"queued": "⏳", "running": "⚙️", "succeeded": "✅", "failed": "❌", "refused": "⛔"}
 

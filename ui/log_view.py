@@ -27,7 +27,7 @@ def source_picker(sources: list[str], models: list[str], key: str) -> str | None
 
 
 def model_of(source: str) -> str | None:
-    return source[len(MODEL_PREFIX):] if source.startswith(MODEL_PREFIX) else None
+    return source[len(MODEL_PREFIX) :] if source.startswith(MODEL_PREFIX) else None
 
 
 def tail_view(tail: LogTail, pattern: str, max_lines: int, newest_first: bool = True) -> None:

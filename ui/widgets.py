@@ -46,16 +46,22 @@ def chart(fig: go.Figure, key: str | None = None) -> None:
     st.plotly_chart(fig, theme=None, key=key, config={"displaylogo": False})
 
 
-def window_picker(key: str, default: str = "24 hours", now: datetime | None = None,
-                  options: Sequence[str] = tuple(WINDOWS)) -> tuple[datetime, datetime]:
+def window_picker(
+    key: str, default: str = "24 hours", now: datetime | None = None, options: Sequence[str] = tuple(WINDOWS)
+) -> tuple[datetime, datetime]:
     """A time window ending now: (start, end)."""
     label = st.selectbox("Window", list(options), index=list(options).index(default), key=key)
     end = (now or data.now()) + timedelta(seconds=5)
     return end - WINDOWS[label], end
 
 
-def provider_picker(providers: pl.DataFrame, key: str, multi: bool = True, default_max: int | None = None,
-                    label: str = "Providers") -> tuple[str, ...]:
+def provider_picker(
+    providers: pl.DataFrame,
+    key: str,
+    multi: bool = True,
+    default_max: int | None = None,
+    label: str = "Providers",
+) -> tuple[str, ...]:
     ids = providers["provider_id"].to_list()
     labels = dict(zip(ids, providers["label"].to_list(), strict=True))
     status = dict(zip(ids, providers["status"].to_list(), strict=True))
@@ -97,20 +103,48 @@ def fleet_table(board: pl.DataFrame) -> None:
         pl.when(pl.col("gpu_stale")).then(None).otherwise(pl.col("gpu_temp_c")).alias("gpu_temp_c"),
         pl.when(pl.col("gpu_stale")).then(None).otherwise(pl.col("gpu_util_pct")).alias("gpu_util_pct"),
         pl.when(pl.col("gpu_stale")).then(None).otherwise(pl.col("gpu_power_w")).alias("gpu_power_w"),
-        pl.when(pl.col("gpu_stale")).then(None)
-        .otherwise(100 * pl.col("vram_used_mb") / pl.col("vram_total_mb")).alias("vram_pct"),
-        pl.when(pl.col("gpu_stale") | pl.col("vram_total_mb").is_null()).then(None)
-        .otherwise(pl.format("{} / {} GiB", (pl.col("vram_used_mb") / 1024).round(1),
-                             (pl.col("vram_total_mb") / 1024).round(1))).alias("vram"),
+        pl.when(pl.col("gpu_stale"))
+        .then(None)
+        .otherwise(100 * pl.col("vram_used_mb") / pl.col("vram_total_mb"))
+        .alias("vram_pct"),
+        pl.when(pl.col("gpu_stale") | pl.col("vram_total_mb").is_null())
+        .then(None)
+        .otherwise(
+            pl.format(
+                "{} / {} GiB",
+                (pl.col("vram_used_mb") / 1024).round(1),
+                (pl.col("vram_total_mb") / 1024).round(1),
+            )
+        )
+        .alias("vram"),
         pl.when(pl.col("perf_stale")).then(None).otherwise(pl.col("cpu_util_pct")).alias("cpu_util_pct"),
-        pl.when(pl.col("perf_stale")).then(None)
-        .otherwise(100 * pl.col("mem_used_mb") / pl.col("mem_total_mb")).alias("mem_pct"),
+        pl.when(pl.col("perf_stale"))
+        .then(None)
+        .otherwise(100 * pl.col("mem_used_mb") / pl.col("mem_total_mb"))
+        .alias("mem_pct"),
         pl.col("inflight").fill_null(0),
     )
     cc = st.column_config
-    shown = ["provider_id", "status", "version", "uptime", "boots", "loaded_models", "inflight", "gpu_temp_c",
-             "gpu_util_pct", "gpu_util_spark", "vram", "vram_pct", "gpu_power_w", "cpu_util_pct", "cpu_spark",
-             "mem_pct", "mem_spark", "last_error"]
+    shown = [
+        "provider_id",
+        "status",
+        "version",
+        "uptime",
+        "boots",
+        "loaded_models",
+        "inflight",
+        "gpu_temp_c",
+        "gpu_util_pct",
+        "gpu_util_spark",
+        "vram",
+        "vram_pct",
+        "gpu_power_w",
+        "cpu_util_pct",
+        "cpu_spark",
+        "mem_pct",
+        "mem_spark",
+        "last_error",
+    ]
     st.dataframe(
         df.select(shown),  # only what is shown goes to the browser
         hide_index=True,
@@ -150,31 +184,47 @@ def provider_tiles(row: dict[str, Any], gpus: pl.DataFrame, gpu_series: pl.DataF
     """Live tiles of one provider: connection, host CPU/RAM and every GPU, each with a 1-hour sparkline."""
     status = row["status"]
     head = st.columns(4)
-    head[0].metric("Connection", f"{fmt.STATUS_ICONS.get(status, '⚪')} {status}",
-                   help=row.get("last_error") or None)
+    head[0].metric(
+        "Connection", f"{fmt.STATUS_ICONS.get(status, '⚪')} {status}", help=row.get("last_error") or None
+    )
     head[1].metric("llama-swap", row.get("version") or fmt.DASH)
-    head[2].metric("Uptime", fmt.duration(row.get("uptime_s")), help=f"{row.get('boots') or 0} boots recorded")
+    head[2].metric(
+        "Uptime", fmt.duration(row.get("uptime_s")), help=f"{row.get('boots') or 0} boots recorded"
+    )
     head[3].metric("In flight", fmt.count(row.get("inflight") or 0, "req"))
     if row.get("last_error"):
         st.caption(f"Last error ({fmt.ago(row.get('last_error_at'), now)}): {fmt.md(row['last_error'])}")
     host = st.columns(3)
     stale = " (stale)" if row.get("perf_stale") else ""
-    host[0].metric("CPU" + stale, fmt.pct(row.get("cpu_util_pct")), chart_data=_spark(row.get("cpu_spark")),
-                   chart_type="area")
-    host[1].metric(f"RAM of {fmt.mib(row.get('mem_total_mb'))}" + stale, fmt.mib(row.get("mem_used_mb")),
-                   chart_data=_spark(row.get("mem_spark")), chart_type="area",
-                   help=fmt.used_of(row.get("mem_used_mb"), row.get("mem_total_mb")))
+    host[0].metric(
+        "CPU" + stale,
+        fmt.pct(row.get("cpu_util_pct")),
+        chart_data=_spark(row.get("cpu_spark")),
+        chart_type="area",
+    )
+    host[1].metric(
+        f"RAM of {fmt.mib(row.get('mem_total_mb'))}" + stale,
+        fmt.mib(row.get("mem_used_mb")),
+        chart_data=_spark(row.get("mem_spark")),
+        chart_type="area",
+        help=fmt.used_of(row.get("mem_used_mb"), row.get("mem_total_mb")),
+    )
     host[2].metric("Load (1 min)", "—" if row.get("load_avg_1") is None else f"{row['load_avg_1']:.2f}")
     for g in gpus.to_dicts():
         series = gpu_series.filter(pl.col("gpu_key") == g["gpu_key"])
         age = (now - g["sampled_at"]).total_seconds()
-        label = f"GPU {g['gpu_index']} · {g['name']}" + (f" (last sample {fmt.duration(age)} ago)" if age > 120 else "")
+        label = f"GPU {g['gpu_index']} · {g['name']}" + (
+            f" (last sample {fmt.duration(age)} ago)" if age > 120 else ""
+        )
         st.markdown(f"**{fmt.md(label)}**")
         cols = st.columns(4)
         cols[0].metric("Temperature", fmt.celsius(g["temp_c"]), chart_data=_spark(series["temp_c"].to_list()))
-        cols[1].metric(f"VRAM of {fmt.mib(g['mem_total_mb'])}", fmt.mib(g["mem_used_mb"]),
-                       chart_data=_spark(series["mem_used_mb"].to_list()),
-                       help=fmt.used_of(g["mem_used_mb"], g["mem_total_mb"]))
+        cols[1].metric(
+            f"VRAM of {fmt.mib(g['mem_total_mb'])}",
+            fmt.mib(g["mem_used_mb"]),
+            chart_data=_spark(series["mem_used_mb"].to_list()),
+            help=fmt.used_of(g["mem_used_mb"], g["mem_total_mb"]),
+        )
         cols[2].metric("Utilisation", fmt.pct(g["util_pct"]), chart_data=_spark(series["util_pct"].to_list()))
         cols[3].metric("Power", fmt.watts(g["power_w"]), chart_data=_spark(series["power_w"].to_list()))
 
@@ -187,9 +237,23 @@ def activity_table(rows: pl.DataFrame) -> None:
     st.dataframe(
         rows,
         hide_index=True,
-        column_order=["finished_at", "provider_id", "upstream_id", "model_id", "req_path", "status_code",
-                      "input_tokens", "output_tokens", "cache_tokens", "prompt_tps", "gen_tps", "duration_ms",
-                      "has_capture", "capture_stored", "error_msg"],
+        column_order=[
+            "finished_at",
+            "provider_id",
+            "upstream_id",
+            "model_id",
+            "req_path",
+            "status_code",
+            "input_tokens",
+            "output_tokens",
+            "cache_tokens",
+            "prompt_tps",
+            "gen_tps",
+            "duration_ms",
+            "has_capture",
+            "capture_stored",
+            "error_msg",
+        ],
         column_config={
             "finished_at": cc.DatetimeColumn("Finished (UTC)", format="YYYY-MM-DD HH:mm:ss"),
             "provider_id": cc.TextColumn("Provider"),
@@ -216,7 +280,9 @@ def speed_metrics(stats: pl.DataFrame) -> None:
     for metric, title in (("prompt", "Prompt"), ("generation", "Generation")):
         r = rows.get(metric, {})
         cols = st.columns(4)
-        cols[0].metric(f"{title} requests", fmt.count(r.get("n", 0)), help="requests that reported this speed")
+        cols[0].metric(
+            f"{title} requests", fmt.count(r.get("n", 0)), help="requests that reported this speed"
+        )
         for col, p in zip(cols[1:], ("p50", "p95", "p99"), strict=True):
             col.metric(f"{title} {p}", fmt.tps(r.get(p)))
 
@@ -229,8 +295,18 @@ def action_log_table(log: pl.DataFrame) -> None:
     st.dataframe(
         df,
         hide_index=True,
-        column_order=["id", "provider_id", "action", "target", "status", "requested_at", "wait_ms", "run_ms",
-                      "error", "result"],
+        column_order=[
+            "id",
+            "provider_id",
+            "action",
+            "target",
+            "status",
+            "requested_at",
+            "wait_ms",
+            "run_ms",
+            "error",
+            "result",
+        ],
         column_config={
             "id": cc.NumberColumn("#", format="%d"),
             "provider_id": cc.TextColumn("Provider"),
@@ -252,7 +328,15 @@ def inflight_table(rows: pl.DataFrame) -> None:
     st.dataframe(
         rows,
         hide_index=True,
-        column_order=["request_id", "model_id", "method", "req_path", "elapsed_ms", "resp_bytes", "observed_at"],
+        column_order=[
+            "request_id",
+            "model_id",
+            "method",
+            "req_path",
+            "elapsed_ms",
+            "resp_bytes",
+            "observed_at",
+        ],
         column_config={
             "request_id": cc.TextColumn("Id"),
             "model_id": cc.TextColumn("Model"),

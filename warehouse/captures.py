@@ -162,7 +162,9 @@ def read_capture(db: Db, provider_id: str, epoch: str, upstream_id: int) -> Stor
 # --- Re-assembling what the model said --------------------------------------------------------------
 
 
-def _choice_texts(obj: Mapping[str, Any], content: dict[int, list[str]], reasoning: dict[int, list[str]]) -> None:
+def _choice_texts(
+    obj: Mapping[str, Any], content: dict[int, list[str]], reasoning: dict[int, list[str]]
+) -> None:
     choices = obj.get("choices")
     if isinstance(choices, list):
         for pos, ch in enumerate(choices):

@@ -13,7 +13,9 @@ def ls_bins() -> tuple[Path, Path]:
     responder = simple_responder_path("newest")
     binary = find_llama_swap("newest")
     if responder is None or binary is None:
-        pytest.skip("REAL LLAMA-SWAP NOT INSTALLED (see .ci/run output); action logic is covered by the fakes")
+        pytest.skip(
+            "REAL LLAMA-SWAP NOT INSTALLED (see .ci/run output); action logic is covered by the fakes"
+        )
     fake_model = responder.parent / "fake-model"
     if not fake_model.exists():
         pytest.skip("fake-model test upstream not installed next to llama-swap")

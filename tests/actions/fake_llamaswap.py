@@ -41,13 +41,16 @@ class FakeLlamaSwap:
         if path == "/wol-health":
             return httpx.Response(200, text="OK")
         if path == "/running":
-            running = [{"model": m, "state": s, "cmd": "llama-server --api-key sk-secret-cmdline"}
-                       for m, s in sorted(self.models.items()) if s != "stopped"]
+            running = [
+                {"model": m, "state": s, "cmd": "llama-server --api-key sk-secret-cmdline"}
+                for m, s in sorted(self.models.items())
+                if s != "stopped"
+            ]
             return httpx.Response(200, json={"running": running})
         if self.error_text and method == "POST":
             return self._err(500, self.error_text)
         if path.startswith("/upstream/") and method == "GET":
-            model = path[len("/upstream/"):].rstrip("/")
+            model = path[len("/upstream/") :].rstrip("/")
             if model not in self.models:
                 return self._err(404, "model not found")
             if self.models[model] != "ready":
@@ -63,7 +66,7 @@ class FakeLlamaSwap:
                 self.models[m] = "stopped"
             return httpx.Response(200, json={"msg": "ok"})
         if path.startswith("/api/models/unload/") and method == "POST":
-            model = path[len("/api/models/unload/"):]
+            model = path[len("/api/models/unload/") :]
             if model not in self.models:
                 return self._err(404, "model not found")
             await asyncio.sleep(self.unload_s)
@@ -79,16 +82,22 @@ class FakeLlamaSwap:
             cid = int(path.rsplit("/", 1)[1])
             if cid not in self.captures:
                 return self._err(404, "capture not found")
-            return httpx.Response(200, content=json.dumps(self.captures[cid]).encode(),
-                                  headers={"content-type": "application/json"})
+            return httpx.Response(
+                200,
+                content=json.dumps(self.captures[cid]).encode(),
+                headers={"content-type": "application/json"},
+            )
         return self._err(404, f"no route {path}")
 
 
 def capture_payload(cid: int, answer: str) -> dict[str, Any]:
-    chunks = "".join(f"data: {json.dumps({'choices': [{'index': 0, 'delta': {'content': w}}]})}\n\n"
-                     for w in answer.split(" "))
+    chunks = "".join(
+        f"data: {json.dumps({'choices': [{'index': 0, 'delta': {'content': w}}]})}\n\n"
+        for w in answer.split(" ")
+    )
     return {
-        "id": cid, "req_path": "/v1/chat/completions",
+        "id": cid,
+        "req_path": "/v1/chat/completions",
         "req_headers": {"Content-Type": "application/json", "Authorization": "Bearer sk-should-not-persist"},
         "req_body": base64.b64encode(b'{"model":"qwen","stream":true}').decode(),
         "resp_headers": {"Content-Type": "text/event-stream"},

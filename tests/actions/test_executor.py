@@ -24,13 +24,16 @@ KEY = "sk-test-key-0123456789"
 
 
 def registry(*ids: str) -> Registry:
-    return Registry(tuple(Provider(i, i, f"http://{i}.test:8080", api_key_env=f"KEY_{i.upper()}") for i in ids),
-                    default_provider=ids[0] if ids else None)
+    return Registry(
+        tuple(Provider(i, i, f"http://{i}.test:8080", api_key_env=f"KEY_{i.upper()}") for i in ids),
+        default_provider=ids[0] if ids else None,
+    )
 
 
 def factory(fakes: dict[str, FakeLlamaSwap]) -> Callable[[Provider], httpx.AsyncClient]:
     def make(p: Provider) -> httpx.AsyncClient:
         return httpx.AsyncClient(transport=fakes[p.id].transport())
+
     return make
 
 
@@ -70,15 +73,21 @@ def test_warm_then_unload_records_states(db: Engine) -> None:
     assert warm["status"] == "succeeded" and warm["result"]["state"] == "ready"
     assert unload["status"] == "succeeded" and unload["result"] == {"model": "qwen", "state": "stopped"}
     assert fake.models["qwen"] == "stopped"
-    assert set(fake.seen_auth) == {f"Bearer {KEY}", None}  # key sent to mutating calls only; /wol-health has none
+    assert set(fake.seen_auth) == {
+        f"Bearer {KEY}",
+        None,
+    }  # key sent to mutating calls only; /wol-health has none
 
 
 def test_one_host_runs_in_order_without_overlap_and_hosts_run_in_parallel(db: Engine) -> None:
     fa, fb = FakeLlamaSwap(load_s=0.3, unload_s=0.3), FakeLlamaSwap(load_s=0.3, unload_s=0.3)
     ids = []
     for pid in ("alpha", "beta"):
-        ids += [enqueue(db, pid, "warm", "qwen"), enqueue(db, pid, "warm", "llama"),
-                enqueue(db, pid, "unload", "llama")]
+        ids += [
+            enqueue(db, pid, "warm", "qwen"),
+            enqueue(db, pid, "warm", "llama"),
+            enqueue(db, pid, "unload", "llama"),
+        ]
     t0 = time.monotonic()
     assert drain_once(db, registry("alpha", "beta"), factory({"alpha": fa, "beta": fb})) == 6
     elapsed = time.monotonic() - t0
@@ -90,14 +99,19 @@ def test_one_host_runs_in_order_without_overlap_and_hosts_run_in_parallel(db: En
         for prev, nxt in zip(mine, mine[1:], strict=False):
             assert prev["id"] < nxt["id"]
             assert prev["finished_at"] <= nxt["started_at"], "actions on one host overlapped"
-        assert all(r["finished_at"] - r["started_at"] >= __import__("datetime").timedelta(seconds=0.3)
-                   for r in mine)
+        assert all(
+            r["finished_at"] - r["started_at"] >= __import__("datetime").timedelta(seconds=0.3) for r in mine
+        )
     # the fake saw the same order: qwen loaded, then llama (evicting qwen), then llama unloaded
-    assert [p for m, p, *_ in fa.calls if m in ("GET", "POST") and p.startswith(("/upstream", "/api/models"))] == \
-        ["/upstream/qwen/", "/upstream/llama/", "/api/models/unload/llama"]
+    assert [
+        p for m, p, *_ in fa.calls if m in ("GET", "POST") and p.startswith(("/upstream", "/api/models"))
+    ] == ["/upstream/qwen/", "/upstream/llama/", "/api/models/unload/llama"]
     a_rows = [r for r in rows if r["provider_id"] == "alpha"]
     b_rows = [r for r in rows if r["provider_id"] == "beta"]
-    assert a_rows[0]["started_at"] < b_rows[-1]["finished_at"] and b_rows[0]["started_at"] < a_rows[-1]["finished_at"]
+    assert (
+        a_rows[0]["started_at"] < b_rows[-1]["finished_at"]
+        and b_rows[0]["started_at"] < a_rows[-1]["finished_at"]
+    )
     assert elapsed < 2.5  # 3 x 0.3 s per host in parallel, not 6 x 0.3 s in series plus overhead
 
 
@@ -124,7 +138,11 @@ def test_unknown_provider_and_host_errors(db: Engine) -> None:
     drain_once(db, registry("alpha"), factory({"alpha": fake}))
     ghost, unload, cancel = audit(db)
     assert ghost["status"] == "refused" and ghost["error"] == "provider ghost is not in the provider registry"
-    assert unload["status"] == "failed" and "model not found" in unload["error"] and "HTTP 404" in unload["error"]
+    assert (
+        unload["status"] == "failed"
+        and "model not found" in unload["error"]
+        and "HTTP 404" in unload["error"]
+    )
     assert cancel["status"] == "failed" and "in-flight request 42 not found" in cancel["error"]
 
 
@@ -152,8 +170,9 @@ def test_waits_for_the_host_slot(db: Engine) -> None:
     aid = enqueue(db, "alpha", "warm", "qwen")
     stop = threading.Event()
     with host_slot(db, "alpha"):  # e.g. a benchmark run holds the host
-        t = threading.Thread(target=drain_provider,
-                             args=(db, registry("alpha"), factory({"alpha": fake}), "alpha", stop, 0.1))
+        t = threading.Thread(
+            target=drain_provider, args=(db, registry("alpha"), factory({"alpha": fake}), "alpha", stop, 0.1)
+        )
         t.start()
         time.sleep(0.5)
         assert audit(db)[0]["status"] == "queued"
@@ -166,7 +185,9 @@ def test_waits_for_the_host_slot(db: Engine) -> None:
 def test_orphaned_running_rows_are_marked_interrupted(db: Engine) -> None:
     aid = enqueue(db, "alpha", "warm", "qwen")
     with db.begin() as c:
-        c.execute(text("UPDATE actions SET status = 'running', started_at = now() WHERE id = :id"), {"id": aid})
+        c.execute(
+            text("UPDATE actions SET status = 'running', started_at = now() WHERE id = :id"), {"id": aid}
+        )
     enqueue(db, "alpha", "unload_all")
     drain_once(db, registry("alpha"), factory({"alpha": FakeLlamaSwap()}))
     first, second = audit(db)
@@ -180,18 +201,28 @@ def test_fetch_capture_direct_stores_redacted_capture(db: Engine) -> None:
         seed.epoch(c, "alpha", "old", T0)
         seed.epoch(c, "alpha", "cur", T0.replace(hour=13))
     fake = FakeLlamaSwap(captures={5: capture_payload(5, "hello fleet")})
-    aid, outcome = run_direct(db, registry("alpha"), factory({"alpha": fake}), "alpha", "fetch_capture", "5",
-                              {"epoch": "cur"}, requested_by="ui")
+    aid, outcome = run_direct(
+        db,
+        registry("alpha"),
+        factory({"alpha": fake}),
+        "alpha",
+        "fetch_capture",
+        "5",
+        {"epoch": "cur"},
+        requested_by="ui",
+    )
     assert outcome.status == "succeeded" and outcome.result and outcome.result["stored"] is True
     stored = read_capture(db, "alpha", "cur", 5)
     assert stored is not None and stored.row.req_headers is not None
     assert stored.row.req_headers["Authorization"] == "[REDACTED]"
     assert reassemble_stream(stored.row.resp_body) == "hellofleet"
-    _, stale = run_direct(db, registry("alpha"), factory({"alpha": fake}), "alpha", "fetch_capture", "5",
-                          {"epoch": "old"})
+    _, stale = run_direct(
+        db, registry("alpha"), factory({"alpha": fake}), "alpha", "fetch_capture", "5", {"epoch": "old"}
+    )
     assert stale.status == "refused" and "has restarted since" in (stale.error or "")
-    _, gone = run_direct(db, registry("alpha"), factory({"alpha": fake}), "alpha", "fetch_capture", "6",
-                         {"epoch": "cur"})
+    _, gone = run_direct(
+        db, registry("alpha"), factory({"alpha": fake}), "alpha", "fetch_capture", "6", {"epoch": "cur"}
+    )
     assert gone.status == "failed" and "no longer held" in (gone.error or "")
     log = action_log(db, ("alpha",))
     assert log["status"].to_list() == ["failed", "refused", "succeeded"] and log["id"][2] == aid
@@ -202,7 +233,9 @@ def test_fetch_capture_direct_stores_redacted_capture(db: Engine) -> None:
 def test_run_forever_picks_up_new_actions_and_stops(db: Engine) -> None:
     fake = FakeLlamaSwap()
     stop = threading.Event()
-    t = threading.Thread(target=run_forever, args=(db, registry("alpha"), factory({"alpha": fake}), stop, 0.05))
+    t = threading.Thread(
+        target=run_forever, args=(db, registry("alpha"), factory({"alpha": fake}), stop, 0.05)
+    )
     t.start()
     try:
         aid = enqueue(db, "alpha", "warm", "llama")

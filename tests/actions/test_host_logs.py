@@ -36,7 +36,9 @@ def test_reads_history_then_stops_at_the_deadline(monkeypatch: pytest.MonkeyPatc
 
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append(f"{request.url.path} {request.headers.get('authorization')}")
-        return httpx.Response(200, stream=Endless(b"loading 3\nloading 2\nready with --api-key sk-secret-999\n"))
+        return httpx.Response(
+            200, stream=Endless(b"loading 3\nloading 2\nready with --api-key sk-secret-999\n")
+        )
 
     t0 = time.monotonic()
     text = fetch_model_log(P, "org/m v2", factory(handler), read_s=0.3)
@@ -62,5 +64,7 @@ def test_errors_are_clear() -> None:
     def down(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("Connection refused", request=request)
 
-    with pytest.raises(HostLogError, match=r"^provider alpha is unreachable: ConnectError: Connection refused$"):
+    with pytest.raises(
+        HostLogError, match=r"^provider alpha is unreachable: ConnectError: Connection refused$"
+    ):
         fetch_model_log(P, "m", factory(down), read_s=0.2)

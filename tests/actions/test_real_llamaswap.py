@@ -78,8 +78,14 @@ def test_warm_makes_the_model_ready_and_unload_stops_it(db: Engine, llama_swap: 
 
 
 def test_actions_enqueued_together_run_one_at_a_time_in_order(db: Engine, llama_swap: str) -> None:
-    plan = [("warm", "slow-a"), ("warm", "slow-b"), ("warm", "fast-a"), ("unload", "fast-a"), ("warm", "slow-a"),
-            ("unload_all", None)]
+    plan = [
+        ("warm", "slow-a"),
+        ("warm", "slow-b"),
+        ("warm", "fast-a"),
+        ("unload", "fast-a"),
+        ("warm", "slow-a"),
+        ("unload_all", None),
+    ]
     ids = [enqueue(db, "ls", a, t) for a, t in plan]
     states: list[dict[str, str]] = []
     stop = threading.Event()
@@ -135,8 +141,11 @@ def test_cancel_inflight_aborts_a_running_request(db: Engine, llama_swap: str) -
     def slow_request() -> None:
         t0 = time.monotonic()
         try:
-            r = httpx.post(llama_swap + "/v1/chat/completions?wait=20s", timeout=30,
-                           json={"model": "fast-a", "messages": [{"role": "user", "content": "hi"}]})
+            r = httpx.post(
+                llama_swap + "/v1/chat/completions?wait=20s",
+                timeout=30,
+                json={"model": "fast-a", "messages": [{"role": "user", "content": "hi"}]},
+            )
             result["status"] = r.status_code
         except httpx.HTTPError as exc:
             result["error"] = type(exc).__name__
@@ -160,10 +169,15 @@ def test_cancel_inflight_aborts_a_running_request(db: Engine, llama_swap: str) -
 
 def test_fetch_capture_stores_the_streamed_answer(db: Engine, llama_swap: str) -> None:
     with db.begin() as c:
-        c.execute(text("INSERT INTO providers (id, label, base_url, kind) VALUES ('ls', 'ls', :u, 'llama-swap')"),
-                  {"u": llama_swap})
-    r = httpx.post(llama_swap + "/v1/chat/completions?stream=true", timeout=30,
-                   json={"model": "fast-a", "messages": [{"role": "user", "content": "hi"}], "stream": True})
+        c.execute(
+            text("INSERT INTO providers (id, label, base_url, kind) VALUES ('ls', 'ls', :u, 'llama-swap')"),
+            {"u": llama_swap},
+        )
+    r = httpx.post(
+        llama_swap + "/v1/chat/completions?stream=true",
+        timeout=30,
+        json={"model": "fast-a", "messages": [{"role": "user", "content": "hi"}], "stream": True},
+    )
     assert r.status_code == 200
     act = httpx.get(llama_swap + "/api/metrics/activity", timeout=5).json()["data"]
     aid = int(act[0]["id"])

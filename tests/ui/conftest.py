@@ -58,15 +58,44 @@ def live_fleet(app_env: Engine) -> datetime:
         seed.model(c, "beta", "qwen", state="stopped")
         seed.model(c, "gamma", "embed", state="stopped")
         seed.transition(c, "alpha", "qwen", now - timedelta(hours=2), "starting", "stopped")
-        seed.transition(c, "alpha", "qwen", now - timedelta(hours=2) + timedelta(seconds=3), "ready", "starting")
-        seed.inflight(c, "alpha", now - timedelta(seconds=3), [
-            {"id": "11", "model": "qwen", "req_path": "/v1/chat/completions", "method": "POST", "elapsed_ms": 1500}])
+        seed.transition(
+            c, "alpha", "qwen", now - timedelta(hours=2) + timedelta(seconds=3), "ready", "starting"
+        )
+        seed.inflight(
+            c,
+            "alpha",
+            now - timedelta(seconds=3),
+            [
+                {
+                    "id": "11",
+                    "model": "qwen",
+                    "req_path": "/v1/chat/completions",
+                    "method": "POST",
+                    "elapsed_ms": 1500,
+                }
+            ],
+        )
         for i in range(1, 61):
-            seed.activity(c, "alpha", "ep1", i, now - timedelta(minutes=61 - i), model_id="qwen",
-                          pps=float(100 * i), tps=float(i), has_capture=i == 60,
-                          status=200 if i % 10 else 500, error=None if i % 10 else "500 Internal Server Error")
-        seed.log(c, "alpha", "proxy", now - timedelta(seconds=5),
-                 "[INFO] Health check passed on qwen\n[WARN] upstream slow\n[INFO] request done\n")
+            seed.activity(
+                c,
+                "alpha",
+                "ep1",
+                i,
+                now - timedelta(minutes=61 - i),
+                model_id="qwen",
+                pps=float(100 * i),
+                tps=float(i),
+                has_capture=i == 60,
+                status=200 if i % 10 else 500,
+                error=None if i % 10 else "500 Internal Server Error",
+            )
+        seed.log(
+            c,
+            "alpha",
+            "proxy",
+            now - timedelta(seconds=5),
+            "[INFO] Health check passed on qwen\n[WARN] upstream slow\n[INFO] request done\n",
+        )
         seed.favorite(c, "alpha", "qwen")
         seed.favorite(c, "beta", "qwen")
     return now

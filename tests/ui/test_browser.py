@@ -80,23 +80,58 @@ def cockpit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cockpit]:
     data = tmp_path_factory.mktemp("up-data")
     ui_port, pg_port, base = free_port(), free_port(), free_port_run(3)
     env = {k: v for k, v in os.environ.items() if not k.startswith("BOOCONTROL_")}
-    env.update({"BOOCONTROL_DATA_DIR": str(data), "BOOCONTROL_EMBEDDED_PG_PORT": str(pg_port),
-                "BOOCONTROL_FLEET_FILE": str(data / "fleet.yaml"), "PYTHONUNBUFFERED": "1"})
-    fleet = subprocess.Popen([sys.executable, "-m", "cli.main", "demo-fleet", "-n", "3", "--base-port", str(base),
-                              "--rpm", "30", "--registry-out", str(data / "fleet.yaml")], cwd=ROOT, env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
-                             start_new_session=True)
+    env.update(
+        {
+            "BOOCONTROL_DATA_DIR": str(data),
+            "BOOCONTROL_EMBEDDED_PG_PORT": str(pg_port),
+            "BOOCONTROL_FLEET_FILE": str(data / "fleet.yaml"),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    fleet = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cli.main",
+            "demo-fleet",
+            "-n",
+            "3",
+            "--base-port",
+            str(base),
+            "--rpm",
+            "30",
+            "--registry-out",
+            str(data / "fleet.yaml"),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
     up: subprocess.Popen[str] | None = None
     out: list[str] = []
     try:
         import httpx
 
-        wait_for(lambda: (data / "fleet.yaml").exists() and httpx.get(
-            f"http://127.0.0.1:{base + 2}/wol-health", timeout=1).status_code == 200, timeout=60,
-            what="the demo fleet")
-        up = subprocess.Popen([sys.executable, "-m", "cli.main", "up", "--no-prefect", "--ui-port", str(ui_port)],
-                              cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              start_new_session=True)
+        wait_for(
+            lambda: (
+                (data / "fleet.yaml").exists()
+                and httpx.get(f"http://127.0.0.1:{base + 2}/wol-health", timeout=1).status_code == 200
+            ),
+            timeout=60,
+            what="the demo fleet",
+        )
+        up = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "up", "--no-prefect", "--ui-port", str(ui_port)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 240
         assert up.stdout is not None
         while time.monotonic() < deadline:
@@ -108,7 +143,9 @@ def cockpit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cockpit]:
                 break
         if not any(ln.startswith("Cockpit:") for ln in out):
             pytest.fail("boocontrol up did not start:\n" + "".join(out))
-        yield Cockpit(f"http://127.0.0.1:{ui_port}", f"postgresql://postgres@127.0.0.1:{pg_port}/boocontrol", data)
+        yield Cockpit(
+            f"http://127.0.0.1:{ui_port}", f"postgresql://postgres@127.0.0.1:{pg_port}/boocontrol", data
+        )
     finally:
         if up is not None:
             _stop(up, 90)
@@ -120,8 +157,9 @@ def browser_page(cockpit: Cockpit):  # type: ignore[no-untyped-def]
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM,
-                                    args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
+        )
         page = browser.new_page(viewport={"width": 1600, "height": 1100})
         yield page
         browser.close()
@@ -159,19 +197,26 @@ def test_cockpit_in_a_browser(cockpit: Cockpit, browser_page, tmp_path: Path) ->
     # Fleet: board, tiles, and a warm action clicked in the UI runs on the host through the executor
     goto(page, cockpit.url + "/Fleet", shots, "1_fleet")
     expect(page.locator("[data-testid='stMetric']").filter(has_text="Connection").first).to_contain_text(
-        "connected", timeout=30_000)
+        "connected", timeout=30_000
+    )
     wait_for(lambda: cockpit.rows("SELECT count(*) FROM models")[0][0] > 0, what="models known")
     page.reload()
     page.get_by_role("button", name="Warm model").click()
     expect(page.get_by_text(re.compile(r"Queued #\d+"))).to_be_visible(timeout=15_000)
     final = ("succeeded", "failed", "refused")
-    wait_for(lambda: cockpit.rows("SELECT status FROM actions ORDER BY id DESC LIMIT 1")[0][0] in final,
-             timeout=90, what="the warm action to finish")
+    wait_for(
+        lambda: cockpit.rows("SELECT status FROM actions ORDER BY id DESC LIMIT 1")[0][0] in final,
+        timeout=90,
+        what="the warm action to finish",
+    )
     assert cockpit.rows("SELECT status, error FROM actions ORDER BY id DESC LIMIT 1") == [("succeeded", None)]
     (target,) = cockpit.rows("SELECT target FROM actions ORDER BY id DESC LIMIT 1")[0]
-    wait_for(lambda: cockpit.rows(
-        f"SELECT state FROM models WHERE model_id = '{target}' AND state = 'ready'") != [],
-        what="the connector to see the warmed model ready")
+    wait_for(
+        lambda: (
+            cockpit.rows(f"SELECT state FROM models WHERE model_id = '{target}' AND state = 'ready'") != []
+        ),
+        what="the connector to see the warmed model ready",
+    )
     page.screenshot(path=str(shots / "1_fleet_after_warm.png"), full_page=True)
 
     # Activity: server-side paginated table, histograms with percentiles

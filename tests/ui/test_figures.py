@@ -24,12 +24,14 @@ def test_template_is_registered_and_used() -> None:
 
 
 def test_time_series_keeps_host_colours_and_scales() -> None:
-    df = pl.DataFrame({
-        "provider_id": ["b", "b", "a", "a", "a", "a"],
-        "series": ["b", "b", "a/gpu0", "a/gpu0", "a/gpu1", "a/gpu1"],
-        "t": [T, T + timedelta(minutes=1)] * 3,
-        "mem_used_mb": [1024.0, 2048.0, 512.0, 512.0, 0.0, None],
-    })
+    df = pl.DataFrame(
+        {
+            "provider_id": ["b", "b", "a", "a", "a", "a"],
+            "series": ["b", "b", "a/gpu0", "a/gpu0", "a/gpu1", "a/gpu1"],
+            "t": [T, T + timedelta(minutes=1)] * 3,
+            "mem_used_mb": [1024.0, 2048.0, 512.0, 512.0, 0.0, None],
+        }
+    )
     fig = figures.time_series(df, "mem_used_mb", "VRAM", "GiB", series="series", scale=1 / 1024)
     by_name = {t.name: t for t in fig.data}
     assert list(by_name["b"].y) == [1.0, 2.0] and list(by_name["a/gpu1"].y) == [0.0, None]
@@ -40,18 +42,28 @@ def test_time_series_keeps_host_colours_and_scales() -> None:
 
 
 def test_empty_frames_give_a_labelled_empty_chart() -> None:
-    empty = pl.DataFrame(schema={"provider_id": pl.Utf8, "t": pl.Datetime("us", "UTC"), "cpu_pct": pl.Float64})
+    empty = pl.DataFrame(
+        schema={"provider_id": pl.Utf8, "t": pl.Datetime("us", "UTC"), "cpu_pct": pl.Float64}
+    )
     fig = figures.time_series(empty, "cpu_pct", "CPU", "%")
     assert fig.layout.annotations[0].text == "no data in this window"
-    tl = figures.state_timeline(pl.DataFrame(schema={"state": pl.Utf8, "since": pl.Datetime("us", "UTC"),
-                                                     "until": pl.Datetime("us", "UTC")}), "x")
+    tl = figures.state_timeline(
+        pl.DataFrame(
+            schema={"state": pl.Utf8, "since": pl.Datetime("us", "UTC"), "until": pl.Datetime("us", "UTC")}
+        ),
+        "x",
+    )
     assert "no state changes" in tl.layout.annotations[0].text
 
 
 def test_state_timeline_bars() -> None:
-    df = pl.DataFrame({"state": ["ready", "stopped", "ready"], "since": [T, T + timedelta(minutes=5),
-                                                                         T + timedelta(minutes=10)],
-                       "until": [T + timedelta(minutes=5), T + timedelta(minutes=10), T + timedelta(minutes=12)]})
+    df = pl.DataFrame(
+        {
+            "state": ["ready", "stopped", "ready"],
+            "since": [T, T + timedelta(minutes=5), T + timedelta(minutes=10)],
+            "until": [T + timedelta(minutes=5), T + timedelta(minutes=10), T + timedelta(minutes=12)],
+        }
+    )
     fig = figures.state_timeline(df, "m")
     ready = next(t for t in fig.data if t.name == "ready")
     assert list(ready.x) == [300_000.0, 120_000.0] and ready.marker.color == figures.STATE_COLORS["ready"]

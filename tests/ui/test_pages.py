@@ -26,8 +26,12 @@ def button(at: AppTest, label: str):  # type: ignore[no-untyped-def]
 
 def actions_rows(db: Engine) -> list[tuple[str, str, str | None, str, str | None]]:
     with db.connect() as c:
-        return [tuple(r) for r in c.execute(text(
-            "SELECT provider_id, action, target, status, requested_by FROM actions ORDER BY id"))]
+        return [
+            tuple(r)
+            for r in c.execute(
+                text("SELECT provider_id, action, target, status, requested_by FROM actions ORDER BY id")
+            )
+        ]
 
 
 def test_home(live_fleet: datetime) -> None:
@@ -121,11 +125,18 @@ def test_activity_capture_viewer_reassembles_stream(live_fleet: datetime, app_en
     import base64
     import json
 
-    body = "".join(f"data: {json.dumps({'choices': [{'delta': {'content': w}}]})}\n\n" for w in ("Hel", "lo!"))
-    row = decode_capture({"req_path": "/v1/chat/completions", "req_headers": {"Authorization": "Bearer sk-x"},
-                          "req_body": base64.b64encode(b'{"model":"qwen"}').decode(),
-                          "resp_headers": {"Content-Type": "text/event-stream"},
-                          "resp_body": base64.b64encode(body.encode() + b"data: [DONE]\n\n").decode()})
+    body = "".join(
+        f"data: {json.dumps({'choices': [{'delta': {'content': w}}]})}\n\n" for w in ("Hel", "lo!")
+    )
+    row = decode_capture(
+        {
+            "req_path": "/v1/chat/completions",
+            "req_headers": {"Authorization": "Bearer sk-x"},
+            "req_body": base64.b64encode(b'{"model":"qwen"}').decode(),
+            "resp_headers": {"Content-Type": "text/event-stream"},
+            "resp_body": base64.b64encode(body.encode() + b"data: [DONE]\n\n").decode(),
+        }
+    )
     with app_env.begin() as c:
         upsert_capture(c, "alpha", "ep1", 60, row, live_fleet)
     at = run_page("pages/2_Activity.py")
@@ -139,7 +150,10 @@ def test_logs_page_filter_and_bad_regex(live_fleet: datetime) -> None:
     at = run_page("pages/3_Logs.py")
     assert not at.exception, at.exception
     assert at.code[0].value.splitlines() == [  # newest first by default
-        "[INFO] request done", "[WARN] upstream slow", "[INFO] Health check passed on qwen"]
+        "[INFO] request done",
+        "[WARN] upstream slow",
+        "[INFO] Health check passed on qwen",
+    ]
     at.toggle(key="logs_newest_first").set_value(False)
     at.run()
     assert at.code[0].value.splitlines()[0] == "[INFO] Health check passed on qwen"
@@ -199,8 +213,14 @@ def json_of(chart) -> dict:  # type: ignore[no-untyped-def]
 
 
 def test_pages_render_on_an_empty_database(app_env: Engine) -> None:
-    for page in ("app.py", "pages/1_Fleet.py", "pages/2_Activity.py", "pages/3_Logs.py", "pages/4_Models.py",
-                 "pages/5_Performance.py"):
+    for page in (
+        "app.py",
+        "pages/1_Fleet.py",
+        "pages/2_Activity.py",
+        "pages/3_Logs.py",
+        "pages/4_Models.py",
+        "pages/5_Performance.py",
+    ):
         at = run_page(page)
         assert not at.exception, (page, at.exception)
 
@@ -211,7 +231,10 @@ def test_offline_provider_favorite_returns_when_it_reconnects(live_fleet: dateti
         seed.perf(c, "beta", live_fleet - timedelta(seconds=30), cpu=1.0)
     at = run_page("pages/4_Models.py")
     fav = at.dataframe[0].value
-    assert list(zip(fav["provider_id"], fav["model_id"], strict=True)) == [("alpha", "qwen"), ("beta", "qwen")]
+    assert list(zip(fav["provider_id"], fav["model_id"], strict=True)) == [
+        ("alpha", "qwen"),
+        ("beta", "qwen"),
+    ]
 
 
 def test_hostile_model_names_flow_through(live_fleet: datetime, app_env: Engine) -> None:

@@ -52,13 +52,21 @@ def test_thin_page_check_catches_violations(tmp_path: Path) -> None:
 
 def test_only_ui_data_modules_define_streamlit_caches() -> None:
     # ui/data.py, plus the per-feature data modules of other pages (ui/bench_data.py, ui/reports_data.py, ...)
-    offenders = [p.relative_to(ROOT).as_posix() for p in (ROOT / "ui").glob("*.py")
-                 if not p.name.endswith("data.py") and ("st.cache_data" in p.read_text() or "st.cache_resource" in p.read_text())]
+    offenders = [
+        p.relative_to(ROOT).as_posix()
+        for p in (ROOT / "ui").glob("*.py")
+        if not p.name.endswith("data.py")
+        and ("st.cache_data" in p.read_text() or "st.cache_resource" in p.read_text())
+    ]
     assert offenders == []
 
 
 def test_domain_code_never_imports_streamlit() -> None:
     domain = [ROOT / "actions", ROOT / "warehouse", ROOT / "reports"]
-    offenders = [p.relative_to(ROOT).as_posix() for d in domain for p in d.rglob("*.py")
-                 if "streamlit" in imported_roots(p)]
+    offenders = [
+        p.relative_to(ROOT).as_posix()
+        for d in domain
+        for p in d.rglob("*.py")
+        if "streamlit" in imported_roots(p)
+    ]
     assert offenders == []

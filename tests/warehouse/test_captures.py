@@ -36,42 +36,73 @@ def delta(content: str | None = None, reasoning: str | None = None, index: int =
 
 
 def test_decode_base64_and_redact_headers() -> None:
-    row = decode_capture({
-        "id": 7, "req_path": "/v1/chat/completions",
-        "req_headers": {"Content-Type": "application/json", "Authorization": "Bearer sk-live-123456",
-                        "X-Api-Key": "secret"},
-        "req_body": b64(b'{"model":"m"}'), "resp_headers": {"Content-Type": "text/event-stream"},
-        "resp_body": b64(b"data: x\n\n"),
-    })
+    row = decode_capture(
+        {
+            "id": 7,
+            "req_path": "/v1/chat/completions",
+            "req_headers": {
+                "Content-Type": "application/json",
+                "Authorization": "Bearer sk-live-123456",
+                "X-Api-Key": "secret",
+            },
+            "req_body": b64(b'{"model":"m"}'),
+            "resp_headers": {"Content-Type": "text/event-stream"},
+            "resp_body": b64(b"data: x\n\n"),
+        }
+    )
     assert row.req_body == b'{"model":"m"}' and row.resp_body == b"data: x\n\n"
-    assert row.req_headers == {"Content-Type": "application/json", "Authorization": "[REDACTED]",
-                               "X-Api-Key": "[REDACTED]"}
+    assert row.req_headers == {
+        "Content-Type": "application/json",
+        "Authorization": "[REDACTED]",
+        "X-Api-Key": "[REDACTED]",
+    }
     assert row.truncated is False
     assert row.size_bytes == 13 + 9 + len(json.dumps(row.req_headers)) + len(json.dumps(row.resp_headers))
 
 
 def test_null_bodies() -> None:
-    row = decode_capture({"id": 1, "req_path": "/v1/audio/speech", "req_headers": {}, "req_body": None,
-                          "resp_headers": None, "resp_body": None})
+    row = decode_capture(
+        {
+            "id": 1,
+            "req_path": "/v1/audio/speech",
+            "req_headers": {},
+            "req_body": None,
+            "resp_headers": None,
+            "resp_body": None,
+        }
+    )
     assert row.req_body is None and row.resp_body is None and row.resp_headers is None and row.size_bytes == 0
 
 
 def test_cap_keeps_small_side_whole_and_truncates_the_big_one() -> None:
     big = b"x" * (600 * 1024)
-    row = decode_capture({"req_headers": {}, "req_body": b64(b"small"), "resp_headers": {}, "resp_body": b64(big)})
+    row = decode_capture(
+        {"req_headers": {}, "req_body": b64(b"small"), "resp_headers": {}, "resp_body": b64(big)}
+    )
     assert row.truncated is True
     assert row.req_body == b"small"
     assert row.size_bytes <= CAPTURE_CAP_BYTES
-    assert len(row.req_body) + len(row.resp_body or b"") == CAPTURE_CAP_BYTES  # empty header maps cost nothing
+    assert (
+        len(row.req_body) + len(row.resp_body or b"") == CAPTURE_CAP_BYTES
+    )  # empty header maps cost nothing
     both = decode_capture({"req_body": b64(big), "resp_body": b64(big)})
-    assert both.truncated and len(both.req_body or b"") == len(both.resp_body or b"") == CAPTURE_CAP_BYTES // 2
+    assert (
+        both.truncated and len(both.req_body or b"") == len(both.resp_body or b"") == CAPTURE_CAP_BYTES // 2
+    )
 
 
 def test_upsert_is_idempotent_and_round_trips(db: Engine) -> None:
     with db.begin() as c:
         seed.provider(c, "alpha")
-    row = decode_capture({"req_path": "/v1/chat/completions", "req_headers": {"A": "1"},
-                          "req_body": b64(b"req"), "resp_headers": {}, "resp_body": b64(b"resp")})
+    row = decode_capture(
+        {
+            "req_path": "/v1/chat/completions",
+            "req_headers": {"A": "1"},
+            "req_body": b64(b"req"),
+            "resp_headers": {},
+            "resp_body": b64(b"resp"),
+        }
+    )
     with db.begin() as c:
         assert upsert_capture(c, "alpha", "e1", 5, row, T0) is True
         other = decode_capture({"req_body": b64(b"different")})
@@ -84,21 +115,34 @@ def test_upsert_is_idempotent_and_round_trips(db: Engine) -> None:
 
 
 def test_reassemble_chat_stream_with_reasoning() -> None:
-    body = sse(delta(reasoning="think "), delta(reasoning="hard"), delta("Hel"), delta("lo"),
-               {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "timings": {"predicted_n": 2}})
+    body = sse(
+        delta(reasoning="think "),
+        delta(reasoning="hard"),
+        delta("Hel"),
+        delta("lo"),
+        {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "timings": {"predicted_n": 2}},
+    )
     assert reassemble_stream(body) == "<think>think hard</think>\nHello"
 
 
 def test_reassemble_llama_swap_framing_without_space_and_split_chunk() -> None:
     # llama-swap's simple-responder frames `event:message` / `data:` with no space; a truncated last line is skipped
-    body = b"event:message\ndata:" + json.dumps(delta("as")).encode() + b"\n\nevent:message\ndata:" + \
-        json.dumps(delta("df")).encode() + b"\n\ndata: {\"choices\": [{\"delta\": {\"content\": \"tru"
+    body = (
+        b"event:message\ndata:"
+        + json.dumps(delta("as")).encode()
+        + b"\n\nevent:message\ndata:"
+        + json.dumps(delta("df")).encode()
+        + b'\n\ndata: {"choices": [{"delta": {"content": "tru'
+    )
     assert reassemble_stream(body) == "asdf"
 
 
 def test_reassemble_non_streaming_and_other_shapes() -> None:
-    chat = {"choices": [{"index": 0, "message": {"role": "assistant", "content": "42",
-                                                 "reasoning_content": "because"}}]}
+    chat = {
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": "42", "reasoning_content": "because"}}
+        ]
+    }
     assert reassemble_stream(json.dumps(chat).encode()) == "<think>because</think>\n42"
     assert reassemble_stream(json.dumps({"choices": [{"text": "done"}]}).encode()) == "done"
     assert reassemble_stream(json.dumps({"content": "llama.cpp"}).encode()) == "llama.cpp"

@@ -22,16 +22,35 @@ def rows(db: Engine) -> Engine:
         seed.epoch(c, "alpha", "e1", T0 - timedelta(days=3))
         seed.epoch(c, "alpha", "e2", T0 - timedelta(days=2))
         for i in range(1, 101):
-            seed.activity(c, "alpha", "e2", i, T0 - timedelta(minutes=101 - i), model_id="qwen",
-                          pps=float(i), tps=2.0 * i, has_capture=i == 100)
+            seed.activity(
+                c,
+                "alpha",
+                "e2",
+                i,
+                T0 - timedelta(minutes=101 - i),
+                model_id="qwen",
+                pps=float(i),
+                tps=2.0 * i,
+                has_capture=i == 100,
+            )
         for i in range(1, 21):
             err = i <= 5
-            seed.activity(c, "beta", "b1", i, T0 - timedelta(hours=2, minutes=i), model_id="llama",
-                          status=502 if err else 200, pps=0 if err else -1, tps=0 if err else -1,
-                          error="502 Bad Gateway" if err else None)
+            seed.activity(
+                c,
+                "beta",
+                "b1",
+                i,
+                T0 - timedelta(hours=2, minutes=i),
+                model_id="llama",
+                status=502 if err else 200,
+                pps=0 if err else -1,
+                tps=0 if err else -1,
+                error="502 Bad Gateway" if err else None,
+            )
         seed.activity(c, "alpha", "e1", 1, T0 - timedelta(days=2, hours=1), model_id="old")  # outside window
-        upsert_capture(c, "alpha", "e2", 100, CaptureRow("/v1/chat/completions", {}, {}, b"{}", b"{}", 4, False),
-                       T0)
+        upsert_capture(
+            c, "alpha", "e2", 100, CaptureRow("/v1/chat/completions", {}, {}, b"{}", b"{}", 4, False), T0
+        )
     return db
 
 

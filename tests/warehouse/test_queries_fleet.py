@@ -24,19 +24,55 @@ def two_hosts(db: Engine) -> Engine:
         seed.perf(c, "beta", T0 - timedelta(days=2), cpu=99.0)
         # alpha has two GPUs; the newest sample of each differs in time
         seed.gpu(c, "alpha", T0 - timedelta(minutes=5), key="GPU-a", index=0, temp=50, power=100)
-        seed.gpu(c, "alpha", T0 - timedelta(seconds=10), key="GPU-a", index=0, temp=71, util=90, used=20000,
-                 power=300)
-        seed.gpu(c, "alpha", T0 - timedelta(seconds=20), key="GPU-b", index=1, temp=65, util=10, used=1000,
-                 total=8000, power=50)
+        seed.gpu(
+            c,
+            "alpha",
+            T0 - timedelta(seconds=10),
+            key="GPU-a",
+            index=0,
+            temp=71,
+            util=90,
+            used=20000,
+            power=300,
+        )
+        seed.gpu(
+            c,
+            "alpha",
+            T0 - timedelta(seconds=20),
+            key="GPU-b",
+            index=1,
+            temp=65,
+            util=10,
+            used=1000,
+            total=8000,
+            power=50,
+        )
         seed.gpu(c, "beta", T0 - timedelta(days=2), temp=40)
         seed.model(c, "alpha", "qwen", state="ready")
         seed.model(c, "alpha", "llama", state="starting")
         seed.model(c, "alpha", "idle", state="stopped")
         seed.inflight(c, "alpha", T0 - timedelta(seconds=30), [{"id": "1"}])
-        seed.inflight(c, "alpha", T0 - timedelta(seconds=2), [
-            {"id": "7", "model": "qwen", "req_path": "/v1/chat/completions", "method": "POST", "elapsed_ms": 900},
-            {"id": "8", "model": "qwen", "req_path": "/v1/chat/completions", "method": "POST", "elapsed_ms": 4000},
-        ])
+        seed.inflight(
+            c,
+            "alpha",
+            T0 - timedelta(seconds=2),
+            [
+                {
+                    "id": "7",
+                    "model": "qwen",
+                    "req_path": "/v1/chat/completions",
+                    "method": "POST",
+                    "elapsed_ms": 900,
+                },
+                {
+                    "id": "8",
+                    "model": "qwen",
+                    "req_path": "/v1/chat/completions",
+                    "method": "POST",
+                    "elapsed_ms": 4000,
+                },
+            ],
+        )
     return db
 
 
@@ -78,8 +114,15 @@ def test_board_summarises_gpus_and_flags_stale(two_hosts: Engine) -> None:
     assert a["mem_spark"][0] == 25.0
     assert b["cpu_spark"] is None  # nothing inside the window
     summary = fleet.fleet_summary(board)
-    assert summary == {"providers": 3, "online": 1, "models_loaded": 2, "inflight": 2, "gpus": 3,
-                       "gpu_power_w": 350.0, "hottest_gpu_c": 71.0}
+    assert summary == {
+        "providers": 3,
+        "online": 1,
+        "models_loaded": 2,
+        "inflight": 2,
+        "gpus": 3,
+        "gpu_power_w": 350.0,
+        "hottest_gpu_c": 71.0,
+    }
 
 
 def test_inflight_requests_from_latest_snapshot(two_hosts: Engine) -> None:

@@ -52,7 +52,8 @@ def test_grep_lines(logged: Engine) -> None:
 def test_redact_text_patterns() -> None:
     s = "Authorization: Bearer abc.def-123 --api-key=XYZ123 token: t0k3n sk-live-abcdefgh ok"
     assert redact_text(s, ["t0k3n"]) == (
-        "Authorization: Bearer [REDACTED] --api-key=[REDACTED] token: [REDACTED] [REDACTED] ok")
+        "Authorization: Bearer [REDACTED] --api-key=[REDACTED] token: [REDACTED] [REDACTED] ok"
+    )
 
 
 @pytest.fixture()
@@ -91,10 +92,22 @@ def test_long_windows_read_rollups_and_fill_the_tail_from_raw(sampled: Engine) -
     # two hours exist only as raw samples (cpu mean 20 %).
     with sampled.begin() as c:
         for h in range(72):
-            c.execute(insert(r.rollup_host_1h).values(
-                provider_id="alpha", bucket_start=T0 - timedelta(hours=74 - h), samples=60,
-                cpu_util_pct_mean=50.0, cpu_util_pct_max=60.0, mem_used_mb_mean=8000.0, mem_used_mb_max=8000.0,
-                mem_total_mb=32000.0, load_avg_1_mean=1.0, load_avg_1_max=1.0, gpu_count=0, gpu_energy_j=0.0))
+            c.execute(
+                insert(r.rollup_host_1h).values(
+                    provider_id="alpha",
+                    bucket_start=T0 - timedelta(hours=74 - h),
+                    samples=60,
+                    cpu_util_pct_mean=50.0,
+                    cpu_util_pct_max=60.0,
+                    mem_used_mb_mean=8000.0,
+                    mem_used_mb_max=8000.0,
+                    mem_total_mb=32000.0,
+                    load_avg_1_mean=1.0,
+                    load_avg_1_max=1.0,
+                    gpu_count=0,
+                    gpu_energy_j=0.0,
+                )
+            )
     start, end = T0 - timedelta(days=4), T0
     assert perf.source_grain(perf.bucket_seconds(start, end, 24)) == "1h"
     s = perf.host_series(sampled, ("alpha",), start, end, points=24)  # 4-hour buckets

@@ -46,7 +46,11 @@ def fleet(db: Engine) -> Engine:
 def test_catalog_load_counts_times_and_last_use(fleet: Engine) -> None:
     cat = q.model_catalog(fleet)
     assert [(r["provider_id"], r["model_id"]) for r in cat.to_dicts()] == [
-        ("alpha", "llama"), ("alpha", "qwen"), ("beta", "qwen"), ("gamma", "mistral")]
+        ("alpha", "llama"),
+        ("alpha", "qwen"),
+        ("beta", "qwen"),
+        ("gamma", "mistral"),
+    ]
     rows = {(r["provider_id"], r["model_id"]): r for r in cat.to_dicts()}
     qwen = rows[("alpha", "qwen")]
     assert qwen["loads"] == 3
@@ -69,15 +73,21 @@ def test_favorites_hide_not_delete(fleet: Engine) -> None:
     # the favourite still appears in its provider group
     assert cat.filter((cat["provider_id"] == "alpha") & (cat["model_id"] == "qwen")).height == 1
     hidden = {(r["provider_id"], r["model_id"]): r["reason"] for r in q.hidden_favorites(fleet).to_dicts()}
-    assert hidden == {("beta", "qwen"): "provider offline", ("gamma", "mistral"): "provider inactive",
-                      ("alpha", "removed-model"): "model not on provider"}
+    assert hidden == {
+        ("beta", "qwen"): "provider offline",
+        ("gamma", "mistral"): "provider inactive",
+        ("alpha", "removed-model"): "model not on provider",
+    }
     with fleet.connect() as c:
         assert c.execute(select(func.count()).select_from(schema.favorites)).scalar() == 4  # nothing deleted
     # beta comes back: its favourite returns by itself
     with fleet.begin() as c:
         c.execute(text("UPDATE connector_health SET status = 'connected' WHERE provider_id = 'beta'"))
     fav = q.favorites_section(q.model_catalog(fleet))
-    assert [(r["provider_id"], r["model_id"]) for r in fav.to_dicts()] == [("alpha", "qwen"), ("beta", "qwen")]
+    assert [(r["provider_id"], r["model_id"]) for r in fav.to_dicts()] == [
+        ("alpha", "qwen"),
+        ("beta", "qwen"),
+    ]
 
 
 def test_set_favorite_toggles_idempotently(fleet: Engine) -> None:
@@ -87,7 +97,9 @@ def test_set_favorite_toggles_idempotently(fleet: Engine) -> None:
         set_favorite(c, "alpha", "qwen", False)
     cat = q.model_catalog(fleet).filter(q.model_catalog(fleet)["provider_id"] == "alpha")
     assert dict(zip(cat["model_id"].to_list(), cat["favorite"].to_list(), strict=True)) == {
-        "llama": True, "qwen": False}
+        "llama": True,
+        "qwen": False,
+    }
 
 
 def test_model_loads_and_timeline(fleet: Engine) -> None:

@@ -52,8 +52,14 @@ RETURNING id
     ).bindparams(bindparam("params", type_=JSONB))
     row = conn.execute(
         stmt,
-        {"p": provider_id, "a": action, "t": target, "params": dict(params or {}), "by": requested_by,
-         "status": status},
+        {
+            "p": provider_id,
+            "a": action,
+            "t": target,
+            "params": dict(params or {}),
+            "by": requested_by,
+            "status": status,
+        },
     ).one()
     return int(row[0])
 
@@ -88,7 +94,9 @@ UPDATE actions SET status = :s, result = :r, error = :e, finished_at = clock_tim
 WHERE id = :id
 """
     ).bindparams(bindparam("r", type_=JSONB))
-    conn.execute(stmt, {"s": status, "r": dict(result) if result is not None else None, "e": error, "id": action_id})
+    conn.execute(
+        stmt, {"s": status, "r": dict(result) if result is not None else None, "e": error, "id": action_id}
+    )
 
 
 def interrupt_running(conn: Connection, provider_id: str, actions: tuple[str, ...]) -> int:

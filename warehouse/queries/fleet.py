@@ -280,7 +280,13 @@ def fleet_summary(board: pl.DataFrame) -> dict[str, float | int]:
 def provider_rows(db: Db) -> pl.DataFrame:
     """The providers table (id, label, base_url, kind, active), for when no registry file is at hand."""
     sql = text("SELECT id AS provider_id, label, base_url, kind, active FROM providers ORDER BY id")
-    schema = {"provider_id": pl.Utf8, "label": pl.Utf8, "base_url": pl.Utf8, "kind": pl.Utf8, "active": pl.Boolean}
+    schema = {
+        "provider_id": pl.Utf8,
+        "label": pl.Utf8,
+        "base_url": pl.Utf8,
+        "kind": pl.Utf8,
+        "active": pl.Boolean,
+    }
     return frame(db, sql, {}, schema)
 
 

@@ -135,8 +135,12 @@ WITH r AS (
 cov AS (SELECT provider_id, gpu_key, max(t0) + make_interval(secs => {secs}) AS until FROM r GROUP BY 1, 2)
 SELECT * FROM r
 UNION ALL
-{raw.format(join="LEFT JOIN cov ON cov.provider_id = s.provider_id AND cov.gpu_key = s.gpu_key",
-            raw_from="GREATEST(:start, COALESCE(cov.until, :start))")}
+{
+            raw.format(
+                join="LEFT JOIN cov ON cov.provider_id = s.provider_id AND cov.gpu_key = s.gpu_key",
+                raw_from="GREATEST(:start, COALESCE(cov.until, :start))",
+            )
+        }
 """
     sql = text(
         f"""
