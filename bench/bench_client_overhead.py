@@ -7,8 +7,8 @@ the engine's process CPU time over wall time is what driving the streams costs.
 
 Targets (issue 5): with 64 concurrent streams, < 0.5 core and TTFT p99 < 2 ms.
 
-    .venv/bin/python bench/bench_client_overhead.py                  # 64 streams, 20 ms ITL
-    .venv/bin/python bench/bench_client_overhead.py --streams 1 64 --itl-ms 20 --tokens 128 --requests 640
+    .venv/bin/python bench/bench_client_overhead.py                  # 64 streams, 20 ms ITL, 128±32 chunks
+    .venv/bin/python bench/bench_client_overhead.py --stdev 0 --ramp-s 0  # synchronized worst case
     .venv/bin/python bench/bench_client_overhead.py --itl-ms 0       # flood: max chunks/s at 100 % CPU
 """
 
@@ -65,11 +65,25 @@ def start_server(port: int, itl_ms: float, cpu: int | None) -> subprocess.Popen[
     raise RuntimeError("instant server did not start")
 
 
-async def measure(base: str, streams: int, requests: int, tokens: int) -> dict[str, float]:
+def plain_httpx_client(streams: int) -> httpx.AsyncClient:
+    limits = httpx.Limits(max_connections=streams + 8, max_keepalive_connections=streams + 8)
+    return httpx.AsyncClient(limits=limits, timeout=600, trust_env=False)
+
+
+async def measure(
+    base: str,
+    streams: int,
+    requests: int,
+    tokens: int,
+    stdev: float = 0.0,
+    ramp_s: float = 0.0,
+    transport: str = "lean",
+) -> dict[str, float]:
     spec = BenchSpec(
         levels=(streams,),
         requests_per_point=requests,
-        workload=SyntheticWorkload(LengthDist(16), LengthDist(tokens)),
+        workload=SyntheticWorkload(LengthDist(16), LengthDist(tokens, stdev, 1, 100_000)),
+        ramp_s=ramp_s,
         warmup_requests=2,
         saturation=SaturationPolicy.disabled(),
         ignore_eos=False,
@@ -80,9 +94,20 @@ async def measure(base: str, streams: int, requests: int, tokens: int) -> dict[s
         if p.phase in ("point", "point_done"):
             marks[p.phase] = (time.perf_counter(), time.process_time())
 
-    async with make_client(spec) as client:
+    lags: list[float] = []
+
+    async def probe() -> None:  # event-loop responsiveness: how late a 1 ms sleep wakes up
+        while True:
+            t = time.perf_counter()
+            await asyncio.sleep(0.001)
+            lags.append(time.perf_counter() - t - 0.001)
+
+    probe_task = asyncio.create_task(probe())
+    async with make_client(spec) if transport == "lean" else plain_httpx_client(streams) as client:
         out = await run_sweep(OpenAIHost(base, client), "instant", spec, client, confirm_takeover=True,
                               provider_id="instant", progress=progress)  # fmt: skip
+    probe_task.cancel()
+    lags.sort()
     (w0, c0), (w1, c1) = marks["point"], marks["point_done"]
     s = out.points[0].summary
     chunks = sum(len(r.chunks) for r in out.points[0].records)
@@ -98,6 +123,7 @@ async def measure(base: str, streams: int, requests: int, tokens: int) -> dict[s
         "itl_p50_ms": s.itl_ms.p50 or 0.0,
         "itl_p99_ms": s.itl_ms.p99 or 0.0,
         "peak_concurrency": s.peak_concurrency,
+        "lag_p99_ms": lags[int(len(lags) * 0.99)] * 1000 if lags else 0.0,
     }
 
 
@@ -105,9 +131,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--streams", type=int, nargs="+", default=[64])
     ap.add_argument("--itl-ms", type=float, default=20.0, help="upstream gap between chunks (0 = flood)")
-    ap.add_argument("--tokens", type=int, default=128, help="chunks per response")
+    ap.add_argument("--tokens", type=int, default=128, help="chunks per response (mean)")
+    ap.add_argument("--stdev", type=float, default=32.0, help="stdev of chunks per response")
+    ap.add_argument(
+        "--ramp-s", type=float, default=1.0, help="closed-loop ramp-up of the workers' first requests"
+    )
     ap.add_argument("--requests", type=int, default=640, help="requests per measurement")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--transport", nargs="+", choices=["lean", "httpx"], default=["lean"],
+                    help="lean = make_client's LeanTransport (the engine's default); httpx = httpx's own stack")  # fmt: skip
     ap.add_argument("--no-pin", action="store_true", help="do not pin client and upstream to separate CPUs")
     a = ap.parse_args()
     pin = not a.no_pin and (os.cpu_count() or 1) >= 2
@@ -116,17 +148,27 @@ def main() -> None:
     port = free_port()
     server = start_server(port, a.itl_ms, 1 if pin else None)
     try:
-        print(f"upstream: instant first chunk, then 1 chunk / {a.itl_ms:g} ms, {a.tokens} chunks per response; "
-              f"client pinned to CPU 0, upstream to CPU 1: {pin}")  # fmt: skip
-        hdr = (f"{'streams':>7} {'run':>3} {'ok':>5} {'wall s':>7} {'cpu s':>6} {'cores':>6} {'chunks/s':>9} "
-               f"{'TTFT p50':>9} {'TTFT p99':>9} {'TTFT max':>9} {'ITL p50':>8} {'ITL p99':>8}")  # fmt: skip
+        print(f"upstream: instant first chunk, then 1 chunk / {a.itl_ms:g} ms, {a.tokens}±{a.stdev:g} chunks per "
+              f"response; ramp {a.ramp_s:g} s; client on CPU 0, upstream on CPU 1: {pin}; "
+              f"load average {os.getloadavg()[0]:.2f}")  # fmt: skip
+        hdr = (f"{'client':>6} {'streams':>7} {'run':>3} {'ok':>5} {'wall s':>7} {'cpu s':>6} {'cores':>6} {'chunks/s':>9} "
+               f"{'TTFT p50':>9} {'TTFT p99':>9} {'TTFT max':>9} {'ITL p50':>8} {'ITL p99':>8} {'lag p99':>8}")  # fmt: skip
         print(hdr)
-        for streams in a.streams:
-            for i in range(a.repeat):
-                r = asyncio.run(measure(f"http://127.0.0.1:{port}", streams, a.requests, a.tokens))
-                print(f"{streams:>7} {i + 1:>3} {r['completed']:>5.0f} {r['wall_s']:>7.2f} {r['cpu_s']:>6.2f} "
+        for tr in a.transport:
+            for streams in a.streams:
+                for i in range(a.repeat):
+                    r = asyncio.run(
+                        measure(
+                            f"http://127.0.0.1:{port}", streams, a.requests, a.tokens, a.stdev, a.ramp_s, tr
+                        )
+                    )
+                    print(f"{tr:>6} {streams:>7} {i + 1:>3} {r['completed']:>5.0f} {r['wall_s']:>7.2f} {r['cpu_s']:>6.2f} "
                       f"{r['cores']:>6.3f} {r['chunks_per_s']:>9.0f} {r['ttft_p50_ms']:>9.3f} {r['ttft_p99_ms']:>9.3f} "
-                      f"{r['ttft_max_ms']:>9.3f} {r['itl_p50_ms']:>8.3f} {r['itl_p99_ms']:>8.3f}")  # fmt: skip
+                      f"{r['ttft_max_ms']:>9.3f} {r['itl_p50_ms']:>8.3f} {r['itl_p99_ms']:>8.3f} {r['lag_p99_ms']:>8.3f}")  # fmt: skip
+        stats = httpx.get(f"http://127.0.0.1:{port}/stats").json()
+        print(
+            f"upstream saw {stats['connections']} connections for {stats['requests']} requests (keep-alive reuse)"
+        )
     finally:
         server.terminate()
         server.wait(5)
