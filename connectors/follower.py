@@ -52,6 +52,10 @@ PAGE = 999
 LOG_TAIL = 4096
 
 
+def activity_signature(a: Activity) -> tuple[Any, ...]:
+    return (a.finished_at, a.model_id, a.req_path, a.status_code, a.duration_ms, a.input_tokens, a.output_tokens)
+
+
 class StreamEnded(Exception):
     """The server closed /api/events (shutdown or config reload)."""
 
@@ -65,6 +69,7 @@ class ProviderState:
     cursor: int = 0
     cursor_finished_at: datetime | None = None
     cursor_model: str | None = None
+    cursor_signature: tuple[Any, ...] | None = None  # the row at the cursor, to recognise it after a restart
     sys_after: str | None = None
     gpu_after: str | None = None
     model_states: dict[str, str] = field(default_factory=dict)
@@ -159,6 +164,7 @@ class LlamaSwapFollower:
                                now, "instance restarted with an in-memory activity store while not followed: "
                                     f"rows after id {old_cursor} of the previous boot may be lost (count unknown)"))
         st.epoch, st.cursor, st.cursor_finished_at, st.cursor_model = st.boot_marker, 0, None, None
+        st.cursor_signature = None
         records.append(Epoch(self.pid, st.epoch, now, f"activity ids restarted (previous boot {prev_marker})"))
 
     async def _cursor_row_survives(self) -> bool:
@@ -173,12 +179,12 @@ class LlamaSwapFollower:
                 rows = [r for r in await self._rows_desc_until(st.cursor - 1) if r.get("id") == st.cursor]
             if not rows:
                 return False
-        r = rows[0]
         try:
-            same_time = st.cursor_finished_at is None or proto.parse_timestamp(str(r.get("timestamp"))) == st.cursor_finished_at
+            row = proto.parse_activity(rows[0], self.pid, st.epoch or "")
         except proto.ProtocolError:
             return False
-        return same_time and (st.cursor_model is None or r.get("model") == st.cursor_model)
+        # whole-second timestamps alone are not enough: a fresh row 1 can land in the same second
+        return st.cursor_signature is not None and activity_signature(row) == st.cursor_signature
 
     # -- activity ------------------------------------------------------------------------------
     async def _rows_desc_until(self, stop_at: int) -> list[dict[str, Any]]:
@@ -254,6 +260,7 @@ class LlamaSwapFollower:
         st.cursor = newest
         if last is not None and last.upstream_id == newest:
             st.cursor_finished_at, st.cursor_model = last.finished_at, last.model_id
+            st.cursor_signature = activity_signature(last)
         if self.fetch_captures:
             for a in acts:
                 if a.has_capture:

@@ -323,10 +323,12 @@ def load_state(conn: psycopg.Connection[Any], provider_id: str) -> ProviderState
                       (provider_id,)).fetchone()
     st.epoch = row[0] if row else None
     if st.epoch is not None:
-        row = cur.execute("SELECT upstream_id, finished_at, model_id FROM activity WHERE provider_id=%s AND epoch=%s "
+        row = cur.execute("SELECT upstream_id, finished_at, model_id, req_path, status_code, duration_ms, input_tokens, "
+                          "output_tokens FROM activity WHERE provider_id=%s AND epoch=%s "
                           "ORDER BY upstream_id DESC LIMIT 1", (provider_id, st.epoch)).fetchone()
         if row:
             st.cursor, st.cursor_finished_at, st.cursor_model = int(row[0]), row[1], row[2]
+            st.cursor_signature = (row[1], row[2], row[3], row[4], row[5], row[6], row[7])
     row = cur.execute("SELECT raw_ts FROM perf_samples WHERE provider_id=%s ORDER BY sampled_at DESC LIMIT 1",
                       (provider_id,)).fetchone()
     st.sys_after = row[0] if row else None

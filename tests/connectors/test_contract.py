@@ -17,7 +17,13 @@ import pytest
 
 from core.providers import Provider
 from tests.support.connector import ConnectorThread, chat, query, registry_for, upstream_activity, wait_until
-from tests.support.llamaswap import find_llama_swap, free_port, responder_config, run_llama_swap, simple_responder_path
+from tests.support.llamaswap import (
+    find_llama_swap,
+    free_port,
+    responder_config,
+    run_llama_swap,
+    simple_responder_path,
+)
 
 
 @dataclass
