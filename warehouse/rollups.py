@@ -20,7 +20,10 @@ Host telemetry (``perf_samples``, ``gpu_samples`` → ``rollup_host_*``, ``rollu
     Intervals longer than ``max_gap_s`` (default 60 s; llama-swap samples every 5 s at the least) are
     treated as missing data and contribute nothing. ``covered_s`` is the number of seconds of the bucket
     covered by counted intervals, so ``energy_j / covered_s`` is the mean power over the covered time.
-    A host row's ``gpu_energy_j`` is the sum over that host's GPUs. A host bucket with GPU data but no system
+    In SQL this is one ordered pass: ``lead()`` pairs each sample with the next, each pair's part inside
+    the first sample's bucket is summed there and the part past the boundary is carried to the next
+    bucket (a ``lag()`` over the few aggregated rows). A host row's ``gpu_energy_j`` is the sum over that
+    host's GPUs. A host bucket with GPU data but no system
     sample has ``samples = 0`` and NULL CPU/RAM/load columns.
 
 Request activity (``activity`` + ``model_transitions`` → ``rollup_activity_{5m,1h,1d}``)
@@ -112,52 +115,47 @@ INSERT INTO rollup_gpu_5m AS r (
     provider_id, gpu_key, bucket_start, gpu_index, name, samples,
     temp_c_mean, temp_c_max, vram_used_mb_mean, vram_used_mb_max, vram_total_mb,
     util_pct_mean, util_pct_max, power_w_mean, power_w_max, energy_j, covered_s)
-WITH s AS (
-    SELECT provider_id, gpu_key, sampled_at AS t, power_w AS p
+WITH pairs AS (
+    SELECT provider_id, gpu_key, sampled_at AS t, gpu_index, name, temp_c, mem_used_mb, mem_total_mb, util_pct,
+           power_w AS p, lead(sampled_at) OVER w AS t1, lead(power_w) OVER w AS p1
     FROM gpu_samples
     WHERE sampled_at >= :start - :gap AND sampled_at < :end + :gap
-), pairs AS (
-    SELECT provider_id, gpu_key, t AS t0, p AS p0, lead(t) OVER w AS t1, lead(p) OVER w AS p1
-    FROM s
-    WINDOW w AS (PARTITION BY provider_id, gpu_key ORDER BY t)
-), valid AS (
-    SELECT provider_id, gpu_key, t0, p0, t1, p1,
-           extract(epoch FROM t1 - t0)::float8 AS dt,
-           date_bin(:width, t0, {ORIGIN}) AS b0,
-           date_bin(:width, t1, {ORIGIN}) AS b1
+    WINDOW w AS (PARTITION BY provider_id, gpu_key ORDER BY sampled_at)
+), timed AS (
+    SELECT *, date_bin(:width, t, {ORIGIN}) AS b0,
+           CASE WHEN t1 - t <= :gap THEN date_part('epoch', t1 - t) END AS dt
     FROM pairs
-    WHERE t1 IS NOT NULL AND t1 - t0 <= :gap
-), split AS (
-    SELECT *, extract(epoch FROM m - t0)::float8 AS d0, extract(epoch FROM t1 - m)::float8 AS d1,
-           p0 + (p1 - p0) * extract(epoch FROM m - t0)::float8 / dt AS pm
-    FROM (SELECT *, CASE WHEN b1 > t0 THEN b1 ELSE t1 END AS m FROM valid) v
+), cut AS (
+    SELECT *, CASE WHEN dt IS NULL THEN NULL
+                   WHEN b0 + :width < t1 THEN date_part('epoch', b0 + :width - t)
+                   ELSE dt END AS d0
+    FROM timed
 ), parts AS (
-    SELECT provider_id, gpu_key, b0 AS bucket_start, (p0 + pm) / 2 * d0 AS joules, d0 AS secs FROM split
-    UNION ALL
-    SELECT provider_id, gpu_key, b1, (pm + p1) / 2 * d1, d1 FROM split WHERE d1 > 0
-), energy AS (
-    SELECT provider_id, gpu_key, bucket_start, sum(joules) AS energy_j, sum(secs) AS covered_s
-    FROM parts
-    WHERE bucket_start >= :start AND bucket_start < :end
-    GROUP BY 1, 2, 3
-), stats AS (
-    SELECT provider_id, gpu_key, date_bin(:width, sampled_at, {ORIGIN}) AS bucket_start,
+    SELECT *, p + (p1 - p) * d0 / dt AS pm FROM cut
+), agg AS (
+    SELECT provider_id, gpu_key, b0 AS bucket_start,
            max(gpu_index) AS gpu_index, max(name) AS name, count(*) AS samples,
            avg(temp_c) AS temp_c_mean, max(temp_c) AS temp_c_max,
            avg(mem_used_mb) AS vram_used_mb_mean, max(mem_used_mb) AS vram_used_mb_max,
            max(mem_total_mb) AS vram_total_mb,
            avg(util_pct) AS util_pct_mean, max(util_pct) AS util_pct_max,
-           avg(power_w) AS power_w_mean, max(power_w) AS power_w_max
-    FROM gpu_samples
-    WHERE sampled_at >= :start AND sampled_at < :end
+           avg(p) AS power_w_mean, max(p) AS power_w_max,
+           coalesce(sum((p + pm) / 2 * d0), 0) AS e_own, coalesce(sum(d0), 0) AS s_own,
+           coalesce(sum((pm + p1) / 2 * (dt - d0)), 0) AS e_carry, coalesce(sum(dt - d0), 0) AS s_carry
+    FROM parts
     GROUP BY 1, 2, 3
+), shifted AS (
+    SELECT *, lag(bucket_start) OVER w AS prev_bucket, lag(e_carry) OVER w AS prev_e, lag(s_carry) OVER w AS prev_s
+    FROM agg
+    WINDOW w AS (PARTITION BY provider_id, gpu_key ORDER BY bucket_start)
 )
-SELECT st.provider_id, st.gpu_key, st.bucket_start, st.gpu_index, st.name, st.samples,
-       st.temp_c_mean, st.temp_c_max, st.vram_used_mb_mean, st.vram_used_mb_max, st.vram_total_mb,
-       st.util_pct_mean, st.util_pct_max, st.power_w_mean, st.power_w_max,
-       coalesce(e.energy_j, 0), coalesce(e.covered_s, 0)
-FROM stats st
-LEFT JOIN energy e USING (provider_id, gpu_key, bucket_start)
+SELECT provider_id, gpu_key, bucket_start, gpu_index, name, samples,
+       temp_c_mean, temp_c_max, vram_used_mb_mean, vram_used_mb_max, vram_total_mb,
+       util_pct_mean, util_pct_max, power_w_mean, power_w_max,
+       e_own + CASE WHEN prev_bucket = bucket_start - :width THEN prev_e ELSE 0 END,
+       s_own + CASE WHEN prev_bucket = bucket_start - :width THEN prev_s ELSE 0 END
+FROM shifted
+WHERE bucket_start >= :start AND bucket_start < :end
 ON CONFLICT (provider_id, gpu_key, bucket_start) DO UPDATE SET
     gpu_index = EXCLUDED.gpu_index, name = EXCLUDED.name, samples = EXCLUDED.samples,
     temp_c_mean = EXCLUDED.temp_c_mean, temp_c_max = EXCLUDED.temp_c_max,

@@ -227,3 +227,17 @@ def test_rollup_window_runs_both(db):
         res = rollup_window(conn, at(12, 0), at(13, 0))
     assert res.rows["rollup_gpu_5m"] == 3
     assert res.rows["rollup_activity_1d"] == 0
+
+
+def test_a_gap_across_a_boundary_adds_no_energy_or_coverage(db):
+    from tests.flows.synthetic import add_provider
+
+    with db.begin() as conn:
+        add_provider(conn)
+        add_gpu_samples(conn, [(at(12, 59, 30), 100.0), (at(13, 1, 0), 300.0), (at(13, 1, 30), 300.0)])
+    with db.begin() as conn:
+        rollup_perf(conn, at(12, 0), at(14, 0))
+    gpu = by_bucket(db, "rollup_gpu_5m")
+    assert (gpu[at(12, 55)]["energy_j"], gpu[at(12, 55)]["covered_s"]) == (0, 0)
+    assert gpu[at(13, 0)]["energy_j"] == pytest.approx(300 * 30)
+    assert gpu[at(13, 0)]["covered_s"] == pytest.approx(30)
