@@ -482,11 +482,15 @@ async def _cleanup(
             outcome.cleanup.append(f"cancelled {n} leftover bench request(s) on the host")
         for _ in range(50):  # wait (≤ 5 s) until the host lists none of ours
             snap = await host.inflight()
-            if not snap.known or not snap.tagged(tag):
+            if snap.headers_known:
+                ours = snap.tagged(tag)
+            else:  # llama-swap < v240 lists no headers: every request for the model counts as ours
+                ours = [r for r in snap.requests if r.get("model") == model_id]
+            if not snap.known or not ours:
                 break
             await asyncio.sleep(0.1)
         else:
-            outcome.cleanup.append("bench requests still listed in flight after 5 s")
+            outcome.cleanup.append(f"{len(ours)} request(s) of the run still listed in flight after 5 s")
     except Exception as exc:  # noqa: BLE001 - cleanup is best effort, reported in the run row
         outcome.cleanup.append(f"in-flight cleanup failed: {exc}")
     if not spec.restore_host or before is None:

@@ -61,3 +61,30 @@ def swap_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SwapLab]:
     model = write_tiny_gguf(tmp_path_factory.mktemp("bench-tiny") / "tiny.gguf", seed=0)
     with run_llama_swap(swap_config(model, server_bin, responder)) as ls:
         yield SwapLab(ls.base_url, model)
+
+
+def v239_dir() -> Path:
+    from tests.support.llamaswap import cache_root
+
+    return cache_root() / "llama-swap" / "v239"
+
+
+@pytest.fixture(scope="session")
+def swap_lab_v239(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SwapLab]:
+    """The same lab on llama-swap v239, whose `inflight` messages are plain full lists without headers."""
+    from tests.support.llamaswap import LlamaSwapProcess
+
+    server_bin = find_llama_server() or require_llama_server()
+    d = v239_dir()
+    if not (d / "llama-swap").exists() or not (d / "simple-responder").exists():
+        pytest.skip(f"llama-swap v239 not installed in {d}")
+    wd = tmp_path_factory.mktemp("swap-v239")
+    model = write_tiny_gguf(wd / "tiny.gguf", seed=0)
+    cfg = wd / "config.yaml"
+    cfg.write_text(swap_config(model, server_bin, d / "simple-responder"))
+    ls = LlamaSwapProcess(d / "llama-swap", cfg, free_port(), wd / "llama-swap.log")
+    ls.start()
+    try:
+        yield SwapLab(ls.base_url, model)
+    finally:
+        ls.stop()

@@ -173,3 +173,32 @@ async def test_direct_llama_server_host(tmp_path: Path) -> None:
                     break
                 await asyncio.sleep(0.05)
             assert (await host.inflight()).requests == ()
+
+
+async def test_pre_v240_full_lists_gate_and_run(swap_lab_v239: SwapLab) -> None:
+    base = swap_lab_v239.base_url
+    async with httpx.AsyncClient(timeout=120) as c:
+        host = LlamaSwapHost(LlamaSwapAPI(Provider("old", "old", base), c))
+        await host.api.unload_all()
+        idle = await host.inflight()
+        assert idle.known and not idle.headers_known and idle.requests == ()
+        body = {"model": RESPONDER, "messages": [{"role": "user", "content": "hi"}]}
+        busy = asyncio.create_task(c.post(base + "/v1/chat/completions?wait=3s", json=body))
+        for _ in range(200):
+            if (await host.inflight()).requests:
+                break
+            await asyncio.sleep(0.05)
+        with pytest.raises(TakeoverRefused, match="in flight"):
+            await run_sweep(host, TINY, BenchSpec(workload=WL), c, confirm_takeover=True, provider_id="old")
+        await busy
+        await host.api.unload_all()
+        spec = BenchSpec(
+            levels=(1, 2), requests_per_point=3, workload=WL, saturation=SaturationPolicy.disabled()
+        )
+        out = await run_sweep(host, TINY, spec, c, confirm_takeover=True, provider_id="old")
+        assert out.status == "completed" and [p.summary.completed for p in out.points] == [3, 3]
+        assert (
+            out.foreign_requests is None
+        )  # a v239 list has no headers: foreign traffic cannot be told apart
+        assert out.cleanup == [f"unloaded {TINY} (it was not loaded before the run)"]
+        assert (await host.inflight()).requests == ()
