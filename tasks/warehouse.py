@@ -34,7 +34,10 @@ def warehouse_engine() -> Engine:
 
 
 def retention_policy(r: RetentionSettings) -> retention.RetentionPolicy:
-    """Plain retention values for the domain code, from the settings object."""
+    """Plain retention values for the domain code, from the settings object.
+
+    ``capture_row_kb`` and ``throttle`` are read if the settings define them, else the domain defaults.
+    """
     return retention.RetentionPolicy(
         raw_perf=timedelta(hours=r.raw_perf_hours),
         rollups=timedelta(days=r.rollup_days),
@@ -44,6 +47,7 @@ def retention_policy(r: RetentionSettings) -> retention.RetentionPolicy:
         capture_row_bytes=int(getattr(r, "capture_row_kb", 256)) * 1024,
         capture_total_bytes=r.capture_total_mb * 1024 * 1024,
         batch_rows=r.batch_rows,
+        throttle=float(getattr(r, "throttle", retention.RetentionPolicy.throttle)),
     )
 
 
