@@ -4,8 +4,8 @@ Each batch is one short transaction that deletes at most ``batch_rows`` rows cho
 (``DELETE ... WHERE ctid = ANY(ARRAY(SELECT ctid ... LIMIT n))``, a TID scan), so row locks are few and
 held for milliseconds, and the connector's inserts of *new* rows never wait on them. Tables whose only time
 index leads with ``provider_id`` (``logs``, ``inflight_snapshots``) are pruned provider by provider so the
-index is used. After each batch the prune sleeps ``throttle`` times as long as the batch took (default 4),
-so it keeps at most a fifth of one connection busy and backs off by itself when the database is slow;
+index is used. After each batch the prune sleeps ``throttle`` times as long as the batch took (default 9),
+so it keeps at most a tenth of one connection busy and backs off by itself when the database is slow;
 ``pause_s`` adds a fixed sleep. At the default 5000-row batches that is still tens of thousands of rows per
 second, far more than one hour of a 100-host fleet's samples per hourly run.
 
@@ -66,7 +66,7 @@ class RetentionPolicy:
     capture_total_bytes: int = 512 * 1024 * 1024
     batch_rows: int = 5000
     pause_s: float = 0.0
-    throttle: float = 4.0
+    throttle: float = 9.0
     rollup_gap: timedelta = timedelta(seconds=60)
 
 
