@@ -19,7 +19,7 @@ import yaml
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import DeploymentScheduleCreate, WorkPoolCreate
 from prefect.client.schemas.schedules import CronSchedule
-from prefect.exceptions import ObjectNotFound
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.flows import Flow, load_flow_from_entrypoint
 from prefect.utilities.callables import parameter_schema
 
@@ -76,13 +76,16 @@ def ensure_work_pool(pool: str) -> None:
         try:
             client.read_work_pool(pool)
         except ObjectNotFound:
-            client.create_work_pool(
-                WorkPoolCreate(
-                    name=pool,
-                    type=ProcessWorker.type,
-                    base_job_template=ProcessWorker.get_default_base_job_template(),
+            try:
+                client.create_work_pool(
+                    WorkPoolCreate(
+                        name=pool,
+                        type=ProcessWorker.type,
+                        base_job_template=ProcessWorker.get_default_base_job_template(),
+                    )
                 )
-            )
+            except ObjectAlreadyExists:  # a worker started with --type process created it meanwhile
+                pass
 
 
 def deploy_all(prefect_yaml: Path, pool: str = DEFAULT_POOL) -> list[str]:
