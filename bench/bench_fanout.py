@@ -43,22 +43,54 @@ def main() -> None:
     url = cluster.url()
     upgrade(url)
     reg = base / "fleet.yaml"
-    env = {**os.environ, "BOOCONTROL_DATABASE_URL": url, "BOOCONTROL_DATA_DIR": str(base), "BOOCONTROL_LOG_LEVEL": "INFO"}
+    env = {
+        **os.environ,
+        "BOOCONTROL_DATABASE_URL": url,
+        "BOOCONTROL_DATA_DIR": str(base),
+        "BOOCONTROL_LOG_LEVEL": "INFO",
+    }
     py = sys.executable
-    demo = subprocess.Popen([py, "-m", "cli.main", "demo-fleet", "-n", str(args.instances), "--base-port", "21000",
-                             "--rpm", str(args.rpm), "--registry-out", str(reg)], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    demo = subprocess.Popen(
+        [
+            py,
+            "-m",
+            "cli.main",
+            "demo-fleet",
+            "-n",
+            str(args.instances),
+            "--base-port",
+            "21000",
+            "--rpm",
+            str(args.rpm),
+            "--registry-out",
+            str(reg),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     conn_proc = None
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             try:
-                if httpx.get(f"http://127.0.0.1:{21000 + args.instances - 1}/wol-health", timeout=1).status_code == 200:
+                if (
+                    httpx.get(
+                        f"http://127.0.0.1:{21000 + args.instances - 1}/wol-health", timeout=1
+                    ).status_code
+                    == 200
+                ):
                     break
             except httpx.HTTPError:
                 time.sleep(0.5)
-        conn_proc = subprocess.Popen([py, "-m", "cli.main", "connect", "--registry", str(reg)], cwd=ROOT, env=env,
-                                     stdout=subprocess.DEVNULL, stderr=open(base / "connector.err", "wb"))
+        conn_proc = subprocess.Popen(
+            [py, "-m", "cli.main", "connect", "--registry", str(reg)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=open(base / "connector.err", "wb"),
+        )
         p = psutil.Process(conn_proc.pid)
         time.sleep(args.warmup)
         t0, c0 = time.monotonic(), sum(p.cpu_times()[:2])
@@ -72,18 +104,28 @@ def main() -> None:
             lag = db.execute(
                 "SELECT count(*), percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP "
                 "(ORDER BY extract(epoch FROM ingested_at - finished_at)) FROM activity "
-                "WHERE ingested_at > now() - make_interval(secs => %s)", (args.seconds,)).fetchone()
+                "WHERE ingested_at > now() - make_interval(secs => %s)",
+                (args.seconds,),
+            ).fetchone()
             health = db.execute("SELECT status, count(*) FROM connector_health GROUP BY status").fetchall()
-            counts = db.execute("SELECT (SELECT count(*) FROM activity), (SELECT count(*) FROM perf_samples), "
-                                "(SELECT count(*) FROM raw_events), (SELECT count(*) FROM gpu_samples)").fetchone()
+            counts = db.execute(
+                "SELECT (SELECT count(*) FROM activity), (SELECT count(*) FROM perf_samples), "
+                "(SELECT count(*) FROM raw_events), (SELECT count(*) FROM gpu_samples)"
+            ).fetchone()
         demo_cpu = sum(psutil.Process(demo.pid).cpu_times()[:2])
-        print(f"instances {args.instances}, {args.rpm} req/min each ({args.instances * args.rpm / 60:.1f} req/s fleet-wide), "
-              f"measured over {wall:.0f} s after {args.warmup} s warm-up")
+        print(
+            f"instances {args.instances}, {args.rpm} req/min each ({args.instances * args.rpm / 60:.1f} req/s fleet-wide), "
+            f"measured over {wall:.0f} s after {args.warmup} s warm-up"
+        )
         print(f"connector CPU : {cpu / wall:.2f} cores   (target < 1)")
         print(f"connector RSS : {rss_peak / 2**20:.0f} MB peak   (target < 500 MB)")
-        print(f"event->row lag: p50 {lag[1][0]:.2f} s, p95 {lag[1][1]:.2f} s, p99 {lag[1][2]:.2f} s over {lag[0]} activity "
-              "rows (upper bound: finish times are whole seconds)   (target p95 < 2 s)")
-        print(f"health: {dict(health)}; rows: activity {counts[0]}, perf {counts[1]}, gpu {counts[3]}, raw events {counts[2]}")
+        print(
+            f"event->row lag: p50 {lag[1][0]:.2f} s, p95 {lag[1][1]:.2f} s, p99 {lag[1][2]:.2f} s over {lag[0]} activity "
+            "rows (upper bound: finish times are whole seconds)   (target p95 < 2 s)"
+        )
+        print(
+            f"health: {dict(health)}; rows: activity {counts[0]}, perf {counts[1]}, gpu {counts[3]}, raw events {counts[2]}"
+        )
         print(f"(demo fleet process used {demo_cpu:.0f} CPU-s in total)")
     finally:
         for proc in (conn_proc, demo):

@@ -27,11 +27,49 @@ from warehouse.migrate import upgrade  # noqa: E402
 
 def make_rows(n: int, provider: str) -> tuple[list[Activity], list[PerfSample]]:
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
-    acts = [Activity(provider, "e1", i + 1, t0 + timedelta(seconds=i), f"model-{i % 7}", "/v1/chat/completions",
-                     "text/event-stream", 200, 100 + i % 50, 200 + i % 90, -1, -1, -1, 1500.0 + i % 100,
-                     45.0 + i % 10, 1234 + i % 500, True, None, {"fifo_priority": "0"}) for i in range(n)]
-    perf = [PerfSample(provider, t0 + timedelta(seconds=i), (t0 + timedelta(seconds=i)).isoformat(), 12.5,
-                       [10.0, 15.0], 64000, 21000, 30000, 8192, 0, 0.8, 0.6, 0.5, None) for i in range(n)]
+    acts = [
+        Activity(
+            provider,
+            "e1",
+            i + 1,
+            t0 + timedelta(seconds=i),
+            f"model-{i % 7}",
+            "/v1/chat/completions",
+            "text/event-stream",
+            200,
+            100 + i % 50,
+            200 + i % 90,
+            -1,
+            -1,
+            -1,
+            1500.0 + i % 100,
+            45.0 + i % 10,
+            1234 + i % 500,
+            True,
+            None,
+            {"fifo_priority": "0"},
+        )
+        for i in range(n)
+    ]
+    perf = [
+        PerfSample(
+            provider,
+            t0 + timedelta(seconds=i),
+            (t0 + timedelta(seconds=i)).isoformat(),
+            12.5,
+            [10.0, 15.0],
+            64000,
+            21000,
+            30000,
+            8192,
+            0,
+            0.8,
+            0.6,
+            0.5,
+            None,
+        )
+        for i in range(n)
+    ]
     return acts, perf
 
 
@@ -91,12 +129,22 @@ def main() -> None:
             for i in range(0, len(acts), half):
                 write_batch(conn, [*acts[i : i + half], *perf[i : i + half]])
             replay = total / (time.perf_counter() - t)
-            n = conn.execute("SELECT (SELECT count(*) FROM activity) + (SELECT count(*) FROM perf_samples)").fetchone()
-        print(f"rows per run: {total} ({args.rows} activity + {args.rows} perf), batch {args.batch}, best of {args.rounds}")
-        print(f"raw binary COPY      : {rc:>10.0f} rows/s  (runs: {', '.join(f'{x:.2f}s' for x in results['raw_copy'])})")
-        print(f"connector write path : {wp:>10.0f} rows/s  (runs: {', '.join(f'{x:.2f}s' for x in results['write_path'])})")
+            n = conn.execute(
+                "SELECT (SELECT count(*) FROM activity) + (SELECT count(*) FROM perf_samples)"
+            ).fetchone()
+        print(
+            f"rows per run: {total} ({args.rows} activity + {args.rows} perf), batch {args.batch}, best of {args.rounds}"
+        )
+        print(
+            f"raw binary COPY      : {rc:>10.0f} rows/s  (runs: {', '.join(f'{x:.2f}s' for x in results['raw_copy'])})"
+        )
+        print(
+            f"connector write path : {wp:>10.0f} rows/s  (runs: {', '.join(f'{x:.2f}s' for x in results['write_path'])})"
+        )
         print(f"ratio write path / raw COPY = {wp / rc:.2f}   (target >= 0.5)")
-        print(f"replay of the same rows (all conflicts, staging + ON CONFLICT): {replay:.0f} rows/s; rows after: {n[0]}")
+        print(
+            f"replay of the same rows (all conflicts, staging + ON CONFLICT): {replay:.0f} rows/s; rows after: {n[0]}"
+        )
     finally:
         cluster.stop()
 
