@@ -99,7 +99,8 @@ def run_up(settings: Settings, *, demo_count: int, ui_port: int, prefect_port: i
                                                              "--port", str(prefect_port)), penv,
                                 url=f"http://127.0.0.1:{prefect_port}", health_url=f"{prefect_api}/health",
                                 log_path=logs / "prefect-server.log", stop_timeout_s=30))
-        wenv = {**env, "PREFECT_API_URL": prefect_api, "PREFECT_RUNNER_POLL_FREQUENCY": "5"}
+        wenv = {**env, "PREFECT_API_URL": prefect_api, "PREFECT_RUNNER_POLL_FREQUENCY": "5",
+                "PREFECT_LOGGING_EXTRA_LOGGERS": "warehouse,reports,engines,connectors,actions"}
         services.append(Service("prefect-worker", python_cmd("-m", "prefect", "worker", "start", "--pool",
                                                              "boocontrol", "--type", "process"), wenv,
                                 log_path=logs / "prefect-worker.log"))

@@ -26,6 +26,8 @@ class RetentionSettings(BaseSettings):
     log_days: int = Field(7, description="Log chunks")
     capture_total_mb: int = Field(512, description="Total budget for stored captures, pruned oldest first")
     batch_rows: int = Field(5000, description="Rows deleted per retention batch")
+    capture_row_kb: int = Field(256, description="Per-row cap for stored captures")
+    throttle: float = Field(9.0, description="After each delete batch, sleep this many times as long as it took")
 
 
 class Settings(BaseSettings):
