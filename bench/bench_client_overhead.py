@@ -65,6 +65,26 @@ def start_server(port: int, itl_ms: float, cpu: int | None) -> subprocess.Popen[
     raise RuntimeError("instant server did not start")
 
 
+async def floor(port: int, n: int = 500, gap_s: float = 0.01) -> tuple[float, float, float]:
+    """The machine's own floor: a bare asyncio socket client (no HTTP library, no parsing) sending the
+    same request over one keep-alive connection, ``gap_s`` apart; time to the first response bytes."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    body = b'{"max_tokens":1}'
+    req = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    ts = []
+    for _ in range(n):
+        await asyncio.sleep(gap_s)
+        t0 = time.perf_counter()
+        writer.write(req)
+        data = await reader.read(65536)
+        ts.append((time.perf_counter() - t0) * 1000)
+        while not data.endswith(b"0\r\n\r\n"):
+            data += await reader.read(65536)
+    writer.close()
+    ts.sort()
+    return ts[n // 2], ts[int(n * 0.99)], ts[-1]
+
+
 def plain_httpx_client(streams: int) -> httpx.AsyncClient:
     limits = httpx.Limits(max_connections=streams + 8, max_keepalive_connections=streams + 8)
     return httpx.AsyncClient(limits=limits, timeout=600, trust_env=False)
@@ -151,6 +171,9 @@ def main() -> None:
         print(f"upstream: instant first chunk, then 1 chunk / {a.itl_ms:g} ms, {a.tokens}±{a.stdev:g} chunks per "
               f"response; ramp {a.ramp_s:g} s; client on CPU 0, upstream on CPU 1: {pin}; "
               f"load average {os.getloadavg()[0]:.2f}")  # fmt: skip
+        f50, f99, fmax = asyncio.run(floor(port))
+        print(f"floor (bare asyncio socket, 1 connection, 10 ms gaps, 500 requests): first bytes p50 {f50:.3f} ms, "
+              f"p99 {f99:.3f} ms, max {fmax:.3f} ms")  # fmt: skip
         hdr = (f"{'client':>6} {'streams':>7} {'run':>3} {'ok':>5} {'wall s':>7} {'cpu s':>6} {'cores':>6} {'chunks/s':>9} "
                f"{'TTFT p50':>9} {'TTFT p99':>9} {'TTFT max':>9} {'ITL p50':>8} {'ITL p99':>8} {'lag p99':>8}")  # fmt: skip
         print(hdr)

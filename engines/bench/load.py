@@ -5,7 +5,7 @@ the moment the client reads bytes off the socket, so a read that carries several
 all of them with the same time (that is what the client really saw). Body encoding and JSON decoding
 of non-content events happen outside the timed path where possible.
 
-Cancellation: every request runs inside ``async with client.stream(...)``; cancelling the point's
+Cancellation: every response is closed when its request ends (`_sent`); cancelling the point's
 task cancels the request tasks, which closes their connections. llama-swap and llama-server treat
 a closed connection as "client gone" and stop generating.
 """
@@ -13,9 +13,10 @@ a closed connection as "client gone" and stop generating.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,15 +123,16 @@ async def stream_one(
     # (the request fails before any response) or by llama-swap's Go proxy (an empty-bodied 502).
     # The server never read such a request, so it is retried once (counted in ``rec.retries``);
     # ``rec.send`` stays at the first attempt, so the retry's cost is inside TTFT, never hidden.
+    # The request object is built before the send instant: URL and header merging are preparation,
+    # not latency (the body was encoded above for the same reason).
+    request = client.build_request("POST", target.url, content=body, headers=hdrs, timeout=target.timeout_s)
     rec.send = clock()
     try:
         async with asyncio.timeout(target.timeout_s):
             for attempt in (0, 1):
                 got_response = False
                 try:
-                    async with client.stream(
-                        "POST", target.url, content=body, headers=hdrs, timeout=target.timeout_s
-                    ) as resp:
+                    async with _sent(client, request) as resp:
                         got_response = True
                         rec.status = resp.status_code
                         if resp.status_code != 200:
@@ -194,6 +196,16 @@ async def stream_one(
         rec.end = clock()
         rec.error = f"timeout: no complete answer within {target.timeout_s:g} s"
     return rec
+
+
+@contextlib.asynccontextmanager
+async def _sent(client: httpx.AsyncClient, request: httpx.Request) -> AsyncIterator[httpx.Response]:
+    """``client.stream`` for a prebuilt request: send it, yield the streaming response, always close it."""
+    resp = await client.send(request, stream=True)
+    try:
+        yield resp
+    finally:
+        await resp.aclose()
 
 
 Sender = Callable[[RequestSpec, RequestRecord], Awaitable[RequestRecord]]
