@@ -236,18 +236,19 @@ def _ctx_limit(info: HostInfo | None) -> int | None:
 def _clamp(
     specs: Sequence[RequestSpec], n_ctx: int | None, cal: TokenCalibration
 ) -> tuple[list[RequestSpec], int]:
-    """Keep prompt + output inside the per-slot context (8 tokens margin); shrinks prompts first."""
+    """Keep prompt + output inside the per-slot context; shrinks prompts first. Prompt lengths are
+    estimates (word calibration), so they get a 10 % margin, plus 8 tokens."""
     if n_ctx is None:
         return list(specs), 0
     out, clamped = [], 0
     budget = n_ctx - 8
     for s in specs:
-        if s.input_tokens + s.output_tokens <= budget:
+        if int(s.input_tokens * 1.1) + s.output_tokens <= budget:
             out.append(s)
             continue
         clamped += 1
         o = min(s.output_tokens, budget // 2)
-        p = max(1, budget - o)
+        p = max(1, int((budget - o) / 1.1))
         words = cal.words_for(p)
         prefix = s.prompt.split(" ", 1)[0]
         rest = s.prompt.split(" ")[1:words]
@@ -262,10 +263,13 @@ async def _warmup(
     seed: int,
     clock: Clock,
     outcome: RunOutcome,
+    n_ctx: int | None = None,
 ) -> TokenCalibration:
-    """Warm-up requests (excluded from all metrics). The first two also fit the words→tokens map."""
+    """Warm-up requests (excluded from all metrics). The first two also fit the words→tokens map
+    (16 words and up to 400 words, kept well inside the per-slot context)."""
     rng = random.Random(seed ^ 0x5EED)
-    cal_words = (16, 144)
+    long_words = 400 if n_ctx is None else max(32, min(400, (n_ctx - 64) // 3))
+    cal_words = (16, long_words)
     observed: list[tuple[int, int]] = []
     n = max(2, spec.warmup_requests)
     typical = spec.workload.lengths(max(0, n - 2), rng)
@@ -274,6 +278,9 @@ async def _warmup(
             words, out_tokens = cal_words[i], 4
         else:
             p, out_tokens = typical[i - 2]
+            if n_ctx is not None:  # same context rule as the measured requests (see _clamp)
+                out_tokens = min(out_tokens, (n_ctx - 8) // 2)
+                p = min(p, max(1, int((n_ctx - 8 - out_tokens) / 1.1)))
             words = TokenCalibration().words_for(p) if not observed else _cal(observed).words_for(p)
         req = RequestSpec(
             i, prompt_text(rng, words, f"{rng.getrandbits(32):08x}-{target.tag}-warmup-{i}:"), 0, out_tokens
@@ -366,9 +373,9 @@ async def run_sweep(
             outcome.warm_s = await host.warm(model_id)
             outcome.host = await host.describe(model_id, tag)
             emit(Progress("warmup", message="warm-up requests (excluded)"))
-            cal = await _warmup(client, target, spec, seed, clock, outcome)
-            outcome.calibration = {"overhead": cal.overhead, "per_word": cal.per_word}
             n_ctx = _ctx_limit(outcome.host)
+            cal = await _warmup(client, target, spec, seed, clock, outcome, n_ctx)
+            outcome.calibration = {"overhead": cal.overhead, "per_word": cal.per_word}
             run_t0 = clock()
             done = 0
             total = spec.total_requests
