@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import ssl
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -37,7 +38,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class ConnectorOptions:
     batch_rows: int = 2000
-    flush_s: float = 0.5
+    flush_s: float = 0.25
     buffer_rows: int = 200_000
     perf_poll_s: float = 5.0
     liveness_s: float = 15.0
@@ -254,11 +255,15 @@ class Connector:
 
     async def run(self, stop: asyncio.Event) -> None:
         states = await self._wait_for_db(stop)
-        owns_client = self.client is None
-        limits = httpx.Limits(max_connections=max(100, 4 * len(self.registry.providers)), max_keepalive_connections=None)
-        client = self.client or httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(15.0))
+        # One small pool per provider: httpcore's pool scans all its connections on every request, so a
+        # single shared pool holding 500 long-lived SSE streams makes each request cost O(fleet).
+        # They share one TLS context: httpx would otherwise load the CA bundle once per client (~1 MB each).
+        tls = ssl.create_default_context()
+        clients = {p.id: self.client or httpx.AsyncClient(limits=httpx.Limits(max_connections=8), verify=tls,
+                                                          timeout=httpx.Timeout(15.0))
+                   for p in self.registry.providers}
         writer = asyncio.ensure_future(self.writer.run(stop))
-        tasks = [asyncio.ensure_future(self.supervise(p, states[p.id], client)) for p in self.registry.providers]
+        tasks = [asyncio.ensure_future(self.supervise(p, states[p.id], clients[p.id])) for p in self.registry.providers]
         tasks.append(asyncio.ensure_future(self._watch_loop_lag()))
         try:
             await stop.wait()
@@ -272,5 +277,6 @@ class Connector:
             for p in self.registry.providers:
                 self.writer.pending.append(Health(p.id, "stopped", utcnow()))
             await self.writer.flush()
-            if owns_client:
-                await client.aclose()
+            if self.client is None:
+                for c in clients.values():
+                    await c.aclose()

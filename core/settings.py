@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     embedded_pg_port: int = Field(54329, description="Port of the embedded Postgres cluster")
     log_level: str = Field("INFO", description="Python log level")
     connector_batch_rows: int = Field(2000, description="Rows per write batch")
-    connector_flush_seconds: float = Field(0.5, description="Max time a row waits before being written")
+    connector_flush_seconds: float = Field(0.25, description="Max time a row waits before being written")
     connector_buffer_rows: int = Field(200_000, description="In-memory rows before spilling to disk")
     connector_perf_poll_seconds: float = Field(5.0, description="How often /api/performance is polled")
     connector_liveness_seconds: float = Field(15.0, description="How often /wol-health is probed")

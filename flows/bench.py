@@ -1,4 +1,4 @@
-"""Benchmark sweep flow. Deployed for manual triggering only (no schedule): see docs/benchmarks-bench.md."""
+"""Benchmark sweep flow. Deployed for manual triggering only (no schedule): see docs/bench-metrics.md and docs/benchmarks.md."""
 
 from __future__ import annotations
 
