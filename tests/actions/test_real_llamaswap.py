@@ -14,7 +14,7 @@ from sqlalchemy import Engine, text
 
 from actions import drain_once, enqueue, run_direct
 from core.providers import Provider, Registry
-from tests.support.llamaswap import free_port, run_llama_swap
+from tests.support.llamaswap import free_port, free_port_block, run_llama_swap
 from warehouse.captures import read_capture, reassemble_stream
 
 pytestmark = pytest.mark.real_llamaswap
@@ -59,7 +59,7 @@ def reg(base_url: str) -> Registry:
 @pytest.fixture()
 def llama_swap(ls_bins: tuple[Path, Path]):  # type: ignore[no-untyped-def]
     responder, fake_model = ls_bins
-    with run_llama_swap(config(responder, fake_model, free_port() + 200)) as ls:
+    with run_llama_swap(config(responder, fake_model, free_port_block())) as ls:
         yield ls.base_url
 
 

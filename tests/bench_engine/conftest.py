@@ -15,7 +15,13 @@ from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from tests.support.llamaserver import find_llama_server, llama_server_cmd, require_llama_server  # noqa: E402
-from tests.support.llamaswap import find_llama_swap, free_port, run_llama_swap, simple_responder_path  # noqa: E402
+from tests.support.llamaswap import (  # noqa: E402
+    find_llama_swap,
+    free_port,
+    free_port_block,
+    run_llama_swap,
+    simple_responder_path,
+)
 from tests.support.tinymodel import write_tiny_gguf  # noqa: E402
 
 TINY = "tiny"
@@ -32,7 +38,7 @@ def swap_config(model: Path, server_bin: Path, responder: Path) -> str:
     # tiny and responder live in different non-exclusive groups, so they can be loaded together
     return f"""
 healthCheckTimeout: 60
-startPort: {free_port()}
+startPort: {free_port_block()}
 models:
   {TINY}:
     cmd: {llama_server_cmd(server_bin, model, parallel=4, ctx=8192)}

@@ -19,7 +19,7 @@ from core.providers import Provider
 from tests.support.connector import ConnectorThread, chat, query, registry_for, upstream_activity, wait_until
 from tests.support.llamaswap import (
     find_llama_swap,
-    free_port,
+    free_port_block,
     responder_config,
     run_llama_swap,
     simple_responder_path,
@@ -36,7 +36,7 @@ def real_target(ring: int) -> Iterator[Target]:
     responder = simple_responder_path("newest")
     if responder is None or find_llama_swap("newest") is None:
         pytest.skip("REAL LLAMA-SWAP NOT INSTALLED: the Go module proxy did not deliver it")
-    with run_llama_swap(responder_config(responder, start_port=free_port() + 100,
+    with run_llama_swap(responder_config(responder, start_port=free_port_block(),
                                          extra=f"metricsMaxInMemory: {ring}")) as ls:
         yield Target(ls.base_url)
 

@@ -6,7 +6,7 @@ import pytest
 
 from core.providers import Provider
 from tests.support.connector import ConnectorThread, chat, query, registry_for, upstream_activity, wait_until
-from tests.support.llamaswap import free_port, responder_config, run_llama_swap
+from tests.support.llamaswap import free_port_block, responder_config, run_llama_swap
 
 pytestmark = pytest.mark.real_llamaswap
 
@@ -22,7 +22,7 @@ def as_tuples(upstream):
 
 
 def test_load_swap_activity_lands_exactly_once(db, db_url, responder, tmp_path):
-    cfg = responder_config(responder, start_port=free_port() + 100)
+    cfg = responder_config(responder, start_port=free_port_block())
     with run_llama_swap(cfg) as ls:
         p = Provider(id="ls1", label="LS 1", base_url=ls.base_url)
         with ConnectorThread(registry_for(p), db_url, tmp_path / "spool"):

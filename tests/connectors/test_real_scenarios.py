@@ -20,6 +20,7 @@ from tests.support.llamaswap import (
     LlamaSwapProcess,
     find_llama_swap,
     free_port,
+    free_port_block,
     responder_config,
     run_llama_swap,
 )
@@ -42,7 +43,7 @@ def gaps(db_url):
 
 
 def test_ring_overflow_while_away_writes_exact_gap(db, db_url, responder, tmp_path):
-    cfg = responder_config(responder, start_port=free_port() + 100, extra="metricsMaxInMemory: 3")
+    cfg = responder_config(responder, start_port=free_port_block(), extra="metricsMaxInMemory: 3")
     with run_llama_swap(cfg) as ls:
         p = Provider(id="ls", label="ls", base_url=ls.base_url)
         with ConnectorThread(registry_for(p), db_url, tmp_path / "sp"):
@@ -61,7 +62,7 @@ def test_ring_overflow_while_away_writes_exact_gap(db, db_url, responder, tmp_pa
 
 
 def test_restart_without_store_path_while_followed_starts_new_epoch_without_gap(db, db_url, responder, tmp_path):
-    cfg = responder_config(responder, start_port=free_port() + 100)
+    cfg = responder_config(responder, start_port=free_port_block())
     with run_llama_swap(cfg) as ls:
         p = Provider(id="ls", label="ls", base_url=ls.base_url)
         with ConnectorThread(registry_for(p), db_url, tmp_path / "sp"):
@@ -85,7 +86,7 @@ def test_restart_without_store_path_while_followed_starts_new_epoch_without_gap(
 
 
 def test_restart_without_store_path_while_away_records_gap(db, db_url, responder, tmp_path):
-    cfg = responder_config(responder, start_port=free_port() + 100)
+    cfg = responder_config(responder, start_port=free_port_block())
     with run_llama_swap(cfg) as ls:
         p = Provider(id="ls", label="ls", base_url=ls.base_url)
         with ConnectorThread(registry_for(p), db_url, tmp_path / "sp"):
@@ -106,7 +107,7 @@ def test_restart_without_store_path_while_away_records_gap(db, db_url, responder
 
 def test_restart_with_store_path_continues_epoch_without_duplicates(db, db_url, responder, tmp_path):
     store = tmp_path / "activity.sqlite"
-    cfg = responder_config(responder, start_port=free_port() + 100, extra=f"store:\n  path: {store}")
+    cfg = responder_config(responder, start_port=free_port_block(), extra=f"store:\n  path: {store}")
     with run_llama_swap(cfg) as ls:
         p = Provider(id="ls", label="ls", base_url=ls.base_url)
         with ConnectorThread(registry_for(p), db_url, tmp_path / "sp"):
@@ -128,7 +129,7 @@ def test_restart_with_store_path_continues_epoch_without_duplicates(db, db_url, 
 
 
 def test_config_reload_is_recorded_and_nothing_is_lost(db, db_url, responder, tmp_path):
-    cfg = responder_config(responder, start_port=free_port() + 100)
+    cfg = responder_config(responder, start_port=free_port_block())
     with run_llama_swap(cfg) as ls:
         p = Provider(id="ls", label="ls", base_url=ls.base_url)
         with ConnectorThread(registry_for(p), db_url, tmp_path / "sp"):
@@ -150,7 +151,7 @@ def test_config_reload_is_recorded_and_nothing_is_lost(db, db_url, responder, tm
 
 
 def test_unload_ttl_inflight_cancel_and_crash(db, db_url, responder, tmp_path):
-    cfg = responder_config(responder, start_port=free_port() + 100, ttl=2,
+    cfg = responder_config(responder, start_port=free_port_block(), ttl=2,
                            models=("responder-a", "responder-b", "ttl-model"))
     cfg = cfg.replace("    ttl: 2\n", "", 2)  # only the last model gets the TTL
     with run_llama_swap(cfg) as ls:
@@ -193,7 +194,7 @@ def test_unload_ttl_inflight_cancel_and_crash(db, db_url, responder, tmp_path):
 
 def test_api_key_auth_and_secrets_never_stored(db, db_url, responder, tmp_path, monkeypatch, caplog):
     secret = "sk-test-SECRET-1234567890"
-    cfg = responder_config(responder, start_port=free_port() + 100, extra=f'apiKeys: ["{secret}"]')
+    cfg = responder_config(responder, start_port=free_port_block(), extra=f'apiKeys: ["{secret}"]')
     monkeypatch.setenv("LS_TEST_KEY", secret)
     monkeypatch.setenv("LS_WRONG_KEY", "sk-wrong-key-0000000000")
     with run_llama_swap(cfg) as ls:
@@ -214,7 +215,7 @@ def test_api_key_auth_and_secrets_never_stored(db, db_url, responder, tmp_path, 
 
 
 def test_unreachable_provider_does_not_delay_the_others(db, db_url, responder, tmp_path):
-    cfg = responder_config(responder, start_port=free_port() + 100)
+    cfg = responder_config(responder, start_port=free_port_block())
     with run_llama_swap(cfg) as ls:
         dead = Provider(id="dead", label="dead", base_url=f"http://127.0.0.1:{free_port()}")
         good = Provider(id="ls", label="ls", base_url=ls.base_url)
@@ -248,7 +249,7 @@ def _connector_proc(db_url, registry_file, data_dir):
 
 
 def test_connector_kill_9_mid_batch_loses_and_duplicates_nothing(db, db_url, responder, tmp_path):
-    cfg = responder_config(responder, start_port=free_port() + 100)
+    cfg = responder_config(responder, start_port=free_port_block())
     with run_llama_swap(cfg) as ls:
         reg = tmp_path / "fleet.yaml"
         reg.write_text(f"providers:\n  - id: ls\n    label: ls\n    base_url: {ls.base_url}\n")
@@ -282,7 +283,7 @@ def test_postgres_restart_mid_stream_replays_spool_without_duplicates(pg_cluster
     pg_cluster.ensure_database("pg_restart")
     url = pg_cluster.url("pg_restart")
     upgrade(url)
-    cfg = responder_config(responder, start_port=free_port() + 100)
+    cfg = responder_config(responder, start_port=free_port_block())
     with run_llama_swap(cfg) as ls:
         p = Provider(id="ls", label="ls", base_url=ls.base_url)
         with ConnectorThread(registry_for(p), url, tmp_path / "sp") as ct:
@@ -311,7 +312,7 @@ def test_older_release_without_id_filters(which, db, db_url, tmp_path):
 
     if find_llama_swap(which) is None:
         pytest.skip(f"REAL LLAMA-SWAP {which} NOT INSTALLED: the Go module proxy did not deliver it")
-    cfg = responder_config(simple_responder_path(which), start_port=free_port() + 100,
+    cfg = responder_config(simple_responder_path(which), start_port=free_port_block(),
                            extra="metricsMaxInMemory: 4")
     binary = find_llama_swap(which)
     cfgp = tmp_path / "cfg.yaml"

@@ -66,6 +66,23 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def free_port_block(n: int = 8) -> int:
+    """First of ``n`` consecutive bindable ports below Linux's ephemeral range (32768+), for llama-swap's
+    ``startPort``: ports inside the ephemeral range can be taken by any outgoing connection meanwhile."""
+    import random
+
+    for _ in range(200):
+        base = random.randrange(20000, 32000 - n)
+        try:
+            for port in range(base, base + n):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError("no free port block found")
+
+
 def wait_healthy(base_url: str, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
