@@ -8,14 +8,14 @@ from warehouse.queries.fleet import fleet_summary
 widgets.page_setup("Fleet", "🛰️")
 
 
-@st.fragment(run_every=5)
+@st.fragment(run_every=1)
 def live_board() -> None:
     board = data.fleet_board(data.now())
     widgets.fleet_metrics(fleet_summary(board))
     widgets.fleet_table(board)
 
 
-@st.fragment(run_every=5)
+@st.fragment(run_every=2)
 def live_provider(provider_id: str) -> None:
     now = data.now()
     row = data.provider_row(now, provider_id)
