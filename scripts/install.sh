@@ -49,9 +49,10 @@ for dir in "${!LS_PINS[@]}"; do
     echo "== llama-swap $dir: cached ($(cat "$out/PROVENANCE" 2>/dev/null || echo 'go install'))"; continue
   fi
   mkdir -p "$out"
+  : > "$out/go-install.err"
   ok=1
   for pkg in "" /cmd/simple-responder /cmd/fake-model; do
-    GOBIN="$out" GOFLAGS=-buildvcs=false go install "github.com/mostlygeek/llama-swap$pkg@$ver" 2>"$out/go-install.err" || ok=0
+    GOBIN="$out" GOFLAGS=-buildvcs=false go install "github.com/mostlygeek/llama-swap$pkg@$ver" 2>>"$out/go-install.err" || ok=0
   done
   if [ $ok = 1 ]; then
     echo "installed by go install github.com/mostlygeek/llama-swap@$ver" > "$out/PROVENANCE"

@@ -7,4 +7,4 @@ export PREFECT_SERVER_ANALYTICS_ENABLED=false DO_NOT_TRACK=1
 unset PREFECT_API_URL
 echo "== ruff"; .venv/bin/ruff check .
 echo "== mypy"; .venv/bin/mypy .
-echo "== pytest"; .venv/bin/pytest -q -p no:cacheprovider "$@"
+echo "== pytest"; .venv/bin/pytest -q -rs -p no:cacheprovider "$@"
