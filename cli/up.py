@@ -57,10 +57,10 @@ def run_up(settings: Settings, *, demo_count: int, ui_port: int, prefect_port: i
         except ClusterError as exc:
             click.echo(f"Error: cannot start the embedded Postgres: {exc}", err=True)
             return 2
-        click.echo(f"postgres      {cluster.url()} (data in {cluster.pgdata})")
+        click.echo(f"postgres        {cluster.url()} (data in {cluster.pgdata})")
     url = settings.resolved_database_url()
     upgrade(url)
-    click.echo("migrations    schema is up to date")
+    click.echo("migrations      schema is up to date")
 
     env = {"BOOCONTROL_DATA_DIR": str(data), "BOOCONTROL_DATABASE_URL": url, "PREFECT_HOME": str(data / "prefect"),
            "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1", "PYTHONUNBUFFERED": "1"}
@@ -129,7 +129,7 @@ def run_up(settings: Settings, *, demo_count: int, ui_port: int, prefect_port: i
                 code = 1
                 stop.set()
                 break
-            click.echo(f"{svc.name:<14}{svc.url or 'running'}")
+            click.echo(f"{svc.name:<16}{svc.url or 'running'}")
         if not stop.is_set():
             click.echo(f"\nCockpit: http://127.0.0.1:{ui_port}" + (f"   Prefect: http://127.0.0.1:{prefect_port}"
                                                                    if with_prefect else ""))
@@ -172,4 +172,4 @@ def deploy_flows(prefect_api: str, env: dict[str, str]) -> None:
     if proc.returncode != 0:
         click.echo(f"warning: deployments not registered: {proc.stderr.strip().splitlines()[-1:]} ", err=True)
     else:
-        click.echo(f"deployments   {proc.stdout.strip()} registered in work pool 'boocontrol'")
+        click.echo(f"deployments     {proc.stdout.strip()} registered in work pool 'boocontrol'")
