@@ -28,6 +28,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from engines.bench.eventloop import new_event_loop  # noqa: E402
 from engines.bench.host import OpenAIHost  # noqa: E402
 from engines.bench.runner import BenchSpec, Progress, run_sweep  # noqa: E402
 from engines.bench.saturation import SaturationPolicy  # noqa: E402
@@ -160,6 +161,9 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--transport", nargs="+", choices=["lean", "httpx"], default=["lean"],
                     help="lean = make_client's LeanTransport (the engine's default); httpx = httpx's own stack")  # fmt: skip
+    ap.add_argument("--loop", nargs="+", choices=["stamping", "asyncio"], default=["stamping"],
+                    help="stamping = the engine's StampingEventLoop (wire stamps at the I/O poll); asyncio = the "
+                         "default loop (stamps when the protocol callback runs)")  # fmt: skip
     ap.add_argument("--no-pin", action="store_true", help="do not pin client and upstream to separate CPUs")
     a = ap.parse_args()
     pin = not a.no_pin and (os.cpu_count() or 1) >= 2
@@ -174,20 +178,20 @@ def main() -> None:
         f50, f99, fmax = asyncio.run(floor(port))
         print(f"floor (bare asyncio socket, 1 connection, 10 ms gaps, 500 requests): first bytes p50 {f50:.3f} ms, "
               f"p99 {f99:.3f} ms, max {fmax:.3f} ms")  # fmt: skip
-        hdr = (f"{'client':>6} {'streams':>7} {'run':>3} {'ok':>5} {'wall s':>7} {'cpu s':>6} {'cores':>6} {'chunks/s':>9} "
+        hdr = (f"{'loop':>8} {'client':>6} {'streams':>7} {'run':>3} {'ok':>5} {'wall s':>7} {'cpu s':>6} {'cores':>6} {'chunks/s':>9} "
                f"{'TTFT p50':>9} {'TTFT p99':>9} {'TTFT max':>9} {'ITL p50':>8} {'ITL p99':>8} {'lag p99':>8}")  # fmt: skip
         print(hdr)
-        for tr in a.transport:
-            for streams in a.streams:
-                for i in range(a.repeat):
-                    r = asyncio.run(
-                        measure(
-                            f"http://127.0.0.1:{port}", streams, a.requests, a.tokens, a.stdev, a.ramp_s, tr
-                        )
-                    )
-                    print(f"{tr:>6} {streams:>7} {i + 1:>3} {r['completed']:>5.0f} {r['wall_s']:>7.2f} {r['cpu_s']:>6.2f} "
-                      f"{r['cores']:>6.3f} {r['chunks_per_s']:>9.0f} {r['ttft_p50_ms']:>9.3f} {r['ttft_p99_ms']:>9.3f} "
-                      f"{r['ttft_max_ms']:>9.3f} {r['itl_p50_ms']:>8.3f} {r['itl_p99_ms']:>8.3f} {r['lag_p99_ms']:>8.3f}")  # fmt: skip
+        runs = [(lp, tr, streams, i) for i in range(a.repeat) for lp in a.loop for tr in a.transport
+                for streams in a.streams]  # fmt: skip
+        for lp, tr, streams, i in runs:  # interleaved, so drift on the shared machine hits every variant
+            factory = new_event_loop if lp == "stamping" else asyncio.new_event_loop
+            with asyncio.Runner(loop_factory=factory) as runner:
+                r = runner.run(
+                    measure(f"http://127.0.0.1:{port}", streams, a.requests, a.tokens, a.stdev, a.ramp_s, tr)
+                )
+            print(f"{lp:>8} {tr:>6} {streams:>7} {i + 1:>3} {r['completed']:>5.0f} {r['wall_s']:>7.2f} {r['cpu_s']:>6.2f} "
+                  f"{r['cores']:>6.3f} {r['chunks_per_s']:>9.0f} {r['ttft_p50_ms']:>9.3f} {r['ttft_p99_ms']:>9.3f} "
+                  f"{r['ttft_max_ms']:>9.3f} {r['itl_p50_ms']:>8.3f} {r['itl_p99_ms']:>8.3f} {r['lag_p99_ms']:>8.3f}")  # fmt: skip
         stats = httpx.get(f"http://127.0.0.1:{port}/stats").json()
         print(
             f"upstream saw {stats['connections']} connections for {stats['requests']} requests (keep-alive reuse)"

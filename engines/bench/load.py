@@ -1,9 +1,13 @@
 """Drive requests: one streamed chat completion, a closed-loop point, an open-loop point.
 
-Timestamps are taken with one monotonic clock (``time.perf_counter`` unless a clock is injected) at
-the moment the client reads bytes off the socket, so a read that carries several SSE events stamps
-all of them with the same time (that is what the client really saw). Body encoding and JSON decoding
-of non-content events happen outside the timed path where possible.
+Timestamps are taken with one monotonic clock (``time.perf_counter`` unless a clock is injected). With
+the engine's own transport (`engines.bench.transport.LeanTransport`) they are *wire* times: ``send`` is
+the instant the request's bytes were handed to the socket and every chunk is stamped with the instant
+its bytes reached the client (the transport stamps them as the event loop delivers them), so the time
+the client spends queueing behind other streams' callbacks before it parses a chunk is not counted as
+server latency. Events that arrived in one piece share its stamp (that is what the client really saw).
+With any other transport the stamps are taken when ``stream_one`` gets the bytes. Body encoding and
+JSON decoding happen outside the timed path either way.
 
 Cancellation: every response is closed when its request ends (`_sent`); cancelling the point's
 task cancels the request tasks, which closes their connections. llama-swap and llama-server treat
@@ -25,6 +29,7 @@ import httpx
 from engines.bench.gate import BENCH_HEADER
 from engines.bench.metrics import RequestRecord
 from engines.bench.sse import SSEDecoder
+from engines.bench.transport import CLOCK, WIRE, WireTimes
 from engines.bench.workload import RequestSpec
 
 _loads: Callable[[bytes], Any]
@@ -124,8 +129,11 @@ async def stream_one(
     # The server never read such a request, so it is retried once (counted in ``rec.retries``);
     # ``rec.send`` stays at the first attempt, so the retry's cost is inside TTFT, never hidden.
     # The request object is built before the send instant: URL and header merging are preparation,
-    # not latency (the body was encoded above for the same reason).
-    request = client.build_request("POST", target.url, content=body, headers=hdrs, timeout=target.timeout_s)
+    # not latency (the body was encoded above for the same reason). A transport that publishes wire
+    # times moves ``send`` to the instant the first attempt's bytes went out.
+    request = client.build_request(
+        "POST", target.url, content=body, headers=hdrs, timeout=target.timeout_s, extensions={CLOCK: clock}
+    )
     rec.send = clock()
     try:
         async with asyncio.timeout(target.timeout_s):
@@ -134,6 +142,11 @@ async def stream_one(
                 try:
                     async with _sent(client, request) as resp:
                         got_response = True
+                        wire = resp.extensions.get(WIRE)
+                        if not isinstance(wire, WireTimes):
+                            wire = None
+                        elif attempt == 0:
+                            rec.send = wire.sent
                         rec.status = resp.status_code
                         if resp.status_code != 200:
                             text = (await resp.aread())[:1000].decode("utf-8", "replace")
@@ -150,7 +163,7 @@ async def stream_one(
                         # Read to the natural end of the body (just after [DONE]) so a keep-alive connection can go
                         # back to the pool (llama-swap keeps it; a reconnect per request would count in TTFT).
                         async for raw in resp.aiter_raw():
-                            now = clock()
+                            now = clock() if wire is None else wire.arrival
                             for payload in dec.feed(raw):
                                 if payload == _DONE:
                                     done = True

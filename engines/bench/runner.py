@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hashlib
 import json
 import logging
@@ -21,7 +22,7 @@ import random
 import secrets
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
@@ -402,17 +403,22 @@ async def run_sweep(
                 async def send(s: RequestSpec, rec: RequestRecord, _b: int = req_seed_base) -> RequestRecord:
                     return await stream_one(client, target, s, rec, clock, seed=_b + s.index)
 
-                t0 = clock()
-                if spec.mode == "concurrency":
-                    records = await run_closed_loop(
-                        send, specs, int(level), clock, spec.max_point_s, on_done, spec.ramp_s
-                    )
-                else:
-                    offsets = arrival_offsets(len(specs), level, spec.arrival, seed=seed * 7 + idx)
-                    records = await run_open_loop(
-                        send, specs, offsets, spec.max_concurrency, clock, spec.max_point_s, on_done
-                    )
-                t1 = clock()
+                offsets = (
+                    arrival_offsets(len(specs), level, spec.arrival, seed=seed * 7 + idx)
+                    if spec.mode == "rate"
+                    else ()
+                )
+                with _settled_heap():
+                    t0 = clock()
+                    if spec.mode == "concurrency":
+                        records = await run_closed_loop(
+                            send, specs, int(level), clock, spec.max_point_s, on_done, spec.ramp_s
+                        )
+                    else:
+                        records = await run_open_loop(
+                            send, specs, offsets, spec.max_concurrency, clock, spec.max_point_s, on_done
+                        )
+                    t1 = clock()
                 summary = summarize(records, spec.slo)
                 earlier = [p.summary for p in outcome.points]
                 verdict = (
@@ -462,6 +468,22 @@ async def run_sweep(
         sink.run_finished(header, outcome)
         emit(Progress("done", message=outcome.status))
     return outcome
+
+
+@contextlib.contextmanager
+def _settled_heap() -> Iterator[None]:
+    """Collect, then freeze the heap for the duration of a measured point.
+
+    A full (generation-2) collection walks every object the process holds — in a Prefect worker that
+    is hundreds of thousands — and stops the event loop meanwhile, which would show up as a
+    millisecond-scale TTFT or ITL outlier the server never caused. Collecting before the point and
+    freezing what survived leaves only the objects the point itself creates for the collector to scan."""
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def _leaf(exc: BaseException) -> BaseException:

@@ -27,6 +27,7 @@ from sqlalchemy import Engine
 
 from connectors.llama_swap_api import LlamaSwapAPI, auth_headers
 from core.providers import Provider
+from engines.bench.eventloop import new_event_loop
 from engines.bench.gate import TakeoverRefused
 from engines.bench.host import BenchHost, LlamaSwapHost, OpenAIHost
 from engines.bench.options import BenchOptions
@@ -346,20 +347,23 @@ def run_bench(
     requested_by: str | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> RunOutcome:
-    """Run a benchmark to completion in a fresh event loop (Ctrl-C / SIGTERM cancel it cleanly)."""
+    """Run a benchmark to completion in a fresh event loop (Ctrl-C / SIGTERM cancel it cleanly).
+
+    The loop is a `StampingEventLoop`, so the lean transport stamps chunk arrivals at the I/O poll."""
     t0 = time.monotonic()
-    outcome = asyncio.run(
-        execute(
-            engine,
-            provider,
-            model_id,
-            spec,
-            confirm_takeover=confirm_takeover,
-            progress=progress,
-            slot_wait_s=slot_wait_s,
-            requested_by=requested_by,
-            environ=environ,
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        outcome = runner.run(
+            execute(
+                engine,
+                provider,
+                model_id,
+                spec,
+                confirm_takeover=confirm_takeover,
+                progress=progress,
+                slot_wait_s=slot_wait_s,
+                requested_by=requested_by,
+                environ=environ,
+            )
         )
-    )
     log.info("bench run %s %s in %.1f s", outcome.run_uid, outcome.status, time.monotonic() - t0)
     return outcome

@@ -3,9 +3,23 @@
 Why: at 64 concurrent streams the client's own cost per request and per chunk is inside every TTFT
 and ITL it measures. httpx's default stack (httpcore + h11 + anyio) spends most of that time in
 generic machinery: two socket writes per request (headers, then body), a cancel scope per read and
-an h11 event per HTTP chunk. This transport writes each request with one ``write``, reads the socket
-in large pieces and decodes chunked framing on raw bytes, yielding everything a read made available
-at once. The engine still takes any ``httpx.AsyncClient`` (tests inject ``MockTransport`` clients);
+an h11 event per HTTP chunk. This transport writes each request with one ``write``, receives with a
+bare ``asyncio.Protocol`` and decodes chunked framing on raw bytes.
+
+**Wire timestamps.** The protocol stamps every piece of data the moment the event loop hands it
+over (``data_received``) — or, on a `engines.bench.eventloop.StampingEventLoop` with the default
+clock, with the instant the loop's I/O poll that reported it returned — and the transport stamps the
+request the moment its bytes go to the socket.
+Both are published on the response as ``response.extensions[WIRE]`` (a `WireTimes`):
+``sent``, and ``arrival`` — the stamp of the piece the body iterator yielded last. A consumer that
+reads ``arrival`` right after each ``aiter_raw()`` step therefore gets the instant the bytes reached
+the client, not the instant its coroutine got round to them: with 64 streams in flight the loop may
+run dozens of other callbacks in between, and that queueing is the client's time, not the server's.
+The clock is the request's ``extensions[CLOCK]`` (default ``time.perf_counter``), so stamps and the
+caller's own timestamps share one clock. Other transports publish no `WireTimes`; callers fall back to
+their own clock (`engines.bench.load.stream_one` does).
+
+The engine still takes any ``httpx.AsyncClient`` (tests inject ``MockTransport`` clients);
 `engines.bench.service.make_client` uses this transport for plain ``http://`` hosts and falls back
 to httpx's own transport for anything else (``https://``).
 
@@ -21,36 +35,116 @@ bounds each completion as a whole instead.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 
-_READ = 1 << 16
+from engines.bench.eventloop import io_stamp_source
+
+WIRE = "boocontrol.wire"  # response extension: the request's WireTimes
+CLOCK = "boocontrol.clock"  # request extension: the clock to stamp with (default time.perf_counter)
+
+_HIGH_WATER = 1 << 20  # stop reading the socket when this much is received but unread
+_LOW_WATER = 1 << 18
+
+Clock = Callable[[], float]
 
 
-class _Conn:
-    __slots__ = ("origin", "reader", "writer")
+class WireTimes:
+    """When the request went out and when the body's most recently yielded bytes came in."""
 
-    def __init__(self, origin: tuple[str, int], reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+    __slots__ = ("arrival", "sent")
+
+    def __init__(self, sent: float) -> None:
+        self.sent = sent
+        self.arrival = sent
+
+
+class _Wire(asyncio.Protocol):
+    """One connection: every received piece kept with the instant it arrived."""
+
+    def __init__(self, origin: tuple[str, int], clock: Clock) -> None:
         self.origin = origin
-        self.reader = reader
-        self.writer = writer
+        self.clock = clock
+        loop = io_stamp_source(asyncio.get_running_loop())
+        self._io_loop = loop  # see engines.bench.eventloop: stamp with the poll's return instant
+        self.transport: asyncio.Transport | None = None
+        self._pieces: collections.deque[tuple[float, bytes]] = collections.deque()
+        self._size = 0
+        self._eof = False
+        self._exc: Exception | None = None
+        self._paused = False
+        self._waiter: asyncio.Future[None] | None = None
 
+    # -- asyncio.Protocol callbacks
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        io = self._io_loop
+        t = io.io_returned_at if io is not None and self.clock is time.perf_counter else self.clock()
+        self._pieces.append((t, data))
+        self._size += len(data)
+        if self._size > _HIGH_WATER and not self._paused and self.transport is not None:
+            self._paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        self._wake()
+        return False  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._eof = True
+        self._exc = exc
+        self._wake()
+
+    def _wake(self) -> None:
+        w, self._waiter = self._waiter, None
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    # -- used by the transport
     def usable(self) -> bool:
-        return not self.writer.is_closing() and not self.reader.at_eof()
+        return not self._eof and self.transport is not None and not self.transport.is_closing()
 
     def close(self) -> None:
-        self.writer.close()
+        if self.transport is not None:
+            self.transport.close()
+
+    async def read(self) -> tuple[float, bytes]:
+        """The oldest unread piece and its arrival instant; ``b""`` at end of stream."""
+        while not self._pieces:
+            if self._exc is not None:
+                raise httpx.ReadError(str(self._exc) or type(self._exc).__name__)
+            if self._eof:
+                return self.clock(), b""
+            self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
+        t, data = self._pieces.popleft()
+        self._size -= len(data)
+        if self._paused and self._size < _LOW_WATER and self.transport is not None:
+            self._paused = False
+            self.transport.resume_reading()
+        return t, data
 
 
 class _Body(httpx.AsyncByteStream):
-    """The response body: decoded from chunked / content-length / close-delimited framing."""
+    """The response body: decoded from chunked / content-length / close-delimited framing.
+
+    Every yielded piece is preceded by setting ``wire.arrival`` to the arrival instant of the
+    received piece that completed it."""
 
     def __init__(
         self,
         transport: LeanTransport,
-        conn: _Conn,
+        conn: _Wire,
+        wire: WireTimes,
         buf: bytes,
         mode: str,
         length: int,
@@ -59,24 +153,26 @@ class _Body(httpx.AsyncByteStream):
     ):
         self._t = transport
         self._timeout = None if mode == "chunked" else read_timeout
-        self._conn: _Conn | None = conn
+        self._conn: _Wire | None = conn
+        self._wire = wire
         self._buf = buf
         self._mode = mode  # "chunked" | "length" | "close"
         self._left = length
         self._keep = keep
         self._done = False
 
-    async def _read(self, n: int = _READ) -> bytes:
+    async def _read(self) -> bytes:
         assert self._conn is not None, "response body read after close"
         try:
             if self._timeout is None:
-                return await self._conn.reader.read(n)
-            async with asyncio.timeout(self._timeout):
-                return await self._conn.reader.read(n)
+                t, data = await self._conn.read()
+            else:
+                async with asyncio.timeout(self._timeout):
+                    t, data = await self._conn.read()
         except TimeoutError as exc:
             raise httpx.ReadTimeout(f"no data for {self._timeout:g} s") from exc
-        except ConnectionError as exc:
-            raise httpx.ReadError(str(exc)) from exc
+        self._wire.arrival = t
+        return data
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         if self._mode == "length":
@@ -102,9 +198,12 @@ class _Body(httpx.AsyncByteStream):
             if take:
                 yield take
         while self._left > 0:
-            data = await self._read(min(_READ, self._left))
+            data = await self._read()
             if not data:
                 raise httpx.RemoteProtocolError("connection closed before the end of the response body")
+            if len(data) > self._left:  # bytes past the body: the connection is out of sync
+                data = data[: self._left]
+                self._keep = False
             self._left -= len(data)
             yield data
         self._done = True
@@ -165,27 +264,29 @@ class LeanTransport(httpx.AsyncBaseTransport):
     def __init__(
         self, connect_timeout: float = 30.0, fallback: httpx.AsyncBaseTransport | None = None
     ) -> None:
-        self._idle: dict[tuple[str, int], list[_Conn]] = {}
+        self._idle: dict[tuple[str, int], list[_Wire]] = {}
         self._connect_timeout = connect_timeout
         self._fallback = fallback or httpx.AsyncHTTPTransport()
         self._closed = False
 
-    def _release(self, conn: _Conn) -> None:
+    def _release(self, conn: _Wire) -> None:
         if self._closed:
             conn.close()
         else:
             self._idle.setdefault(conn.origin, []).append(conn)
 
-    async def _connect(self, origin: tuple[str, int], timeout: float | None) -> _Conn:
+    async def _connect(self, origin: tuple[str, int], timeout: float | None, clock: Clock) -> _Wire:
+        loop = asyncio.get_running_loop()
         async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_connection(origin[0], origin[1], limit=1 << 20)
-        return _Conn(origin, reader, writer)
+            _, proto = await loop.create_connection(lambda: _Wire(origin, clock), origin[0], origin[1])
+        return proto
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
         if url.scheme != "http":
             return await self._fallback.handle_async_request(request)
         origin = (url.host, url.port or 80)
+        clock: Clock = request.extensions.get(CLOCK) or time.perf_counter
         timeouts = request.extensions.get("timeout") or {}
         read_timeout = timeouts.get("read")
         connect_timeout = timeouts.get("connect", self._connect_timeout)
@@ -214,15 +315,18 @@ class LeanTransport(httpx.AsyncBaseTransport):
             c.close()
         if conn is None:
             try:
-                conn = await self._connect(origin, connect_timeout)
+                conn = await self._connect(origin, connect_timeout, clock)
             except TimeoutError as exc:
                 raise httpx.ConnectTimeout(f"connect to {origin[0]}:{origin[1]} timed out") from exc
             except OSError as exc:
                 raise httpx.ConnectError(str(exc)) from exc
+        conn.clock = clock
+        assert conn.transport is not None
         try:
-            conn.writer.write(payload)
+            wire = WireTimes(clock())
+            conn.transport.write(payload)
             async with asyncio.timeout(read_timeout):
-                status, reason, headers, rest = await self._read_head(conn)
+                status, reason, headers, rest = await self._read_head(conn, wire)
         except TimeoutError as exc:
             conn.close()
             raise httpx.ReadTimeout(f"no response within {read_timeout:g} s") from exc
@@ -245,22 +349,22 @@ class LeanTransport(httpx.AsyncBaseTransport):
         return httpx.Response(
             status,
             headers=headers,
-            stream=_Body(self, conn, rest, mode, length, keep, read_timeout),
-            extensions={"http_version": b"HTTP/1.1", "reason_phrase": reason},
+            stream=_Body(self, conn, wire, rest, mode, length, keep, read_timeout),
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": reason, WIRE: wire},
         )
 
-    async def _read_head(self, conn: _Conn) -> tuple[int, bytes, list[tuple[bytes, bytes]], bytes]:
+    async def _read_head(
+        self, conn: _Wire, wire: WireTimes
+    ) -> tuple[int, bytes, list[tuple[bytes, bytes]], bytes]:
         buf = b""
         while True:
             end = buf.find(b"\r\n\r\n")
             if end >= 0:
                 break
-            try:
-                data = await conn.reader.read(_READ)
-            except ConnectionError as exc:
-                raise httpx.ReadError(str(exc)) from exc
+            t, data = await conn.read()
             if not data:
                 raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
+            wire.arrival = t  # bytes after the head carry the stamp of the piece they came in
             buf += data
         lines = buf[:end].split(b"\r\n")
         parts = lines[0].split(b" ", 2)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
@@ -12,7 +13,8 @@ import pytest
 
 from engines.bench.load import ChatTarget, stream_one
 from engines.bench.metrics import RequestRecord
-from engines.bench.transport import LeanTransport
+from engines.bench.eventloop import new_event_loop
+from engines.bench.transport import WIRE, LeanTransport, WireTimes
 from engines.bench.workload import RequestSpec
 
 from . import instant_server
@@ -174,3 +176,57 @@ async def test_read_timeout_applies_to_the_head_and_plain_bodies() -> None:
         async with raw_server(stalls) as base:
             with pytest.raises(httpx.ReadTimeout, match="no data for 0.2 s"):
                 await c.get(base)
+
+
+HEAD_AND_A = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nA\r\n"
+
+
+async def _held_back_piece(hog_s: float) -> tuple[float, float, float]:
+    """Read chunk A; then the server writes chunk B while a ``hog_s`` callback is queued ahead of the
+    client's I/O callback. Returns (wire.sent, B's wire arrival, when the client got B)."""
+    writers: list[asyncio.StreamWriter] = []
+    ready = asyncio.Event()
+
+    async def reply(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await read_request(r)
+        w.write(HEAD_AND_A)
+        writers.append(w)
+        ready.set()
+        await asyncio.sleep(5)
+
+    async with raw_server(reply) as base, httpx.AsyncClient(transport=LeanTransport()) as c:
+        async with c.stream("GET", base) as resp:
+            wire = resp.extensions[WIRE]
+            assert isinstance(wire, WireTimes)
+            it = resp.aiter_raw()
+            assert await anext(it) == b"A"
+            await ready.wait()
+            writers[0].write(b"1\r\nB\r\n0\r\n\r\n")  # a synchronous send: B is now in the client's socket
+            asyncio.get_running_loop().call_soon(time.sleep, hog_s)  # runs before the I/O callback
+            assert await anext(it) == b"B"
+            return wire.sent, wire.arrival, time.perf_counter()
+
+
+def test_wire_stamps_on_a_stamping_loop_exclude_callbacks_queued_ahead() -> None:
+    with asyncio.Runner(loop_factory=new_event_loop) as r:
+        sent, arrival, got = r.run(_held_back_piece(0.05))
+    assert sent < arrival and got - arrival >= 0.05  # stamped when the poll returned, before the hog ran
+    with asyncio.Runner(loop_factory=asyncio.new_event_loop) as r:
+        sent, arrival, got = r.run(_held_back_piece(0.05))
+    assert sent < arrival and got - arrival < 0.05  # plain loop: stamped in the callback, after the hog
+
+
+async def test_stream_one_uses_wire_times_and_the_injected_clock() -> None:
+    ticks = iter(range(1, 10_000))
+
+    def clock() -> float:
+        return float(next(ticks))
+
+    async with instant(itl_ms=1) as base, httpx.AsyncClient(transport=LeanTransport()) as c:
+        target = ChatTarget(url=base + "/v1/chat/completions", model="m", tag="t")
+        rec = await stream_one(c, target, RequestSpec(0, "hi", 1, 5), RequestRecord(index=0, send=0.0), clock)
+    assert rec.ok and len(rec.chunks) == 5
+    # Every stamp came from the injected clock, in order: the send, then one per received piece
+    # (role + first content arrive together, so the first chunk shares the head's piece).
+    assert rec.send == int(rec.send) and all(t == int(t) for t in rec.chunks)
+    assert rec.send < rec.chunks[0] < rec.chunks[1] < rec.chunks[-1] <= (rec.end or 0)
