@@ -26,7 +26,16 @@ from .llamaserver import (
     require_llama_server,
     run_llama_server,
 )
-from .tinymodel import MODEL_NAME, N_EMBD, N_LAYER, vocab_size, write_tiny_gguf
+from .tinymodel import (
+    MODEL_NAME,
+    N_EMBD,
+    N_LAYER,
+    SMALL,
+    TINY,
+    ModelShape,
+    vocab_size,
+    write_tiny_gguf,
+)
 
 CHAT = {"messages": [{"role": "user", "content": "hello world"}], "max_tokens": 16}
 
@@ -64,6 +73,62 @@ def test_gguf_metadata(tmp_path: Path) -> None:
     assert "<0x00>" in tokens and "<0xFF>" in tokens and "\u2581the" in tokens
     assert "<|im_start|>" in str(val("tokenizer.chat_template"))
     assert {t.name for t in r.tensors} >= {"token_embd.weight", "output.weight", "blk.1.ffn_down.weight"}
+
+
+def test_model_shape_rejects_inconsistent_sizes() -> None:
+    with pytest.raises(ValueError):
+        ModelShape(n_embd=100, n_layer=1, n_head=3, n_head_kv=3, n_ff=64, name="x")  # 100 % 3
+    with pytest.raises(ValueError):
+        ModelShape(n_embd=128, n_layer=1, n_head=4, n_head_kv=3, n_ff=64, name="x")  # 4 % 3
+    with pytest.raises(ValueError):
+        ModelShape(n_embd=128, n_layer=0, n_head=4, n_head_kv=4, n_ff=64, name="x")
+    assert TINY.n_params() == 557_696 and SMALL.n_params() == 58_012_416
+
+
+@pytest.fixture(scope="module")
+def small_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_gguf(tmp_path_factory.mktemp("small") / "small.gguf", seed=0, shape=SMALL)
+
+
+def test_small_shape_metadata_and_tensors(small_gguf: Path) -> None:
+    r = GGUFReader(small_gguf)
+
+    def val(key: str) -> object:
+        return r.fields[key].contents()
+
+    assert (SMALL.n_embd, SMALL.n_layer, SMALL.n_head, SMALL.n_head_kv, SMALL.n_ff) == (768, 8, 12, 12, 2048)
+    assert val("general.name") == "boocontrol-small-llama"
+    assert val("llama.embedding_length") == 768
+    assert val("llama.block_count") == 8
+    assert val("llama.feed_forward_length") == 2048
+    assert val("llama.attention.head_count") == 12
+    assert val("llama.attention.head_count_kv") == 12
+    assert val("llama.rope.dimension_count") == 64
+    assert val("llama.vocab_size") == vocab_size()
+    tokens = val("tokenizer.ggml.tokens")
+    assert isinstance(tokens, list) and len(tokens) == vocab_size()
+    shapes = {t.name: tuple(int(x) for x in t.shape) for t in r.tensors}  # ggml order: (n_in, n_out)
+    assert len(shapes) == 2 + 9 * 8 + 1
+    assert shapes["token_embd.weight"] == (768, vocab_size())
+    assert shapes["blk.7.attn_k.weight"] == (768, 768)
+    assert shapes["blk.7.ffn_gate.weight"] == (768, 2048)
+    assert shapes["blk.7.ffn_down.weight"] == (2048, 768)
+    assert shapes["output.weight"] == (768, vocab_size())
+    assert sum(int(t.n_elements) for t in r.tensors) == SMALL.n_params() == 58_012_416
+    assert 100_000_000 < small_gguf.stat().st_size < 130_000_000
+
+
+@pytest.mark.llama_server
+def test_small_shape_runs_on_llama_server(small_gguf: Path) -> None:
+    binary = require_llama_server()
+    with run_llama_server(small_gguf, ctx=512, binary=binary) as base:
+        body = {**CHAT, "max_tokens": 8}
+        r = httpx.post(f"{base}/v1/chat/completions", json=body, timeout=60)
+        assert r.status_code == 200, r.text
+        out = r.json()
+        assert out["usage"]["completion_tokens"] == 8
+        assert out["timings"]["predicted_n"] == 8
+        assert out["choices"][0]["finish_reason"] == "length"
 
 
 # --------------------------------------------------------------------------- locating the binary
