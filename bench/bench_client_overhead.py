@@ -3,11 +3,14 @@
 The upstream (`tests/bench_engine/instant_server.py`, a separate process pinned to the other CPU)
 sends the first content chunk as soon as the request is complete, then one chunk every ``--itl-ms``.
 Whatever TTFT the engine measures is therefore the client + loopback + upstream-parse overhead, and
-the engine's process CPU time over wall time is what driving the streams costs.
+the engine's process CPU time over wall time is what driving the streams costs. Runs go through the
+engine's own path: `make_client` (LeanTransport) on the event loop `run_bench` uses
+(`engines.bench.eventloop.StampingEventLoop`), or the stock asyncio loop for comparison (``--loop``).
 
 Targets (issue 5): with 64 concurrent streams, < 0.5 core and TTFT p99 < 2 ms.
 
     .venv/bin/python bench/bench_client_overhead.py                  # 64 streams, 20 ms ITL, 128±32 chunks
+    .venv/bin/python bench/bench_client_overhead.py --loop stamping asyncio  # engine's loop vs the stock one
     .venv/bin/python bench/bench_client_overhead.py --stdev 0 --ramp-s 0  # synchronized worst case
     .venv/bin/python bench/bench_client_overhead.py --itl-ms 0       # flood: max chunks/s at 100 % CPU
 """
