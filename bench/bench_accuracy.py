@@ -35,16 +35,16 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import httpx
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from connectors.llama_swap_api import LlamaSwapAPI  # noqa: E402
 from core.providers import Provider  # noqa: E402
+from engines.bench.eventloop import new_event_loop  # noqa: E402
 from engines.bench.host import BenchHost, LlamaSwapHost, OpenAIHost  # noqa: E402
 from engines.bench.runner import BenchSpec, run_sweep  # noqa: E402
 from engines.bench.saturation import SaturationPolicy  # noqa: E402
+from engines.bench.service import make_client  # noqa: E402
 from engines.bench.workload import LengthDist, SyntheticWorkload  # noqa: E402
 from tests.support.llamaserver import find_llama_server, llama_server_cmd, run_llama_server  # noqa: E402
 from tests.support.tinymodel import SHAPES, write_tiny_gguf  # noqa: E402
@@ -76,15 +76,15 @@ def rel(a: float, b: float) -> float:
 async def measure(
     base: str, kind: str, name: str, prompt: int, output: int, requests: int
 ) -> dict[str, float]:
-    async with httpx.AsyncClient(timeout=600, trust_env=False) as c:
+    spec = BenchSpec(levels=(1,), requests_per_point=requests,
+                     workload=SyntheticWorkload(LengthDist(prompt), LengthDist(output)),
+                     saturation=SaturationPolicy.disabled(), warmup_requests=3)  # fmt: skip
+    async with make_client(spec) as c:  # the engine's own client (LeanTransport), as `run_bench` uses it
         host: BenchHost = (
             LlamaSwapHost(LlamaSwapAPI(Provider("acc", "acc", base), c))
             if kind == "llama-swap"
             else OpenAIHost(base, c)
         )
-        spec = BenchSpec(levels=(1,), requests_per_point=requests,
-                         workload=SyntheticWorkload(LengthDist(prompt), LengthDist(output)),
-                         saturation=SaturationPolicy.disabled(), warmup_requests=3)  # fmt: skip
         out = await run_sweep(host, name, spec, c, confirm_takeover=True, provider_id="acc")
     recs = [r for r in out.points[0].records if r.ok and r.timings and r.decode_tps and r.ttft]
     gen_e = [r.decode_tps or 0.0 for r in recs]
@@ -135,7 +135,8 @@ def main() -> None:
             print(f"{'shape':>10} {'n':>3} {'prompt':>7} {'out':>5} | {'gen eng':>8} {'gen srv':>8} {'|err| med':>9} "
                   f"{'|err| max':>9} | {'TTFT ms':>8} {'prompt ms':>9} {'TTFT-pm':>8} {'|err| med':>9} {'|err| max':>9} {'TTFT>=pm':>8}")  # fmt: skip
             for p, o in shapes:
-                r = asyncio.run(measure(base, kind, a.model, p, o, a.requests))
+                with asyncio.Runner(loop_factory=new_event_loop) as runner:  # run_bench's event loop
+                    r = runner.run(measure(base, kind, a.model, p, o, a.requests))
                 print(f"{p:>5}x{o:<4} {r['n']:>3.0f} {r['prompt_tokens']:>7.0f} {r['out_tokens']:>5.0f} | "
                       f"{r['gen_engine']:>8.0f} {r['gen_server']:>8.0f} {r['gen_err_med']:>9.2%} {r['gen_err_max']:>9.2%} | "
                       f"{r['ttft_ms']:>8.2f} {r['prompt_ms']:>9.2f} {r['overhead_ms']:>8.2f} {r['pt_err_med']:>9.2%} {r['pt_err_max']:>9.2%} "
