@@ -11,9 +11,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import httpx
 import pytest
 
+from engines.bench.eventloop import new_event_loop
 from engines.bench.load import ChatTarget, stream_one
 from engines.bench.metrics import RequestRecord
-from engines.bench.eventloop import new_event_loop
 from engines.bench.transport import WIRE, LeanTransport, WireTimes
 from engines.bench.workload import RequestSpec
 
