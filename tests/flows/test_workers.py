@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -50,10 +51,18 @@ def _stop(proc: subprocess.Popen, timeout_s: float = 20) -> None:
 
 
 @pytest.fixture()
-def prefect_server(tmp_path):
+def prefect_server(tmp_path, pg_cluster):
+    # Prefect's own database in the suite's Postgres, as `boocontrol up` runs it. With its default SQLite,
+    # two workers polling every second and the test's writes contend, and the server answers 503 to a
+    # SQLITE_BUSY/locked error (its `is_client_retryable_exception`) — seen once in CI on create_flow_run.
+    prefect_db = f"prefect_{uuid.uuid4().hex[:12]}"
+    pg_cluster.ensure_database(prefect_db)
     port = free_port()
     env = {
         **os.environ,
+        "PREFECT_API_DATABASE_CONNECTION_URL": (
+            f"postgresql+asyncpg://postgres@127.0.0.1:{pg_cluster.port}/{prefect_db}"
+        ),
         "PREFECT_HOME": str(tmp_path / "prefect-home"),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "DO_NOT_TRACK": "1",
