@@ -3,7 +3,7 @@
 When the loop wakes up with several sockets readable, it runs their callbacks one after another,
 after whatever task steps were already queued. With 64 token streams in flight that queue can hold
 a millisecond of other streams' parsing, and a timestamp taken inside a callback would charge that
-to the server. `StampingEventLoop.io_returned_at` is the `time.perf_counter` instant the current
+to the server. `StampingEventLoop.io_returned_at()` is the `time.perf_counter` instant the current
 batch of I/O events came back from the kernel: the earliest moment this process could know the
 bytes had arrived. `engines.bench.transport.LeanTransport` stamps received data with it when the
 run uses this loop and the default clock; `new_event_loop` is the factory the bench entry points
@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import selectors
 import time
-from typing import Any
 
 
 class _StampingSelector(selectors.DefaultSelector):
@@ -31,21 +30,15 @@ class _StampingSelector(selectors.DefaultSelector):
 
 
 class StampingEventLoop(asyncio.SelectorEventLoop):
-    """`asyncio.SelectorEventLoop` whose ``io_returned_at`` is the instant of the last poll's return."""
+    """`asyncio.SelectorEventLoop` whose ``io_returned_at()`` is the instant of the last poll's return."""
 
     def __init__(self) -> None:
         self._stamping = _StampingSelector()
         super().__init__(self._stamping)
 
-    @property
     def io_returned_at(self) -> float:
         return self._stamping.returned_at
 
 
 def new_event_loop() -> StampingEventLoop:
     return StampingEventLoop()
-
-
-def io_stamp_source(loop: Any) -> StampingEventLoop | None:
-    """The running loop if it stamps its I/O polls, else None."""
-    return loop if isinstance(loop, StampingEventLoop) else None

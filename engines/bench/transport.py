@@ -42,7 +42,7 @@ from collections.abc import AsyncIterator, Callable
 
 import httpx
 
-from engines.bench.eventloop import io_stamp_source
+from engines.bench.eventloop import StampingEventLoop
 
 WIRE = "boocontrol.wire"  # response extension: the request's WireTimes
 CLOCK = "boocontrol.clock"  # request extension: the clock to stamp with (default time.perf_counter)
@@ -68,9 +68,9 @@ class _Wire(asyncio.Protocol):
 
     def __init__(self, origin: tuple[str, int], clock: Clock) -> None:
         self.origin = origin
-        self.clock = clock
-        loop = io_stamp_source(asyncio.get_running_loop())
-        self._io_loop = loop  # see engines.bench.eventloop: stamp with the poll's return instant
+        loop = asyncio.get_running_loop()
+        self._io_loop = loop if isinstance(loop, StampingEventLoop) else None
+        self.use_clock(clock)
         self.transport: asyncio.Transport | None = None
         self._pieces: collections.deque[tuple[float, bytes]] = collections.deque()
         self._size = 0
@@ -79,15 +79,20 @@ class _Wire(asyncio.Protocol):
         self._paused = False
         self._waiter: asyncio.Future[None] | None = None
 
+    def use_clock(self, clock: Clock) -> None:
+        """Stamp with ``clock`` — or, for the default clock on a `StampingEventLoop`, with the instant
+        the loop's I/O poll returned (same clock, taken before the loop's queued callbacks ran)."""
+        self.clock = clock
+        io = self._io_loop
+        self._stamp = io.io_returned_at if io is not None and clock is time.perf_counter else clock
+
     # -- asyncio.Protocol callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
-        io = self._io_loop
-        t = io.io_returned_at if io is not None and self.clock is time.perf_counter else self.clock()
-        self._pieces.append((t, data))
+        self._pieces.append((self._stamp(), data))
         self._size += len(data)
         if self._size > _HIGH_WATER and not self._paused and self.transport is not None:
             self._paused = True
@@ -320,7 +325,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
                 raise httpx.ConnectTimeout(f"connect to {origin[0]}:{origin[1]} timed out") from exc
             except OSError as exc:
                 raise httpx.ConnectError(str(exc)) from exc
-        conn.clock = clock
+        conn.use_clock(clock)
         assert conn.transport is not None
         try:
             wire = WireTimes(clock())
