@@ -9,7 +9,8 @@ Activity bookkeeping
 --------------------
 ``state.epoch`` names the current id sequence and ``state.cursor`` is the highest id handed to the sink.
 On a new boot marker the sequence continues only if the row at the cursor still exists upstream with
-the same timestamp and model (a persistent ``store.path``); otherwise a new epoch starts. A gap record
+the same signature (timestamp, model, path, status, duration, tokens: a persistent ``store.path``) and
+did not finish after the new boot began; otherwise a new epoch starts. A gap record
 is written when ids are missing upstream (ring overflow while we were away) or when an in-memory store
 died with rows we may not have read (the previous boot was not followed to its end).
 """
@@ -22,7 +23,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -54,6 +55,19 @@ LOG_TAIL = 4096
 
 def activity_signature(a: Activity) -> tuple[Any, ...]:
     return (a.finished_at, a.model_id, a.req_path, a.status_code, a.duration_ms, a.input_tokens, a.output_tokens)
+
+
+def finished_after_boot(finished_at: datetime, boot_marker: str | None) -> bool:
+    """True when an activity row (whole-second timestamp, truncated) certainly finished after the process
+    whose ``/api/hardware`` ``captured_at`` is ``boot_marker`` started, so it cannot be a row that
+    survived from an earlier boot. A row in the boot's own second is undecided (False)."""
+    if not boot_marker or boot_marker.startswith("seen:"):
+        return False
+    try:
+        booted = proto.parse_timestamp(boot_marker)
+    except proto.ProtocolError:
+        return False
+    return finished_at >= booted.replace(microsecond=0) + timedelta(seconds=1)
 
 
 class StreamEnded(Exception):
@@ -184,7 +198,9 @@ class LlamaSwapFollower:
         except proto.ProtocolError:
             return False
         # whole-second timestamps alone are not enough: a fresh row 1 can land in the same second
-        return st.cursor_signature is not None and activity_signature(row) == st.cursor_signature
+        if st.cursor_signature is None or activity_signature(row) != st.cursor_signature:
+            return False
+        return not finished_after_boot(row.finished_at, st.boot_marker)
 
     # -- activity ------------------------------------------------------------------------------
     async def _rows_desc_until(self, stop_at: int) -> list[dict[str, Any]]:

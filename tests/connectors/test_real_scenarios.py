@@ -94,6 +94,9 @@ def test_restart_without_store_path_while_away_records_gap(db, db_url, responder
             chat(ls.base_url, "responder-a")
             wait_until(lambda: len(acts(db_url)) == 1, what="1 row")
         chat(ls.base_url, "responder-a")  # id 2: never seen by the connector, lost with the restart
+        # Leave the old row 1's second before restarting: a responder row carries nothing but its
+        # whole-second timestamp to tell it from the new boot's row 1 (same model, 0 ms, same tokens).
+        time.sleep(1.1)
         ls.restart()
         chat(ls.base_url, "responder-a")
         with ConnectorThread(registry_for(p), db_url, tmp_path / "sp"):
