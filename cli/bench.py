@@ -6,6 +6,7 @@ boocontrol bench list gpu-box/qwen-7b
 boocontrol bench show 12
 boocontrol bench baseline add 12
 boocontrol bench drift gpu-box/qwen-7b
+boocontrol bench compare 12 15 17      # other quantizations / hosts, same workload, against run 12
 """
 
 from __future__ import annotations
@@ -375,3 +376,49 @@ def drift_cmd(model: str, limit: int) -> None:
     newest = next((r for r in runs.iter_rows(named=True) if r["drift"] in ("slower", "ok")), None)
     if newest is not None and newest["drift"] == "slower":
         sys.exit(1)
+
+
+@bench.command("compare")
+@click.argument("run_ids", nargs=-1, type=int, required=True)
+@click.option(
+    "--metric",
+    "metrics",
+    multiple=True,
+    help="Metric to compare (repeatable; default: output tok/s, TTFT/TPOT/E2E p50, J/token).",
+)
+def compare_cmd(run_ids: tuple[int, ...], metrics: tuple[str, ...]) -> None:
+    """Side by side: runs of other models or hosts (quantizations, GPUs) against the first RUN_ID.
+
+    The runs must have run the same workload (`bench run` with the same options); every level of the
+    first run is shown with each run's value and its ratio to the first.
+    """
+    from engines.bench.report import COMPARE_METRICS, NotComparable, compare_runs, comparison_cells
+    from warehouse.queries import bench as q
+
+    engine = _engine()
+    try:
+        pts = q.run_points(engine, list(run_ids))
+    finally:
+        engine.dispose()
+    try:
+        table = compare_runs(pts, run_ids, metrics or COMPARE_METRICS)
+    except NotComparable as exc:
+        raise click.ClickException(str(exc)) from None
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    from reports.bench_figures import metric_label
+
+    who = {r["run_id"]: r for r in table.unique("run_id", keep="first").iter_rows(named=True)}
+    for rid in run_ids:
+        name, file = who[rid]["subject"].rsplit(" #", 1)[0], who[rid]["model_file"]
+        click.echo(f"#{rid}: {name}" + (f" ({file})" if file else ""))
+    cells = comparison_cells(table, run_ids)
+    for metric in metrics or COMPARE_METRICS:
+        if table.filter(table["metric"] == metric)["value"].is_null().all():
+            continue
+        click.echo(f"\n{metric_label(metric)}")
+        rows = [
+            [f"{r['mode']}={r['level']:g}", *(r[f"#{i}"] for i in run_ids)]
+            for r in cells.filter(cells["metric"] == metric).iter_rows(named=True)
+        ]
+        click.echo(_table(["point", *(f"#{i}" for i in run_ids)], rows))

@@ -16,7 +16,15 @@ if models.is_empty():
     st.stop()
 
 pairs = [f"{p}/{m}" for p, m in zip(models["provider_id"], models["model_id"], strict=True)]
-choice = st.selectbox("Provider / model", pairs, key="bench_model")
+
+
+def _forget_run_choices() -> None:
+    """Run choices belong to one provider/model and sweep mode: a new one starts from its own defaults."""
+    for k in ("bench_runs", "bench_compare_runs"):
+        st.session_state.pop(k, None)
+
+
+choice = st.selectbox("Provider / model", pairs, key="bench_model", on_change=_forget_run_choices)
 provider_id, model_id = choice.split("/", 1)
 
 runs = bench_data.runs(provider_id, model_id)
@@ -33,7 +41,7 @@ st.dataframe(runs.select("run_id", "started_at", "status", "mode", "label", "poi
 done = runs.filter(runs["points"] > 0)
 modes = sorted(set(done["mode"].to_list())) or ["concurrency"]
 left, mid, right = st.columns([1, 3, 2])
-mode = left.radio("Sweep", modes, key="bench_mode")
+mode = left.radio("Sweep", modes, key="bench_mode", on_change=_forget_run_choices)
 of_mode = done.filter(done["mode"] == mode)
 labels = bench_data.run_labels(of_mode)
 selected = mid.multiselect("Runs to overlay", list(labels), default=list(labels)[:3], format_func=labels.get,
@@ -59,6 +67,19 @@ with b:
     lat = st.selectbox("Per-request latency of the first selected run", ["ttft_ms", "tpot_ms", "e2e_ms"],
                        key="bench_lat")  # fmt: skip
     widgets.chart(bf.latency_distribution(bench_data.requests(selected[0]), lat), key="bench_requests")
+
+st.subheader("Compare across models and hosts")
+st.caption("Quantizations of one model, or one model on several GPUs: any provider/model's runs of the same "
+           "workload (mode, lengths, requests per point) as the first selected run. The first run picked is the "
+           "reference.")  # fmt: skip
+candidates = bench_data.comparable_runs(newest_key)
+chosen = st.multiselect("Runs to compare", list(candidates), default=[selected[0]] if selected[0] in candidates
+                        else [], format_func=candidates.get, key="bench_compare_runs")  # fmt: skip
+if len(chosen) < 2:
+    st.caption(f"Pick a second run: {max(len(candidates) - 1, 0)} other run(s) of this workload are stored.")
+else:
+    widgets.chart(bf.sweep_curves(bench_data.compare_points(tuple(chosen)), metric, mode), key="bench_compare")
+    st.dataframe(bench_data.comparison(tuple(chosen)), hide_index=True)
 
 with st.expander("Baseline (runs that define the expected speed; repeat runs to measure noise)"):
     run = st.selectbox("Run", list(labels), format_func=labels.get, key="bench_baseline_run")

@@ -16,8 +16,8 @@ from ui import data
 from warehouse import bench_store
 from warehouse.queries import bench as q
 
-__all__ = ["METRICS", "add_to_baseline", "band", "detail", "models", "pareto_points", "points", "remove_from_baseline",
-           "requests", "run_labels", "runs"]  # fmt: skip
+__all__ = ["METRICS", "add_to_baseline", "band", "comparable_runs", "comparison", "compare_points", "detail", "models",
+           "pareto_points", "points", "remove_from_baseline", "requests", "run_labels", "runs"]  # fmt: skip
 
 
 def models() -> pl.DataFrame:
@@ -71,3 +71,35 @@ def add_to_baseline(run_id: int, note: str | None = None) -> None:
 def remove_from_baseline(provider_id: str, model_id: str, run_id: int) -> None:
     with data.engine().begin() as conn:
         bench_store.clear_baseline(conn, provider_id, model_id, run_id)
+
+
+def comparable_runs(workload_key: str | None) -> dict[int, str]:
+    """Runs of any provider/model that ran this workload (quantizations, other hosts), newest first:
+    run_id → "#12 provider/model (file.gguf) label"."""
+    if workload_key is None:
+        return {}
+    out = {}
+    for r in q.list_runs(data.engine(), workload_key=workload_key, include_refused=False).iter_rows(named=True):
+        if not r["points"]:
+            continue
+        file = f" ({r['model_file']})" if r["model_file"] else ""
+        when = r["started_at"].strftime("%Y-%m-%d %H:%M") if r["started_at"] else ""
+        out[int(r["run_id"])] = f"#{r['run_id']} {r['provider_id']}/{r['model_id']}{file} {r['label'] or when}"
+    return out
+
+
+def compare_points(run_ids: tuple[int, ...]) -> pl.DataFrame:
+    """Points of the compared runs, labelled by provider/model so curves of several models can be told apart."""
+    pts = points(run_ids)
+    label = pl.concat_str([pl.col("provider_id"), pl.lit("/"), pl.col("model_id"), pl.lit(" #"),
+                           pl.col("run_id").cast(pl.Utf8)])  # fmt: skip
+    return pts.with_columns(label.alias("run_label"))
+
+
+def comparison(run_ids: tuple[int, ...]) -> pl.DataFrame:
+    """The side-by-side table against the first run (`engines.bench.report.compare_runs`), as text cells;
+    raises `engines.bench.report.NotComparable` when the workloads differ."""
+    table = report.compare_runs(points(run_ids), run_ids)
+    cells = report.comparison_cells(table, run_ids)
+    return cells.with_columns(pl.col("metric").replace_strict(
+        {m: f"{n} ({u})" for m, (n, u) in METRICS.items()}, default=pl.col("metric")))  # fmt: skip

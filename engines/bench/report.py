@@ -104,3 +104,106 @@ def with_pareto(points: pl.DataFrame, x: str = "output_throughput", y: str = "tp
     pts = points.filter(pl.col(x).is_not_null() & pl.col(y).is_not_null())
     pairs: Sequence[tuple[float, float]] = list(zip(pts[x].to_list(), pts[y].to_list(), strict=True))
     return pts.with_columns(pl.Series("pareto", pareto_mask(pairs), pl.Boolean))
+
+
+# ------------------------------------------------------------------ comparing models across the fleet
+
+#: Metrics of a side-by-side comparison, and which direction is better.
+HIGHER_IS_BETTER: tuple[str, ...] = (
+    "output_throughput",
+    "total_token_throughput",
+    "request_throughput",
+    "goodput",
+)
+COMPARE_METRICS: tuple[str, ...] = (
+    "output_throughput",
+    "ttft_p50_ms",
+    "tpot_p50_ms",
+    "e2e_p50_ms",
+    "j_per_token",
+)
+
+
+class NotComparable(ValueError):
+    """The runs did not run the same workload, so their points are not comparable level by level."""
+
+
+def compare_runs(points: pl.DataFrame, run_ids: Sequence[int],
+                 metrics: Sequence[str] = COMPARE_METRICS) -> pl.DataFrame:  # fmt: skip
+    """Side by side: every run against the first of ``run_ids`` (the reference), at the reference's levels.
+
+    For quantizations of a model on one host, or one model on several hosts: the runs must share a
+    workload key (same mode, lengths, requests per point, arrival). Columns: ``mode``, ``level``,
+    ``metric``, ``run_id``, ``subject`` (``provider/model #id``), ``model_file`` (the GGUF file name
+    llama-server reported, where the quantization shows), ``value``, ``ratio`` (value / the
+    reference's value at that level; None where either is missing or the reference is 0) and
+    ``better`` (True/False against the reference by the metric's direction, None for the reference itself
+    or a missing value). Raises `NotComparable` with the runs named when the workloads differ, and
+    `ValueError` for fewer than two runs or a run without stored points.
+    """
+    ids = [int(i) for i in run_ids]
+    if len(ids) < 2:
+        raise ValueError("compare needs at least two runs")
+    if len(set(ids)) != len(ids):
+        raise ValueError("each run may be named once")
+    unknown = [m for m in metrics if m not in points.columns]
+    if unknown:
+        raise ValueError(f"unknown metric(s): {', '.join(unknown)}")
+    have = set(points["run_id"].to_list()) if points.height else set()
+    missing = [i for i in ids if i not in have]
+    if missing:
+        raise ValueError(f"no stored sweep points for run(s) {', '.join(map(str, missing))}")
+    keys = {int(r["run_id"]): r["workload_key"] for r in points.iter_rows(named=True)}
+    ref = ids[0]
+    differing = [i for i in ids[1:] if keys[i] != keys[ref]]
+    if differing:
+        raise NotComparable(
+            f"run(s) {', '.join(map(str, differing))} ran a different workload than run {ref} "
+            "(mode, lengths, requests per point or arrival differ), so their points are not comparable; "
+            "repeat the sweep with the same options"
+        )
+    by_run: dict[int, dict[tuple[str, float], dict[str, Any]]] = {}
+    subjects: dict[int, str] = {}
+    files: dict[int, str | None] = {}
+    for r in points.iter_rows(named=True):
+        rid = int(r["run_id"])
+        by_run.setdefault(rid, {})[(str(r["mode"]), float(r["level"]))] = r
+        subjects[rid] = f"{r['provider_id']}/{r['model_id']} #{rid}"
+        files[rid] = r.get("model_file")
+    rows: list[dict[str, Any]] = []
+    for key in sorted(by_run[ref]):
+        for metric in metrics:
+            base = by_run[ref][key].get(metric)
+            for rid in ids:
+                point = by_run[rid].get(key)
+                v = None if point is None else point.get(metric)
+                ratio = v / base if v is not None and base not in (None, 0) else None
+                better = None
+                if rid != ref and ratio is not None and ratio != 1.0:
+                    better = ratio > 1.0 if metric in HIGHER_IS_BETTER else ratio < 1.0
+                rows.append({"mode": key[0], "level": key[1], "metric": metric, "run_id": rid,
+                             "subject": subjects[rid], "model_file": files[rid], "value": v, "ratio": ratio, "better": better})  # fmt: skip
+    schema: dict[str, Any] = {"mode": pl.Utf8, "level": pl.Float64, "metric": pl.Utf8, "run_id": pl.Int64,
+                              "subject": pl.Utf8, "model_file": pl.Utf8, "value": pl.Float64, "ratio": pl.Float64,
+                              "better": pl.Boolean}  # fmt: skip
+    return pl.DataFrame(rows, schema=schema)
+
+
+def comparison_cells(table: pl.DataFrame, run_ids: Sequence[int]) -> pl.DataFrame:
+    """`compare_runs` output → one row per (mode, level, metric), one text column per run (``#id``):
+    the value, and for the other runs its ratio to the reference with the verdict, e.g.
+    ``150.0 (0.83x worse)``."""
+    rows: list[dict[str, Any]] = []
+    for (mode, level, metric), grp in table.group_by(["mode", "level", "metric"], maintain_order=True):
+        row: dict[str, Any] = {"mode": mode, "level": level, "metric": metric}
+        for r in grp.iter_rows(named=True):
+            v = r["value"]
+            cell = "-" if v is None else f"{v:.3f}" if metric == "j_per_token" else f"{v:.1f}"
+            if r["run_id"] != run_ids[0] and r["ratio"] is not None:
+                verdict = "" if r["better"] is None else " better" if r["better"] else " worse"
+                cell += f" ({r['ratio']:.2f}x{verdict})"
+            row[f"#{r['run_id']}"] = cell
+        rows.append(row)
+    schema: dict[str, Any] = {"mode": pl.Utf8, "level": pl.Float64, "metric": pl.Utf8}
+    schema.update({f"#{i}": pl.Utf8 for i in run_ids})
+    return pl.DataFrame(rows, schema=schema)

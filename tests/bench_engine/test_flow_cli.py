@@ -79,3 +79,11 @@ def test_cli_run_list_show_baseline(lab_env: Engine) -> None:
     assert listed.exit_code == 0 and "baseline" in listed.output
     drift = runner.invoke(bench, ["drift", f"lab/{TINY}"])
     assert drift.exit_code == 0
+    # a second run of the same workload compares side by side; the GGUF file comes from llama-server /props
+    assert runner.invoke(bench, [*args, "--yes-take-over"]).exit_code == 0
+    second = int(q.list_runs(lab_env, "lab", TINY, include_refused=False)["run_id"][0])
+    cmp = runner.invoke(bench, ["compare", str(run_id), str(second), "--metric", "output_throughput"])
+    assert cmp.exit_code == 0, cmp.output
+    assert cmp.output.splitlines()[:2] == [f"#{run_id}: lab/{TINY} (tiny.gguf)", f"#{second}: lab/{TINY} (tiny.gguf)"]
+    assert [ln.split()[0] for ln in cmp.output.splitlines() if ln.startswith("concurrency=")] == [
+        "concurrency=1", "concurrency=2"]  # fmt: skip

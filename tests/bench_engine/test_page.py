@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -87,3 +88,29 @@ def test_figures(db: Engine) -> None:
     assert bf.pareto(pl.DataFrame()).layout.annotations
     dist = bf.latency_distribution(q.run_requests(db, run_ids[0]), "ttft_ms")
     assert [t.name for t in dist.data] == ["1", "2"]
+
+
+def test_page_compares_models_of_the_same_workload(page_env: Engine) -> None:
+    mine = seeded(page_env)  # p/m, three runs
+    uid = stored_run(page_env, model="m-q8").run_uid
+    runs = q.list_runs(page_env)
+    q8 = int(runs.filter(runs["run_uid"] == uid)["run_id"][0])
+    with page_env.begin() as conn:
+        conn.execute(update(bench_points).where(bench_points.c.run_id == mine[2]).values(output_throughput=120.0))
+        conn.execute(update(bench_points).where(bench_points.c.run_id == q8).values(output_throughput=30.0))
+    at = AppTest.from_file(str(ROOT / "pages/6_Benchmarks.py"), default_timeout=60).run()
+    assert not at.exception, at.exception
+    at.selectbox(key="bench_model").set_value("p/m").run()
+    cmp = at.multiselect(key="bench_compare_runs")
+    assert cmp.value == [mine[2]]  # the newest selected run of p/m is the reference
+    expected = [f"#{i} p/{m} " for i, m in zip([*mine, q8], ["m", "m", "m", "m-q8"], strict=True)]
+    assert sorted(o[: len(e)] for o, e in zip(sorted(cmp.options), sorted(expected), strict=True)) == sorted(expected)
+    assert "Pick a second run: 3 other run(s)" in at.caption[-1].value
+    cmp.set_value([mine[2], q8]).run()
+    assert not at.exception, at.exception
+    table = at.dataframe[-1].value
+    row = table[(table["metric"] == "Output throughput (tok/s)") & (table["level"] == 1.0)]
+    assert row[f"#{mine[2]}"].tolist() == ["120.0"] and row[f"#{q8}"].tolist() == ["30.0 (0.25x worse)"]
+    curves = at.get("plotly_chart")[-1]
+    names = [t["name"] for t in json.loads(curves.proto.spec)["data"]]
+    assert names == [f"p/m #{mine[2]}", f"p/m-q8 #{q8}"]

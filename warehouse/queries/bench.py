@@ -30,6 +30,7 @@ RUN_SCHEMA: dict[str, Any] = {
     "j_per_token": pl.Float64,
     "points": pl.Int64,
     "is_baseline": pl.Boolean,
+    "model_file": pl.Utf8,
 }
 
 _RUNS_SQL = text(
@@ -38,10 +39,12 @@ _RUNS_SQL = text(
            r.seed, r.started_at, r.finished_at, r.stop_reason, r.error, r.llama_swap_version, r.requested_by,
            r.foreign_requests, r.j_per_token,
            (SELECT count(*) FROM bench_points p WHERE p.run_id = r.id) AS points,
-           EXISTS (SELECT 1 FROM bench_baselines b WHERE b.run_id = r.id) AS is_baseline
+           EXISTS (SELECT 1 FROM bench_baselines b WHERE b.run_id = r.id) AS is_baseline,
+           regexp_replace(r.server_props->>'model_path', '^.*/', '') AS model_file
     FROM bench_runs r
     WHERE (CAST(:provider AS text) IS NULL OR r.provider_id = :provider)
       AND (CAST(:model AS text) IS NULL OR r.model_id = :model)
+      AND (CAST(:workload_key AS text) IS NULL OR r.workload_key = :workload_key)
       AND (:include_refused OR r.status <> 'refused')
     ORDER BY r.started_at DESC, r.id DESC
     LIMIT :limit
@@ -55,9 +58,14 @@ def list_runs(
     model_id: str | None = None,
     limit: int = 200,
     include_refused: bool = True,
+    workload_key: str | None = None,
 ) -> pl.DataFrame:
-    """Newest runs first (optionally of one provider and/or model)."""
-    params = {"provider": provider_id, "model": model_id, "limit": limit, "include_refused": include_refused}
+    """Newest runs first (optionally of one provider and/or model, or of one workload across the fleet).
+
+    ``model_file`` is the file name of the GGUF llama-server reported (``/props`` ``model_path``): where
+    the model id does not say it, that is where the quantization shows (``qwen-7b-Q4_K_M.gguf``)."""
+    params = {"provider": provider_id, "model": model_id, "limit": limit, "include_refused": include_refused,
+              "workload_key": workload_key}  # fmt: skip
     return frame(db, _RUNS_SQL, params, RUN_SCHEMA)
 
 
@@ -72,6 +80,7 @@ POINT_SCHEMA: dict[str, Any] = {
     "model_id": pl.Utf8,
     "run_started_at": UTC_TS,
     "workload_key": pl.Utf8,
+    "model_file": pl.Utf8,
     "idx": pl.Int64,
     "mode": pl.Utf8,
     "level": pl.Float64,
@@ -102,7 +111,7 @@ _POINTS_SQL = text(
            coalesce(r.label, to_char(r.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI') || ' #' || r.id)
                AS run_label,
            r.provider_id, r.model_id, r.started_at AS run_started_at, r.workload_key,
-           p.idx, p.mode, p.level, p.arrival, p.requests, p.completed, p.failed, p.duration_s,
+           regexp_replace(r.server_props->>'model_path', '^.*/', '') AS model_file, p.idx, p.mode, p.level, p.arrival, p.requests, p.completed, p.failed, p.duration_s,
            p.request_throughput, p.output_throughput, p.total_token_throughput, p.goodput, p.goodput_ratio,
            p.peak_concurrency, p.mean_concurrency, {", ".join("p." + c for c in _DIST_COLS)},
            p.decode_tps_mean, p.server_predicted_per_s_mean, p.schedule_lag_p90_ms,
