@@ -11,6 +11,7 @@ Targets (issue 5): with 64 concurrent streams, < 0.5 core and TTFT p99 < 2 ms.
 
     .venv/bin/python bench/bench_client_overhead.py                  # 64 streams, 20 ms ITL, 128±32 chunks
     .venv/bin/python bench/bench_client_overhead.py --loop stamping asyncio  # engine's loop vs the stock one
+    .venv/bin/python bench/bench_client_overhead.py --stamps kernel poll     # kernel receive stamps vs loop stamps
     .venv/bin/python bench/bench_client_overhead.py --stdev 0 --ramp-s 0  # synchronized worst case
     .venv/bin/python bench/bench_client_overhead.py --itl-ms 0       # flood: max chunks/s at 100 % CPU
 """
@@ -36,6 +37,7 @@ from engines.bench.host import OpenAIHost  # noqa: E402
 from engines.bench.runner import BenchSpec, Progress, run_sweep  # noqa: E402
 from engines.bench.saturation import SaturationPolicy  # noqa: E402
 from engines.bench.service import make_client  # noqa: E402
+from engines.bench.transport import LeanTransport  # noqa: E402
 from engines.bench.workload import LengthDist, SyntheticWorkload  # noqa: E402
 
 
@@ -102,6 +104,7 @@ async def measure(
     stdev: float = 0.0,
     ramp_s: float = 0.0,
     transport: str = "lean",
+    kernel_stamps: bool = True,
 ) -> dict[str, float]:
     spec = BenchSpec(
         levels=(streams,),
@@ -127,7 +130,13 @@ async def measure(
             lags.append(time.perf_counter() - t - 0.001)
 
     probe_task = asyncio.create_task(probe())
-    async with make_client(spec) if transport == "lean" else plain_httpx_client(streams) as client:
+    if transport == "httpx":
+        client = plain_httpx_client(streams)
+    elif kernel_stamps:
+        client = make_client(spec)  # what run_bench uses
+    else:
+        client = httpx.AsyncClient(transport=LeanTransport(kernel_stamps=False), timeout=600, trust_env=False)
+    async with client:
         out = await run_sweep(OpenAIHost(base, client), "instant", spec, client, confirm_takeover=True,
                               provider_id="instant", progress=progress)  # fmt: skip
     probe_task.cancel()
@@ -167,6 +176,9 @@ def main() -> None:
     ap.add_argument("--loop", nargs="+", choices=["stamping", "asyncio"], default=["stamping"],
                     help="stamping = the engine's StampingEventLoop (wire stamps at the I/O poll); asyncio = the "
                          "default loop (stamps when the protocol callback runs)")  # fmt: skip
+    ap.add_argument("--stamps", nargs="+", choices=["kernel", "poll"], default=["kernel"],
+                    help="kernel = SO_TIMESTAMPNS receive times (the engine's default on Linux); poll = without "
+                         "them (the loop's stamp: poll return on the stamping loop, callback time on asyncio)")  # fmt: skip
     ap.add_argument("--no-pin", action="store_true", help="do not pin client and upstream to separate CPUs")
     a = ap.parse_args()
     pin = not a.no_pin and (os.cpu_count() or 1) >= 2
@@ -181,18 +193,19 @@ def main() -> None:
         f50, f99, fmax = asyncio.run(floor(port))
         print(f"floor (bare asyncio socket, 1 connection, 10 ms gaps, 500 requests): first bytes p50 {f50:.3f} ms, "
               f"p99 {f99:.3f} ms, max {fmax:.3f} ms")  # fmt: skip
-        hdr = (f"{'loop':>8} {'client':>6} {'streams':>7} {'run':>3} {'ok':>5} {'wall s':>7} {'cpu s':>6} {'cores':>6} {'chunks/s':>9} "
+        hdr = (f"{'stamps':>6} {'loop':>8} {'client':>6} {'streams':>7} {'run':>3} {'ok':>5} {'wall s':>7} {'cpu s':>6} {'cores':>6} {'chunks/s':>9} "
                f"{'TTFT p50':>9} {'TTFT p99':>9} {'TTFT max':>9} {'ITL p50':>8} {'ITL p99':>8} {'lag p99':>8}")  # fmt: skip
         print(hdr)
-        runs = [(lp, tr, streams, i) for i in range(a.repeat) for lp in a.loop for tr in a.transport
-                for streams in a.streams]  # fmt: skip
-        for lp, tr, streams, i in runs:  # interleaved, so drift on the shared machine hits every variant
+        runs = [(st, lp, tr, streams, i) for i in range(a.repeat) for st in a.stamps for lp in a.loop
+                for tr in a.transport for streams in a.streams]  # fmt: skip
+        for st, lp, tr, streams, i in runs:  # interleaved, so drift on the shared machine hits every variant
             factory = new_event_loop if lp == "stamping" else asyncio.new_event_loop
             with asyncio.Runner(loop_factory=factory) as runner:
                 r = runner.run(
-                    measure(f"http://127.0.0.1:{port}", streams, a.requests, a.tokens, a.stdev, a.ramp_s, tr)
+                    measure(f"http://127.0.0.1:{port}", streams, a.requests, a.tokens, a.stdev, a.ramp_s, tr,
+                            kernel_stamps=st == "kernel")  # fmt: skip
                 )
-            print(f"{lp:>8} {tr:>6} {streams:>7} {i + 1:>3} {r['completed']:>5.0f} {r['wall_s']:>7.2f} {r['cpu_s']:>6.2f} "
+            print(f"{st:>6} {lp:>8} {tr:>6} {streams:>7} {i + 1:>3} {r['completed']:>5.0f} {r['wall_s']:>7.2f} {r['cpu_s']:>6.2f} "
                   f"{r['cores']:>6.3f} {r['chunks_per_s']:>9.0f} {r['ttft_p50_ms']:>9.3f} {r['ttft_p99_ms']:>9.3f} "
                   f"{r['ttft_max_ms']:>9.3f} {r['itl_p50_ms']:>8.3f} {r['itl_p99_ms']:>8.3f} {r['lag_p99_ms']:>8.3f}")  # fmt: skip
         stats = httpx.get(f"http://127.0.0.1:{port}/stats").json()

@@ -6,7 +6,8 @@ a millisecond of other streams' parsing, and a timestamp taken inside a callback
 to the server. `StampingEventLoop.io_returned_at()` is the `time.perf_counter` instant the current
 batch of I/O events came back from the kernel: the earliest moment this process could know the
 bytes had arrived. `engines.bench.transport.LeanTransport` stamps received data with it when the
-run uses this loop and the default clock; `new_event_loop` is the factory the bench entry points
+run uses this loop and the default clock and the kernel gives no receive timestamps (the kernel's
+stamp, where there is one, is earlier still and wins); `new_event_loop` is the factory the bench entry points
 pass to `asyncio.Runner`.
 
 Plain asyncio otherwise (a `selectors.DefaultSelector` wrapped; timers, signals, subprocesses and

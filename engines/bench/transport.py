@@ -3,14 +3,14 @@
 Why: at 64 concurrent streams the client's own cost per request and per chunk is inside every TTFT
 and ITL it measures. httpx's default stack (httpcore + h11 + anyio) spends most of that time in
 generic machinery: two socket writes per request (headers, then body), a cancel scope per read and
-an h11 event per HTTP chunk. This transport writes each request with one ``write``, receives with a
-bare ``asyncio.Protocol`` and decodes chunked framing on raw bytes.
+an h11 event per HTTP chunk. This transport writes each request with one ``send``, receives with an
+event-loop reader callback on a non-blocking socket and decodes chunked framing on raw bytes.
 
-**Wire timestamps.** The protocol stamps every piece of data the moment the event loop hands it
-over (``data_received``) — or, on a `engines.bench.eventloop.StampingEventLoop` with the default
-clock, with the instant the loop's I/O poll that reported it returned — and the transport stamps the
-request the moment its bytes go to the socket.
-Both are published on the response as ``response.extensions[WIRE]`` (a `WireTimes`):
+**Wire timestamps.** Every received piece is stamped with the instant it reached this host: the
+kernel's receive timestamp (``SO_TIMESTAMPNS``, Linux) when the clock is the default one — else, on a
+`engines.bench.eventloop.StampingEventLoop`, the instant the loop's I/O poll that reported it returned,
+else the clock when the reader callback ran — and the request is stamped the moment its bytes go to
+the socket. Both are published on the response as ``response.extensions[WIRE]`` (a `WireTimes`):
 ``sent``, and ``arrival`` — the stamp of the piece the body iterator yielded last. A consumer that
 reads ``arrival`` right after each ``aiter_raw()`` step therefore gets the instant the bytes reached
 the client, not the instant its coroutine got round to them: with 64 streams in flight the loop may
@@ -37,6 +37,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import socket
+import struct
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 
@@ -52,6 +55,11 @@ _LOW_WATER = 1 << 18
 
 Clock = Callable[[], float]
 
+_READ_SIZE = 1 << 16
+_SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux; == SCM_TIMESTAMPNS (the cmsg type)
+_TIMESPEC = struct.Struct("@qq")  # struct timespec on 64-bit Linux: tv_sec, tv_nsec
+_ANC_SIZE = socket.CMSG_SPACE(_TIMESPEC.size)
+
 
 class WireTimes:
     """When the request went out and when the body's most recently yielded bytes came in."""
@@ -63,51 +71,88 @@ class WireTimes:
         self.arrival = sent
 
 
-class _Wire(asyncio.Protocol):
-    """One connection: every received piece kept with the instant it arrived."""
+def _enable_rx_timestamps(sock: socket.socket) -> bool:
+    """Ask the kernel to stamp received data (``SO_TIMESTAMPNS``); False where it is not available."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+    except OSError:
+        return False
+    return True
 
-    def __init__(self, origin: tuple[str, int], clock: Clock) -> None:
+
+class _Wire:
+    """One connection on a non-blocking socket read by the event loop's reader callback: every
+    received piece kept with the instant it arrived.
+
+    The instant is, best first: the kernel's receive timestamp of the data (``SO_TIMESTAMPNS``, Linux,
+    with the default clock) — when the bytes reached this host, however long the loop was busy with
+    other streams before it read them; else, on a `StampingEventLoop` with the default clock, the
+    instant the loop's I/O poll returned; else the clock at the read."""
+
+    def __init__(
+        self, origin: tuple[str, int], sock: socket.socket, clock: Clock, kernel_stamps: bool = True
+    ) -> None:
         self.origin = origin
-        loop = asyncio.get_running_loop()
-        self._io_loop = loop if isinstance(loop, StampingEventLoop) else None
+        self.sock = sock
+        self._fd = sock.fileno()
+        self._loop = asyncio.get_running_loop()
+        self._io_loop = self._loop if isinstance(self._loop, StampingEventLoop) else None
+        self._kernel_capable = kernel_stamps and _enable_rx_timestamps(sock)
         self.use_clock(clock)
-        self.transport: asyncio.Transport | None = None
         self._pieces: collections.deque[tuple[float, bytes]] = collections.deque()
         self._size = 0
         self._eof = False
+        self._closed = False
         self._exc: Exception | None = None
         self._paused = False
         self._waiter: asyncio.Future[None] | None = None
+        self._loop.add_reader(self._fd, self._readable)
 
     def use_clock(self, clock: Clock) -> None:
-        """Stamp with ``clock`` — or, for the default clock on a `StampingEventLoop`, with the instant
-        the loop's I/O poll returned (same clock, taken before the loop's queued callbacks ran)."""
+        """Stamp with ``clock`` — or, for the default clock, with the kernel's receive time (or the
+        instant the `StampingEventLoop`'s I/O poll returned) expressed on that clock."""
         self.clock = clock
+        default = clock is time.perf_counter
         io = self._io_loop
-        self._stamp = io.io_returned_at if io is not None and clock is time.perf_counter else clock
+        self._stamp = io.io_returned_at if io is not None and default else clock
+        self._kernel = self._kernel_capable and default
 
-    # -- asyncio.Protocol callbacks
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        self._pieces.append((self._stamp(), data))
-        self._size += len(data)
-        if self._size > _HIGH_WATER and not self._paused and self.transport is not None:
-            self._paused = True
-            self.transport.pause_reading()
+    # -- the loop's reader callback
+    def _readable(self) -> None:
+        try:
+            if self._kernel:
+                data, anc, _flags, _addr = self.sock.recvmsg(_READ_SIZE, _ANC_SIZE)
+            else:
+                data, anc = self.sock.recv(_READ_SIZE), []
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._exc = exc
+            self._stop_reading()
+            self._wake()
+            return
+        t = self._stamp()
+        for level, kind, raw in anc:
+            if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(raw) >= 16:
+                sec, nsec = _TIMESPEC.unpack_from(raw)
+                # how long ago the kernel received it, on the realtime clock, applied to perf_counter
+                t = min(t, time.perf_counter() - (time.time() - (sec + nsec * 1e-9)))
+        if not data:
+            self._eof = True
+            self._stop_reading()
+        else:
+            self._pieces.append((t, data))
+            self._size += len(data)
+            if self._size > _HIGH_WATER and not self._paused:
+                self._paused = True
+                self._stop_reading()
         self._wake()
 
-    def eof_received(self) -> bool:
-        self._eof = True
-        self._wake()
-        return False  # close our side too
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._eof = True
-        self._exc = exc
-        self._wake()
+    def _stop_reading(self) -> None:
+        if not self._closed:
+            self._loop.remove_reader(self._fd)
 
     def _wake(self) -> None:
         w, self._waiter = self._waiter, None
@@ -116,26 +161,43 @@ class _Wire(asyncio.Protocol):
 
     # -- used by the transport
     def usable(self) -> bool:
-        return not self._eof and self.transport is not None and not self.transport.is_closing()
+        return not self._eof and not self._closed and self._exc is None
 
     def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
+        if not self._closed:
+            self._stop_reading()
+            self._closed = True
+            self.sock.close()
+            self._wake()
+
+    async def send(self, payload: bytes) -> None:
+        """Write the request: one ``send`` (the rest, if the socket buffer was full, when it drains)."""
+        try:
+            n = self.sock.send(payload)
+        except (BlockingIOError, InterruptedError):
+            n = 0
+        except OSError as exc:
+            raise httpx.WriteError(str(exc) or type(exc).__name__) from exc
+        if n < len(payload):
+            try:
+                await self._loop.sock_sendall(self.sock, payload[n:])
+            except OSError as exc:
+                raise httpx.WriteError(str(exc) or type(exc).__name__) from exc
 
     async def read(self) -> tuple[float, bytes]:
         """The oldest unread piece and its arrival instant; ``b""`` at end of stream."""
         while not self._pieces:
             if self._exc is not None:
                 raise httpx.ReadError(str(self._exc) or type(self._exc).__name__)
-            if self._eof:
+            if self._eof or self._closed:
                 return self.clock(), b""
-            self._waiter = asyncio.get_running_loop().create_future()
+            self._waiter = self._loop.create_future()
             await self._waiter
         t, data = self._pieces.popleft()
         self._size -= len(data)
-        if self._paused and self._size < _LOW_WATER and self.transport is not None:
+        if self._paused and self._size < _LOW_WATER and not self._closed:
             self._paused = False
-            self.transport.resume_reading()
+            self._loop.add_reader(self._fd, self._readable)
         return t, data
 
 
@@ -264,11 +326,16 @@ class _Body(httpx.AsyncByteStream):
 
 
 class LeanTransport(httpx.AsyncBaseTransport):
-    """See the module docstring. ``fallback`` serves non-``http`` URLs (default: httpx's own transport)."""
+    """See the module docstring. ``fallback`` serves non-``http`` URLs (default: httpx's own transport);
+    ``kernel_stamps=False`` turns the kernel's receive timestamps off (for comparing stamp sources)."""
 
     def __init__(
-        self, connect_timeout: float = 30.0, fallback: httpx.AsyncBaseTransport | None = None
+        self,
+        connect_timeout: float = 30.0,
+        fallback: httpx.AsyncBaseTransport | None = None,
+        kernel_stamps: bool = True,
     ) -> None:
+        self._kernel_stamps = kernel_stamps
         self._idle: dict[tuple[str, int], list[_Wire]] = {}
         self._connect_timeout = connect_timeout
         self._fallback = fallback or httpx.AsyncHTTPTransport()
@@ -282,9 +349,22 @@ class LeanTransport(httpx.AsyncBaseTransport):
 
     async def _connect(self, origin: tuple[str, int], timeout: float | None, clock: Clock) -> _Wire:
         loop = asyncio.get_running_loop()
+        last: OSError | None = None
         async with asyncio.timeout(timeout):
-            _, proto = await loop.create_connection(lambda: _Wire(origin, clock), origin[0], origin[1])
-        return proto
+            for family, kind, proto, _, addr in await loop.getaddrinfo(*origin, type=socket.SOCK_STREAM):
+                sock = socket.socket(family, kind, proto)
+                try:
+                    sock.setblocking(False)
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    await loop.sock_connect(sock, addr)
+                    return _Wire(origin, sock, clock, self._kernel_stamps)
+                except OSError as exc:
+                    sock.close()
+                    last = exc
+                except BaseException:
+                    sock.close()
+                    raise
+        raise last or OSError(f"no address for {origin[0]}:{origin[1]}")
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
@@ -326,10 +406,9 @@ class LeanTransport(httpx.AsyncBaseTransport):
             except OSError as exc:
                 raise httpx.ConnectError(str(exc)) from exc
         conn.use_clock(clock)
-        assert conn.transport is not None
         try:
             wire = WireTimes(clock())
-            conn.transport.write(payload)
+            await conn.send(payload)
             async with asyncio.timeout(read_timeout):
                 status, reason, headers, rest = await self._read_head(conn, wire)
         except TimeoutError as exc:

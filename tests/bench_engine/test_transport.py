@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import httpx
 import pytest
 
+from engines.bench import transport
 from engines.bench.eventloop import new_event_loop
 from engines.bench.load import ChatTarget, stream_one
 from engines.bench.metrics import RequestRecord
@@ -207,7 +208,16 @@ async def _held_back_piece(hog_s: float) -> tuple[float, float, float]:
             return wire.sent, wire.arrival, time.perf_counter()
 
 
-def test_wire_stamps_on_a_stamping_loop_exclude_callbacks_queued_ahead() -> None:
+def test_kernel_receive_stamps_exclude_callbacks_queued_ahead_on_any_loop() -> None:
+    for factory in (new_event_loop, asyncio.new_event_loop):
+        with asyncio.Runner(loop_factory=factory) as r:
+            sent, arrival, got = r.run(_held_back_piece(0.05))
+        # SO_TIMESTAMPNS: stamped when the kernel received B, before the hog ran
+        assert sent < arrival and got - arrival >= 0.05, factory
+
+
+def test_without_kernel_stamps_the_stamping_loop_stamps_at_the_poll(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(transport, "_enable_rx_timestamps", lambda sock: False)
     with asyncio.Runner(loop_factory=new_event_loop) as r:
         sent, arrival, got = r.run(_held_back_piece(0.05))
     assert sent < arrival and got - arrival >= 0.05  # stamped when the poll returned, before the hog ran
