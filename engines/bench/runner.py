@@ -438,9 +438,9 @@ async def run_sweep(
                     outcome.stop_reason = f"saturated at {spec.mode}={level:g}: {verdict.reason}"
                     break
         outcome.status = "completed"
-    except asyncio.CancelledError:
+    except asyncio.CancelledError as exc:
         outcome.status = "cancelled"
-        outcome.stop_reason = "cancelled"
+        outcome.stop_reason = f"cancelled ({exc.args[0]})" if exc.args and exc.args[0] else "cancelled"
         raise
     except BaseException as exc:
         inner = _leaf(exc)

@@ -32,6 +32,7 @@ from engines.bench.gate import TakeoverRefused
 from engines.bench.host import BenchHost, LlamaSwapHost, OpenAIHost
 from engines.bench.options import BenchOptions
 from engines.bench.runner import BenchSpec, PointResult, Progress, RunHeader, RunOutcome, run_sweep
+from engines.bench.signals import cancel_on_sigterm
 from engines.bench.transport import LeanTransport
 from engines.bench.workload import ReplayWorkload
 from warehouse import bench_store
@@ -347,22 +348,25 @@ def run_bench(
     requested_by: str | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> RunOutcome:
-    """Run a benchmark to completion in a fresh event loop (Ctrl-C / SIGTERM cancel it cleanly).
+    """Run a benchmark to completion in a fresh event loop (Ctrl-C / SIGTERM cancel it cleanly; see
+    `engines.bench.signals`).
 
     The loop is a `StampingEventLoop`, so the lean transport stamps chunk arrivals at the I/O poll."""
     t0 = time.monotonic()
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
         outcome = runner.run(
-            execute(
-                engine,
-                provider,
-                model_id,
-                spec,
-                confirm_takeover=confirm_takeover,
-                progress=progress,
-                slot_wait_s=slot_wait_s,
-                requested_by=requested_by,
-                environ=environ,
+            cancel_on_sigterm(
+                lambda: execute(
+                    engine,
+                    provider,
+                    model_id,
+                    spec,
+                    confirm_takeover=confirm_takeover,
+                    progress=progress,
+                    slot_wait_s=slot_wait_s,
+                    requested_by=requested_by,
+                    environ=environ,
+                )
             )
         )
     log.info("bench run %s %s in %.1f s", outcome.run_uid, outcome.status, time.monotonic() - t0)

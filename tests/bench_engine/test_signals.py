@@ -66,7 +66,9 @@ def loaded(base: str) -> set[str]:
     return asyncio.run(read())
 
 
-@pytest.mark.parametrize("mode,sig", [("cli", signal.SIGINT), ("prefect", signal.SIGTERM)])
+@pytest.mark.parametrize(
+    "mode,sig", [("cli", signal.SIGINT), ("cli", signal.SIGTERM), ("prefect", signal.SIGTERM)]
+)
 def test_signal_cancels_cleanly(
     mode: str, sig: int, swap_lab: SwapLab, db: Engine, db_url: str, tmp_path: Path
 ) -> None:
@@ -90,6 +92,8 @@ def test_signal_cancels_cleanly(
             proc.kill()
     out = proc.stdout.read().decode() if proc.stdout else ""
     assert proc.returncode != 0, out
+    if mode == "cli" and sig == signal.SIGTERM:  # default disposition: cleaned up first, then exit 128 + 15
+        assert proc.returncode == 143, out
     assert inflight_count(base) == 0
     assert TINY not in loaded(base)
     runs = q.list_runs(db, "lab", TINY)
