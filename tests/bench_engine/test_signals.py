@@ -99,4 +99,5 @@ def test_signal_cancels_cleanly(
     runs = q.list_runs(db, "lab", TINY)
     assert runs["status"].to_list() == ["cancelled"], out
     assert runs["requested_by"].to_list() == [mode]
+    assert runs["stop_reason"].to_list() == ["cancelled (SIGTERM)" if sig == signal.SIGTERM else "cancelled"]
     assert stopped_in < 30, out
