@@ -18,11 +18,11 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from connectors.records import Activity, PerfSample  # noqa: E402
 from core.providers import Provider  # noqa: E402
 from warehouse.cluster import EmbeddedCluster  # noqa: E402
 from warehouse.ingest import ACTIVITY, PERF, _activity_row, _perf_row, copy_rows, sync_providers, write_batch  # noqa: E402
 from warehouse.migrate import upgrade  # noqa: E402
+from warehouse.records import Activity, PerfSample  # noqa: E402
 
 
 def make_rows(n: int, provider: str) -> tuple[list[Activity], list[PerfSample]]:

@@ -27,11 +27,11 @@ from pathlib import Path
 import psycopg
 from sqlalchemy import Engine
 
-from connectors.records import GpuSample, PerfSample
 from warehouse import ingest
 from warehouse.cluster import EmbeddedCluster
 from warehouse.db import make_engine, psycopg_dsn
 from warehouse.migrate import upgrade
+from warehouse.records import GpuSample, PerfSample
 from warehouse.retention import RetentionPolicy, delete_before
 
 NOW = datetime(2026, 3, 10, 12, tzinfo=UTC)

@@ -22,7 +22,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -31,7 +30,7 @@ from httpx_sse import aconnect_sse
 
 from connectors import llama_swap as proto
 from connectors.llama_swap_api import LlamaSwapAPI, LlamaSwapError
-from connectors.records import (
+from warehouse.records import (
     Activity,
     Boot,
     Capture,
@@ -40,6 +39,7 @@ from connectors.records import (
     Gap,
     Inflight,
     LogChunk,
+    ProviderState,
     RawEvent,
     Record,
     Transition,
@@ -72,25 +72,6 @@ def finished_after_boot(finished_at: datetime, boot_marker: str | None) -> bool:
 
 class StreamEnded(Exception):
     """The server closed /api/events (shutdown or config reload)."""
-
-
-@dataclass
-class ProviderState:
-    """What the follower knows; loaded from the warehouse at start, advanced as records are emitted."""
-
-    boot_marker: str | None = None
-    epoch: str | None = None
-    cursor: int = 0
-    cursor_finished_at: datetime | None = None
-    cursor_model: str | None = None
-    cursor_signature: tuple[Any, ...] | None = None  # the row at the cursor, to recognise it after a restart
-    sys_after: str | None = None
-    gpu_after: str | None = None
-    model_states: dict[str, str] = field(default_factory=dict)
-    followed_to_end: bool = False  # the previous stream ended with every announced id read
-    id_filter: bool | None = None  # min_id supported (probed)
-    log_tails: dict[str, str] = field(default_factory=dict)
-    version: str | None = None
 
 
 class LlamaSwapFollower:

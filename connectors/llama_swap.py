@@ -12,7 +12,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from connectors.records import Activity, GpuSample, ModelInfo, PerfSample, Transition
+from warehouse.records import Activity, GpuSample, ModelInfo, PerfSample, Transition
 
 
 class ProtocolError(ValueError):

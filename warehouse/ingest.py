@@ -19,8 +19,9 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from connectors.follower import ProviderState
-from connectors.records import (
+from core.providers import Provider
+from warehouse.captures import CaptureRow, decode_capture
+from warehouse.records import (
     Activity,
     Boot,
     Capture,
@@ -33,12 +34,11 @@ from connectors.records import (
     LogChunk,
     ModelInfo,
     PerfSample,
+    ProviderState,
     RawEvent,
     Record,
     Transition,
 )
-from core.providers import Provider
-from warehouse.captures import CaptureRow, decode_capture
 
 log = logging.getLogger(__name__)
 

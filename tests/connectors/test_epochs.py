@@ -7,10 +7,10 @@ import asyncio
 import httpx
 
 from connectors import llama_swap as proto
-from connectors.follower import LlamaSwapFollower, ProviderState, activity_signature
+from connectors.follower import LlamaSwapFollower, activity_signature
 from connectors.llama_swap_api import LlamaSwapAPI
-from connectors.records import Epoch, Gap
 from core.providers import Provider
+from warehouse.records import Epoch, Gap, ProviderState
 
 OLD_ROW = {"id": 1, "timestamp": "2026-11-21T10:00:00Z", "model": "m", "req_path": "/v1/chat/completions",
            "resp_content_type": "application/json", "resp_status_code": 200, "duration_ms": 31,

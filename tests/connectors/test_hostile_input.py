@@ -13,10 +13,10 @@ import httpx
 import pytest
 
 from connectors import llama_swap as proto
-from connectors.follower import LlamaSwapFollower, ProviderState, StreamEnded
+from connectors.follower import LlamaSwapFollower, StreamEnded
 from connectors.llama_swap_api import LlamaSwapAPI
-from connectors.records import Inflight, LogChunk, ModelInfo, RawEvent, Transition
 from core.providers import Provider
+from warehouse.records import Inflight, LogChunk, ModelInfo, ProviderState, RawEvent, Transition
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "sse" / "llama_swap_0bdb372.txt"
 
@@ -126,9 +126,9 @@ def test_oversized_payload_is_kept_and_stream_continues():
 def test_names_with_quotes_markup_and_nul_survive_to_postgres(db, db_url):
     import psycopg
 
-    from connectors.records import utcnow
     from tests.support.connector import dsn, query
     from warehouse.ingest import sync_providers, write_batch
+    from warehouse.records import utcnow
 
     names = ['bad"name<b>', "<script>alert(1)</script>", "it's", "nul\x00byte", "peer/with/slash"]
     now = utcnow()

@@ -195,3 +195,22 @@ Record = (
     RawEvent | Boot | Epoch | ConfigReload | Activity | PerfSample | GpuSample | ModelInfo | Transition
     | Inflight | LogChunk | Capture | Gap | Health
 )
+
+
+@dataclass
+class ProviderState:
+    """What the follower knows; loaded from the warehouse at start, advanced as records are emitted."""
+
+    boot_marker: str | None = None
+    epoch: str | None = None
+    cursor: int = 0
+    cursor_finished_at: datetime | None = None
+    cursor_model: str | None = None
+    cursor_signature: tuple[Any, ...] | None = None  # the row at the cursor, to recognise it after a restart
+    sys_after: str | None = None
+    gpu_after: str | None = None
+    model_states: dict[str, str] = field(default_factory=dict)
+    followed_to_end: bool = False  # the previous stream ended with every announced id read
+    id_filter: bool | None = None  # min_id supported (probed)
+    log_tails: dict[str, str] = field(default_factory=dict)
+    version: str | None = None

@@ -13,7 +13,7 @@ import pickle
 from collections.abc import Sequence
 from pathlib import Path
 
-from connectors.records import Record
+from warehouse.records import Record
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,142 @@
+"""The one write path: records into Postgres in batches, idempotently, spooled to disk while Postgres is away.
+
+Producers (the connector's followers, later evals and the gateway) hand `Writer.emit` lists of records from
+`warehouse.records`; one `Writer.run` task flushes them every ``flush_s`` or ``batch_rows`` through
+`warehouse.ingest.write_batch` in a worker thread. When Postgres is away, batches go to the on-disk
+`Spool` and are replayed in order, without duplicates (every table deduplicates by constraint), when it
+returns. Past ``buffer_rows`` pending records, new records spill straight to disk so memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from warehouse.ingest import write_batch
+from warehouse.records import Record
+from warehouse.spool import Spool, SpoolFull
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WriteOptions:
+    batch_rows: int = 2000
+    flush_s: float = 0.25
+    buffer_rows: int = 200_000
+
+
+class Writer:
+    """Batches records into Postgres; spools to disk while Postgres is away."""
+
+    def __init__(self, dsn: str, spool: Spool, opts: WriteOptions) -> None:
+        self.dsn = dsn
+        self.spool = spool
+        self.opts = opts
+        self.pending: list[Record] = []
+        self._conn: psycopg.Connection[Any] | None = None
+        self._wake = asyncio.Event()
+        self.rows_written = 0
+        self.flushes = 0
+        self.flush_seconds = 0.0
+        self.db_ok = True
+        self.last_error: str | None = None
+
+    async def emit(self, records: Sequence[Record]) -> None:
+        if len(self.pending) >= self.opts.buffer_rows:
+            try:
+                await asyncio.to_thread(self.spool.put, list(records))
+            except SpoolFull as exc:
+                log.error("dropping %d records: %s", len(records), exc)
+            return
+        self.pending.extend(records)
+        if len(self.pending) >= self.opts.batch_rows:
+            self._wake.set()
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(self.dsn, connect_timeout=5)
+        return self._conn
+
+    def _write(self, records: Sequence[Record]) -> None:
+        try:
+            write_batch(self._connect(), records)
+        except psycopg.OperationalError:
+            if self._conn is not None:
+                with contextlib.suppress(Exception):
+                    self._conn.close()
+            self._conn = None
+            raise
+
+    def _drain_spool(self) -> int:
+        n = 0
+        while (item := self.spool.peek()) is not None:
+            path, records = item
+            self._write(records)
+            self.spool.ack(path)
+            n += len(records)
+        return n
+
+    def _flush_sync(self, batch: list[Record]) -> None:
+        try:
+            if len(self.spool):
+                self._drain_spool()
+            if batch:
+                self._write(batch)
+            self.rows_written += len(batch)
+            if not self.db_ok:
+                log.info("Postgres is back; spool replayed")
+            self.db_ok, self.last_error = True, None
+        except psycopg.Error as exc:
+            if self.db_ok:
+                log.error("Postgres write failed (%s); spooling to %s", exc.__class__.__name__, self.spool.dir)
+            self.db_ok, self.last_error = False, str(exc).strip()[:500]
+            if batch:
+                try:
+                    self.spool.put(batch)
+                except SpoolFull as full:
+                    log.error("dropping %d records: %s", len(batch), full)
+            if not isinstance(exc, psycopg.OperationalError):
+                log.exception("batch rejected by Postgres; kept in the spool for inspection")
+
+    async def flush(self) -> None:
+        batch, self.pending = self.pending, []
+        t0 = time.monotonic()
+        await asyncio.to_thread(self._flush_sync, batch)
+        self.flush_seconds += time.monotonic() - t0
+        self.flushes += 1
+
+    def stats_line(self) -> str:
+        avg = 1000 * self.flush_seconds / self.flushes if self.flushes else 0.0
+        line = (f"writer: {self.rows_written} records in {self.flushes} batches (avg {avg:.0f} ms), "
+                f"pending {len(self.pending)}, spooled batches {len(self.spool)}")
+        self.flushes, self.flush_seconds, self.rows_written = 0, 0.0, 0
+        return line
+
+    async def run(self, stop: asyncio.Event) -> None:
+        backoff = 0.5
+        last_stats = time.monotonic()
+        while not stop.is_set():
+            if time.monotonic() - last_stats >= 30:
+                log.info(self.stats_line())
+                last_stats = time.monotonic()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.opts.flush_s)
+            self._wake.clear()
+            if self.pending or len(self.spool):
+                await self.flush()
+                if not self.db_ok:
+                    await asyncio.sleep(min(backoff, 10.0))
+                    backoff *= 2
+                else:
+                    backoff = 0.5
+        await self.flush()
+        if self._conn is not None:
+            self._conn.close()
