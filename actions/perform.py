@@ -16,6 +16,7 @@ import httpx
 from sqlalchemy import Connection
 
 from connectors.llama_swap_api import LlamaSwapAPI, LlamaSwapError
+from core.kinds import kinds_supporting_actions
 from core.providers import Provider, Registry
 from warehouse.captures import decode_capture, upsert_capture
 from warehouse.queries.activity import current_epoch
@@ -130,11 +131,16 @@ async def perform(
     except KeyError:
         return Outcome("refused", error=f"provider {provider_id} is not in the provider registry")
     secrets = [k for k in [provider.api_key()] if k]
-    if provider.kind != "llama-swap":
+    if not provider.spec.actions:
         return Outcome(
             "refused",
-            error=f"provider {provider_id} is a {provider.kind} server; actions exist for llama-swap only",
+            error=(f"provider {provider_id} is of kind {provider.kind}, which has no {action} action "
+                   f"(warm, unload, cancel and capture need a provider of kind "
+                   f"{' or '.join(kinds_supporting_actions())})"),
         )
+    missing_key = provider.missing_key_message()
+    if missing_key is not None:
+        return Outcome("refused", error=missing_key)
     try:
         async with client_factory(provider) as client:
             api = LlamaSwapAPI(provider, client)

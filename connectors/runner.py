@@ -25,6 +25,7 @@ import psycopg
 
 from connectors.follower import LlamaSwapFollower, StreamEnded
 from connectors.llama_swap_api import LlamaSwapAPI, LlamaSwapError
+from connectors.openai_compat import OpenAICompatAPI, OpenAIFollower
 from core.providers import Provider, Registry
 from warehouse.records import Health, ProviderState, utcnow
 from warehouse.spool import Spool
@@ -45,11 +46,18 @@ class ConnectorOptions:
     backoff_max_s: float = 30.0
 
 
-def describe_error(exc: BaseException) -> tuple[str, str]:
-    """(status, message) for connector_health; never includes credentials."""
+def describe_error(exc: BaseException, provider: Provider | None = None) -> tuple[str, str]:
+    """(status, message) for connector_health; never includes credentials (only a variable's name)."""
     if isinstance(exc, LlamaSwapError):
         if exc.status in (401, 403):
-            return "auth_failed", f"HTTP {exc.status} on {exc.path}: {exc.message} (check the provider's api_key_env)"
+            head = f"HTTP {exc.status} on {exc.path}: {exc.message}"
+            if provider is None:
+                return "auth_failed", f"{head} (check the provider's api_key_env)"
+            if provider.api_key_env:
+                return "auth_failed", (f"{head}: the server refused the key of provider {provider.id} "
+                                       f"(from {provider.api_key_env}); check that variable's value")
+            return "auth_failed", (f"{head}: provider {provider.id} sends no key and the server wants one; "
+                                   f"set its api_key_env in the registry to the name of a variable holding it")
         return "error", str(exc)
     if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
         return "unreachable", f"cannot connect: {exc.__class__.__name__}: {exc}"
@@ -71,7 +79,7 @@ class Connector:
         self.writer = Writer(dsn, self.spool, WriteOptions(self.opts.batch_rows, self.opts.flush_s, self.opts.buffer_rows))
         self.client = client
         self.follower_factory = follower_factory
-        self.followers: dict[str, LlamaSwapFollower] = {}
+        self.followers: dict[str, LlamaSwapFollower | OpenAIFollower] = {}
         self.status: dict[str, str] = {}
 
     def _prepare_db(self) -> dict[str, ProviderState]:
@@ -98,19 +106,26 @@ class Connector:
         await self.writer.emit([Health(provider.id, status, utcnow(), **kw)])
 
     async def supervise(self, provider: Provider, state: ProviderState, client: httpx.AsyncClient) -> None:
-        if provider.kind != "llama-swap":
-            await self._health(provider, "unsupported", last_error=f"connector kind {provider.kind!r} is not available yet")
+        missing_key = provider.missing_key_message()
+        if missing_key is not None:  # the environment cannot change under a running process: say it once, send nothing
+            log.error("%s", missing_key)
+            await self._health(provider, "no_api_key", last_error=missing_key)
             return
-        api = LlamaSwapAPI(provider, client)
         attempt = 0
 
         async def connected(version: str | None, boot: str | None) -> None:
             await self._health(provider, "connected", version=version, boot_marker=boot, connected_since=utcnow())
 
-        follower = self.follower_factory(api, state, self.writer.emit, perf_poll_s=self.opts.perf_poll_s,
-                                         liveness_s=self.opts.liveness_s, fetch_captures=self.opts.fetch_captures,
-                                         on_connected=connected)
+        # the follower class comes from the kinds table (core.kinds: `following`)
+        kw: dict[str, Any] = dict(perf_poll_s=self.opts.perf_poll_s, liveness_s=self.opts.liveness_s,
+                                  fetch_captures=self.opts.fetch_captures, on_connected=connected)
+        follower: LlamaSwapFollower | OpenAIFollower
+        if provider.spec.following == "openai":
+            follower = OpenAIFollower(OpenAICompatAPI(provider, client), state, self.writer.emit, **kw)
+        else:
+            follower = self.follower_factory(LlamaSwapAPI(provider, client), state, self.writer.emit, **kw)
         self.followers[provider.id] = follower
+        last_message: str | None = None
         while True:
             started = time.monotonic()
             try:
@@ -118,15 +133,20 @@ class Connector:
             except asyncio.CancelledError:
                 raise
             except BaseException as exc:  # noqa: BLE001 - every failure is reported and retried
-                status, message = describe_error(exc)
+                status, message = describe_error(exc, provider)
                 if isinstance(exc, StreamEnded):
                     log.info("%s: %s; reconnecting", provider.id, message)
                     await self._health(provider, status)
                 else:
-                    log.warning("%s: %s", provider.id, message)
+                    # warn once per state change; the same failure again (every backoff) is only debug
+                    repeated = (self.status.get(provider.id), last_message) == (status, message)
+                    log.log(logging.DEBUG if repeated else logging.WARNING, "%s: %s", provider.id, message)
+                    last_message = message
                     await self._health(provider, status, last_error=message)
             attempt = 0 if time.monotonic() - started > 10 else attempt + 1
             delay = min(self.opts.backoff_max_s, self.opts.backoff_base_s * (2 ** max(attempt - 1, 0)))
+            if self.status.get(provider.id) == "auth_failed":
+                delay = self.opts.backoff_max_s  # a refused key will not start working in a second
             await asyncio.sleep(delay * random.uniform(0.5, 1.0) if attempt else random.uniform(0.05, 0.3))
 
     async def _watch_loop_lag(self) -> None:

@@ -1,7 +1,7 @@
 """Provider registry and the one resolver for ``provider/model`` identities.
 
-A provider is one inference server the cockpit watches (today a llama-swap instance). The registry is
-a YAML file::
+A provider is one inference server the cockpit watches: a llama-swap instance or any OpenAI-compatible
+server; what each ``kind`` supports is the table in `core.kinds`. The registry is a YAML file::
 
     default_provider: gpu-box
     providers:
@@ -29,7 +29,8 @@ from typing import Any
 
 import yaml
 
-KNOWN_KINDS = ("llama-swap", "openai", "vllm", "ollama")
+from core.kinds import DEFAULT_KIND, KINDS, ProviderKind, kind_spec
+
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 
 
@@ -42,9 +43,31 @@ class Provider:
     id: str
     label: str
     base_url: str
-    kind: str = "llama-swap"
+    kind: str = DEFAULT_KIND
     api_key_env: str | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        kind_spec(self.kind)  # an unknown kind is refused here, not found later by a string compare
+
+    @property
+    def spec(self) -> ProviderKind:
+        """What this provider's kind supports (`core.kinds`)."""
+        return kind_spec(self.kind)
+
+    def missing_key_env(self, environ: Mapping[str, str] | None = None) -> str | None:
+        """The variable named by ``api_key_env`` when it is unset or empty (the key is missing), else None."""
+        if self.api_key_env and self.api_key(environ) is None:
+            return self.api_key_env
+        return None
+
+    def missing_key_message(self, environ: Mapping[str, str] | None = None) -> str | None:
+        """One line naming the provider and the unset variable, and what to do; None when nothing is missing."""
+        var = self.missing_key_env(environ)
+        if var is None:
+            return None
+        return (f"provider {self.id}: its API key variable {var} is not set in this environment; "
+                f"export {var}=<key> and restart (no request is sent without it)")
 
     def api_key(self, environ: Mapping[str, str] | None = None) -> str | None:
         """The provider's key, read from the environment variable it names (never stored)."""
@@ -144,7 +167,7 @@ def parse_registry(text: str, source: str = "<string>") -> Registry:
         if not isinstance(default, str) or default not in {p.id for p in providers}:
             raise fail(vnode, "default_provider", f"{default!r} is not the id of a listed provider")
     elif providers:
-        local = [p for p in providers if p.kind == "llama-swap"]
+        local = [p for p in providers if p.spec.host_operations]  # prefer a self-hosted llama-swap
         default = (local or providers)[0].id
     return Registry(providers=tuple(providers), default_provider=default, source=source)
 
@@ -178,9 +201,15 @@ def _parse_provider(node: yaml.Node, item: Any, index: int, fail: Any, seen: dic
     base_url = item["base_url"]
     if not isinstance(base_url, str) or not re.match(r"^https?://[^/\s]+", base_url):
         raise fail(field_node("base_url"), f"{where}.base_url", f"{base_url!r} is not an http(s) URL")
-    kind = item.get("kind", "llama-swap")
-    if kind not in KNOWN_KINDS:
-        raise fail(field_node("kind"), f"{where}.kind", f"{kind!r} is not one of {', '.join(KNOWN_KINDS)}")
+    kind = item.get("kind", DEFAULT_KIND)
+    if not isinstance(kind, str) or kind not in KINDS:
+        raise fail(field_node("kind"), f"{where}.kind", f"{kind!r} is not one of {', '.join(KINDS)}")
+    suffix = KINDS[kind].openai_path
+    if suffix and base_url.rstrip("/").endswith(suffix):
+        raise fail(
+            field_node("base_url"), f"{where}.base_url",
+            f"{base_url!r} ends with {suffix}: give the server root (BooControl adds {suffix} itself)",
+        )
     label = item.get("label", pid)
     if not isinstance(label, str):
         raise fail(field_node("label"), f"{where}.label", "must be a string")

@@ -26,6 +26,7 @@ import httpx
 from sqlalchemy import Engine
 
 from connectors.llama_swap_api import LlamaSwapAPI, auth_headers
+from core.kinds import kind_spec
 from core.providers import Provider
 from engines.bench.eventloop import new_event_loop
 from engines.bench.gate import TakeoverRefused
@@ -44,7 +45,7 @@ log = logging.getLogger(__name__)
 def make_host(
     provider: Provider, client: httpx.AsyncClient, environ: Mapping[str, str] | None = None
 ) -> BenchHost:
-    if provider.kind == "llama-swap":
+    if provider.spec.host_operations:  # llama-swap's own API: in-flight list, unload, warm through /upstream
         return LlamaSwapHost(LlamaSwapAPI(provider, client, environ))
     return OpenAIHost(provider.base_url, client, auth_headers(provider, environ))
 
@@ -192,8 +193,8 @@ def outcome_fields(o: RunOutcome) -> dict[str, Any]:
         "finished_at": o.finished_at,
         "stop_reason": o.stop_reason,
         "error": o.error,
-        "llama_swap_version": (version.get("version") if host and host.kind == "llama-swap" else None),
-        "llama_swap_commit": (version.get("commit") if host and host.kind == "llama-swap" else None),
+        "llama_swap_version": (version.get("version") if host and kind_spec(host.kind).host_operations else None),
+        "llama_swap_commit": (version.get("commit") if host and kind_spec(host.kind).host_operations else None),
         "version_info": version or None,
         "model_entry": host.model_entry if host else None,
         "server_props": host.props if host else None,
