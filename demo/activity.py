@@ -1,7 +1,9 @@
 """The simulated activity store: per-request rows, their query API and the token arithmetic of §4.4.
 
 Real llama-swap keeps rows in an in-memory SQLite database pruned to ``metricsMaxInMemory`` rows; here a
-deque with the same cap does the job. Token numbers are not invented: the simulated upstream's response
+deque with the same cap does the job. With ``store.path`` real llama-swap uses a SQLite file that is never
+pruned and whose ids continue across restarts; here the file is JSON lines (one row each, appended and flushed
+per insert, so a ``kill -9`` keeps every announced row), read back on start. Token numbers are not invented: the simulated upstream's response
 body is parsed the way ``internal/server/metrics.go`` parses it (usage, then llama.cpp ``timings`` override,
 ``-1`` sentinels, all zeros when parsing fails or the status is not 200).
 """
@@ -13,6 +15,7 @@ import math
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from demo.wire import parse_rfc3339_ns
@@ -150,20 +153,51 @@ def histogram(values: Sequence[float]) -> dict[str, Any] | None:
 
 
 class ActivityStore:
-    """In-memory activity rows with ids from 1, pruned to the newest ``max_rows`` after each insert."""
+    """Activity rows with ids from 1: in memory, pruned to the newest ``max_rows`` after each insert, or, with
+    ``path``, persisted to that file (JSON lines), never pruned, ids continuing after the file's newest row."""
 
-    def __init__(self, max_rows: int = 1000) -> None:
+    def __init__(self, max_rows: int = 1000, path: str | Path | None = None) -> None:
         self.max_rows = max_rows
+        self.path = Path(path) if path else None
         self.next_id = 1
         self.rows: deque[dict[str, Any]] = deque()
+        if self.path is not None:
+            self._load(self.path)
+
+    @property
+    def in_memory(self) -> bool:
+        return self.path is None
+
+    def _load(self, path: Path) -> None:
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch()
+            return
+        data = path.read_bytes()
+        if data and not data.endswith(b"\n"):  # a row cut short by a kill -9 while written: never announced
+            data = data[: data.rfind(b"\n") + 1]
+            with path.open("r+b") as f:
+                f.truncate(len(data))
+        for line in data.decode("utf-8").splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(row, dict) and isinstance(row.get("id"), int):
+                self.rows.append(row)
+                self.next_id = max(self.next_id, row["id"] + 1)
 
     def add(self, row: dict[str, Any]) -> int:
         """Store a row (``id`` assigned here; ``ts`` = unix seconds used for filters) and return its id."""
         row["id"] = self.next_id
         self.next_id += 1
         self.rows.append(row)
-        while len(self.rows) > self.max_rows:
-            self.rows.popleft()
+        if self.path is not None:
+            with self.path.open("a", encoding="utf-8") as f:
+                f.write(json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n")
+        else:
+            while len(self.rows) > self.max_rows:
+                self.rows.popleft()
         return int(row["id"])
 
     def query(self, params: Mapping[str, str], models: Sequence[str]) -> tuple[list[dict[str, Any]], dict[str, int]]:

@@ -27,6 +27,7 @@ from collections import OrderedDict, deque
 from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Literal
 
 from demo.activity import TOKEN_FIELDS, ActivityStore, Tokens, parse_tokens
@@ -126,6 +127,7 @@ class _Model:
     stop_task: asyncio.Task[None] | None = None
     ttl_timer: asyncio.TimerHandle | None = None
     last_prompt: str = ""
+    retired: bool = False  # belongs to the server a config reload replaced
 
 
 @dataclass
@@ -313,23 +315,21 @@ class SimulatedInstance:
         load_scale: float = 1.0,
         concurrency_limit: int = 10,
         start_port: int = 5800,
+        store_path: str | Path | None = None,
+        capture_delay_s: float = 0.0,
     ) -> None:
         self.rng = random.Random(seed)
-        self.groups = {g.id: g for g in groups}
-        ordered = sorted(models, key=lambda m: m.id)
-        self.models = {m.id: _Model(m, start_port + i) for i, m in enumerate(ordered)}
-        self.aliases = {a: m.id for m in ordered for a in m.aliases}
+        self._configure_models(models, groups, start_port)
         self.host = host or HostSpec()
         self.telemetry = Telemetry(self.host, random.Random(seed + 1))
         self.api_keys = tuple(api_keys)
-        self.activity = ActivityStore(metrics_max_in_memory)
+        self.store_path = str(store_path) if store_path else None
+        self.activity = ActivityStore(metrics_max_in_memory, self.store_path)
         self.capture_budget = int(capture_buffer_mb * 1024 * 1024)
+        self.capture_delay_s = capture_delay_s  # row stored (and visible to queries) this long before its capture
         self.captures: OrderedDict[int, _Capture] = OrderedDict()
         self.capture_bytes = 0
-        self.perf_every_s = perf_every_s
-        ring = max(1, int(3600 / perf_every_s)) if perf_every_s > 0 else 1
-        self.sys_ring: deque[tuple[int, str]] = deque(maxlen=ring)  # (unix ns, Go JSON) - compact for 500 hosts
-        self.gpu_ring: deque[tuple[int, str]] = deque(maxlen=ring)
+        self._configure_perf(perf_every_s)
         self.latest_sys: dict[str, Any] | None = None
         self.latest_gpu: list[dict[str, Any]] = []
         local = datetime.now().astimezone().utcoffset()
@@ -346,7 +346,20 @@ class SimulatedInstance:
         self._subs: set[asyncio.Queue[bytes | None]] = set()
         self._changed = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._perf_task: asyncio.Task[None] | None = None
         self._started = False
+
+    def _configure_models(self, models: Sequence[ModelSpec], groups: Sequence[GroupSpec], start_port: int) -> None:
+        self.groups = {g.id: g for g in groups}
+        ordered = sorted(models, key=lambda m: m.id)
+        self.models = {m.id: _Model(m, start_port + i) for i, m in enumerate(ordered)}
+        self.aliases = {a: m.id for m in ordered for a in m.aliases}
+
+    def _configure_perf(self, perf_every_s: float) -> None:
+        self.perf_every_s = perf_every_s
+        ring = max(1, int(3600 / perf_every_s)) if perf_every_s > 0 else 1
+        self.sys_ring: deque[tuple[int, str]] = deque(maxlen=ring)  # (unix ns, Go JSON) - compact for 500 hosts
+        self.gpu_ring: deque[tuple[int, str]] = deque(maxlen=ring)
 
     # ---- lifecycle, logs and events -------------------------------------------------------------------
     def start(self) -> None:
@@ -354,16 +367,79 @@ class SimulatedInstance:
             return
         self._started = True
         self.log_proxy(f"[INFO] llama-swap listening ({self.version}, simulated)\n")
-        if self.perf_every_s > 0:
-            self.spawn(self._perf_loop())
+        self._start_perf()
 
-    async def stop(self) -> None:
-        """Close event streams and cancel background work (models are left as they are)."""
+    def _start_perf(self) -> None:
+        if self._perf_task is not None:
+            self._perf_task.cancel()
+            self._perf_task = None
+        if self.perf_every_s > 0:
+            self._perf_task = self.spawn(self._perf_loop())
+
+    def close_streams(self) -> None:
+        """End every ``/api/events`` stream (shutdown and config reload)."""
         for q in list(self._subs):
             while q.full():
                 q.get_nowait()
             q.put_nowait(None)
         self._subs.clear()
+
+    async def reload(
+        self,
+        models: Sequence[ModelSpec],
+        groups: Sequence[GroupSpec] = (),
+        *,
+        api_keys: Sequence[str] = (),
+        metrics_max_in_memory: int = 1000,
+        capture_buffer_mb: float = 5.0,
+        perf_every_s: float = 5.0,
+        start_port: int = 5800,
+        store_path: str | Path | None = None,
+    ) -> None:
+        """A config reload as llama-swap does it (SIGHUP / ``-watch-config``): a new server takes over at once
+        (every model ``stopped``, in-flight ids from 1, no captures), the old one's models are stopped and its
+        event streams closed. Kept: the boot marker (``captured_at``), proxy/upstream logs, and the activity
+        store unless ``store_path`` changed. The performance buffers are cleared only if their interval changed.
+        About 3 s later a ``modelStatus`` message goes to the (new) subscribers."""
+        self.log_proxy("[INFO] reloading configuration\n")
+        old = list(self.models.values())
+        self._configure_models(models, groups, start_port)
+        self.api_keys = tuple(api_keys)
+        new_path = str(store_path) if store_path else None
+        if new_path != self.store_path:
+            self.store_path, self.activity = new_path, ActivityStore(metrics_max_in_memory, new_path)
+        self.activity.max_rows = metrics_max_in_memory
+        self.capture_budget = int(capture_buffer_mb * 1024 * 1024)
+        self.captures = OrderedDict()
+        self.capture_bytes = 0
+        self.inflight = {}
+        self.next_inflight = 1
+        if perf_every_s != self.perf_every_s:
+            self._configure_perf(perf_every_s)
+            self._start_perf()
+        for m in old:  # the old server's shutdown: its processes stop, its requests are cut
+            if m.ttl_timer:
+                m.ttl_timer.cancel()
+            if m.load and not m.load.done.is_set():
+                m.load.error = f"model {m.spec.id} was unloaded while starting"
+                m.load.done.set()
+            m.cut.set()
+            if m.state != "stopped":
+                self.log_proxy(f"[INFO] <{m.spec.id}> Stopping process, sending SIGTERM\n")
+            m.state, m.retired = "stopped", True  # not published: nobody sees the old server's models any more
+        self.close_streams()
+        self._bump()
+        self.log_proxy("[INFO] configuration reloaded\n")
+
+        async def late_status() -> None:
+            await asyncio.sleep(3)
+            self.publish("modelStatus", self.model_status())
+
+        self.spawn(late_status())
+
+    async def stop(self) -> None:
+        """Close event streams and cancel background work (models are left as they are)."""
+        self.close_streams()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -506,6 +582,8 @@ class SimulatedInstance:
             while True:
                 if cancel.is_set():
                     raise _Cancelled
+                if m.retired:
+                    return f"model {m.spec.id} was unloaded: configuration reloaded"
                 if m.state == "ready":
                     m.active += 1
                     return None
@@ -619,7 +697,7 @@ class SimulatedInstance:
             if out.m is not None and out.admitted:
                 out.m.admitted -= 1
             if out.flight is not None:
-                del self.inflight[out.flight.id]
+                self.inflight.pop(out.flight.id, None)  # a config reload may have dropped it already
                 self.publish("inflight", {"operation": "remove", "id": out.flight.id})
             if out.record:
                 self._record(call, out, t0)
@@ -706,7 +784,19 @@ class SimulatedInstance:
                            zlib.compress(call.body, 1) if call.body else None,
                            {canonical_header(k): v for k, v in out.headers.items()} if ok else None,
                            zlib.compress(bytes(out.body), 1) if ok and out.body else None)
-        if 0 < capture.size <= self.capture_budget:
+        # llama-swap inserts the row (queryable from then on), then stores the capture, then announces the row
+        if self.capture_delay_s > 0:
+            self.spawn(self._store_capture_later(row_id, capture, self.captures))
+        else:
+            self._store_capture(row_id, capture)
+
+    async def _store_capture_later(self, row_id: int, capture: _Capture, cache: OrderedDict[int, _Capture]) -> None:
+        await asyncio.sleep(self.capture_delay_s)
+        if cache is self.captures:  # else a config reload replaced the cache meanwhile
+            self._store_capture(row_id, capture)
+
+    def _store_capture(self, row_id: int, capture: _Capture) -> None:
+        if self.capture_budget > 0 and 0 < capture.size <= self.capture_budget:
             self.captures[row_id] = capture
             self.capture_bytes += capture.size
             while self.capture_bytes > self.capture_budget:
@@ -733,7 +823,7 @@ class SimulatedInstance:
         self.latest_sys, self.latest_gpu = sys_stat, gpu_stats
 
     async def _perf_loop(self) -> None:
-        while True:
+        while self.perf_every_s > 0:
             await asyncio.sleep(self.perf_every_s)
             self.take_sample()
 
