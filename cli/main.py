@@ -13,6 +13,7 @@ import logging
 import signal
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
@@ -28,17 +29,50 @@ def configure_logging(level: str) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def fail(message: str) -> None:
+REGISTRY_HELP = "see README, 'The provider registry'"
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """An expected failure: one line on stderr, no traceback; exit 1 (click's usage errors exit 2)."""
     click.echo(f"Error: {message}", err=True)
-    sys.exit(2)
+    sys.exit(code)
 
 
-def load_registry_or_exit(settings: Settings) -> Registry:
+def load_registry_or_exit(settings: Settings, starting: bool = True, need_providers: bool = False) -> Registry:
+    """The registry, or exit with one line naming the file (and that nothing was started, when starting)."""
+    tail = "; nothing was started" if starting else ""
     try:
-        return load_registry(settings.fleet_path)
+        reg = load_registry(settings.fleet_path)
     except RegistryError as exc:
-        fail(f"{exc}\nNothing was started.")
-        raise AssertionError from exc
+        hint = " (create it as in README, 'The provider registry', or set BOOCONTROL_FLEET_FILE)" if "not found" in str(exc) else ""
+        fail(f"{exc}{hint}{tail}")
+    if need_providers and not reg.providers:
+        fail(f"{reg.source}: the registry lists no providers; add one under 'providers:' ({REGISTRY_HELP}){tail}")
+    return reg
+
+
+def postgres_unreachable(url: str, exc: BaseException) -> str:
+    """One line for an OperationalError on connect: where, why (first line of the driver's message), what to do."""
+    from sqlalchemy.engine import make_url
+
+    orig = getattr(exc, "orig", None) or exc
+    why = (str(orig).strip().splitlines() or [orig.__class__.__name__])[0]
+    where = make_url(url).render_as_string(hide_password=True)
+    return (f"cannot reach Postgres at {where}: {why} (start it: `boocontrol up` runs the embedded one; "
+            "or point BOOCONTROL_DATABASE_URL at yours)")
+
+
+def settings_or_exit() -> Settings:
+    from pydantic import ValidationError
+
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = "BOOCONTROL_" + "__".join(str(p) for p in err["loc"]).upper()
+            problems.append(f"{name}: {str(err['msg']).removeprefix('Value error, ')}")
+        fail("; ".join(problems))
 
 
 def require_schema(url: str) -> None:
@@ -53,7 +87,7 @@ def require_schema(url: str) -> None:
     except SchemaOutOfDate as exc:
         fail(str(exc))
     except OperationalError as exc:
-        fail(f"cannot reach Postgres at {engine.url.render_as_string(hide_password=True)}: {str(exc.orig).strip()}")
+        fail(postgres_unreachable(url, exc))
     finally:
         engine.dispose()
 
@@ -67,7 +101,7 @@ def cli(ctx: click.Context, data_dir: Path | None) -> None:
 
         os.environ["BOOCONTROL_DATA_DIR"] = str(data_dir.resolve())
         get_settings.cache_clear()
-    ctx.obj = get_settings()
+    ctx.obj = settings_or_exit()
     configure_logging(ctx.obj.log_level)
 
 
@@ -80,9 +114,15 @@ def db() -> None:
 @click.pass_obj
 def db_upgrade(settings: Settings) -> None:
     """Apply every pending migration (run before starting anything after an upgrade)."""
+    from sqlalchemy.exc import OperationalError
+
     from warehouse.migrate import upgrade
 
-    upgrade(settings.resolved_database_url())
+    url = settings.resolved_database_url()
+    try:
+        upgrade(url)
+    except OperationalError as exc:
+        fail(postgres_unreachable(url, exc))
     click.echo("database schema is up to date")
 
 
@@ -90,12 +130,20 @@ def db_upgrade(settings: Settings) -> None:
 @click.pass_obj
 def db_current(settings: Settings) -> None:
     """Show the schema revision of the database and the one this code needs."""
+    from sqlalchemy.exc import OperationalError
+
     from warehouse.db import make_engine
     from warehouse.migrate import current_revision, head_revision
 
-    engine = make_engine(settings.resolved_database_url(), pool_size=1)
-    click.echo(f"database: {current_revision(engine) or 'empty'}; code needs: {head_revision()}")
-    engine.dispose()
+    url = settings.resolved_database_url()
+    engine = make_engine(url, pool_size=1)
+    try:
+        current = current_revision(engine)
+    except OperationalError as exc:
+        fail(postgres_unreachable(url, exc))
+    finally:
+        engine.dispose()
+    click.echo(f"database: {current or 'empty'}; code needs: {head_revision()}")
 
 
 @cli.group()
@@ -106,12 +154,16 @@ def providers() -> None:
 @providers.command("list")
 @click.pass_obj
 def providers_list(settings: Settings) -> None:
-    """Validate the registry file and list its providers."""
-    reg = load_registry_or_exit(settings)
+    """Validate the registry file and list its providers (warns about API key variables that are not set)."""
+    reg = load_registry_or_exit(settings, starting=False, need_providers=True)
     for p in reg.providers:
         marker = " (default)" if p.id == reg.default_provider else ""
         key = f" key from ${p.api_key_env}" if p.api_key_env else ""
         click.echo(f"{p.id}{marker}\t{p.kind}\t{p.base_url}\t{p.label}{key}")
+    for p in reg.providers:
+        warning = p.missing_key_message()
+        if warning is not None:
+            click.echo(f"Warning: {warning}", err=True)
 
 
 @cli.command()
@@ -122,9 +174,7 @@ def connect(settings: Settings, registry_path: Path | None) -> None:
     """Run the resident connector: follow every provider and land what happens in Postgres."""
     if registry_path is not None:
         settings = settings.model_copy(update={"fleet_file": registry_path})
-    reg = load_registry_or_exit(settings)
-    if not reg.providers:
-        fail(f"{settings.fleet_path}: no providers configured")
+    reg = load_registry_or_exit(settings, need_providers=True)
     url = settings.resolved_database_url()
     require_schema(url)
     run_connector(settings, reg)

@@ -66,8 +66,8 @@ class Provider:
         var = self.missing_key_env(environ)
         if var is None:
             return None
-        return (f"provider {self.id}: its API key variable {var} is not set in this environment; "
-                f"export {var}=<key> and restart (no request is sent without it)")
+        return (f"provider {self.id}: its API key variable {var} is not set; export {var}=<key> where the "
+                f"connector runs and restart it (nothing is sent to {self.id} without its key)")
 
     def api_key(self, environ: Mapping[str, str] | None = None) -> str | None:
         """The provider's key, read from the environment variable it names (never stored)."""

@@ -59,7 +59,19 @@ class Settings(BaseSettings):
             return None
         for prefix in ("postgres://", "postgresql://"):
             if v.startswith(prefix):
-                return "postgresql+psycopg://" + v[len(prefix) :]
+                v = "postgresql+psycopg://" + v[len(prefix) :]
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        example = "like postgresql://user@host:5432/dbname"
+        try:  # the value itself is never echoed: it may hold a password
+            url = make_url(v)
+        except ArgumentError:
+            raise ValueError(f"not a URL; give a Postgres URL {example}") from None
+        except ValueError:  # e.g. a port that is not a number
+            raise ValueError(f"cannot be parsed (is the port a number?); give a Postgres URL {example}") from None
+        if url.drivername != "postgresql+psycopg":
+            raise ValueError(f"{url.drivername!r} is not Postgres; give a Postgres URL {example}")
         return v
 
     @property
