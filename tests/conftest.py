@@ -16,6 +16,8 @@ from warehouse.db import make_engine
 from warehouse.migrate import upgrade
 from warehouse.schema import metadata
 
+pytest_plugins = ("tests.support.scenario_report",)  # target_kind fixture; real/simulator counts in header+summary
+
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.pop("PREFECT_API_URL", None)

@@ -1,5 +1,11 @@
-"""Scenarios against a REAL llama-swap. Each ends with: Postgres activity == llama-swap's activity,
-0 lost and 0 duplicated wherever llama-swap still held the rows, and a gap record exactly where not."""
+"""Connector scenarios against llama-swap. Each ends with: Postgres activity == llama-swap's activity,
+0 lost and 0 duplicated wherever llama-swap still held the rows, and a gap record exactly where not.
+
+The resilience scenarios (``resilience``: ring overflow, restarts with and without ``store.path``, config
+reload, ``kill -9`` of the connector mid-batch, Postgres restart with spool replay) run twice through the
+``target_kind`` fixture: ``sim`` against the simulator process (``demo.single``, on every machine) and ``real``
+against a real llama-swap binary where one is found. The other tests need the real binary's upstream
+processes (TTL, crash via ``pgrep``) or an older release and run on the real binary only."""
 
 from __future__ import annotations
 
@@ -24,8 +30,10 @@ from tests.support.llamaswap import (
     responder_config,
     run_llama_swap,
 )
+from tests.support.targets import run_target
 
-pytestmark = pytest.mark.real_llamaswap
+resilience = pytest.mark.resilience
+real_only = pytest.mark.real_llamaswap
 
 
 def acts(db_url, pid="ls"):
@@ -42,9 +50,9 @@ def gaps(db_url):
     return query(db_url, "SELECT epoch, from_id, to_id FROM gaps ORDER BY id")
 
 
-def test_ring_overflow_while_away_writes_exact_gap(db, db_url, responder, tmp_path):
-    cfg = responder_config(responder, start_port=free_port_block(), extra="metricsMaxInMemory: 3")
-    with run_llama_swap(cfg) as ls:
+@resilience
+def test_ring_overflow_while_away_writes_exact_gap(db, db_url, target_kind, tmp_path):
+    with run_target(target_kind, extra="metricsMaxInMemory: 3") as ls:
         p = Provider(id="ls", label="ls", base_url=ls.base_url)
         with ConnectorThread(registry_for(p), db_url, tmp_path / "sp"):
             connected(db_url)
@@ -61,9 +69,9 @@ def test_ring_overflow_while_away_writes_exact_gap(db, db_url, responder, tmp_pa
         assert gaps(db_url) == [(epoch, 3, 5)]
 
 
-def test_restart_without_store_path_while_followed_starts_new_epoch_without_gap(db, db_url, responder, tmp_path):
-    cfg = responder_config(responder, start_port=free_port_block())
-    with run_llama_swap(cfg) as ls:
+@resilience
+def test_restart_without_store_path_while_followed_starts_new_epoch_without_gap(db, db_url, target_kind, tmp_path):
+    with run_target(target_kind) as ls:
         p = Provider(id="ls", label="ls", base_url=ls.base_url)
         with ConnectorThread(registry_for(p), db_url, tmp_path / "sp"):
             connected(db_url)
@@ -85,9 +93,9 @@ def test_restart_without_store_path_while_followed_starts_new_epoch_without_gap(
         assert gaps(db_url) == []
 
 
-def test_restart_without_store_path_while_away_records_gap(db, db_url, responder, tmp_path):
-    cfg = responder_config(responder, start_port=free_port_block())
-    with run_llama_swap(cfg) as ls:
+@resilience
+def test_restart_without_store_path_while_away_records_gap(db, db_url, target_kind, tmp_path):
+    with run_target(target_kind) as ls:
         p = Provider(id="ls", label="ls", base_url=ls.base_url)
         with ConnectorThread(registry_for(p), db_url, tmp_path / "sp"):
             connected(db_url)
@@ -108,10 +116,10 @@ def test_restart_without_store_path_while_away_records_gap(db, db_url, responder
         assert g[0][0] in {rows[0][0], rows[1][0]}
 
 
-def test_restart_with_store_path_continues_epoch_without_duplicates(db, db_url, responder, tmp_path):
+@resilience
+def test_restart_with_store_path_continues_epoch_without_duplicates(db, db_url, target_kind, tmp_path):
     store = tmp_path / "activity.sqlite"
-    cfg = responder_config(responder, start_port=free_port_block(), extra=f"store:\n  path: {store}")
-    with run_llama_swap(cfg) as ls:
+    with run_target(target_kind, extra=f"store:\n  path: {store}") as ls:
         p = Provider(id="ls", label="ls", base_url=ls.base_url)
         with ConnectorThread(registry_for(p), db_url, tmp_path / "sp"):
             connected(db_url)
@@ -131,9 +139,9 @@ def test_restart_with_store_path_continues_epoch_without_duplicates(db, db_url, 
         assert query(db_url, "SELECT count(*) FROM instance_boots") == [(2,)]
 
 
-def test_config_reload_is_recorded_and_nothing_is_lost(db, db_url, responder, tmp_path):
-    cfg = responder_config(responder, start_port=free_port_block())
-    with run_llama_swap(cfg) as ls:
+@resilience
+def test_config_reload_is_recorded_and_nothing_is_lost(db, db_url, target_kind, tmp_path):
+    with run_target(target_kind) as ls:
         p = Provider(id="ls", label="ls", base_url=ls.base_url)
         with ConnectorThread(registry_for(p), db_url, tmp_path / "sp"):
             connected(db_url)
@@ -153,6 +161,7 @@ def test_config_reload_is_recorded_and_nothing_is_lost(db, db_url, responder, tm
         assert gaps(db_url) == []
 
 
+@real_only
 def test_unload_ttl_inflight_cancel_and_crash(db, db_url, responder, tmp_path):
     cfg = responder_config(responder, start_port=free_port_block(), ttl=2,
                            models=("responder-a", "responder-b", "ttl-model"))
@@ -195,6 +204,7 @@ def test_unload_ttl_inflight_cancel_and_crash(db, db_url, responder, tmp_path):
         assert [(r[1], r[2], r[3]) for r in acts(db_url)] == [(u["id"], u["model"], u["resp_status_code"]) for u in up]
 
 
+@real_only
 def test_api_key_auth_and_secrets_never_stored(db, db_url, responder, tmp_path, monkeypatch, caplog):
     secret = "sk-test-SECRET-1234567890"
     cfg = responder_config(responder, start_port=free_port_block(), extra=f'apiKeys: ["{secret}"]')
@@ -217,6 +227,7 @@ def test_api_key_auth_and_secrets_never_stored(db, db_url, responder, tmp_path, 
         assert secret not in caplog.text
 
 
+@real_only
 def test_unreachable_provider_does_not_delay_the_others(db, db_url, responder, tmp_path):
     cfg = responder_config(responder, start_port=free_port_block())
     with run_llama_swap(cfg) as ls:
@@ -251,9 +262,9 @@ def _connector_proc(db_url, registry_file, data_dir):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def test_connector_kill_9_mid_batch_loses_and_duplicates_nothing(db, db_url, responder, tmp_path):
-    cfg = responder_config(responder, start_port=free_port_block())
-    with run_llama_swap(cfg) as ls:
+@resilience
+def test_connector_kill_9_mid_batch_loses_and_duplicates_nothing(db, db_url, target_kind, tmp_path):
+    with run_target(target_kind) as ls:
         reg = tmp_path / "fleet.yaml"
         reg.write_text(f"providers:\n  - id: ls\n    label: ls\n    base_url: {ls.base_url}\n")
         stop, counter = threading.Event(), []
@@ -280,14 +291,14 @@ def test_connector_kill_9_mid_batch_loses_and_duplicates_nothing(db, db_url, res
         assert [(r[1], r[2]) for r in acts(db_url)] == [(u["id"], u["model"]) for u in up]
 
 
-def test_postgres_restart_mid_stream_replays_spool_without_duplicates(pg_cluster, responder, tmp_path):
+@resilience
+def test_postgres_restart_mid_stream_replays_spool_without_duplicates(pg_cluster, target_kind, tmp_path):
     from warehouse.migrate import upgrade
 
-    pg_cluster.ensure_database("pg_restart")
-    url = pg_cluster.url("pg_restart")
+    pg_cluster.ensure_database(f"pg_restart_{target_kind}")  # one database per kind: rows must start from none
+    url = pg_cluster.url(f"pg_restart_{target_kind}")
     upgrade(url)
-    cfg = responder_config(responder, start_port=free_port_block())
-    with run_llama_swap(cfg) as ls:
+    with run_target(target_kind) as ls:
         p = Provider(id="ls", label="ls", base_url=ls.base_url)
         with ConnectorThread(registry_for(p), url, tmp_path / "sp") as ct:
             connected(url)
@@ -309,6 +320,7 @@ def test_postgres_restart_mid_stream_replays_spool_without_duplicates(pg_cluster
         assert [(r[1], r[2]) for r in acts(url)] == [(u["id"], u["model"]) for u in up]
 
 
+@real_only
 @pytest.mark.parametrize("which", ["v250"])
 def test_older_release_without_id_filters(which, db, db_url, tmp_path):
     from tests.support.llamaswap import simple_responder_path

@@ -1,10 +1,17 @@
 """Finding and running a REAL llama-swap (and its test upstream `simple-responder`) for tests.
 
-`.ci/run` installs llama-swap with `go install` at the pinned revisions below into
-``~/.cache/boocontrol/llama-swap/<rev>/`` (GOBIN). When the Go module proxy refuses a revision, the
-directory stays empty and the tests that need it are *skipped with a loud reason* (and .ci/run prints a
-banner); the same connector contract also runs against the demo fleet, so nothing is faked silently.
-A `PROVENANCE` file beside the binaries says how they got there; the pytest header prints it.
+llama-swap cannot come from a package registry (the Go module proxy answers 403 for it), so nothing
+installs it: the resilience scenarios always run against the simulator (``demo.single``, see
+``tests/support/targets.py``) and, in addition, against a real binary wherever one is provided:
+
+* ``BOOCONTROL_LLAMA_SWAP_BIN`` = path of a ``llama-swap`` binary (the "newest" pin), with ``simple-responder``
+  beside it or named by ``BOOCONTROL_SIMPLE_RESPONDER_BIN``; or
+* binaries placed in ``~/.cache/boocontrol/llama-swap/<rev>/`` (``llama-swap``, ``simple-responder``,
+  ``fake-model``; ``<rev>`` as in ``PINNED`` below), optionally with a ``PROVENANCE`` file saying where they
+  came from.
+
+Without one, the ``real`` parametrizations are skipped with that reason; the pytest header says where each
+binary came from and how many tests ran on which.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,24 +48,48 @@ def bin_dir(which: str = "newest") -> Path:
     return cache_root() / "llama-swap" / rev
 
 
+HOW_TO_PROVIDE = ("set BOOCONTROL_LLAMA_SWAP_BIN to a llama-swap binary (simple-responder beside it or "
+                  "BOOCONTROL_SIMPLE_RESPONDER_BIN) or place binaries in ~/.cache/boocontrol/llama-swap/<rev>/")
+
+
+def _env_binary() -> Path | None:
+    env = os.environ.get("BOOCONTROL_LLAMA_SWAP_BIN")
+    return Path(env) if env and Path(env).is_file() else None
+
+
 def find_llama_swap(which: str = "newest") -> Path | None:
-    env = os.environ.get("BOOCONTROL_LLAMA_SWAP_BIN") if which == "newest" else None
-    if env and Path(env).exists():
-        return Path(env)
+    env = _env_binary() if which == "newest" else None
+    if env is not None:
+        return env
     p = bin_dir(which) / "llama-swap"
     return p if p.exists() else None
 
 
 def simple_responder_path(which: str = "newest") -> Path | None:
+    if which == "newest":
+        env = os.environ.get("BOOCONTROL_SIMPLE_RESPONDER_BIN")
+        if env and Path(env).is_file():
+            return Path(env)
+        binary = _env_binary()
+        if binary is not None:
+            beside = binary.parent / "simple-responder"
+            return beside if beside.is_file() else None
     p = bin_dir(which) / "simple-responder"
     return p if p.exists() else None
 
 
 def provenance(which: str = "newest") -> str:
-    p = bin_dir(which) / "PROVENANCE"
-    if p.exists():
-        return p.read_text().strip()
-    return "installed by go install" if find_llama_swap(which) else "NOT INSTALLED"
+    """Where the binary of pin ``which`` comes from, in one line (for the pytest header)."""
+    binary = find_llama_swap(which)
+    if binary is None:
+        return f"NOT FOUND ({HOW_TO_PROVIDE})"
+    if which == "newest" and _env_binary() is not None:
+        origin = f"BOOCONTROL_LLAMA_SWAP_BIN={binary}"
+    else:
+        p = bin_dir(which) / "PROVENANCE"
+        origin = f"{binary}: " + (p.read_text().strip() if p.exists() else "no PROVENANCE file")
+    responder = simple_responder_path(which)
+    return origin + ("" if responder else " (simple-responder NOT FOUND)")
 
 
 def free_port() -> int:
@@ -96,7 +128,10 @@ def wait_healthy(base_url: str, timeout: float = 20.0) -> None:
 
 
 class LlamaSwapProcess:
-    """A running llama-swap; restartable in place (same port, same config file)."""
+    """A running llama-swap; restartable in place (same port, same config file). One of the two targets of
+    ``tests/support/targets.py`` (``kind`` "real"); ``SimulatorProcess`` there is the other."""
+
+    kind = "real"
 
     def __init__(self, binary: Path, config_path: Path, port: int, log_path: Path, watch: bool = False):
         self.binary = binary
@@ -110,14 +145,24 @@ class LlamaSwapProcess:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> None:
+    @property
+    def config_text(self) -> str:
+        return self.config_path.read_text()
+
+    def command(self) -> list[str]:
         args = [str(self.binary), "-config", str(self.config_path), "-listen", f"127.0.0.1:{self.port}"]
-        if self.watch:
-            args.append("-watch-config")
+        return [*args, "-watch-config"] if self.watch else args
+
+    def start(self) -> None:
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
-        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                     cwd=Path(__file__).parents[2])
         log.close()
-        wait_healthy(self.base_url)
+        try:
+            wait_healthy(self.base_url)
+        except TimeoutError:
+            self.stop(signal.SIGKILL)
+            raise
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc is None:
@@ -132,6 +177,10 @@ class LlamaSwapProcess:
             self.proc.wait(timeout=5)
         self.proc = None
 
+    def kill(self) -> None:
+        """``kill -9`` (the whole process group: llama-swap and its upstreams)."""
+        self.stop(signal.SIGKILL)
+
     def restart(self) -> None:
         self.stop()
         self.start()
@@ -142,19 +191,41 @@ class LlamaSwapProcess:
         self.proc.send_signal(signal.SIGHUP)
 
 
+class SimulatorProcess(LlamaSwapProcess):
+    """The simulator as its own OS process (``python -m demo.single``), driven exactly like a real llama-swap:
+    same config file, same ``-listen``, SIGTERM stops, SIGKILL kills, SIGHUP reloads."""
+
+    kind = "sim"
+
+    def __init__(self, config_path: Path, port: int, log_path: Path, capture_delay_s: float = 0.05):
+        super().__init__(Path(sys.executable), config_path, port, log_path)
+        self.capture_delay_s = capture_delay_s
+
+    def command(self) -> list[str]:
+        return [str(self.binary), "-m", "demo.single", "-config", str(self.config_path),
+                "-listen", f"127.0.0.1:{self.port}", "-capture-delay", str(self.capture_delay_s)]
+
+
 @contextlib.contextmanager
 def run_llama_swap(
-    config_text: str, port: int | None = None, which: str = "newest", workdir: Path | None = None
+    config_text: str, port: int | None = None, which: str = "newest", workdir: Path | None = None,
+    kind: str = "real",
 ) -> Iterator[LlamaSwapProcess]:
-    binary = find_llama_swap(which)
-    if binary is None:
-        raise FileNotFoundError(f"llama-swap ({which}) is not installed; run .ci/run's install step")
+    """Start a llama-swap (``kind`` "real": the binary of pin ``which``; "sim": ``demo.single``) on
+    ``config_text`` and stop it afterwards."""
     import tempfile
 
     wd = workdir or Path(tempfile.mkdtemp(prefix="llama-swap-"))
     cfg = wd / "config.yaml"
     cfg.write_text(config_text)
-    ls = LlamaSwapProcess(binary, cfg, port or free_port(), wd / "llama-swap.log")
+    ls: LlamaSwapProcess
+    if kind == "sim":
+        ls = SimulatorProcess(cfg, port or free_port(), wd / "simulator.log")
+    else:
+        binary = find_llama_swap(which)
+        if binary is None:
+            raise FileNotFoundError(f"llama-swap ({which}) not found: {HOW_TO_PROVIDE}")
+        ls = LlamaSwapProcess(binary, cfg, port or free_port(), wd / "llama-swap.log")
     ls.start()
     try:
         yield ls
