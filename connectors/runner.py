@@ -27,6 +27,7 @@ from connectors.follower import LlamaSwapFollower, StreamEnded
 from connectors.llama_swap_api import LlamaSwapAPI, LlamaSwapError
 from connectors.openai_compat import OpenAICompatAPI, OpenAIFollower
 from core.providers import Provider, Registry
+from warehouse.queries.redaction import redact_text
 from warehouse.records import Health, ProviderState, utcnow
 from warehouse.spool import Spool
 from warehouse.writer import WriteOptions, Writer
@@ -50,7 +51,9 @@ def describe_error(exc: BaseException, provider: Provider | None = None) -> tupl
     """(status, message) for connector_health; never includes credentials (only a variable's name)."""
     if isinstance(exc, LlamaSwapError):
         if exc.status in (401, 403):
-            head = f"HTTP {exc.status} on {exc.path}: {exc.message}"
+            # some APIs echo the refused key (or part of it) in their error message
+            said = redact_text(exc.message, [k for k in [provider.api_key()] if k] if provider else [])
+            head = f"HTTP {exc.status} on {exc.path}: {said}"
             if provider is None:
                 return "auth_failed", f"{head} (check the provider's api_key_env)"
             if provider.api_key_env:
