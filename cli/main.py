@@ -188,7 +188,8 @@ def run_connector(settings: Settings, reg: Registry) -> None:
                             buffer_rows=settings.connector_buffer_rows,
                             perf_poll_s=settings.connector_perf_poll_seconds,
                             liveness_s=settings.connector_liveness_seconds,
-                            fetch_captures=settings.connector_capture_fetch)
+                            fetch_captures=settings.connector_capture_fetch,
+                            lease_ttl_s=settings.connector_lease_seconds)
     conn = Connector(reg, psycopg_dsn(settings.resolved_database_url()), settings.spool_dir, opts)
 
     async def main() -> None:

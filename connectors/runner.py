@@ -26,7 +26,9 @@ import psycopg
 from connectors.follower import LlamaSwapFollower, StreamEnded
 from connectors.llama_swap_api import LlamaSwapAPI, LlamaSwapError
 from connectors.openai_compat import OpenAICompatAPI, OpenAIFollower
+from connectors.ownership import Ownership, Plan
 from core.providers import Provider, Registry
+from warehouse.lease import holder_id
 from warehouse.queries.redaction import redact_text
 from warehouse.records import Health, ProviderState, utcnow
 from warehouse.spool import Spool
@@ -45,6 +47,7 @@ class ConnectorOptions:
     fetch_captures: bool = True
     backoff_base_s: float = 1.0
     backoff_max_s: float = 30.0
+    lease_ttl_s: float = 10.0  # follow leases and membership expire this long after the last heartbeat
 
 
 def describe_error(exc: BaseException, provider: Provider | None = None) -> tuple[str, str]:
@@ -84,15 +87,18 @@ class Connector:
         self.follower_factory = follower_factory
         self.followers: dict[str, LlamaSwapFollower | OpenAIFollower] = {}
         self.status: dict[str, str] = {}
+        self.holder = holder_id("connector")  # the follow leases and the membership row carry this name
+        self.following: dict[str, asyncio.Task[None]] = {}  # providers whose follow lease we hold, and their task
+        self._last_beat = 0.0  # monotonic start of the last heartbeat that reached Postgres
 
-    def _prepare_db(self) -> dict[str, ProviderState]:
-        from warehouse.ingest import load_state, sync_providers
+    def _prepare_db(self) -> None:
+        from warehouse.ingest import sync_providers
 
         with psycopg.connect(self.dsn, connect_timeout=5) as conn:
             sync_providers(conn, self.registry.providers)
-            return {p.id: load_state(conn, p.id) for p in self.registry.providers}
+        # each provider's state is loaded when its follow lease is taken (connectors.ownership)
 
-    async def _wait_for_db(self, stop: asyncio.Event) -> dict[str, ProviderState]:
+    async def _wait_for_db(self, stop: asyncio.Event) -> None:
         delay = 1.0
         while True:
             try:
@@ -164,29 +170,131 @@ class Connector:
                 worst, window_start = 0.0, time.monotonic()
 
     async def run(self, stop: asyncio.Event) -> None:
-        states = await self._wait_for_db(stop)
+        """Follow the providers whose follow lease this connector holds, until ``stop``.
+
+        Several connectors on one database split the providers between them (`connectors.ownership`); a lone
+        connector holds them all. On a clean exit it marks ``stopped`` only the providers it followed and gives
+        their leases back, so another connector takes them at once.
+        """
+        await self._wait_for_db(stop)
         # One small pool per provider: httpcore's pool scans all its connections on every request, so a
         # single shared pool holding 500 long-lived SSE streams makes each request cost O(fleet).
         # They share one TLS context: httpx would otherwise load the CA bundle once per client (~1 MB each).
+        # Created when a provider is first followed, so a connector holding a third of the fleet pays a third.
         tls = ssl.create_default_context()
-        clients = {p.id: self.client or httpx.AsyncClient(limits=httpx.Limits(max_connections=8), verify=tls,
-                                                          timeout=httpx.Timeout(15.0))
-                   for p in self.registry.providers}
+        clients: dict[str, httpx.AsyncClient] = {}
+
+        def client_for(provider_id: str) -> httpx.AsyncClient:
+            if self.client is not None:
+                return self.client
+            if provider_id not in clients:
+                clients[provider_id] = httpx.AsyncClient(limits=httpx.Limits(max_connections=8), verify=tls,
+                                                         timeout=httpx.Timeout(15.0))
+            return clients[provider_id]
+
+        own = Ownership(self.dsn, self.holder, self.registry.ids(), self.opts.lease_ttl_s)
         writer = asyncio.ensure_future(self.writer.run(stop))
-        tasks = [asyncio.ensure_future(self.supervise(p, states[p.id], clients[p.id])) for p in self.registry.providers]
-        tasks.append(asyncio.ensure_future(self._watch_loop_lag()))
+        owner = asyncio.ensure_future(self._own(own, stop, client_for))
+        helpers = [asyncio.ensure_future(self._watchdog()), asyncio.ensure_future(self._watch_loop_lag())]
         try:
             await stop.wait()
         finally:
-            for t in tasks:
+            own.closing = True  # the tick under way takes nothing more
+            try:
+                await asyncio.wait_for(owner, self.opts.lease_ttl_s)
+            except BaseException:  # noqa: BLE001 - a hung tick must not keep the process alive
+                owner.cancel()
+            for t in helpers:
                 t.cancel()
-            for t in tasks:
+            owned = sorted(self.following)
+            await self._stop_following(owned)
+            for t in helpers:
                 with contextlib.suppress(BaseException):
                     await t
             await writer
-            for p in self.registry.providers:
-                self.writer.pending.append(Health(p.id, "stopped", utcnow()))
+            for pid in owned:  # only the providers this connector followed: another may follow the rest
+                self.writer.pending.append(Health(pid, "stopped", utcnow()))
             await self.writer.flush()
-            if self.client is None:
-                for c in clients.values():
-                    await c.aclose()
+            if self.writer.db_ok and not owner.cancelled():
+                try:
+                    given = await asyncio.to_thread(own.leave)
+                    log.info("gave back %d follow lease(s)", len(given))
+                except psycopg.Error as exc:
+                    log.error("could not give back the follow leases (%s); they expire in %.0f s",
+                              exc.__class__.__name__, self.opts.lease_ttl_s)
+            if not owner.cancelled():
+                own.close()
+            for c in clients.values():
+                await c.aclose()
+
+    def _beat_ok(self, started: float) -> None:
+        """A heartbeat that started at monotonic ``started`` reached Postgres (called from the tick's thread)."""
+        self._last_beat = max(self._last_beat, started)
+
+    def _beat_stale(self) -> bool:
+        return time.monotonic() - self._last_beat > self.opts.lease_ttl_s / 2
+
+    async def _stop_following(self, provider_ids: list[str]) -> None:
+        tasks = [self.following.pop(p) for p in provider_ids if p in self.following]
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(BaseException):
+                await t
+
+    async def _own(self, own: Ownership, stop: asyncio.Event,
+                   client_for: Callable[[str], httpx.AsyncClient]) -> None:
+        """Heartbeat and balance the follow leases every ``lease_ttl_s / 5`` (see `connectors.ownership`)."""
+        period = self.opts.lease_ttl_s / 5
+        failing = False
+        while not stop.is_set():
+            try:
+                plan = await asyncio.to_thread(own.tick, set(self.following), self._beat_ok)
+            except psycopg.Error as exc:
+                if not failing:
+                    first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+                    log.error("follow leases: cannot reach Postgres (%s); following stops if it lasts %.0f s",
+                              first, self.opts.lease_ttl_s / 2)
+                failing = True
+            else:
+                if failing:
+                    log.info("follow leases: Postgres answers again")
+                failing = False
+                await self._apply(plan, own, stop, client_for)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), period)
+
+    async def _apply(self, plan: Plan, own: Ownership, stop: asyncio.Event,
+                     client_for: Callable[[str], httpx.AsyncClient]) -> None:
+        lost = sorted(p for p in self.following if p not in plan.held)
+        if lost:
+            log.warning("follow lease lost for %s (broken, or expired and taken over): stopped following",
+                        ", ".join(lost))
+            await self._stop_following(lost)
+        given: list[str] = []
+        if plan.release:  # above our share: stop, land what was observed, then hand over
+            await self._stop_following(plan.release)
+            if await self.writer.drain():
+                given = await asyncio.to_thread(own.release, plan.release)
+        started = 0
+        if not stop.is_set() and not self._beat_stale():  # a plan older than half a lease is not trusted
+            for pid, state in plan.start.items():
+                if pid not in self.following:
+                    self.following[pid] = asyncio.ensure_future(
+                        self.supervise(self.registry.get(pid), state, client_for(pid)))
+                    started += 1
+        if lost or given or started:
+            log.info("following %d of %d provider(s): +%d, -%d handed over, -%d lost (%d connector(s) share the "
+                     "fleet, share %d)", len(self.following), len(self.registry.providers), started, len(given),
+                     len(lost), plan.members, plan.share)
+
+    async def _watchdog(self) -> None:
+        """Stop every follower when no heartbeat has reached Postgres for half a lease: our leases could expire
+        and be taken by another connector, and two followers of one provider would double its rows."""
+        while True:
+            await asyncio.sleep(min(0.25, self.opts.lease_ttl_s / 20))
+            if self.following and self._beat_stale():
+                log.error("no lease heartbeat reached Postgres for %.1f s: stopped following %d provider(s) so "
+                          "another connector can take them over; resuming when Postgres answers",
+                          time.monotonic() - self._last_beat, len(self.following))
+                await self._stop_following(list(self.following))

@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     connector_perf_poll_seconds: float = Field(5.0, description="How often /api/performance is polled")
     connector_liveness_seconds: float = Field(15.0, description="How often /wol-health is probed")
     connector_capture_fetch: bool = Field(True, description="Fetch captures as soon as an activity row lands")
+    connector_lease_seconds: float = Field(
+        10.0, gt=0, description="Connectors sharing a database: a dead connector's providers move to the others "
+        "this long after its last heartbeat (heartbeats every fifth of it; a connector that cannot reach Postgres "
+        "for half of it stops following)")
     retention: RetentionSettings = Field(default_factory=RetentionSettings)  # type: ignore[arg-type]
 
     @field_validator("database_url")

@@ -13,7 +13,7 @@ Times come from Postgres (``now()``), never from the clients' clocks.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Index, Table, Text
+from sqlalchemy import BigInteger, Column, Index, Integer, Table, Text
 
 from warehouse.schema import TS, metadata
 
@@ -42,3 +42,16 @@ lease_events = Table(
     Column("detail", Text),
 )
 Index("ix_lease_events_provider_at", lease_events.c.provider_id, lease_events.c.at)
+
+# The connector processes sharing one fleet (one row per live `boocontrol connect`): the follow leases say who
+# follows which provider; this table says how many connectors share the work, so each takes its share.
+connector_members = Table(
+    "connector_members",
+    metadata,
+    Column("holder", Text, primary_key=True),
+    Column("host", Text, nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", TS, nullable=False),
+    Column("heartbeat_at", TS, nullable=False),
+    Column("expires_at", TS, nullable=False),
+)

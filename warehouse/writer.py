@@ -48,6 +48,9 @@ class Writer:
         self.flush_seconds = 0.0
         self.db_ok = True
         self.last_error: str | None = None
+        self._flushes_started = 0  # generations, so `drain` knows which flush carries a given record
+        self._flushes_done = 0
+        self._flushed = asyncio.Event()
 
     async def emit(self, records: Sequence[Record]) -> None:
         if len(self.pending) >= self.opts.buffer_rows:
@@ -108,10 +111,29 @@ class Writer:
 
     async def flush(self) -> None:
         batch, self.pending = self.pending, []
+        self._flushes_started += 1
+        gen = self._flushes_started
         t0 = time.monotonic()
-        await asyncio.to_thread(self._flush_sync, batch)
-        self.flush_seconds += time.monotonic() - t0
-        self.flushes += 1
+        try:
+            await asyncio.to_thread(self._flush_sync, batch)
+        finally:
+            self.flush_seconds += time.monotonic() - t0
+            self.flushes += 1
+            self._flushes_done = max(self._flushes_done, gen)
+            self._flushed.set()
+            self._flushed = asyncio.Event()
+
+    async def drain(self) -> bool:
+        """Wait until every record emitted before this call is written (or spooled) by the running `run` loop.
+
+        True when Postgres took them. A connector calls this before handing a provider to another process, so the
+        next owner's `load_state` sees everything this one observed.
+        """
+        target = self._flushes_started + (1 if self.pending else 0)
+        self._wake.set()
+        while self._flushes_done < target:
+            await self._flushed.wait()
+        return self.db_ok
 
     def stats_line(self) -> str:
         avg = 1000 * self.flush_seconds / self.flushes if self.flushes else 0.0

@@ -1,0 +1,129 @@
+"""Which providers this connector follows: one follower per provider across every connector sharing a fleet.
+
+Ownership is the fleet lease (`warehouse.lease`, scope ``follow``), one per provider, held by the connector's
+holder name; the live connectors are ``connector_members`` (`warehouse.members`). Each tick (`Ownership.tick`,
+synchronous, run in a worker thread) does, on one Postgres connection:
+
+1. heartbeat: the member row and every follow lease we hold, in two statements; what comes back is what we
+   still hold (a lease broken by an operator, or expired and taken over, is gone);
+2. balance: our share is `members.share(providers, live members)`, so N connectors split P providers
+   exactly; above it we hand providers back (the runner stops their followers and drains the writer first),
+   below it we take free or expired leases — never a live one, so a new owner waits for the old one's expiry;
+3. state: for every provider we hold but do not follow yet, `load_state` from the warehouse, after the lease
+   is ours, hence after the previous owner stopped and its writes landed.
+
+The runner stops every follower when heartbeats have not succeeded for half the lease time, well before the
+leases can expire and be taken by another connector, so two followers never overlap.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+
+from warehouse import lease, members
+from warehouse.records import ProviderState
+
+log = logging.getLogger(__name__)
+
+PURPOSE = "follow"
+
+
+@dataclass
+class Plan:
+    """What one tick decided: ``held`` (leases we hold now), ``start`` (held, not followed yet, with the state to
+    follow from), ``release`` (held above our share: stop, drain, then `Ownership.release`)."""
+
+    held: set[str]
+    start: dict[str, ProviderState] = field(default_factory=dict)
+    release: list[str] = field(default_factory=list)
+    share: int = 0
+    members: int = 1
+
+
+class Ownership:
+    """The Postgres side of ownership for one connector process (not thread-safe: one tick at a time)."""
+
+    def __init__(self, dsn: str, holder: str, providers: Sequence[str], ttl_s: float) -> None:
+        self.dsn, self.holder, self.ttl_s = dsn, holder, ttl_s
+        self.providers = list(providers)
+        self.closing = False  # set by the runner on shutdown: take nothing more
+        self._conn: psycopg.Connection[Any] | None = None
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=5)
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _beat(self, conn: psycopg.Connection[Any], ok: Callable[[float], None]) -> set[str]:
+        t0 = time.monotonic()
+        members.beat(conn, self.holder, self.ttl_s)
+        held = lease.heartbeat_all(conn, lease.SCOPE_FOLLOW, self.holder, self.ttl_s)
+        ok(t0)
+        return held
+
+    def tick(self, following: set[str], ok: Callable[[float], None]) -> Plan:
+        """One heartbeat + balance + state round. ``ok(t)`` is called after each successful heartbeat that
+        started at monotonic time ``t`` (the runner's watchdog counts from it)."""
+        try:
+            return self._tick(self._connection(), following, ok)
+        except psycopg.Error:
+            self.close()
+            raise
+
+    def _tick(self, conn: psycopg.Connection[Any], following: set[str], ok: Callable[[float], None]) -> Plan:
+        from warehouse.ingest import load_state
+
+        held = self._beat(conn, ok)
+        last_beat = time.monotonic()
+
+        def keep_alive() -> None:  # a long round (hundreds of acquisitions at start) must not starve the heartbeat
+            nonlocal last_beat
+            if time.monotonic() - last_beat > self.ttl_s / 5:
+                held.intersection_update(self._beat(conn, ok))
+                last_beat = time.monotonic()
+
+        live = [m.holder for m in members.live_members(conn)]
+        mine = members.share(len(self.providers), live, self.holder)
+        plan = Plan(held, share=mine, members=max(len(live), 1))
+        if len(held) > mine:
+            plan.release = sorted(held)[mine:]
+        elif len(held) < mine and not self.closing:
+            taken = {x.provider_id for x in lease.list_leases(conn, lease.SCOPE_FOLLOW) if not x.expired}
+            free = [p for p in self.providers if p not in held and p not in taken]
+            random.shuffle(free)  # connectors starting together contend less
+            for pid in free:
+                if len(held) >= mine or self.closing:
+                    break
+                keep_alive()
+                if lease.try_acquire(conn, pid, lease.SCOPE_FOLLOW, self.holder, PURPOSE, self.ttl_s) is not None:
+                    held.add(pid)
+        for pid in sorted(held - following - set(plan.release)):
+            if self.closing:
+                break
+            keep_alive()
+            plan.start[pid] = load_state(conn, pid)
+        return plan
+
+    def release(self, provider_ids: Sequence[str]) -> list[str]:
+        """Hand providers back (their followers stopped and their records written); the ids that were ours."""
+        conn = self._connection()
+        return [p for p in provider_ids if lease.release(conn, p, lease.SCOPE_FOLLOW, self.holder)]
+
+    def leave(self) -> list[str]:
+        """A clean exit: give back every follow lease and the membership, on a fresh connection."""
+        with psycopg.connect(self.dsn, autocommit=True, connect_timeout=5) as conn:
+            gone = lease.release_all(conn, lease.SCOPE_FOLLOW, self.holder)
+            members.leave(conn, self.holder)
+        return gone
