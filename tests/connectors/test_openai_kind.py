@@ -1,0 +1,120 @@
+"""The `openai` provider kind end to end: the real connector follows OpenAI-compatible servers into Postgres.
+
+Servers: a real llama.cpp ``llama-server`` on the generated tiny model, and a small real HTTP server in
+vLLM's and DeepSeek's ``/v1/models`` shapes (tests/support/openai_models_server.py). Catalog rows are
+asserted exactly; keys come from the environment and never reach the database or the log.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from connectors.openai_compat import context_window, needs_props
+from core.providers import Provider
+from tests.support.connector import ConnectorThread, query, registry_for, wait_until
+from tests.support.openai_models_server import DEEPSEEK_MODELS, VLLM_MODELS, run_models_server
+
+LLAMA_SERVER_V1_MODELS_ENTRY = {  # llama.cpp b6xxx+ (meta.n_ctx is the window one request can use)
+    "id": "tiny.gguf", "object": "model", "created": 1764680000, "owned_by": "llamacpp",
+    "meta": {"vocab_type": 2, "n_vocab": 260, "n_ctx": 1024, "n_ctx_train": 4096, "n_embd": 64},
+}
+
+
+def test_context_window_is_what_the_server_says_and_nothing_else():
+    assert context_window(VLLM_MODELS["data"][0]) == 32768
+    assert context_window({"id": "m", "context_length": 131072}) == 131072  # OpenRouter
+    assert context_window({"id": "m", "context_window": 8192}) == 8192  # Groq
+    assert context_window({"id": "m", "max_context_length": 32000}) == 32000  # Mistral
+    assert context_window(LLAMA_SERVER_V1_MODELS_ENTRY) == 1024
+    older = {"id": "tiny.gguf", "owned_by": "llamacpp", "meta": {"n_ctx_train": 4096}}  # no served window
+    assert needs_props([older]) and not needs_props([LLAMA_SERVER_V1_MODELS_ENTRY])
+    assert not needs_props(DEEPSEEK_MODELS["data"])  # a cloud API is never asked for /props
+    assert context_window(older, {"default_generation_settings": {"n_ctx": 2048}}) == 2048
+    assert context_window(older, None) == 4096  # the model's own trained window, as the server reports it
+    assert [context_window(m) for m in DEEPSEEK_MODELS["data"]] == [None, None]
+    assert context_window({"id": "m", "context_length": True}) is None
+    assert context_window({"id": "m", "context_length": "32k"}) is None
+    assert context_window({"id": "m", "max_model_len": 0}) is None
+
+
+def _health(db_url: str) -> dict[str, tuple[str, str | None]]:
+    return {p: (s, e) for p, s, e in query(db_url, "SELECT provider_id, status, last_error FROM connector_health")}
+
+
+def test_openai_kind_catalog_health_and_keys(db, db_url, tmp_path, monkeypatch, caplog):
+    caplog.set_level(logging.DEBUG)
+    secret = "sk-vllm-SECRET-0123456789abcdef"
+    wrong = "sk-wrong-0000000000000000"
+    monkeypatch.setenv("VLLM_TEST_KEY", secret)
+    monkeypatch.setenv("VLLM_WRONG_KEY", wrong)
+    monkeypatch.delenv("LOCKED_TEST_KEY", raising=False)
+    with run_models_server(VLLM_MODELS, api_key=secret) as vllm, run_models_server(DEEPSEEK_MODELS) as cloud, \
+            run_models_server(DEEPSEEK_MODELS, api_key="sk-never-sent-1234567890") as locked:
+        providers = [
+            Provider(id="vllm", label="vLLM", base_url=vllm.base_url, kind="vllm", api_key_env="VLLM_TEST_KEY"),
+            Provider(id="cloud", label="cloud", base_url=cloud.base_url, kind="openai"),
+            Provider(id="locked", label="locked", base_url=locked.base_url, kind="openai",
+                     api_key_env="LOCKED_TEST_KEY"),
+            Provider(id="wrong", label="wrong", base_url=vllm.base_url, kind="openai", api_key_env="VLLM_WRONG_KEY"),
+        ]
+        with ConnectorThread(registry_for(*providers), db_url, tmp_path / "sp", liveness_s=0.2, backoff_base_s=0.05,
+                             backoff_max_s=0.1):
+            wait_until(lambda: {p: s for p, (s, _) in _health(db_url).items()} == {
+                "vllm": "connected", "cloud": "connected", "locked": "no_api_key", "wrong": "auth_failed"},
+                what="every provider's health")
+            refused = lambda: sum(1 for _, ok in vllm.seen.requests if not ok)  # noqa: E731
+            wait_until(lambda: refused() >= 4, what="the refused key retried")
+            polls = vllm.seen.count()
+            wait_until(lambda: cloud.seen.count() >= 3 and vllm.seen.count() >= polls + 2, what="polling")
+
+    rows = query(db_url, "SELECT provider_id, model_id, context_length, kind FROM models ORDER BY 1, 2")
+    assert rows == [
+        ("cloud", "deepseek-chat", None, "model"),
+        ("cloud", "deepseek-reasoner", None, "model"),
+        ("vllm", "Qwen/Qwen2.5-7B-Instruct", 32768, "model"),
+        ("vllm", "sql-lora", 32768, "model"),
+    ]
+    meta = dict(query(db_url, "SELECT model_id, meta FROM models WHERE provider_id = 'vllm'"))
+    assert meta["sql-lora"]["parent"] == "Qwen/Qwen2.5-7B-Instruct" and "created" not in meta["sql-lora"]
+    # a changed answer is a raw event; the same answer polled again is not stored again
+    assert query(db_url, "SELECT provider_id, count(*) FROM raw_events GROUP BY 1 ORDER BY 1") == [
+        ("cloud", 1), ("vllm", 1)]
+
+    assert locked.seen.requests == []  # nothing is sent without the key
+    health = _health(db_url)
+    assert health["locked"] == ("stopped", (
+        "provider locked: its API key variable LOCKED_TEST_KEY is not set; export LOCKED_TEST_KEY=<key> where the "
+        "connector runs and restart it (nothing is sent to locked without its key)"))
+    assert health["wrong"][1] == (
+        "HTTP 401 on /v1/models: Incorrect API key provided.: the server refused the key of provider wrong (from "
+        "VLLM_WRONG_KEY); check that variable's value")
+    assert health["vllm"] == ("stopped", None) and health["cloud"] == ("stopped", None)
+
+    wrong_warnings = [r for r in caplog.records if r.levelno >= logging.WARNING and r.getMessage().startswith("wrong:")]
+    assert len(wrong_warnings) == 1 and refused() >= 4  # warned once, not at every retry
+    assert [r.getMessage() for r in caplog.records if "LOCKED_TEST_KEY" in r.getMessage()] == [health["locked"][1]]
+
+    dump = "\n".join(str(r) for t in ("raw_events", "connector_health", "models", "providers")
+                     for r in query(db_url, f"SELECT * FROM {t}"))  # noqa: S608 - fixed names
+    assert secret not in dump and wrong not in dump and "sk-never-sent" not in dump
+    assert secret not in caplog.text and wrong not in caplog.text
+
+
+@pytest.mark.llama_server
+def test_a_real_llama_server_as_an_openai_provider(db, db_url, tmp_path):
+    from tests.support.llamaserver import require_llama_server, run_llama_server
+    from tests.support.tinymodel import N_CTX_TRAIN, write_tiny_gguf
+
+    binary = require_llama_server()
+    model = write_tiny_gguf(tmp_path / "tiny.gguf", seed=0)
+    with run_llama_server(model, ctx=1024, parallel=1, binary=binary) as base:
+        provider = Provider(id="llamacpp", label="llama-server", base_url=base, kind="openai")
+        with ConnectorThread(registry_for(provider), db_url, tmp_path / "sp", liveness_s=0.2):
+            wait_until(lambda: query(db_url, "SELECT status FROM connector_health") == [("connected",)],
+                       what="connected")
+            wait_until(lambda: query(db_url, "SELECT count(*) FROM models") == [(1,)], what="the catalog")
+    rows = query(db_url, "SELECT provider_id, model_id, context_length, meta->'meta'->>'n_ctx_train' FROM models")
+    assert N_CTX_TRAIN == 4096
+    assert rows == [("llamacpp", "tiny.gguf", 1024, "4096")]  # the served window (-c 1024), not the trained one
