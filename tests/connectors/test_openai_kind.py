@@ -58,11 +58,14 @@ def test_openai_kind_catalog_health_and_keys(db, db_url, tmp_path, monkeypatch, 
             Provider(id="locked", label="locked", base_url=locked.base_url, kind="openai",
                      api_key_env="LOCKED_TEST_KEY"),
             Provider(id="wrong", label="wrong", base_url=vllm.base_url, kind="openai", api_key_env="VLLM_WRONG_KEY"),
+            Provider(id="swap", label="swap", base_url=locked.base_url, kind="llama-swap",
+                     api_key_env="LOCKED_TEST_KEY"),  # the same for a llama-swap whose key variable is unset
         ]
         with ConnectorThread(registry_for(*providers), db_url, tmp_path / "sp", liveness_s=0.2, backoff_base_s=0.05,
                              backoff_max_s=0.1):
             wait_until(lambda: {p: s for p, (s, _) in _health(db_url).items()} == {
-                "vllm": "connected", "cloud": "connected", "locked": "no_api_key", "wrong": "auth_failed"},
+                "vllm": "connected", "cloud": "connected", "locked": "no_api_key", "wrong": "auth_failed",
+                "swap": "no_api_key"},
                 what="every provider's health")
             refused = lambda: sum(1 for _, ok in vllm.seen.requests if not ok)  # noqa: E731
             wait_until(lambda: refused() >= 4, what="the refused key retried")
@@ -94,7 +97,11 @@ def test_openai_kind_catalog_health_and_keys(db, db_url, tmp_path, monkeypatch, 
 
     wrong_warnings = [r for r in caplog.records if r.levelno >= logging.WARNING and r.getMessage().startswith("wrong:")]
     assert len(wrong_warnings) == 1 and refused() >= 4  # warned once, not at every retry
-    assert [r.getMessage() for r in caplog.records if "LOCKED_TEST_KEY" in r.getMessage()] == [health["locked"][1]]
+    assert sorted(r.getMessage() for r in caplog.records if "LOCKED_TEST_KEY" in r.getMessage()) == [
+        health["locked"][1], health["swap"][1]]
+    assert health["swap"] == ("stopped", (
+        "provider swap: its API key variable LOCKED_TEST_KEY is not set; export LOCKED_TEST_KEY=<key> where the "
+        "connector runs and restart it (nothing is sent to swap without its key)"))
 
     dump = "\n".join(str(r) for t in ("raw_events", "connector_health", "models", "providers")
                      for r in query(db_url, f"SELECT * FROM {t}"))  # noqa: S608 - fixed names
