@@ -26,10 +26,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
-from httpx_sse import aconnect_sse
 
 from connectors import llama_swap as proto
-from connectors.llama_swap_api import LlamaSwapAPI, LlamaSwapError
+from connectors.llama_swap_api import Event, LlamaSwapAPI, LlamaSwapError, decode_event
 from warehouse.records import (
     Activity,
     Boot,
@@ -310,14 +309,15 @@ class LlamaSwapFollower:
             st.gpu_after = str(gpu_stats[-1]["timestamp"])
 
     # -- SSE -----------------------------------------------------------------------------------
-    async def handle_message(self, data: str) -> None:
-        """One SSE ``data:`` payload. Malformed input is logged and kept as a raw event, never fatal."""
+    async def handle_message(self, message: str | Event) -> None:
+        """One SSE message (decoded by the events reader, or a raw ``data:`` payload). Malformed input is logged
+        and kept as a raw event, never fatal."""
         now = utcnow()
-        try:
-            type_, payload = proto.decode_envelope(data)
-        except proto.ProtocolError as exc:
-            log.error("%s: malformed SSE message skipped (%s): %.200r", self.pid, exc, data)
-            await self.emit([self._raw("sse:malformed", {"error": str(exc), "data": data[:65536]})])
+        ev = message if isinstance(message, Event) else decode_event(message)
+        type_, payload, data = ev.type, ev.data, ev.raw
+        if ev.error is not None:
+            log.error("%s: malformed SSE message skipped (%s): %.200r", self.pid, ev.error, data)
+            await self.emit([self._raw("sse:malformed", {"error": ev.error, "data": data[:65536]})])
             return
         records: list[Record] = [RawEvent(self.pid, self.state.boot_marker, now, "sse:" + type_, payload)]
         try:
@@ -372,17 +372,9 @@ class LlamaSwapFollower:
     async def follow(self) -> None:
         """Consume /api/events until the server closes it."""
         self._replaying = {"proxy": True, "upstream": True}
-        timeout = httpx.Timeout(10.0, read=None)
-        async with aconnect_sse(self.api.client, "GET", self.api.base + "/api/events",
-                                headers=self.api.headers, timeout=timeout) as source:
-            resp = source.response
-            if resp.status_code >= 400:
-                await resp.aread()
-                from connectors.llama_swap_api import error_message
-
-                raise LlamaSwapError(resp.status_code, error_message(resp), "/api/events")
-            async for sse in source.aiter_sse():
-                await self.handle_message(sse.data)
+        async with self.api.events() as events:  # the one /api/events reader (connectors.llama_swap_api)
+            async for ev in events:
+                await self.handle_message(ev)
         self.state.followed_to_end = self.max_announced <= self.state.cursor
         self.ended_by_server = True
         raise StreamEnded("server closed /api/events")

@@ -1,19 +1,28 @@
-"""Typed async client for llama-swap's HTTP API (see shared/reference/llama-swap-api.md).
+"""llama-swap's HTTP protocol, in one place: the typed API client and the one ``/api/events`` reader.
 
 Every method takes its ``httpx.AsyncClient`` from the caller (tests inject transports). Nothing here
 stores or logs the API key: it is attached as a header by `auth_headers` only.
+
+``/api/events`` is read only through `open_events` (or `LlamaSwapAPI.events`): an async iterator of decoded
+envelopes (`Event`). The connector's follower, the benchmark's idle gate and its foreign-request watch all use
+it; `InflightTracker` applies the ``inflight`` messages (v240+ snapshot/upsert/remove, v235–v239 full lists).
+Pure parsing of the payloads stays in `connectors.llama_swap`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
 import httpx
+from httpx_sse import aconnect_sse
 
+from connectors import llama_swap as proto
+from connectors.clock import ClockOffset
 from core.providers import Provider
 
 
@@ -91,6 +100,76 @@ class Features:
         return cls(version=version, number=num, dirty=dirty)
 
 
+@dataclass(frozen=True)
+class Event:
+    """One ``/api/events`` message: the envelope's type and its decoded data.
+
+    A message that does not follow the format has ``type == ""``, ``data is None`` and ``error`` set; ``raw`` is
+    always the ``data:`` payload as received (the follower stores it)."""
+
+    type: str
+    data: Any
+    raw: str
+    error: str | None = None
+
+
+@contextlib.asynccontextmanager
+async def open_events(
+    client: httpx.AsyncClient,
+    base_url: str,
+    headers: Mapping[str, str] | None = None,
+    *,
+    connect_timeout_s: float = 10.0,
+) -> AsyncIterator[AsyncIterator[Event]]:
+    """Open ``GET /api/events`` and yield an async iterator of its decoded messages (ends when the server closes
+    the stream). An HTTP error answer raises `LlamaSwapError`; transport errors are httpx's own."""
+    url = base_url.rstrip("/") + "/api/events"
+    timeout = httpx.Timeout(connect_timeout_s, read=None)
+    async with aconnect_sse(client, "GET", url, headers=dict(headers or {}), timeout=timeout) as source:
+        resp = source.response
+        if resp.status_code >= 400:
+            await resp.aread()
+            raise LlamaSwapError(resp.status_code, error_message(resp), "/api/events")
+
+        async def messages() -> AsyncIterator[Event]:
+            async for sse in source.aiter_sse():
+                yield decode_event(sse.data)
+
+        yield messages()
+
+
+def decode_event(raw: str) -> Event:
+    """One ``data:`` payload → `Event` (a malformed one has ``type == ""`` and ``error`` set; never raises)."""
+    try:
+        typ, data = proto.decode_envelope(raw)
+    except proto.ProtocolError as exc:
+        return Event("", None, raw, str(exc))
+    return Event(typ, data, raw)
+
+
+@dataclass
+class InflightTracker:
+    """The live in-flight list, kept from ``inflight`` messages (malformed ones are ignored)."""
+
+    requests: dict[str, dict[str, Any]] = field(default_factory=dict)
+    have_snapshot: bool = False
+    full_lists: bool = False  # v235–v239: every message is the whole list, without request headers
+    seen_ids: set[str] = field(default_factory=set)
+
+    def apply(self, data: Any) -> bool:
+        """Apply one ``inflight`` message; False when it was malformed (and changed nothing)."""
+        try:
+            self.requests = proto.inflight_requests(data, self.requests)
+        except proto.ProtocolError:
+            return False
+        op = data.get("operation")
+        if op is None or op == "snapshot":
+            self.have_snapshot = True
+            self.full_lists = self.full_lists or op is None
+        self.seen_ids.update(self.requests)
+        return True
+
+
 class LlamaSwapAPI:
     """Thin request layer; JSON in, JSON out, raising `LlamaSwapError` on non-2xx answers."""
 
@@ -101,13 +180,17 @@ class LlamaSwapAPI:
         self.client = client
         self.base = provider.base_url.rstrip("/")
         self.headers = auth_headers(provider, environ)
+        self.clock = ClockOffset()  # the instance's clock vs ours, from every answer's Date header
 
     async def _get(self, path: str, params: Any = None, timeout: float | None = 15.0) -> httpx.Response:
+        sent = time.time()
         try:
             resp = await self.client.get(self.base + path, params=params, headers=self.headers, timeout=timeout)
         except (httpx.RemoteProtocolError, httpx.ReadError):
             # a pooled keep-alive connection the server closed just as we reused it: GETs are safe to retry once
+            sent = time.time()
             resp = await self.client.get(self.base + path, params=params, headers=self.headers, timeout=timeout)
+        self.clock.observe(resp.headers.get("date"), sent, time.time())
         if resp.status_code >= 400:
             raise LlamaSwapError(resp.status_code, error_message(resp), path)
         return resp
@@ -117,6 +200,16 @@ class LlamaSwapAPI:
         if resp.status_code >= 400:
             raise LlamaSwapError(resp.status_code, error_message(resp), path)
         return resp
+
+    def events(self) -> contextlib.AbstractAsyncContextManager[AsyncIterator[Event]]:
+        """``async with api.events() as stream: async for ev in stream: ...`` (see `open_events`)."""
+        return open_events(self.client, self.base, self.headers)
+
+    async def upstream_get(self, model_id: str, path: str, headers: Mapping[str, str] | None = None,
+                           timeout: float = 15.0) -> httpx.Response:
+        """``GET /upstream/<model>/<path>``: the model's own server through llama-swap (loads it if needed)."""
+        url = f"{self.base}/upstream/{quote(model_id, safe='/')}/{path.lstrip('/')}"
+        return await self.client.get(url, headers={**self.headers, **(headers or {})}, timeout=timeout)
 
     async def alive(self) -> bool:
         try:

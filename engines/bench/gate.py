@@ -14,14 +14,13 @@ Rules (all must hold, checked while the caller already holds the host's slot):
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
-from engines.bench.sse import SSEDecoder
+from connectors.llama_swap_api import InflightTracker, LlamaSwapError, open_events
 
 BENCH_HEADER = "X-BooControl-Bench"
 
@@ -88,108 +87,53 @@ def check_takeover(confirm_takeover: bool, snapshot: InflightSnapshot | None) ->
         )
 
 
-class InflightState:
-    """Applies llama-swap ``inflight`` messages (snapshot/upsert/remove, or pre-v240 full lists)."""
-
-    def __init__(self) -> None:
-        self.requests: dict[str, Mapping[str, Any]] = {}
-        self.have_snapshot = False
-        self.full_lists = False  # pre-v240 shape seen
-        self.seen_ids: set[str] = set()
-
-    def apply(self, data: Any) -> None:
-        if not isinstance(data, Mapping):
-            return
-        op = data.get("operation")
-        if op is None or op == "snapshot":
-            reqs = data.get("requests") or []
-            self.requests = {str(r.get("id")): r for r in reqs if isinstance(r, Mapping)}
-            self.seen_ids.update(self.requests)
-            self.have_snapshot = True
-            if op is None:
-                self.full_lists = True
-        elif op == "upsert":
-            r = data.get("request")
-            if isinstance(r, Mapping):
-                rid = str(r.get("id"))
-                self.requests[rid] = r
-                self.seen_ids.add(rid)
-        elif op == "remove":
-            self.requests.pop(str(data.get("id")), None)
-
-
-def decode_envelope(payload: bytes) -> tuple[str | None, Any]:
-    """llama-swap's envelope ``{"type": ..., "data": "<JSON string>"}`` → (type, decoded data)."""
-    try:
-        env = json.loads(payload)
-    except ValueError:
-        return None, None
-    if not isinstance(env, Mapping):
-        return None, None
-    typ = env.get("type")
-    data = env.get("data")
-    if isinstance(data, str):
-        try:
-            data = json.loads(data)
-        except ValueError:
-            pass
-    return (str(typ) if typ is not None else None), data
-
-
 async def read_inflight_snapshot(
     client: httpx.AsyncClient,
     base_url: str,
     headers: Mapping[str, str] | None = None,
     timeout_s: float = 10.0,
 ) -> InflightSnapshot:
-    """Connect to ``/api/events``, return the first in-flight snapshot (with the loaded models seen in
-    the same connection's ``modelStatus``), then disconnect. Never raises for a missing snapshot:
-    returns ``known=False`` with the reason."""
+    """Connect to ``/api/events`` (through `connectors.llama_swap_api.open_events`), return the first in-flight
+    snapshot (with the loaded models seen in the same connection's ``modelStatus``), then disconnect. Never
+    raises for a missing snapshot: returns ``known=False`` with the reason."""
     url = base_url.rstrip("/") + "/api/events"
-    state = InflightState()
+    state = InflightTracker()
     loaded: tuple[str, ...] | None = None
     try:
-        async with asyncio.timeout(timeout_s):
-            async with client.stream(
-                "GET", url, headers=dict(headers or {}), timeout=httpx.Timeout(timeout_s)
-            ) as resp:
-                if resp.status_code != 200:
-                    body = (await resp.aread())[:300].decode("utf-8", "replace")
-                    return InflightSnapshot(
-                        known=False, source=url, detail=f"HTTP {resp.status_code} {body.strip()}"
-                    )
-                dec = SSEDecoder()
-                async for chunk in resp.aiter_bytes():
-                    for payload in dec.feed(chunk):
-                        typ, data = decode_envelope(payload)
-                        if typ == "modelStatus" and isinstance(data, list):
-                            loaded = tuple(
-                                str(m.get("id"))
-                                for m in data
-                                if isinstance(m, Mapping)
-                                and m.get("state") in ("ready", "starting")
-                                and not m.get("peerID")
-                            )
-                        elif typ == "inflight":
-                            state.apply(data)
-                            if state.have_snapshot:
-                                return InflightSnapshot(
-                                    requests=tuple(state.requests.values()),
-                                    source=url,
-                                    headers_known=not state.full_lists,
-                                    loaded_models=loaded,
-                                )
-                return InflightSnapshot(
-                    known=False, source=url, detail="event stream ended before a snapshot"
-                )
+        async with asyncio.timeout(timeout_s), open_events(client, base_url, headers,
+                                                           connect_timeout_s=timeout_s) as events:
+            async for ev in events:
+                if ev.type == "modelStatus" and isinstance(ev.data, list):
+                    loaded = loaded_model_ids(ev.data)
+                elif ev.type == "inflight":
+                    state.apply(ev.data)
+                    if state.have_snapshot:
+                        return InflightSnapshot(
+                            requests=tuple(state.requests.values()),
+                            source=url,
+                            headers_known=not state.full_lists,
+                            loaded_models=loaded,
+                        )
+            return InflightSnapshot(known=False, source=url, detail="event stream ended before a snapshot")
     except TimeoutError:
         return InflightSnapshot(
             known=False,
             source=url,
             detail=f"no inflight snapshot within {timeout_s:.0f} s (llama-swap older than v235?)",
         )
+    except LlamaSwapError as exc:
+        return InflightSnapshot(known=False, source=url, detail=f"HTTP {exc.status} {exc.message}")
     except httpx.HTTPError as exc:
         return InflightSnapshot(known=False, source=url, detail=f"{type(exc).__name__}: {exc}")
+
+
+def loaded_model_ids(model_status: Sequence[Any]) -> tuple[str, ...]:
+    """Local models a ``modelStatus`` message lists as ready or starting (peers' models excluded)."""
+    return tuple(
+        str(m.get("id"))
+        for m in model_status
+        if isinstance(m, Mapping) and m.get("state") in ("ready", "starting") and not m.get("peerID")
+    )
 
 
 async def read_llama_server_slots(

@@ -17,25 +17,21 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
-from urllib.parse import quote
 
 import httpx
 
-from connectors.llama_swap_api import Features, LlamaSwapAPI, LlamaSwapError
+from connectors.llama_swap_api import Features, InflightTracker, LlamaSwapAPI, LlamaSwapError
 from engines.bench.gate import (
     BENCH_HEADER,
     InflightSnapshot,
-    InflightState,
-    decode_envelope,
     read_inflight_snapshot,
     read_llama_server_slots,
     request_tag,
 )
-from engines.bench.sse import SSEDecoder
 
 log = logging.getLogger(__name__)
 
@@ -53,17 +49,26 @@ class HostInfo:
 
 @dataclass
 class ForeignWatch:
-    """Requests seen on the host during the run that did not carry this run's tag."""
+    """The host's live in-flight list during a run (from one open ``/api/events`` stream), and the ids of the
+    requests seen that did not carry this run's tag. Cleanup reads `live` instead of reopening the stream."""
 
-    active: bool = False
-    connected: bool = False
+    active: bool = False  # the stream is open now
+    connected: bool = False  # it was open at some point
     ids: set[str] = field(default_factory=set)
     detail: str = ""
     headers_known: bool = True
+    tracker: InflightTracker = field(default_factory=InflightTracker)
 
     @property
     def count(self) -> int:
         return len(self.ids)
+
+    def live(self) -> InflightSnapshot | None:
+        """The in-flight list right now, or None when the stream is not open or has not sent its snapshot."""
+        if not self.active or not self.tracker.have_snapshot:
+            return None
+        return InflightSnapshot(requests=tuple(self.tracker.requests.values()), source="/api/events (live)",
+                                headers_known=self.headers_known)
 
 
 class BenchHost(Protocol):
@@ -75,7 +80,7 @@ class BenchHost(Protocol):
     async def loaded_models(self) -> set[str] | None: ...
     async def warm(self, model_id: str) -> float: ...
     async def unload(self, model_id: str) -> None: ...
-    async def cancel_tagged(self, tag: str) -> int: ...
+    async def cancel(self, request_ids: Sequence[str]) -> int: ...
     async def describe(self, model_id: str, tag: str | None = None) -> HostInfo: ...
     async def power_samples(self) -> list[tuple[float, float]] | None: ...
     def watch_foreign(self, tag: str) -> contextlib.AbstractAsyncContextManager[ForeignWatch]: ...
@@ -148,17 +153,16 @@ class LlamaSwapHost:
     async def unload(self, model_id: str) -> None:
         await self.api.unload(model_id)
 
-    async def cancel_tagged(self, tag: str) -> int:
-        snap = await self.inflight()
+    async def cancel(self, request_ids: Sequence[str]) -> int:
         n = 0
-        for r in snap.tagged(tag):
-            if await self.api.cancel_inflight(str(r.get("id"))):
+        for rid in request_ids:
+            if await self.api.cancel_inflight(rid):
                 n += 1
         return n
 
     async def describe(self, model_id: str, tag: str | None = None) -> HostInfo:
         info = HostInfo(kind=self.kind)
-        headers = {**self.headers, BENCH_HEADER: tag} if tag else self.headers
+        headers = {BENCH_HEADER: tag} if tag else {}
         with contextlib.suppress(LlamaSwapError, httpx.HTTPError):
             info.version = await self.api.version()
         with contextlib.suppress(LlamaSwapError, httpx.HTTPError):
@@ -170,9 +174,7 @@ class LlamaSwapHost:
             info.hardware = await self.api.hardware()
         # /upstream traffic resets the model's TTL: acceptable, the model is in use by the bench anyway.
         with contextlib.suppress(httpx.HTTPError, ValueError):
-            resp = await self.client.get(
-                f"{self.base}/upstream/{quote(model_id, safe='/')}/props", headers=headers, timeout=15.0
-            )
+            resp = await self.api.upstream_get(model_id, "props", headers)
             if resp.status_code == 200:
                 info.props = _trim_props(resp.json())
         return info
@@ -198,32 +200,20 @@ class LlamaSwapHost:
                 await task
 
     async def _watch(self, tag: str, watch: ForeignWatch) -> None:
-        state = InflightState()
         try:
-            async with self.client.stream(
-                "GET",
-                self.base + "/api/events",
-                headers=self.headers,
-                timeout=httpx.Timeout(10.0, read=None),
-            ) as resp:
-                if resp.status_code != 200:
-                    watch.detail = f"/api/events HTTP {resp.status_code}"
-                    return
-                watch.active = True
-                watch.connected = True
-                dec = SSEDecoder()
-                async for chunk in resp.aiter_bytes():
-                    for payload in dec.feed(chunk):
-                        typ, data = decode_envelope(payload)
-                        if typ != "inflight":
-                            continue
-                        state.apply(data)
-                        if state.full_lists:
-                            watch.headers_known = False
-                            continue
-                        for rid, r in state.requests.items():
-                            if request_tag(r) != tag:
-                                watch.ids.add(rid)
+            async with self.api.events() as events:
+                watch.active = watch.connected = True
+                async for ev in events:
+                    if ev.type != "inflight" or not watch.tracker.apply(ev.data):
+                        continue
+                    if watch.tracker.full_lists:
+                        watch.headers_known = False
+                        continue
+                    for rid, r in watch.tracker.requests.items():
+                        if request_tag(r) != tag:
+                            watch.ids.add(rid)
+        except LlamaSwapError as exc:
+            watch.detail = f"/api/events HTTP {exc.status}"
         except httpx.HTTPError as exc:
             watch.detail = f"{type(exc).__name__}: {exc}"
         finally:
@@ -256,7 +246,7 @@ class OpenAIHost:
     async def unload(self, model_id: str) -> None:
         return None
 
-    async def cancel_tagged(self, tag: str) -> int:
+    async def cancel(self, request_ids: Sequence[str]) -> int:
         return 0  # no server-side cancel; closing the stream is what stops llama-server's generation
 
     async def describe(self, model_id: str, tag: str | None = None) -> HostInfo:

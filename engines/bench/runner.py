@@ -8,6 +8,9 @@ Cancellation (task cancelled, Ctrl-C, Prefect's SIGTERM): the point's request ta
 which closes their connections; then, in ``finally``, any request of this run still listed by the host
 is cancelled through its API, the model is unloaded if it was not loaded before the run, models that
 were loaded before and got evicted are warmed again, and the run row is closed as ``cancelled``.
+Cleanup reads the run's live ``/api/events`` watch and never unloads or re-loads anything while a request
+the run did not send is in flight or queued for the model: it waits (bounded), else leaves the model
+loaded and records why in ``cleanup``.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from typing import Any, Literal, Protocol
 import httpx
 
 from engines.bench.energy import EnergyEstimate, idle_power, integrate_power
-from engines.bench.gate import check_takeover
+from engines.bench.gate import InflightSnapshot, check_takeover, request_tag
 from engines.bench.host import BenchHost, ForeignWatch, HostInfo
 from engines.bench.load import ChatTarget, Clock, run_closed_loop, run_open_loop, stream_one
 from engines.bench.metrics import PointSummary, RequestRecord, Slo, summarize
@@ -325,6 +328,7 @@ async def run_sweep(
     clock: Clock = time.perf_counter,
     wall: Callable[[], float] = time.time,
     cleanup_timeout_s: float = 60.0,
+    foreign_wait_s: float = 20.0,
 ) -> RunOutcome:
     """Run a whole sweep; see the module docstring. Raises `TakeoverRefused` before touching the host."""
     sink = sink or NullSink()
@@ -366,10 +370,9 @@ async def run_sweep(
         extra_body=spec.extra_body,
         timeout_s=spec.request_timeout_s,
     )
-    watch: ForeignWatch | None = None
     run_t0 = clock()
-    try:
-        async with host.watch_foreign(tag) as watch:
+    async with host.watch_foreign(tag) as watch:  # open until cleanup is over: cleanup reads it
+        try:
             emit(Progress("warm", message=f"loading {model_id}"))
             outcome.warm_s = await host.warm(model_id)
             outcome.host = await host.describe(model_id, tag)
@@ -437,36 +440,37 @@ async def run_sweep(
                 if should_stop(verdicts, spec.saturation) and idx < len(spec.levels) - 1:
                     outcome.stop_reason = f"saturated at {spec.mode}={level:g}: {verdict.reason}"
                     break
-        outcome.status = "completed"
-    except asyncio.CancelledError as exc:
-        outcome.status = "cancelled"
-        outcome.stop_reason = f"cancelled ({exc.args[0]})" if exc.args and exc.args[0] else "cancelled"
-        raise
-    except BaseException as exc:
-        inner = _leaf(exc)
-        if isinstance(inner, Exception):
-            outcome.status = "failed"
-            outcome.error = f"{type(inner).__name__}: {inner}"[:2000]
-        else:  # KeyboardInterrupt, SystemExit, Prefect's TerminationSignal: someone stopped the run
+            outcome.status = "completed"
+        except asyncio.CancelledError as exc:
             outcome.status = "cancelled"
-            outcome.stop_reason = f"interrupted ({type(inner).__name__})"
-        if inner is not exc:
-            # A signal raised inside one request task arrives wrapped in the TaskGroup's exception
-            # group; re-raise it bare so the shell (Prefect's engine, the CLI) recognises it.
-            raise inner from exc
-        raise
-    finally:
-        if watch is not None:
+            outcome.stop_reason = f"cancelled ({exc.args[0]})" if exc.args and exc.args[0] else "cancelled"
+            raise
+        except BaseException as exc:
+            inner = _leaf(exc)
+            if isinstance(inner, Exception):
+                outcome.status = "failed"
+                outcome.error = f"{type(inner).__name__}: {inner}"[:2000]
+            else:  # KeyboardInterrupt, SystemExit, Prefect's TerminationSignal: someone stopped the run
+                outcome.status = "cancelled"
+                outcome.stop_reason = f"interrupted ({type(inner).__name__})"
+            if inner is not exc:
+                # A signal raised inside one request task arrives wrapped in the TaskGroup's exception
+                # group; re-raise it bare so the shell (Prefect's engine, the CLI) recognises it.
+                raise inner from exc
+            raise
+        finally:
             outcome.foreign_requests = watch.count if watch.connected and watch.headers_known else None
             outcome.foreign_detail = watch.detail
-        emit(Progress("cleanup", message="restoring the host"))
-        with contextlib.suppress(Exception, asyncio.CancelledError):
-            await asyncio.wait_for(_cleanup(host, model_id, tag, before, spec, outcome), cleanup_timeout_s)
-        with contextlib.suppress(Exception, asyncio.CancelledError):
-            await asyncio.wait_for(_energy(host, outcome, anchor, run_t0, clock, wall), 15.0)
-        outcome.finished_at = datetime.fromtimestamp(wall(), tz=UTC)
-        sink.run_finished(header, outcome)
-        emit(Progress("done", message=outcome.status))
+            emit(Progress("cleanup", message="restoring the host"))
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(
+                    _cleanup(host, model_id, tag, before, spec, outcome, watch, foreign_wait_s), cleanup_timeout_s
+                )
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(_energy(host, outcome, anchor, run_t0, clock, wall), 15.0)
+            outcome.finished_at = datetime.fromtimestamp(wall(), tz=UTC)
+            sink.run_finished(header, outcome)
+            emit(Progress("done", message=outcome.status))
     return outcome
 
 
@@ -496,6 +500,16 @@ def _leaf(exc: BaseException) -> BaseException:
     return exc
 
 
+def _foreign_for(snap: InflightSnapshot, model_id: str, tag: str) -> list[Mapping[str, Any]]:
+    """Requests the run did not send that are in flight or queued for ``model_id`` (or for an unnamed model).
+    Without request headers (llama-swap < v240) no request can be told apart, so every one for the model
+    counts (call this after the run's own requests are gone)."""
+    return [
+        r for r in snap.requests
+        if r.get("model") in (model_id, "", None) and (not snap.headers_known or request_tag(r) != tag)
+    ]  # fmt: skip
+
+
 async def _cleanup(
     host: BenchHost,
     model_id: str,
@@ -503,21 +517,35 @@ async def _cleanup(
     before: tuple[str, ...] | None,
     spec: BenchSpec,
     outcome: RunOutcome,
+    watch: ForeignWatch | None = None,
+    foreign_wait_s: float = 20.0,
 ) -> None:
-    """Leave the host as it was: none of our requests left, model unloaded if it was not loaded."""
+    """Leave the host as it was without touching anyone else's work: cancel the run's own leftover requests,
+    then unload the model if it was not loaded before and re-load evicted ones, but never while a request
+    the run did not send is in flight or queued for the model: wait (≤ ``foreign_wait_s``) for those to
+    finish, else leave the model loaded and say why. The in-flight list is the run's live watch (one open
+    ``/api/events`` stream); the host is asked afresh only when that stream is not open."""
+
+    async def inflight() -> InflightSnapshot:
+        live = watch.live() if watch is not None else None
+        return live if live is not None else await host.inflight()
+
+    poll_s = 0.1 if watch is not None and watch.active else 0.25
     try:
-        n = await host.cancel_tagged(tag)
+        snap = await inflight()
+        mine = [str(r.get("id")) for r in snap.tagged(tag)] if snap.known else []
+        n = await host.cancel(mine) if mine else 0
         if n:
             outcome.cleanup.append(f"cancelled {n} leftover bench request(s) on the host")
-        for _ in range(50):  # wait (≤ 5 s) until the host lists none of ours
-            snap = await host.inflight()
+        for _ in range(int(5.0 / poll_s)):  # wait (≤ 5 s) until the host lists none of ours
+            snap = await inflight()
             if snap.headers_known:
                 ours = snap.tagged(tag)
             else:  # llama-swap < v240 lists no headers: every request for the model counts as ours
                 ours = [r for r in snap.requests if r.get("model") == model_id]
             if not snap.known or not ours:
                 break
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(poll_s)
         else:
             outcome.cleanup.append(f"{len(ours)} request(s) of the run still listed in flight after 5 s")
     except Exception as exc:  # noqa: BLE001 - cleanup is best effort, reported in the run row
@@ -525,7 +553,30 @@ async def _cleanup(
     if not spec.restore_host or before is None:
         return
     try:
-        if model_id not in before:
+        loaded = await host.loaded_models() or set()
+        unload = model_id not in before
+        reload = [m for m in before if m not in loaded and m != model_id]
+        if not unload and not reload:
+            return
+        deadline = time.monotonic() + foreign_wait_s
+        while True:
+            snap = await inflight()
+            others = _foreign_for(snap, model_id, tag) if snap.known else []
+            if snap.known and not others:
+                break
+            if time.monotonic() >= deadline:
+                why = (
+                    f"{len(others)} request(s) the run did not send were in flight or queued for it "
+                    f"[{', '.join(str(r.get('id', '?')) for r in others[:5])}]"
+                    if snap.known
+                    else f"the host's in-flight requests could not be read ({snap.detail})"
+                )
+                outcome.cleanup.append(
+                    f"left {model_id} loaded and nothing re-loaded: after waiting {foreign_wait_s:g} s, {why}"
+                )
+                return
+            await asyncio.sleep(poll_s)
+        if unload:
             await host.unload(model_id)
             outcome.cleanup.append(f"unloaded {model_id} (it was not loaded before the run)")
         now = await host.loaded_models() or set()

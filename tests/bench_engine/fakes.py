@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,9 +108,9 @@ class FakeHost:
         self.calls.append(f"unload {model_id}")
         self.loaded.discard(model_id)
 
-    async def cancel_tagged(self, tag: str) -> int:
-        self.calls.append("cancel_tagged")
-        return 0
+    async def cancel(self, request_ids: Sequence[str]) -> int:
+        self.calls.append(f"cancel {','.join(request_ids)}")
+        return len(request_ids)
 
     async def describe(self, model_id: str, tag: str | None = None) -> HostInfo:
         return HostInfo(kind=self.kind, version={"version": "v250", "commit": "0bdb372"},

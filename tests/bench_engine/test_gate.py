@@ -39,7 +39,7 @@ def events_client(body: list[bytes], status: int = 200, hang: bool = False) -> h
             if hang:
                 await asyncio.sleep(3600)
 
-        return httpx.Response(status, content=gen())
+        return httpx.Response(status, headers={"content-type": "text/event-stream"}, content=gen())
 
     return httpx.AsyncClient(transport=httpx.MockTransport(handler))
 
