@@ -6,7 +6,9 @@ numbers. Both are plain functions: the report flow stores the result (``warehous
 publishes the Markdown as a Prefect artifact; the Reports page lists and shows stored reports.
 
 Periods are UTC: a daily digest covers ``[00:00, 24:00)`` of one day, a weekly digest Monday 00:00 to the
-next Monday. "Change" columns compare with the period of the same length just before.
+next Monday. "Change" columns compare with the period of the same length just before. A period still
+running can be digested *so far* (``end`` = now, e.g. "today so far"): it is compared with the same span of
+the period before, and the closed digest of that period later replaces it (same kind and start).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import plotly.offline
 import polars as pl
 from sqlalchemy import Connection
 
-from reports import digest_figures
+from reports import digest_figures, uptime
 from warehouse.queries import reports as q
 from warehouse.queries._frames import Db
 
@@ -59,24 +61,48 @@ class Digest:
 
     @property
     def prev_start(self) -> datetime:
-        return self.start - (self.end - self.start)
+        return self.start - KINDS[self.kind]
+
+    @property
+    def prev_end(self) -> datetime:
+        """The previous period cut to the same length as this one (so a partial day compares like with like)."""
+        return self.prev_start + (self.end - self.start)
+
+    @property
+    def partial(self) -> bool:
+        return self.end < self.start + KINDS[self.kind]
 
     @property
     def title(self) -> str:
+        so_far = f" (so far, to {self.end:%H:%M} UTC)" if self.partial else ""
         if self.kind == "daily":
-            return f"Fleet digest — {self.start.date().isoformat()}"
+            return f"Fleet digest — {self.start.date().isoformat()}{so_far}"
         iso = self.start.isocalendar()
-        return f"Fleet digest — week {iso.year}-W{iso.week:02d} (from {self.start.date().isoformat()})"
+        so_far = f" (so far, to {self.end:%a %H:%M} UTC)" if self.partial else ""
+        return f"Fleet digest — week {iso.year}-W{iso.week:02d} (from {self.start.date().isoformat()}){so_far}"
 
 
-def build_digest(db: Db, kind: str, start: datetime) -> Digest:
-    """Gather the ``kind`` period starting at ``start`` and the one before it."""
+def current_period(kind: str, now: datetime) -> tuple[datetime, datetime]:
+    """The ``kind`` period containing ``now``, cut at ``now`` ("today so far", "this week so far")."""
+    return period_start_for(kind, now.astimezone(UTC).date()), now
+
+
+def build_digest(db: Db, kind: str, start: datetime, end: datetime | None = None) -> Digest:
+    """Gather the ``kind`` period starting at ``start`` and the one before it.
+
+    ``end`` (default: the period's end) cuts a period still running; the previous period is cut to the
+    same length.
+    """
     if start != period_start_for(kind, start.astimezone(UTC).date()):
         raise ValueError(f"{start.isoformat()} is not the start of a {kind} period")
-    end = start + KINDS[kind]
+    full = start + KINDS[kind]
+    end = full if end is None else end
+    if not start < end <= full:
+        raise ValueError(f"{end.isoformat()} is not inside the {kind} period from {start.isoformat()}")
     prev = start - KINDS[kind]
+    prev_end = prev + (end - start)
     speeds = q.speed_percentiles(db, start, end)
-    speeds_prev = q.speed_percentiles(db, prev, start).select(
+    speeds_prev = q.speed_percentiles(db, prev, prev_end).select(
         "provider_id",
         "model_id",
         pl.col("gen_p50").alias("gen_p50_prev"),
@@ -92,10 +118,10 @@ def build_digest(db: Db, kind: str, start: datetime) -> Digest:
         start=start,
         end=end,
         usage=q.usage_by_model(db, start, end),
-        usage_prev=q.usage_by_model(db, prev, start),
+        usage_prev=q.usage_by_model(db, prev, prev_end),
         hourly=q.requests_by_hour(db, start, end),
         speeds=speeds,
-        uptime=q.uptime_by_provider(db, start, end),
+        uptime=uptime.uptime_by_provider(db, start, end),
         errors=q.top_errors(db, start, end),
     )
 
@@ -163,6 +189,14 @@ def _num(v: Any, digits: int = 1) -> str:
     return "—" if v is None else f"{float(v):,.{digits}f}"
 
 
+def _hours(seconds: float | None) -> str:
+    """``0m``, ``18m``, ``6h 30m``, ``168h 00m`` (whole minutes, rounded down)."""
+    if seconds is None:
+        return "—"
+    h, m = divmod(int(seconds) // 60, 60)
+    return f"{h}h {m:02d}m" if h else f"{m}m"
+
+
 def _change(cur: float | None, prev: float | None) -> str:
     if cur is None or prev is None:
         return "—"
@@ -177,7 +211,10 @@ def _sections(d: Digest, summary: dict[str, Any]) -> list[Section]:
     span = "day" if d.kind == "daily" else "week"
     head = Section(
         "Headline",
-        [f"Period {d.start:%Y-%m-%d %H:%M} → {d.end:%Y-%m-%d %H:%M} UTC, compared with the previous {span}."],
+        [
+            f"Period {d.start:%Y-%m-%d %H:%M} → {d.end:%Y-%m-%d %H:%M} UTC, compared with "
+            + (f"the same hours of the previous {span} (so far)." if d.partial else f"the previous {span}.")
+        ],
         ["", "This period", "Previous", "Change"],
         text_cols=1,
     )
@@ -243,8 +280,12 @@ def _sections(d: Digest, summary: dict[str, Any]) -> list[Section]:
 
     uptime = Section(
         "Restarts and uptime",
-        ["Uptime is the time the connector observed each instance up (first to last sighting of each boot)."],
-        ["Provider", "Version", "Boots", "Restarts", "Uptime"],
+        [
+            "Uptime is the time each instance was seen running: from a boot's start (llama-swap's boot marker) "
+            "to its last sighting by the connector; before v247 (no boot marker) only while it was being "
+            "followed. Time nobody observed does not count."
+        ],
+        ["Provider", "Version", "Boots", "Restarts", "Up", "Uptime"],
     )
     for r in d.uptime.iter_rows(named=True):
         uptime.rows.append(
@@ -253,6 +294,7 @@ def _sections(d: Digest, summary: dict[str, Any]) -> list[Section]:
                 r["version"] or "—",
                 _int(r["boots"]),
                 _int(r["restarts"]),
+                _hours(r["uptime_s"]),
                 f"{_num(r['uptime_pct'])} %",
             ]
         )

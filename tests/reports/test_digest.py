@@ -28,8 +28,9 @@ def load_fleet(db):
         add_request(conn, at(15, 30), 100)
         add_request(conn, at(9, 0, day=PREV), 100, tps=20.0)
         add_request(conn, at(10, 0, day=PREV), 100, tps=30.0)
-        add_boot(conn, "boot-a", datetime(2026, 2, 28, tzinfo=UTC), at(6, 0))
-        add_boot(conn, "boot-b", at(6, 0, 30), at(23, 0))
+        # boot markers are llama-swap's captured_at: the process start
+        add_boot(conn, "2026-02-28T00:00:00Z", datetime(2026, 2, 28, tzinfo=UTC), at(6, 0))
+        add_boot(conn, "2026-03-02T06:00:30Z", at(6, 0, 30), at(23, 0))
     with db.begin() as conn:
         rollup_activity(conn, PREV - timedelta(days=7), D + timedelta(days=7))
 
@@ -75,7 +76,7 @@ def test_daily_digest_numbers(db):
     assert "| Errors | 1 | 0 | new |" in md
     assert "| p1 | m1 | 6 | 660 | 15 | 200 | 1 |" in md
     assert "| p1 | m1 | 4 | 35.0 | 48.5 | 49.7 | 1,000.0 | 25.0 | +40.0 % |" in md
-    assert "| p1 | v250 | 1 | 1 | 95.8 % |" in md
+    assert "| p1 | v250 | 1 | 1 | 22h 59m | 95.8 % |" in md
     assert "| p1 | m1 | 500 | boom | 1 |" in md
     assert "| p1 | m2 | 1 | 1 | 120.0 | 120.0 |" in md
     assert "2026-03-02 12:00 UTC: 5 requests" in md

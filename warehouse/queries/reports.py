@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import polars as pl
@@ -132,57 +132,73 @@ def speed_percentiles(db: Db, start: datetime, end: datetime) -> pl.DataFrame:
     return pl.DataFrame(out, schema=SPEED_SCHEMA)
 
 
-UPTIME_SCHEMA = {
+BOOTS_SCHEMA = {
     "provider_id": pl.Utf8,
-    "boots": pl.Int64,
-    "restarts": pl.Int64,
-    "uptime_s": pl.Float64,
-    "uptime_pct": pl.Float64,
+    "boot_marker": pl.Utf8,
     "version": pl.Utf8,
+    "first_seen_at": UTC_TS,
+    "last_seen_at": UTC_TS,
 }
 
-_UPTIME = text(
-    """
-    WITH b AS (
-        SELECT b.*, EXISTS (
-                   SELECT 1 FROM instance_boots e
-                   WHERE e.provider_id = b.provider_id AND e.first_seen_at < b.first_seen_at
-               ) AS is_restart
-        FROM instance_boots b
-        WHERE b.first_seen_at < :end AND b.last_seen_at >= :start
-    ), p AS (
-        SELECT id AS provider_id FROM providers WHERE active
-        UNION SELECT provider_id FROM b
-    )
-    SELECT p.provider_id,
-           count(b.boot_marker) FILTER (WHERE b.first_seen_at >= :start) AS boots,
-           count(b.boot_marker) FILTER (WHERE b.first_seen_at >= :start AND b.is_restart) AS restarts,
-           coalesce(sum(greatest(extract(epoch FROM least(b.last_seen_at, :end)
-                                        - greatest(b.first_seen_at, :start)), 0)), 0)::float8 AS uptime_s,
-           (array_agg(b.version ORDER BY b.first_seen_at DESC))[1] AS version
-    FROM p LEFT JOIN b USING (provider_id)
-    GROUP BY p.provider_id
-    ORDER BY p.provider_id
+# Sightings are the stored messages and polls of one boot. /api/version and /api/hardware are polled on
+# connect *before* the connector knows the boot changed, so they carry the previous marker: left out.
+_NOT_SIGHTINGS = "('poll:/api/version', 'poll:/api/hardware')"
+
+_BOOTS = text(
+    f"""
+    SELECT b.provider_id, b.boot_marker, b.version, b.first_seen_at,
+           greatest(b.last_seen_at, e.received_at) AS last_seen_at
+    FROM instance_boots b
+    LEFT JOIN LATERAL (
+        SELECT r.received_at FROM raw_events r
+        WHERE r.provider_id = b.provider_id AND r.boot_marker = b.boot_marker
+          AND r.type NOT IN {_NOT_SIGHTINGS}
+        ORDER BY r.received_at DESC LIMIT 1
+    ) e ON true
+    WHERE b.first_seen_at < :end
+    ORDER BY b.provider_id, b.first_seen_at
     """
 )
 
 
-def uptime_by_provider(db: Db, start: datetime, end: datetime) -> pl.DataFrame:
-    """Boots, restarts and observed uptime per provider.
+def boots_until(db: Db, end: datetime) -> pl.DataFrame:
+    """Every boot first seen before ``end`` (one small row per process start), with its last sighting:
+    the boot row's own or its newest stored message or poll, whichever is later."""
+    return frame(db, _BOOTS, {"end": end}, BOOTS_SCHEMA)
 
-    ``boots`` counts boot markers first seen in the window; ``restarts`` those that followed an earlier
-    boot of the same provider. ``uptime_s`` is the overlap of each boot's observed life
-    ``[first_seen_at, last_seen_at]`` with the window (boots of one provider do not overlap), so it is the
-    time the connector saw the instance up; ``uptime_pct`` divides it by the window length.
-    """
-    df = frame(
-        db,
-        _UPTIME,
-        {"start": start, "end": end},
-        {k: v for k, v in UPTIME_SCHEMA.items() if k != "uptime_pct"},
+
+RUNS_SCHEMA = {"provider_id": pl.Utf8, "boot_marker": pl.Utf8, "first_at": UTC_TS, "last_at": UTC_TS}
+
+_RUNS = text(
+    f"""
+    WITH ev AS (
+        SELECT provider_id, boot_marker, received_at AS t,
+               received_at - lag(received_at) OVER (PARTITION BY provider_id, boot_marker
+                                                    ORDER BY received_at) AS gap
+        FROM raw_events
+        WHERE received_at >= :start AND received_at < :end AND boot_marker IS NOT NULL
+          AND type NOT IN {_NOT_SIGHTINGS}
+    ), runs AS (
+        SELECT *, count(*) FILTER (WHERE gap IS NULL OR gap > :max_gap)
+                      OVER (PARTITION BY provider_id, boot_marker ORDER BY t) AS run
+        FROM ev
     )
-    span = (end - start).total_seconds()
-    return df.with_columns((pl.col("uptime_s") / span * 100).alias("uptime_pct")).select(list(UPTIME_SCHEMA))
+    SELECT provider_id, boot_marker, min(t) AS first_at, max(t) AS last_at
+    FROM runs GROUP BY provider_id, boot_marker, run
+    ORDER BY provider_id, first_at
+    """
+)
+
+
+def sighting_runs(db: Db, start: datetime, end: datetime, max_gap: timedelta) -> pl.DataFrame:
+    """Runs of stored sightings per (provider, boot) in ``[start, end)``: consecutive sightings of one
+    boot no more than ``max_gap`` apart form one run ``[first_at, last_at]``."""
+    return frame(db, _RUNS, {"start": start, "end": end, "max_gap": max_gap}, RUNS_SCHEMA)
+
+
+def active_providers(db: Db) -> list[str]:
+    df = frame(db, text("SELECT id FROM providers WHERE active ORDER BY id"), {}, {"id": pl.Utf8})
+    return [str(p) for p in df["id"].to_list()]
 
 
 ERRORS_SCHEMA = {
