@@ -10,9 +10,26 @@ Activity bookkeeping
 ``state.epoch`` names the current id sequence and ``state.cursor`` is the highest id handed to the sink.
 On a new boot marker the sequence continues only if the row at the cursor still exists upstream with
 the same signature (timestamp, model, path, status, duration, tokens: a persistent ``store.path``) and
-did not finish after the new boot began; otherwise a new epoch starts. A gap record
-is written when ids are missing upstream (ring overflow while we were away) or when an in-memory store
-died with rows we may not have read (the previous boot was not followed to its end).
+did not finish after the new boot began; otherwise a new epoch starts. A gap record is written when ids
+are missing upstream (ring overflow while we were away), and on a new in-memory epoch when rows may
+really be missing:
+
+* the previous boot was not followed to its end. That is decided when a connection ends, after the
+  activity fetch it started has finished and one more fetch was tried (`_settle`): every id llama-swap
+  announced on the stream was read. Count unknown.
+* requests were in flight when the server closed the stream to shut down: llama-swap drains them after
+  closing its streams and their rows die with the in-memory store. At most that many ids after the cursor.
+* the instance went unobserved long enough for a whole boot to come and go: from the last observation of
+  the previous boot (``lost_at``) to the new boot's start (``captured_at``, moved to our clock with the
+  offset bounds from ``Date`` headers, `connectors.clock`), some stretch longer than ``unseen_boot_s`` was
+  not covered by a refused connect attempt. A boot that ran there left no epoch and no rows: the gap says
+  "restarted between T1 and T2 and was not observed; rows unknown".
+
+Captures: llama-swap stores an activity row before its capture and announces the row on the stream after
+both, so a row read before its announcement can say ``has_capture: false`` for a capture about to exist.
+Such rows are checked again once announced (or after a short wait). A capture the row said was there is
+retried on transport errors until llama-swap returns it or answers 404 (dropped from its FIFO, or lost
+with a restart); then a ``capture`` gap names the row, so it is never silently absent.
 """
 
 from __future__ import annotations
@@ -21,7 +38,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -50,6 +67,9 @@ log = logging.getLogger(__name__)
 Emit = Callable[[Sequence[Record]], Awaitable[None]]
 PAGE = 999
 LOG_TAIL = 4096
+ANNOUNCE_WAIT_S = 5.0  # how long a row read before its announcement waits for it before its capture is asked for
+CAPTURE_TRIES = 6  # transport errors tolerated per capture (backoff 0.5, 1, 2, 4, 8 s)
+UNSEEN_TAIL_IDS = 16  # only the newest rows of a fetch can have been read between their storage and their capture
 
 
 def activity_signature(a: Activity) -> tuple[Any, ...]:
@@ -69,6 +89,40 @@ def finished_after_boot(finished_at: datetime, boot_marker: str | None) -> bool:
     return finished_at >= booted.replace(microsecond=0) + timedelta(seconds=1)
 
 
+def boot_started_at(boot_marker: str | None) -> datetime | None:
+    """When the process named by a boot marker started (its ``captured_at``); None for inferred markers."""
+    if not boot_marker or boot_marker.startswith("seen:"):
+        return None
+    try:
+        return proto.parse_timestamp(boot_marker)
+    except proto.ProtocolError:
+        return None
+
+
+def unobserved_stretch(lost_at: datetime, absent_at: Sequence[datetime], boot_at: datetime,
+                       min_s: float) -> tuple[datetime, datetime] | None:
+    """The longest stretch between ``lost_at`` (last observation of the previous boot) and ``boot_at`` (the
+    new boot's start, on our clock) not covered by a refused connect attempt, when longer than ``min_s``:
+    a boot could have started, served requests and died there unseen. None when no such stretch exists."""
+    if boot_at <= lost_at:
+        return None
+    points = sorted({lost_at, boot_at, *(t for t in absent_at if lost_at < t < boot_at)})
+    start, end = max(zip(points, points[1:], strict=False), key=lambda p: p[1] - p[0])
+    return (start, end) if (end - start).total_seconds() > min_s else None
+
+
+def refused(exc: BaseException) -> bool:
+    """A connect attempt that proves nothing listened at the instance's address (not a timeout or DNS)."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, ConnectionRefusedError) or "refused" in str(e).lower():
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
 class StreamEnded(Exception):
     """The server closed /api/events (shutdown or config reload)."""
 
@@ -78,7 +132,8 @@ class LlamaSwapFollower:
 
     def __init__(self, api: LlamaSwapAPI, state: ProviderState, emit: Emit, *,
                  perf_poll_s: float = 5.0, liveness_s: float = 15.0, fetch_captures: bool = True,
-                 on_connected: Callable[[str | None, str | None], Awaitable[None]] | None = None) -> None:
+                 on_connected: Callable[[str | None, str | None], Awaitable[None]] | None = None,
+                 unseen_boot_s: float = 1.0) -> None:
         self.api = api
         self.pid = api.provider.id
         self.state = state
@@ -87,6 +142,9 @@ class LlamaSwapFollower:
         self.liveness_s = liveness_s
         self.fetch_captures = fetch_captures
         self.on_connected = on_connected
+        self.unseen_boot_s = unseen_boot_s  # a stretch this long without observation could hold a whole boot
+        self._last_alive: datetime | None = None
+        self._observed = False  # this connection saw the boot marker (so its end is a loss of observation)
         self.inflight: dict[str, dict[str, Any]] = {}
         self.max_announced = 0
         self._sync_lock = asyncio.Lock()
@@ -128,6 +186,9 @@ class LlamaSwapFollower:
                                             "while the boot marker stayed the same (config reload)"))
             records.append(Boot(self.pid, prev_marker, version.get("version"), version.get("commit"),
                                 version.get("build_date"), hw, now))
+        self.state.lost_at, self.state.inflight_at_close = None, 0  # observing the instance again
+        self.state.absent_at.clear()
+        self._observed = True
         if self.on_connected is not None:
             await self.on_connected(self.state.version, self.state.boot_marker)
         running = proto.redact_running(await self.api.running())
@@ -152,14 +213,39 @@ class LlamaSwapFollower:
         if st.cursor > 0 and await self._cursor_row_survives():
             log.info("%s: restarted with a persistent activity store; epoch %s continues", self.pid, st.epoch)
             return
-        old_epoch, old_cursor = st.epoch, st.cursor
-        if not st.followed_to_end:
-            records.append(Gap(self.pid, "activity", old_epoch, old_cursor + 1, None, st.cursor_finished_at, None,
-                               now, "instance restarted with an in-memory activity store while not followed: "
-                                    f"rows after id {old_cursor} of the previous boot may be lost (count unknown)"))
+        gap = self._restart_gap(prev_marker, now)
+        if gap is not None:
+            records.append(gap)
         st.epoch, st.cursor, st.cursor_finished_at, st.cursor_model = st.boot_marker, 0, None, None
         st.cursor_signature = None
         records.append(Epoch(self.pid, st.epoch, now, f"activity ids restarted (previous boot {prev_marker})"))
+
+    def _restart_gap(self, prev_marker: str | None, now: datetime) -> Gap | None:
+        """On a new in-memory epoch: the rows that may really be missing, or None when nothing can be."""
+        st = self.state
+        assert st.epoch is not None
+        old_epoch, old_cursor = st.epoch, st.cursor
+        booted = boot_started_at(st.boot_marker)
+        boot_at = self.api.clock.earliest_local(booted) if booted is not None else None
+        unseen = (unobserved_stretch(st.lost_at, st.absent_at, boot_at, self.unseen_boot_s)
+                  if st.lost_at is not None and boot_at is not None else None)
+        if not st.followed_to_end:
+            between = f" and any boot before {boot_at.isoformat()}" if boot_at is not None else ""
+            return Gap(self.pid, "activity", old_epoch, old_cursor + 1, None, st.cursor_finished_at, boot_at, now,
+                       "instance restarted with an in-memory activity store while not followed: rows after id "
+                       f"{old_cursor} of the previous boot{between} may be lost (count unknown)")
+        if unseen is not None and st.lost_at is not None and boot_at is not None:
+            return Gap(self.pid, "activity", old_epoch, old_cursor + 1, None, st.lost_at, boot_at, now,
+                       f"instance restarted between {st.lost_at.isoformat()} and {boot_at.isoformat()} and was "
+                       "not observed "
+                       f"(nothing seen from {unseen[0].isoformat()} to {unseen[1].isoformat()}); rows unknown: "
+                       f"of any boot in between, and of boot {prev_marker} after id {old_cursor}")
+        if st.inflight_at_close:
+            k = st.inflight_at_close
+            return Gap(self.pid, "activity", old_epoch, old_cursor + 1, old_cursor + k, st.lost_at, boot_at, now,
+                       f"{k} request(s) were in flight when boot {prev_marker} closed its event stream to shut down; "
+                       f"their rows (at most ids {old_cursor + 1}..{old_cursor + k}) died with its in-memory store")
+        return None
 
     async def _cursor_row_survives(self) -> bool:
         st = self.state
@@ -226,6 +312,7 @@ class LlamaSwapFollower:
         st = self.state
         assert st.epoch is not None
         t0 = time.monotonic()
+        announced_before = self.max_announced  # rows above this may be read before their capture is stored
         rows = await self._fetch_new_rows()
         took = time.monotonic() - t0
         if took > 2.0:
@@ -258,21 +345,51 @@ class LlamaSwapFollower:
             st.cursor_finished_at, st.cursor_model = last.finished_at, last.model_id
             st.cursor_signature = activity_signature(last)
         if self.fetch_captures:
+            tail = {a.upstream_id for a in acts[-UNSEEN_TAIL_IDS:]}
             for a in acts:
                 if a.has_capture:
-                    task = asyncio.get_running_loop().create_task(self._fetch_capture(a.epoch, a.upstream_id))
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
+                    self._spawn(self._fetch_capture(a.epoch, a.upstream_id, expected=True))
+                elif a.upstream_id > announced_before and a.upstream_id in tail:
+                    self._spawn(self._fetch_capture(a.epoch, a.upstream_id, expected=False))
 
-    async def _fetch_capture(self, epoch: str, upstream_id: int) -> None:
-        async with self._capture_sem:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)  # keep a reference until done (asyncio holds only weak ones)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _fetch_capture(self, epoch: str, upstream_id: int, *, expected: bool) -> None:
+        """Fetch one capture. ``expected``: the row said llama-swap held it, so a 404 means it was dropped and
+        is recorded as a ``capture`` gap. Otherwise the row was read before llama-swap announced it (its capture
+        may not have been stored yet): wait for the announcement, then ask; 404 then means there is none."""
+        if not expected:
+            deadline = time.monotonic() + ANNOUNCE_WAIT_S
+            while upstream_id > self.max_announced and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+        delay, error = 0.5, ""
+        for _ in range(CAPTURE_TRIES):
+            if self.state.epoch != epoch:
+                error = "the instance restarted before it was fetched"
+                break
             try:
-                cap = await self.api.capture(upstream_id)
-            except (httpx.HTTPError, Exception) as exc:  # noqa: BLE001 - captures are best effort
-                log.warning("%s: capture %s not fetched: %s", self.pid, upstream_id, exc)
-                return
+                async with self._capture_sem:
+                    cap = await self.api.capture(upstream_id)
+            except (httpx.HTTPError, LlamaSwapError, ValueError) as exc:
+                error = f"{exc.__class__.__name__}: {exc}"
+                log.info("%s: capture %s not fetched yet (%s); retrying in %.1f s", self.pid, upstream_id, error, delay)
+                await asyncio.sleep(delay)
+                delay *= 2
+                continue
             if cap is not None:
                 await self.emit([Capture(self.pid, epoch, upstream_id, cap, utcnow())])
+            elif expected:
+                await self.emit([Gap(self.pid, "capture", epoch, upstream_id, upstream_id, None, None, utcnow(),
+                                     f"capture of row {upstream_id} was dropped by llama-swap (evicted from its "
+                                     "capture buffer, or lost with a reload or restart) before it was fetched")])
+            return
+        if expected:
+            log.warning("%s: capture %s unavailable: %s", self.pid, upstream_id, error)
+            await self.emit([Gap(self.pid, "capture", epoch, upstream_id, upstream_id, None, None, utcnow(),
+                                 f"capture of row {upstream_id} could not be fetched: {error}")])
 
     # -- performance ---------------------------------------------------------------------------
     async def sync_performance(self) -> None:
@@ -375,7 +492,6 @@ class LlamaSwapFollower:
         async with self.api.events() as events:  # the one /api/events reader (connectors.llama_swap_api)
             async for ev in events:
                 await self.handle_message(ev)
-        self.state.followed_to_end = self.max_announced <= self.state.cursor
         self.ended_by_server = True
         raise StreamEnded("server closed /api/events")
 
@@ -396,25 +512,64 @@ class LlamaSwapFollower:
         misses = 0
         while True:
             await asyncio.sleep(self.liveness_s)
-            misses = 0 if await self.api.alive() else misses + 1
+            if await self.api.alive():
+                misses, self._last_alive = 0, utcnow()
+            else:
+                misses += 1
             if misses >= 2:
                 raise ConnectionError("instance stopped answering /wol-health")
+
+    async def _settle(self, stream_gone: bool) -> None:
+        """A connection that followed a boot has ended. Decide whether that boot was followed to its end only
+        after the activity fetch in progress has finished and, when llama-swap announced ids not read yet, one
+        more fetch was tried (the server may still answer); a decision taken at the stream's end alone called
+        most restarts under traffic incomplete."""
+        st = self.state
+        st.lost_at = utcnow() if stream_gone or self._last_alive is None else self._last_alive
+        if self.max_announced > st.cursor and st.epoch is not None:
+            try:
+                await asyncio.wait_for(self.sync_activity(), timeout=10.0)
+            except Exception as exc:  # noqa: BLE001 - the instance is going away; what was read is what we have
+                log.info("%s: last activity fetch after the stream ended failed: %s", self.pid, exc)
+        st.followed_to_end = self.max_announced <= st.cursor
+        st.inflight_at_close = len(self.inflight) if self.ended_by_server else 0
 
     async def session(self) -> None:
         """One connection's life. Always raises when it ends (the runner reconnects)."""
         self._reconciled.clear()
+        self.max_announced = 0  # announcements are per connection (never replayed); ids restart with a boot
+        self._last_alive = None
+        self._observed = False
         tasks = [asyncio.ensure_future(self.follow())]  # open the stream first so no live event is missed
         try:
             await asyncio.sleep(0)
-            await self.reconcile()
+            try:
+                await self.reconcile()
+            except httpx.ConnectError as exc:
+                if refused(exc):  # evidence that no boot was serving at this moment
+                    self.state.absent_at = [*self.state.absent_at[-255:], utcnow()]
+                raise
+            self._last_alive = utcnow()
             tasks += [asyncio.ensure_future(self._perf_loop()), asyncio.ensure_future(self._liveness_loop())]
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for t in done:
                 t.result()
             raise StreamEnded("session ended")
+        except asyncio.CancelledError:
+            raise
+        except BaseException:
+            if self._observed:
+                stream_gone = tasks[0].done()
+                await self._stop(tasks)
+                await self._settle(stream_gone)
+            raise
         finally:
-            for t in tasks:
-                t.cancel()
-            for t in tasks:
-                with contextlib.suppress(BaseException):
-                    await t
+            await self._stop(tasks)
+
+    @staticmethod
+    async def _stop(tasks: Sequence[asyncio.Future[None]]) -> None:
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(BaseException):
+                await t

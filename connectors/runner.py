@@ -90,6 +90,7 @@ class Connector:
         self.holder = holder_id("connector")  # the follow leases and the membership row carry this name
         self.following: dict[str, asyncio.Task[None]] = {}  # providers whose follow lease we hold, and their task
         self._last_beat = 0.0  # monotonic start of the last heartbeat that reached Postgres
+        self._replays_seen = 0  # writer.replayed_batches when the previous plan was applied
 
     def _prepare_db(self) -> None:
         from warehouse.ingest import sync_providers
@@ -277,6 +278,12 @@ class Connector:
             if await self.writer.drain():
                 given = await asyncio.to_thread(own.release, plan.release)
         started = 0
+        replays, self._replays_seen = self._replays_seen, self.writer.replayed_batches
+        if plan.start and (not self.writer.landed() or self.writer.replayed_batches != replays):
+            # states are loaded from the warehouse: loaded while records still waited in the spool (or were being
+            # replayed) they are stale, and a stale cursor turns a complete boot into a "count unknown" gap
+            log.info("%d provider(s) wait for the spool to be replayed before their state is loaded", len(plan.start))
+            plan.start = {}
         if not stop.is_set() and not self._beat_stale():  # a plan older than half a lease is not trusted
             for pid, state in plan.start.items():
                 if pid not in self.following:

@@ -194,8 +194,10 @@ ON CONFLICT (provider_id) DO UPDATE SET
   boot_marker = COALESCE(EXCLUDED.boot_marker, connector_health.boot_marker),
   connected_since = EXCLUDED.connected_since,
   last_event_at = COALESCE(EXCLUDED.last_event_at, connector_health.last_event_at),
-  last_error = COALESCE(EXCLUDED.last_error, connector_health.last_error),
-  last_error_at = COALESCE(EXCLUDED.last_error_at, connector_health.last_error_at),
+  last_error = CASE WHEN EXCLUDED.status = 'connected' THEN EXCLUDED.last_error
+                    ELSE COALESCE(EXCLUDED.last_error, connector_health.last_error) END,
+  last_error_at = CASE WHEN EXCLUDED.status = 'connected' THEN EXCLUDED.last_error_at
+                       ELSE COALESCE(EXCLUDED.last_error_at, connector_health.last_error_at) END,
   updated_at = EXCLUDED.updated_at
 WHERE connector_health.updated_at <= EXCLUDED.updated_at
 """

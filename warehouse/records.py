@@ -211,6 +211,9 @@ class ProviderState:
     gpu_after: str | None = None
     model_states: dict[str, str] = field(default_factory=dict)
     followed_to_end: bool = False  # the previous stream ended with every announced id read
+    inflight_at_close: int = 0  # requests in flight when the server closed the stream (their rows come after)
+    lost_at: datetime | None = None  # connector clock: the last observation of the boot we were following
+    absent_at: list[datetime] = field(default_factory=list)  # connect attempts refused since lost_at
     id_filter: bool | None = None  # min_id supported (probed)
     log_tails: dict[str, str] = field(default_factory=dict)
     version: str | None = None

@@ -48,6 +48,7 @@ class Writer:
         self.flush_seconds = 0.0
         self.db_ok = True
         self.last_error: str | None = None
+        self.replayed_batches = 0  # spool files written to Postgres so far (state loaded before a replay is stale)
         self._flushes_started = 0  # generations, so `drain` knows which flush carries a given record
         self._flushes_done = 0
         self._flushed = asyncio.Event()
@@ -84,6 +85,7 @@ class Writer:
             path, records = item
             self._write(records)
             self.spool.ack(path)
+            self.replayed_batches += 1
             n += len(records)
         return n
 
@@ -134,6 +136,13 @@ class Writer:
         while self._flushes_done < target:
             await self._flushed.wait()
         return self.db_ok
+
+    def landed(self) -> bool:
+        """Postgres has everything spooled so far (nothing waits on disk and the last write succeeded)."""
+        if not self.db_ok or len(self.spool):
+            self._wake.set()  # replay at the next tick of `run` rather than after flush_s
+            return False
+        return True
 
     def stats_line(self) -> str:
         avg = 1000 * self.flush_seconds / self.flushes if self.flushes else 0.0
