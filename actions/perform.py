@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 from sqlalchemy import Connection
 
+from actions.queue import kind_refusal
 from connectors.llama_swap_api import LlamaSwapAPI, LlamaSwapError
-from core.kinds import kinds_supporting_actions
 from core.providers import Provider, Registry
 from warehouse.captures import decode_capture, upsert_capture
 from warehouse.queries.activity import current_epoch
@@ -131,13 +131,9 @@ async def perform(
     except KeyError:
         return Outcome("refused", error=f"provider {provider_id} is not in the provider registry")
     secrets = [k for k in [provider.api_key()] if k]
-    if not provider.spec.actions:
-        return Outcome(
-            "refused",
-            error=(f"provider {provider_id} is of kind {provider.kind}, which has no {action} action "
-                   f"(warm, unload, cancel and capture need a provider of kind "
-                   f"{' or '.join(kinds_supporting_actions())})"),
-        )
+    refusal = kind_refusal(provider, action)
+    if refusal is not None:
+        return Outcome("refused", error=refusal)
     missing_key = provider.missing_key_message()
     if missing_key is not None:
         return Outcome("refused", error=missing_key)

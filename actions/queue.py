@@ -12,6 +12,8 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from core.kinds import kinds_supporting_actions
+from core.providers import Provider
 from warehouse.queries.actions import insert_action
 
 
@@ -39,6 +41,15 @@ HOST_ACTIONS = tuple(n for n, s in ACTIONS.items() if s.mutates_host)
 
 class InvalidAction(ValueError):
     pass
+
+
+def kind_refusal(provider: Provider, action: str | None = None) -> str | None:
+    """Why ``action`` (any action when None) cannot run on this provider's kind (`core.kinds`), or None."""
+    if provider.spec.actions:
+        return None
+    what = f"no {action} action" if action else "no host actions"
+    return (f"provider {provider.id} is of kind {provider.kind}, which has {what} (warm, unload, "
+            f"cancel and capture need a provider of kind {' or '.join(kinds_supporting_actions())})")
 
 
 def validate(action: str, target: str | None, params: Mapping[str, Any] | None) -> None:

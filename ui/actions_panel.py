@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import polars as pl
 import streamlit as st
 
-from actions.queue import ACTIONS, InvalidAction
+from actions.queue import ACTIONS, InvalidAction, kind_refusal
 from ui import data
 from ui import format as fmt
 from ui.widgets import action_log_table
@@ -26,6 +26,15 @@ def _submit(provider_id: str, action: str, target: str | None) -> None:
     st.session_state["actions_last_queued"] = action_id
 
 
+def provider_refusal(provider_id: str) -> str | None:
+    """Why this provider's kind has no actions (its buttons are not offered), or None."""
+    try:
+        provider = data.registry().get(provider_id)
+    except KeyError:
+        return None  # not in the registry: the executor refuses with its own message
+    return kind_refusal(provider)
+
+
 def _confirmed(key: str, text: str) -> bool:
     return bool(st.checkbox(text, key=key))
 
@@ -34,6 +43,10 @@ def actions_panel(
     provider_id: str, models: list[str], loaded: list[str], inflight_ids: list[str], key: str
 ) -> None:
     """Warm / unload / unload all / cancel for one provider. Destructive ones need a confirmation tick."""
+    refusal = provider_refusal(provider_id)
+    if refusal is not None:
+        st.caption(refusal)
+        return
     warm_col, unload_col, all_col, cancel_col = st.columns(4)
     with warm_col:
         st.markdown("**Warm**")

@@ -7,6 +7,7 @@ import streamlit as st
 
 from ui import data
 from ui import format as fmt
+from ui.actions_panel import provider_refusal
 from warehouse.queries.models import favorites_section
 
 _COLUMNS = [
@@ -106,6 +107,7 @@ def model_controls(catalog: pl.DataFrame, provider_id: str, model_id: str) -> No
     )
     cols[4].metric("Last used", fmt.ago(row["last_used_at"], data.now()))
     fav_col, warm_col, unload_col = st.columns(3)
+    refusal = provider_refusal(provider_id)  # a kind without actions: the buttons say why they are off
     key = f"models_{provider_id}_{model_id}"
     with fav_col:
         if row["favorite"]:
@@ -116,11 +118,13 @@ def model_controls(catalog: pl.DataFrame, provider_id: str, model_id: str) -> No
             data.toggle_favorite(provider_id, model_id, True)
             st.rerun()
     with warm_col:
-        if st.button("🔥 Warm", key=key + "_warm", disabled=not row["provider_online"]):
+        if st.button("🔥 Warm", key=key + "_warm", disabled=not row["provider_online"] or refusal is not None,
+                     help=refusal):
             action_id = data.enqueue_action(provider_id, "warm", model_id)
             st.toast(f"Queued #{action_id}: warm {fmt.md(model_id)} on {fmt.md(provider_id)}")
     with unload_col:
         ok = st.checkbox("Cut off its requests", key=key + "_unload_ok")
-        if st.button("⏏️ Unload", key=key + "_unload", disabled=not (ok and row["provider_online"])):
+        if st.button("⏏️ Unload", key=key + "_unload", disabled=not (ok and row["provider_online"]) or refusal is not None,
+                     help=refusal):
             action_id = data.enqueue_action(provider_id, "unload", model_id)
             st.toast(f"Queued #{action_id}: unload {fmt.md(model_id)} on {fmt.md(provider_id)}")
