@@ -1,7 +1,10 @@
 """Uptime from known boots and sightings: exact seconds for the cases a newcomer saw wrong.
 
-Before: a v239 instance (no boot marker) showed 100 % for a day nobody saw it, and an instance booted at
-10:00 and followed for 18 minutes showed 0 % (its boot row's first and last sighting were the same).
+Before: a provider with no boot in the day showed 100 % (SQL ``least``/``greatest`` skip the NULLs of the
+missing boot, so the overlap was the whole window), so did a v239 instance (no boot marker) nobody saw that
+day, and an instance booted at 10:00 and followed for 18 minutes showed 0 % (its boot row's first and last
+sighting were the same). Measured with the old query on this data: Mar 1 fresh/old 100 %, Mar 2 fresh 0 %,
+restarted 0 %, old 100 %.
 """
 
 from __future__ import annotations
@@ -97,8 +100,9 @@ def test_uptime_of_known_boots(db) -> None:  # type: ignore[no-untyped-def]
     assert up["steady"]["uptime_s"] == 86400 and up["steady"]["uptime_pct"] == 100
     assert up["restarted"]["uptime_s"] == 6 * 3600 + 30 * 60
     assert (up["restarted"]["boots"], up["restarted"]["restarts"]) == (1, 1)
-    # Mar 1: nobody saw the v239 instance all day -> 0 %, not 100 %
+    # Mar 1: "fresh" had no boot at all yet and nobody saw the v239 instance all day -> 0 %, not 100 %
     prev = by_provider(db, D - DAY, D)
+    assert prev["fresh"]["uptime_s"] == 0 and prev["fresh"]["boots"] == 0
     assert prev["old"]["uptime_s"] == 0 and prev["old"]["uptime_pct"] == 0
     assert prev["restarted"]["uptime_s"] == 86400  # boot 1's process, marker 2026-03-01T00:00:00Z
 
