@@ -125,3 +125,44 @@ def test_a_real_llama_server_as_an_openai_provider(db, db_url, tmp_path):
     rows = query(db_url, "SELECT provider_id, model_id, context_length, meta->'meta'->>'n_ctx_train' FROM models")
     assert N_CTX_TRAIN == 4096
     assert rows == [("llamacpp", "tiny.gguf", 1024, "4096")]  # the served window (-c 1024), not the trained one
+
+
+def test_auth_failures_name_the_provider_and_what_to_do(monkeypatch):
+    from connectors.openai_compat import OpenAICompatError
+    from connectors.runner import describe_error
+
+    exc = OpenAICompatError(401, "Authentication Fails, Your api key: sk-live-9f8e7d6c5b4a is invalid", "/v1/models")
+    keyed = Provider(id="ds", label="ds", base_url="https://api.deepseek.com", kind="openai", api_key_env="DS_K")
+    keyless = Provider(id="ds", label="ds", base_url="https://api.deepseek.com", kind="openai")
+    monkeypatch.setenv("DS_K", "sk-live-9f8e7d6c5b4a")
+    assert describe_error(exc, keyed) == ("auth_failed", (
+        "HTTP 401 on /v1/models: Authentication Fails, Your api key: [REDACTED] is invalid: the server refused "
+        "the key of provider ds (from DS_K); check that variable's value"))
+    assert describe_error(OpenAICompatError(401, "Unauthorized", "/v1/models"), keyless) == ("auth_failed", (
+        "HTTP 401 on /v1/models: Unauthorized: provider ds sends no key and the server wants one; set its "
+        "api_key_env in the registry to the name of a variable holding it"))
+
+
+def test_an_answer_that_is_not_a_model_list_is_an_error_naming_the_path():
+    import asyncio
+
+    import httpx
+
+    from connectors.openai_compat import OpenAICompatAPI, OpenAICompatError, OpenAIFollower
+    from warehouse.records import ProviderState
+
+    async def poll(body: bytes) -> None:
+        transport = httpx.MockTransport(lambda req: httpx.Response(200, content=body))
+        async with httpx.AsyncClient(transport=transport) as client:
+            provider = Provider(id="web", label="web", base_url="http://example.test", kind="openai")
+
+            async def sink(records: object) -> None:
+                raise AssertionError("nothing is emitted from a bad answer")
+
+            await OpenAIFollower(OpenAICompatAPI(provider, client), ProviderState(), sink).poll()
+
+    for body, said in ((b"<html>hello</html>", "answer is not JSON"),
+                       (b'{"models": []}', "expected an object with a 'data' list")):
+        with pytest.raises(OpenAICompatError) as err:
+            asyncio.run(poll(body))
+        assert str(err.value) == f"/v1/models: HTTP 200: {said}"
