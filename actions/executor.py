@@ -5,10 +5,12 @@
     stop = threading.Event()
     threading.Thread(target=executor.run_forever, args=(engine, registry, None, stop), daemon=True).start()
 
-Per provider, a worker holds the provider's host slot (`warehouse.hostslot.host_slot`, a Postgres
-advisory lock shared with benchmark runs and other executors) and runs that provider's queued rows in id
-order until the queue is empty. Because the slot serializes across processes, running two executors
-is safe: they never run two actions on one host at the same time.
+Per provider, a worker holds the provider's host lease (`warehouse.lease`, scope ``host``, shared with
+benchmark runs, evals and other executors; heartbeated, reclaimed when its holder died) and runs that
+provider's queued rows in id order until the queue is empty. Before each claim the worker renews the lease
+with the action as its purpose (what the Fleet page and ``boocontrol lease list`` show) and stops if the
+lease is no longer its own, so two executors never run two actions on one host at the same time; the claim
+itself is ``FOR UPDATE SKIP LOCKED``, so a row is never claimed twice even then.
 """
 
 from __future__ import annotations
@@ -18,12 +20,12 @@ import logging
 import threading
 from collections.abc import Callable
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from actions.perform import ClientFactory, Outcome, default_client_factory, perform
 from actions.queue import ACTIONS, HOST_ACTIONS, validate
 from core.providers import Registry
-from warehouse.hostslot import SlotBusy, host_slot
+from warehouse import lease
 from warehouse.queries.actions import (
     claim_next,
     finish_action,
@@ -48,12 +50,20 @@ def drain_provider(
     provider_id: str,
     stop_event: threading.Event | None = None,
     slot_wait_s: float = 1.0,
+    lease_ttl_s: float = lease.DEFAULT_TTL_S,
 ) -> int:
-    """Run the provider's queued actions in id order while holding its host slot; returns how many ran."""
+    """Run the provider's queued actions in id order while holding its host lease; returns how many ran.
+
+    While someone else holds the lease (a benchmark, another executor) this keeps trying every
+    ``slot_wait_s`` until ``stop_event`` is set."""
     factory = client_factory or default_client_factory
+    dsn = engine.url.render_as_string(hide_password=False)
+    holder = lease.holder_id("actions")
     while True:
         try:
-            with host_slot(engine, provider_id, wait_s=slot_wait_s) as conn:
+            with lease.hold(dsn, provider_id, lease.SCOPE_HOST, "action queue", holder=holder,
+                            ttl_s=lease_ttl_s, wait_s=slot_wait_s) as lost, engine.connect() as c:
+                conn = c.execution_options(isolation_level="AUTOCOMMIT")
                 interrupted = interrupt_running(conn, provider_id, HOST_ACTIONS)
                 if interrupted:
                     log.warning(
@@ -63,9 +73,14 @@ def drain_provider(
                     )
                 done = 0
                 while not (stop_event is not None and stop_event.is_set()):
+                    if lost.is_set() or not _renew(conn, provider_id, holder, lease_ttl_s):
+                        log.warning("provider %s: host lease lost; the remaining actions wait", provider_id)
+                        break
                     row = claim_next(conn, provider_id)
                     if row is None:
                         break
+                    _renew(conn, provider_id, holder, lease_ttl_s,
+                           f"action {row.id}: {row.action}{' ' + row.target if row.target else ''}")
                     log.info(
                         "provider %s: action %d %s %s", provider_id, row.id, row.action, row.target or ""
                     )
@@ -84,9 +99,16 @@ def drain_provider(
                     log.info("provider %s: action %d %s", provider_id, row.id, outcome.status)
                     done += 1
                 return done
-        except SlotBusy:  # a benchmark or another executor holds the host; keep waiting unless stopping
+        except lease.LeaseHeld:  # a benchmark or another executor holds the host; keep waiting unless stopping
             if stop_event is not None and stop_event.is_set():
                 return 0
+
+
+def _renew(conn: Connection, provider_id: str, holder: str, ttl_s: float, purpose: str = "action queue") -> bool:
+    """Extend our lease and set its purpose; False when it is not ours any more (broken or taken over)."""
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    return lease.heartbeat(raw, provider_id, lease.SCOPE_HOST, holder, ttl_s, purpose)
 
 
 def drain_once(

@@ -123,10 +123,12 @@ def try_acquire(conn: psycopg.Connection[Any], provider_id: str, scope: str, hol
 
 
 def heartbeat(conn: psycopg.Connection[Any], provider_id: str, scope: str, holder: str,
-              ttl_s: float = DEFAULT_TTL_S) -> bool:
-    """Extend our lease; False when it is no longer ours (broken, or expired and taken over)."""
-    cur = conn.execute("UPDATE leases SET heartbeat_at=now(), expires_at=now() + make_interval(secs => %s) "
-                       "WHERE provider_id=%s AND scope=%s AND holder=%s", (ttl_s, provider_id, scope, holder))
+              ttl_s: float = DEFAULT_TTL_S, purpose: str | None = None) -> bool:
+    """Extend our lease (and say what it is for now, when ``purpose`` is given); False when it is no longer
+    ours (broken, or expired and taken over). Never takes a lease that is gone."""
+    cur = conn.execute("UPDATE leases SET heartbeat_at=now(), expires_at=now() + make_interval(secs => %s), "
+                       "purpose=COALESCE(%s, purpose) WHERE provider_id=%s AND scope=%s AND holder=%s",
+                       (ttl_s, purpose, provider_id, scope, holder))
     return cur.rowcount == 1
 
 

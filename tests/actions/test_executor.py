@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 
 import httpx
+import psycopg
 import pytest
 from sqlalchemy import Engine, text
 
@@ -16,8 +17,9 @@ from core.providers import Provider, Registry
 from tests.actions.fake_llamaswap import FakeLlamaSwap, capture_payload
 from tests.ui import seed
 from tests.ui.seed import T0
+from warehouse import lease
 from warehouse.captures import read_capture, reassemble_stream
-from warehouse.hostslot import host_slot
+from warehouse.db import psycopg_dsn
 from warehouse.queries.actions import action_log
 
 KEY = "sk-test-key-0123456789"
@@ -165,11 +167,11 @@ def test_keys_never_reach_the_audit_table(db: Engine) -> None:
     assert KEY not in str(row) and "[REDACTED]" in row["error"]
 
 
-def test_waits_for_the_host_slot(db: Engine) -> None:
+def test_waits_for_the_host_lease(db: Engine, db_url: str) -> None:
     fake = FakeLlamaSwap()
     aid = enqueue(db, "alpha", "warm", "qwen")
     stop = threading.Event()
-    with host_slot(db, "alpha"):  # e.g. a benchmark run holds the host
+    with lease.hold(db_url, "alpha", lease.SCOPE_HOST, "bench run 7", holder="bench-1"):  # a benchmark holds it
         t = threading.Thread(
             target=drain_provider, args=(db, registry("alpha"), factory({"alpha": fake}), "alpha", stop, 0.1)
         )
@@ -180,6 +182,33 @@ def test_waits_for_the_host_slot(db: Engine) -> None:
     assert not t.is_alive()
     (row,) = audit(db)
     assert row["id"] == aid and row["status"] == "succeeded"
+    with db.connect() as c:
+        events = c.execute(text("SELECT holder, purpose, event FROM lease_events ORDER BY id")).all()
+    assert [(h == "bench-1", p, e) for h, p, e in events] == [
+        (True, "bench run 7", "acquired"), (True, "bench run 7", "released"),
+        (False, "action queue", "acquired"), (False, "action queue", "released")]
+    assert events[2][0].startswith("actions@")
+
+
+def test_a_broken_lease_stops_the_queue_before_the_next_action(db: Engine, db_url: str) -> None:
+    """An operator's `lease break` takes the host away: the executor finishes the action it runs, then claims
+    nothing more until it holds the lease again."""
+    first = enqueue(db, "alpha", "warm", "qwen")
+    second = enqueue(db, "alpha", "unload", "qwen")
+
+    class BrokenDuringWarm(FakeLlamaSwap):
+        async def handle(self, request: httpx.Request) -> httpx.Response:
+            if request.url.path.startswith("/upstream/"):  # during the first action: the operator breaks it
+                with psycopg.connect(psycopg_dsn(db_url), autocommit=True) as raw:
+                    broken.append(lease.break_lease(raw, "alpha", lease.SCOPE_HOST, by="operator"))
+            return await super().handle(request)
+
+    broken: list[lease.Lease | None] = []
+    assert drain_provider(db, registry("alpha"), factory({"alpha": BrokenDuringWarm()}), "alpha") == 1
+    statuses = {r["id"]: r["status"] for r in audit(db)}
+    assert statuses == {first: "succeeded", second: "queued"}
+    # while it ran, the lease said which action held the host
+    assert [(b.purpose, b.holder.startswith("actions@")) for b in broken if b] == [(f"action {first}: warm qwen", True)]
 
 
 def test_orphaned_running_rows_are_marked_interrupted(db: Engine) -> None:

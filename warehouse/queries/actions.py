@@ -1,8 +1,9 @@
 """Storage of the per-host action queue: the ``actions`` audit table.
 
 Every host-mutating action is one row that moves ``queued → running → succeeded | failed | refused``.
-The executor claims rows of one provider in id order while it holds that provider's host slot
-(`warehouse.hostslot`), so claims never race; ``FOR UPDATE SKIP LOCKED`` is a second guard. All times
+The executor claims rows of one provider in id order while it holds that provider's host lease
+(`warehouse.lease`, scope ``host``), so claims never race; ``FOR UPDATE SKIP LOCKED`` is a second guard (a
+row is never claimed twice, even by an executor whose lease was just taken over). All times
 come from the database clock (``clock_timestamp()``) so the audit trail of one host is totally ordered.
 """
 
@@ -100,7 +101,7 @@ WHERE id = :id
 
 
 def interrupt_running(conn: Connection, provider_id: str, actions: tuple[str, ...]) -> int:
-    """Fail rows left ``running`` by an executor that died (call only while holding the host slot)."""
+    """Fail rows left ``running`` by an executor that died (call only while holding the host lease)."""
     res = conn.execute(
         text(
             """
