@@ -114,6 +114,55 @@ class _EventStream(Response):
             gone.cancel()
 
 
+class _LogStream(Response):
+    """``GET /logs/stream[/<id>]``: the retained history, then live chunks, until the client leaves. Like Go's
+    handler it writes nothing at all (not even the status line) before the first byte of log text, and drops
+    chunks a slow reader has not taken (10-chunk buffer). Per-model logs are not simulated: always empty."""
+
+    def __init__(self, sim: SimulatedInstance, sources: tuple[str, ...], history: str) -> None:
+        self.sim, self.sources, self.history, self.background = sim, sources, history, None
+        self.status_code = 200
+        self.raw_headers = [(k.encode(), v.encode()) for k, v in (
+            ("content-type", "text/plain"), ("x-content-type-options", "nosniff"), ("x-accel-buffering", "no"))]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        q: asyncio.Queue[str] = asyncio.Queue(maxsize=10)
+        started = False
+
+        def on_log(source: str, text: str) -> None:
+            if source in self.sources and not q.full():
+                q.put_nowait(text)
+
+        async def write(text: str) -> None:
+            nonlocal started
+            if not started:
+                await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+                started = True
+            await send({"type": "http.response.body", "body": text.encode(), "more_body": True})
+
+        async def disconnected() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+
+        self.sim.log_listeners.add(on_log)
+        gone = asyncio.ensure_future(disconnected())
+        try:
+            if self.history:
+                await write(self.history)
+            while True:
+                getter = asyncio.ensure_future(q.get())
+                await asyncio.wait([getter, gone], return_when=asyncio.FIRST_COMPLETED)
+                if not getter.done():
+                    getter.cancel()
+                    break
+                await write(getter.result())
+            if started:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            self.sim.log_listeners.discard(on_log)
+            gone.cancel()
+
+
 class _ReplyResponse(StreamingResponse):
     """Streams an ``InferenceReply`` and always closes its body, so the activity row gets written."""
 
@@ -170,9 +219,8 @@ def create_instance_app(sim: SimulatedInstance) -> Starlette:
                     rec["supported_parameters"] = ["tools", "tool_choice"]
             if s.context_length:
                 rec["context_length"] = s.context_length
-            if s.context_length or s.aliases:
-                llamaswap: dict[str, Any] = {"type": "model"} | ({"aliases": list(s.aliases)} if s.aliases else {})
-                rec["meta"] = ({"n_ctx": s.context_length} if s.context_length else {}) | {"llamaswap": llamaswap}
+            llamaswap: dict[str, Any] = {"type": "model"} | ({"aliases": list(s.aliases)} if s.aliases else {})
+            rec["meta"] = ({"n_ctx": s.context_length} if s.context_length else {}) | {"llamaswap": llamaswap}
             rec["status"] = {"value": "unloaded" if m.state == "stopped" else "loaded"}
             data.append(rec)
         origin = request.headers.get("origin")
@@ -195,13 +243,13 @@ def create_instance_app(sim: SimulatedInstance) -> Starlette:
             found_id = int(request.path_params["id"])
             found = sim.captures.get(found_id)
         except ValueError:
-            return err(request, 400, "invalid capture id")
+            return err(request, 400, "invalid capture ID")
         return go_json_response(found.to_json(found_id)) if found else err(request, 404, "capture not found")
 
     async def cancel(request: Request) -> Response:
         flight = sim.inflight.get(request.path_params["id"])
         if flight is None:
-            return err(request, 404, "in-flight request not found")
+            return err(request, 404, "inflight request not found")
         flight.cancel.set()
         return go_json_response({"msg": "ok"})
 
@@ -212,7 +260,7 @@ def create_instance_app(sim: SimulatedInstance) -> Starlette:
         try:
             cursor = -1 if after is None else parse_rfc3339_ns(after)
         except ValueError:
-            return err(request, 400, f"invalid after parameter: {after!r}")
+            return err(request, 400, "invalid 'after' timestamp, use RFC3339 format")
         parts = []
         for ring in (sim.sys_ring, sim.gpu_ring):
             items = [text for ns, text in ring if ns > cursor]
@@ -252,6 +300,19 @@ def create_instance_app(sim: SimulatedInstance) -> Starlette:
 
     async def logs(request: Request) -> Response:
         return PlainTextResponse(sim.logs["proxy"])
+
+    async def log_stream(request: Request) -> Response:
+        log_id = request.path_params.get("log_id", "")
+        history = "" if "no-history" in request.query_params else None
+        sources: tuple[str, ...]
+        if log_id in ("", "proxy", "upstream"):
+            sources = ("proxy", "upstream") if not log_id else (log_id,)
+            text = sim.logs["proxy" if not log_id else log_id]
+        elif sim.resolve(log_id) is not None:
+            sources, text = (), ""  # per-model logs are not simulated
+        else:
+            return err(request, 400, "invalid logger. Use 'proxy', 'upstream' or a model's ID")
+        return _LogStream(sim, sources, text if history is None else history)
 
     async def health(request: Request) -> Response:
         return PlainTextResponse("OK")
@@ -307,6 +368,7 @@ def create_instance_app(sim: SimulatedInstance) -> Starlette:
         ("/api/metrics/activity", activity), ("/api/metrics/stats", stats), ("/api/captures/{id}", capture),
         ("/api/performance", performance), ("/metrics", metrics), ("/api/hardware", hardware),
         ("/api/version", version), ("/unload", unload_all), ("/api/profiles", profiles), ("/logs", logs),
+        ("/logs/stream", log_stream), ("/logs/stream/{log_id:path}", log_stream),
         ("/health", health), ("/wol-health", health), ("/upstream", redirect), ("/", redirect))]
     routes += [Route(path, endpoint, methods=["POST"]) for path, endpoint in (
         ("/api/inflight/{id}/cancel", cancel), ("/api/models/unload", unload_all),

@@ -24,7 +24,7 @@ import re
 import time
 import zlib
 from collections import OrderedDict, deque
-from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -33,7 +33,7 @@ from typing import Any, Literal
 from demo.activity import TOKEN_FIELDS, ActivityStore, Tokens, parse_tokens
 from demo.telemetry import GpuLoad, HostSpec, Telemetry
 from demo.wire import (
-    JSON_CT,
+    UPSTREAM_JSON_CT,
     canonical_header,
     canonical_headers,
     error_response,
@@ -340,6 +340,7 @@ class SimulatedInstance:
         self.boot_ns = time.time_ns()
         self.captured_at = format_rfc3339(self.boot_ns, 0)
         self.logs = {"proxy": "", "upstream": ""}
+        self.log_listeners: set[Callable[[str, str], None]] = set()
         self.inflight: dict[str, _InFlight] = {}
         self.next_inflight = 1
         self.traffic_bytes = 0
@@ -475,7 +476,8 @@ class SimulatedInstance:
         q.put_nowait(sse_frame("uiConfig", UI_CONFIG))
         q.put_nowait(sse_frame("profileChanged", {"active": None}))
         snapshot = [f.to_json() for f in self.inflight.values()]
-        q.put_nowait(sse_frame("inflight", {"operation": "snapshot", "requests": snapshot}))
+        # an empty snapshot omits "requests" (Go's omitempty)
+        q.put_nowait(sse_frame("inflight", {"operation": "snapshot"} | ({"requests": snapshot} if snapshot else {})))
         return q
 
     def unsubscribe(self, q: asyncio.Queue[bytes | None]) -> None:
@@ -484,6 +486,8 @@ class SimulatedInstance:
     def _log(self, source: str, text: str) -> None:
         self.logs[source] = (self.logs[source] + text)[-LOG_CAP:]
         self.publish("logData", {"source": source, "data": text})
+        for listener in list(self.log_listeners):  # /logs/stream readers
+            listener(source, text)
 
     def log_proxy(self, text: str) -> None:
         self._log("proxy", text)
@@ -524,12 +528,16 @@ class SimulatedInstance:
 
     def _conflicts(self, m: _Model) -> list[_Model]:
         group = self.groups.get(m.spec.group, GroupSpec(m.spec.group))
-        return [v for v in self.models.values() if v is not m and v.state != "stopped" and (
+        return [v for v in self.models.values() if v is not m and (v.state != "stopped" or v.load is not None) and (
             (v.spec.group == m.spec.group and group.swap) or (v.spec.group != m.spec.group and group.exclusive))]
 
     def unload(self, m: _Model) -> asyncio.Task[None] | None:
         """Begin stopping a model's process (cuts its in-flight requests); returns the task to await."""
         if m.state == "stopped":
+            if m.load is not None and not m.load.done.is_set():  # its load still waits for evictions: drop it
+                m.load.error = f"model {m.spec.id} was unloaded while starting"
+                m.load.done.set()
+                m.load = None
             return None
         if m.stop_task is None or m.stop_task.done():
             m.stop_task = self.spawn(self._stop_process(m))
@@ -558,6 +566,9 @@ class SimulatedInstance:
 
     async def _load_process(self, m: _Model, load: _Load, victims: list[asyncio.Task[None]], fail: bool) -> None:
         await asyncio.gather(*victims)
+        if m.load is not load or m.retired:
+            return
+        self._set_state(m, "starting")
         s = m.spec
         self.log_upstream(f"build: 6200 (demo) with cc (GCC) 12.2.0\nllama_model_loader: loaded meta data from /models/{s.id}.gguf\n")
         await asyncio.sleep(s.load_s * self.load_scale * (1 + self.rng.uniform(-self.jitter, self.jitter)) * (0.5 if fail else 1))
@@ -587,16 +598,15 @@ class SimulatedInstance:
                 if m.state == "ready":
                     m.active += 1
                     return None
-                if m.state == "stopped":
+                if m.state == "stopped" and m.load is None:
                     victims = self._conflicts(m)
                     if all(v.active == 0 and v.waiting == 0 for v in victims):
                         tasks = [t for t in (self.unload(v) for v in victims) if t is not None]
                         if victims:
                             self.log_proxy(f"[INFO] swapping in <{m.spec.id}>, evicting {', '.join(v.spec.id for v in victims)}\n")
-                        m.load = _Load()
-                        self._set_state(m, "starting")
+                        m.load = _Load()  # "starting" once the evicted models have stopped, as llama-swap does
                         self.spawn(self._load_process(m, m.load, tasks, fail_start))
-                if m.state == "starting" and m.load is not None:
+                if m.state in ("stopped", "starting") and m.load is not None:
                     load = m.load
                     await _wait_any([load.done, cancel])
                     if load.done.is_set() and load.error:
@@ -637,6 +647,12 @@ class SimulatedInstance:
         out.status, out.error_msg = status, message
         out.headers = {k: v for k, v in resp.headers.items() if k != "content-length"}
         return bytes(resp.body)
+
+    def _bad_gateway(self, out: _Outcome) -> bytes:
+        """The upstream connection failed (cancelled, crashed): Go's reverse proxy answers a bare 502 with no
+        body and no content type, so the activity row's error is the status line."""
+        out.status, out.headers, out.error_msg = 502, {}, "502 Bad Gateway"
+        return b""
 
     def _respond(self, out: _Outcome, headers: dict[str, str], status: int = 200, error: str = "") -> None:
         out.status, out.headers, out.error_msg = status, headers, error
@@ -715,9 +731,9 @@ class SimulatedInstance:
             return self._fail(out, 404, "no model id could be identified")
         m = out.m = self.resolve(name)
         out.model = m.spec.id if m else name
+        flight = out.flight = self._track(call, out.model)  # llama-swap tracks unknown model names too
         if m is None:
-            return self._fail(out, 404, "model not found")
-        flight = out.flight = self._track(call, m.spec.id)
+            return self._fail(out, 404, "no router for requested model")
         if m.admitted >= self.concurrency_limit:
             return self._fail(out, 429, "too many requests", "concurrency_limit", {"Retry-After": "1"})
         m.admitted += 1
@@ -731,22 +747,21 @@ class SimulatedInstance:
         out.held, out.metadata, out.cut = True, GRANTED, m.cut
         plan = self._plan(m, req, call.path.endswith("/chat/completions"))
         if await _wait_any([flight.cancel, out.cut], plan.prompt_ms / 1000):
-            return self._fail(out, 502, "upstream request failed: " + (
-                "context canceled" if flight.cancel.is_set() else "EOF"))
+            return self._bad_gateway(out)
         if call.fault == "crash":
             self.crash(m)
-            return self._fail(out, 502, "upstream request failed: read: connection reset by peer")
+            return self._bad_gateway(out)
         if call.fault == "error":  # an upstream error body, passed through untouched
             message = "the request exceeds the available context size, try increasing it"
-            self._respond(out, {"content-type": JSON_CT}, 500, message)
+            self._respond(out, {"content-type": UPSTREAM_JSON_CT}, 500, message)
             return json.dumps({"error": {"code": 500, "message": message, "type": "server_error"}}).encode()
         if req.get("stream"):
             self._respond(out, {"content-type": "text/event-stream", "cache-control": "no-cache"})
             out.plan = plan
             return None
         if await _wait_any([flight.cancel, out.cut], plan.predicted_ms / 1000):
-            return self._fail(out, 502, "upstream request failed: context canceled")
-        self._respond(out, {"content-type": JSON_CT})
+            return self._bad_gateway(out)
+        self._respond(out, {"content-type": UPSTREAM_JSON_CT})
         return plan.whole()
 
     async def _stream(self, out: _Outcome, plan: _Plan) -> AsyncIterator[bytes]:
@@ -782,7 +797,7 @@ class SimulatedInstance:
         ok = out.status == 200
         capture = _Capture(call.path, canonical_headers(call.headers, redact=True),
                            zlib.compress(call.body, 1) if call.body else None,
-                           {canonical_header(k): v for k, v in out.headers.items()} if ok else None,
+                           {canonical_header(k): v for k, v in out.headers.items()},  # kept for errors too
                            zlib.compress(bytes(out.body), 1) if ok and out.body else None)
         # llama-swap inserts the row (queryable from then on), then stores the capture, then announces the row
         if self.capture_delay_s > 0:

@@ -17,7 +17,8 @@ from typing import Any
 
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 
-JSON_CT = "application/json; charset=utf-8"
+JSON_CT = "application/json"  # what llama-swap itself sends (recorded); no charset parameter
+UPSTREAM_JSON_CT = "application/json; charset=utf-8"  # llama-server's JSON answers, passed through
 REDACTED_HEADERS = frozenset({"Authorization", "Proxy-Authorization", "Cookie", "Set-Cookie", "X-Api-Key"})
 _RFC3339 = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(?:[Zz]|([+-])(\d{2}):(\d{2}))"
