@@ -189,7 +189,8 @@ def run_connector(settings: Settings, reg: Registry) -> None:
                             perf_poll_s=settings.connector_perf_poll_seconds,
                             liveness_s=settings.connector_liveness_seconds,
                             fetch_captures=settings.connector_capture_fetch,
-                            lease_ttl_s=settings.connector_lease_seconds)
+                            lease_ttl_s=settings.connector_lease_seconds,
+                            take_over_local_dead=settings.connector_take_over_local_dead)
     conn = Connector(reg, psycopg_dsn(settings.resolved_database_url()), settings.spool_dir, opts)
 
     async def main() -> None:

@@ -14,12 +14,17 @@ synchronous, run in a worker thread) does, on one Postgres connection:
 
 The runner stops every follower when heartbeats have not succeeded for half the lease time, well before the
 leases can expire and be taken by another connector, so two followers never overlap.
+
+A connector on the same machine whose process is gone (``kill -9``, a crash, then a restart) cannot write any
+more, so with ``take_over_local_dead`` its membership and leases are taken at once instead of after expiry.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import random
+import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +38,25 @@ from warehouse.records import ProviderState
 log = logging.getLogger(__name__)
 
 PURPOSE = "follow"
+
+
+def dead_local_holder(holder: str, host: str | None = None) -> bool:
+    """True when ``holder`` (a `lease.holder_id`, ``role@host:pid:nonce``) names a process of this machine that no
+    longer exists. Unknown formats, other machines and live or unknowable processes are False."""
+    try:
+        where, pid_text, _nonce = holder.split("@", 1)[1].rsplit(":", 2)
+        pid = int(pid_text)
+    except (IndexError, ValueError):
+        return False
+    if where != (host or socket.gethostname()) or pid <= 0 or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # exists but not ours (EPERM)
+        return False
+    return False
 
 
 @dataclass
@@ -50,8 +74,10 @@ class Plan:
 class Ownership:
     """The Postgres side of ownership for one connector process (not thread-safe: one tick at a time)."""
 
-    def __init__(self, dsn: str, holder: str, providers: Sequence[str], ttl_s: float) -> None:
+    def __init__(self, dsn: str, holder: str, providers: Sequence[str], ttl_s: float,
+                 take_over_local_dead: bool = True) -> None:
         self.dsn, self.holder, self.ttl_s = dsn, holder, ttl_s
+        self.take_over_local_dead = take_over_local_dead
         self.providers = list(providers)
         self.closing = False  # set by the runner on shutdown: take nothing more
         self._conn: psycopg.Connection[Any] | None = None
@@ -95,6 +121,14 @@ class Ownership:
                 last_beat = time.monotonic()
 
         live = [m.holder for m in members.live_members(conn)]
+        if self.take_over_local_dead:
+            for dead in [h for h in live if dead_local_holder(h)]:
+                log.warning("connector %s on this machine is gone: taking its follow leases now", dead)
+                members.leave(conn, dead)
+                for x in lease.list_leases(conn, lease.SCOPE_FOLLOW):
+                    if x.holder == dead:
+                        lease.break_lease(conn, x.provider_id, lease.SCOPE_FOLLOW, by=f"{self.holder} (holder gone)")
+                live.remove(dead)
         mine = members.share(len(self.providers), live, self.holder)
         plan = Plan(held, share=mine, members=max(len(live), 1))
         if len(held) > mine:

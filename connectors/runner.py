@@ -48,6 +48,7 @@ class ConnectorOptions:
     backoff_base_s: float = 1.0
     backoff_max_s: float = 30.0
     lease_ttl_s: float = 10.0  # follow leases and membership expire this long after the last heartbeat
+    take_over_local_dead: bool = True  # a gone connector process of this machine: take its leases at once
 
 
 def describe_error(exc: BaseException, provider: Provider | None = None) -> tuple[str, str]:
@@ -193,7 +194,8 @@ class Connector:
                                                          timeout=httpx.Timeout(15.0))
             return clients[provider_id]
 
-        own = Ownership(self.dsn, self.holder, self.registry.ids(), self.opts.lease_ttl_s)
+        own = Ownership(self.dsn, self.holder, self.registry.ids(), self.opts.lease_ttl_s,
+                        self.opts.take_over_local_dead)
         writer = asyncio.ensure_future(self.writer.run(stop))
         owner = asyncio.ensure_future(self._own(own, stop, client_for))
         helpers = [asyncio.ensure_future(self._watchdog()), asyncio.ensure_future(self._watch_loop_lag())]

@@ -54,6 +54,9 @@ class Settings(BaseSettings):
         10.0, gt=0, description="Connectors sharing a database: a dead connector's providers move to the others "
         "this long after its last heartbeat (heartbeats every fifth of it; a connector that cannot reach Postgres "
         "for half of it stops following)")
+    connector_take_over_local_dead: bool = Field(
+        True, description="Take the providers of a connector process of this machine that is gone (killed, "
+        "crashed) at once instead of after its lease expires")
     retention: RetentionSettings = Field(default_factory=RetentionSettings)  # type: ignore[arg-type]
 
     @field_validator("database_url")

@@ -314,8 +314,13 @@ def sync_providers(conn: psycopg.Connection[Any], providers: Sequence[Provider])
                     ([p.id for p in providers],))
 
 
-def load_state(conn: psycopg.Connection[Any], provider_id: str) -> ProviderState:
-    """Rebuild a follower's cursors from what was committed (so a crash re-fetches, never skips)."""
+def load_state(conn: psycopg.Connection[Any], provider_id: str, log_tail_chars: int = 4096) -> ProviderState:
+    """Rebuild a follower's cursors from what was committed (so a crash re-fetches, never skips).
+
+    The last ``log_tail_chars`` of each log source are restored too: llama-swap replays its whole log history
+    to every new /api/events stream, and the follower keeps only what follows the stored tail, so a restart or a
+    takeover by another connector stores no log line twice.
+    """
     st = ProviderState()
     cur = conn.cursor()
     row = cur.execute("SELECT boot_marker FROM instance_boots WHERE provider_id=%s ORDER BY last_seen_at DESC, "
@@ -340,4 +345,8 @@ def load_state(conn: psycopg.Connection[Any], provider_id: str) -> ProviderState
     for model_id, state in cur.execute("SELECT model_id, state FROM models WHERE provider_id=%s AND state IS NOT NULL",
                                        (provider_id,)).fetchall():
         st.model_states[model_id] = state
+    for (source,) in cur.execute("SELECT DISTINCT source FROM logs WHERE provider_id=%s", (provider_id,)).fetchall():
+        texts = cur.execute("SELECT text FROM logs WHERE provider_id=%s AND source=%s "
+                            "ORDER BY received_at DESC, id DESC LIMIT 64", (provider_id, source)).fetchall()
+        st.log_tails[source] = "".join(t for (t,) in reversed(texts))[-log_tail_chars:]
     return st
