@@ -13,10 +13,11 @@ from tasks.warehouse import RETRIES, warehouse_engine
 
 
 @task(name="render-digest", tags=["postgres"], cache_policy=NO_CACHE, **RETRIES)
-def render_and_store_digest(kind: str, start: datetime) -> dict[str, Any]:
-    """Build the ``kind`` digest of the period starting at ``start``, store it; return id, title, Markdown."""
+def render_and_store_digest(kind: str, start: datetime, end: datetime | None = None) -> dict[str, Any]:
+    """Build the ``kind`` digest of the period starting at ``start`` (cut at ``end`` when given: "so far"),
+    store it; return id, title, Markdown."""
     engine = warehouse_engine()
-    rendered = digest.render_digest(digest.build_digest(engine, kind, start))
+    rendered = digest.render_digest(digest.build_digest(engine, kind, start, end))
     with engine.begin() as conn:
         report_id = digest.store_report(conn, rendered)
     return {

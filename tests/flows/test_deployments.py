@@ -53,6 +53,7 @@ def test_deploy_all_registers_every_deployment_idempotently(prefect_harness):
             "retention/hourly",
             "export-parquet/daily",
             "fleet-digest/daily",
+            "fleet-digest/today",
             "fleet-digest/weekly",
         ]
         + [n for n in names if n.startswith("bench")]
@@ -78,4 +79,7 @@ def test_deploy_all_registers_every_deployment_idempotently(prefect_harness):
     (sched,) = every.schedules
     assert sched.schedule.cron == "*/10 * * * *" and sched.schedule.timezone == "UTC"
     assert deps["fleet-digest/weekly"].parameters == {"kind": "weekly"}
+    assert deps["fleet-digest/today"].parameters == {"kind": "daily", "so_far": True}
+    (hourly,) = deps["fleet-digest/today"].schedules
+    assert hourly.schedule.cron == "7 * * * *"
     assert "kind" in deps["fleet-digest/weekly"].parameter_openapi_schema["properties"]

@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 import duckdb
 from sqlalchemy import text
 
-from tests.flows.synthetic import add_request, at, load_activity_scenario, load_gpu_scenario
+from tests.flows.synthetic import add_provider, add_request, at, load_activity_scenario, load_gpu_scenario
 
 DAY = date(2026, 3, 2)
 
@@ -115,3 +115,21 @@ def test_digest_flow_stores_the_report_and_publishes_an_artifact(prefect_harness
     assert again["id"] == out["id"]
     weekly = fleet_digest(kind="weekly", day=date(2026, 3, 4))
     assert weekly["title"].startswith("Fleet digest — week 2026-W10")
+
+
+def test_today_so_far_digest_has_todays_numbers(prefect_harness, flow_env, db):
+    """A new install has no closed day yet: the "today so far" digest shows today's requests."""
+    from flows.reports import fleet_digest
+    from warehouse.queries.reports import get_report
+
+    now = datetime.now(UTC)
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    with db.begin() as conn:
+        add_provider(conn)
+        for _ in range(3):
+            add_request(conn, today + (now - today) / 2, 1000, out=7)
+    out = fleet_digest(kind="daily", so_far=True)
+    assert (out["summary"]["requests"], out["summary"]["output_tokens"]) == (3, 21)
+    stored = get_report(db, out["id"])
+    assert stored is not None and stored.period_start == today and stored.period_end > now
+    assert stored.title.startswith(f"Fleet digest — {today:%Y-%m-%d} (so far, to ")

@@ -124,3 +124,20 @@ def test_stored_report_is_replaced_on_rerender(db):
 def test_build_digest_rejects_a_misaligned_start(db):
     with pytest.raises(ValueError):
         build_digest(db, "weekly", D + timedelta(days=1))
+
+
+def test_today_so_far_compares_with_the_same_hours_of_yesterday(db):
+    load_fleet(db)
+    with db.begin() as conn:  # yesterday after 13:00: outside the compared span
+        add_request(conn, at(14, 0, day=PREV), 100)
+        rollup_activity(conn, PREV, D)
+    d = build_digest(db, "daily", D, at(13, 0))
+    rep = render_digest(d)
+    assert rep.title == "Fleet digest — 2026-03-02 (so far, to 13:00 UTC)"
+    assert (rep.summary["requests"], rep.summary["previous"]["requests"]) == (5, 2)
+    assert rep.summary["period_end"] == "2026-03-02T13:00:00+00:00"
+    assert "compared with the same hours of the previous day (so far)." in rep.markdown
+    # boot a until 06:00, boot b from 06:00:30: 12h 59m 30s of 13 h
+    assert d.uptime.row(0, named=True)["uptime_s"] == 13 * 3600 - 30
+    with pytest.raises(ValueError):
+        build_digest(db, "daily", D, D + timedelta(days=1, seconds=1))
