@@ -178,8 +178,21 @@ class LlamaSwapProcess:
         self.proc = None
 
     def kill(self) -> None:
-        """``kill -9`` (the whole process group: llama-swap and its upstreams)."""
+        """``kill -9`` of llama-swap. Its upstreams run in process groups of their own and would survive as
+        orphans holding their ports (as they do in production); they are killed too, so the next start can
+        load models again."""
+        if self.proc is None:
+            return
+        import psutil
+
+        orphans: list[psutil.Process] = []
+        with contextlib.suppress(psutil.NoSuchProcess):
+            orphans = psutil.Process(self.proc.pid).children(recursive=True)
         self.stop(signal.SIGKILL)
+        for child in orphans:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.kill()
+        psutil.wait_procs(orphans, timeout=5)
 
     def restart(self) -> None:
         self.stop()
@@ -209,10 +222,11 @@ class SimulatorProcess(LlamaSwapProcess):
 @contextlib.contextmanager
 def run_llama_swap(
     config_text: str, port: int | None = None, which: str = "newest", workdir: Path | None = None,
-    kind: str = "real",
+    kind: str = "real", capture_delay_s: float = 0.05,
 ) -> Iterator[LlamaSwapProcess]:
     """Start a llama-swap (``kind`` "real": the binary of pin ``which``; "sim": ``demo.single``) on
-    ``config_text`` and stop it afterwards."""
+    ``config_text`` and stop it afterwards. ``capture_delay_s``: the simulator's gap between storing an activity
+    row and storing its capture (real llama-swap: microseconds)."""
     import tempfile
 
     wd = workdir or Path(tempfile.mkdtemp(prefix="llama-swap-"))
@@ -220,7 +234,7 @@ def run_llama_swap(
     cfg.write_text(config_text)
     ls: LlamaSwapProcess
     if kind == "sim":
-        ls = SimulatorProcess(cfg, port or free_port(), wd / "simulator.log")
+        ls = SimulatorProcess(cfg, port or free_port(), wd / "simulator.log", capture_delay_s)
     else:
         binary = find_llama_swap(which)
         if binary is None:
