@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from connectors.llama_swap import ProtocolError, parse_timestamp
 from connectors.llama_swap_api import Features, InflightTracker, LlamaSwapAPI, LlamaSwapError
 from engines.bench.gate import (
     BENCH_HEADER,
@@ -83,6 +84,10 @@ class BenchHost(Protocol):
     async def cancel(self, request_ids: Sequence[str]) -> int: ...
     async def describe(self, model_id: str, tag: str | None = None) -> HostInfo: ...
     async def power_samples(self) -> list[tuple[float, float]] | None: ...
+    async def last_request_at(self) -> datetime | None:
+        """When the host's newest request finished (None: it has served none); `LookupError` when unknowable."""
+        ...
+
     def watch_foreign(self, tag: str) -> contextlib.AbstractAsyncContextManager[ForeignWatch]: ...
 
 
@@ -187,6 +192,19 @@ class LlamaSwapHost:
         series = power_series(perf.get("gpu_stats"))
         return series if any(w > 0 for _, w in series) else None
 
+    async def last_request_at(self) -> datetime | None:
+        try:
+            page = await self.api.activity_page(sort="id", order="desc", limit=1)
+        except (LlamaSwapError, httpx.HTTPError) as exc:
+            raise LookupError(f"/api/metrics/activity: {exc}") from exc
+        rows = [r for r in page.get("data") or [] if isinstance(r, Mapping)]
+        if not rows:
+            return None
+        try:
+            return parse_timestamp(str(rows[0].get("timestamp", "")))
+        except ProtocolError as exc:
+            raise LookupError(f"/api/metrics/activity: {exc}") from exc
+
     @contextlib.asynccontextmanager
     async def watch_foreign(self, tag: str) -> AsyncIterator[ForeignWatch]:
         """Follow ``/api/events`` for the block's duration and collect ids of requests not tagged ``tag``."""
@@ -269,6 +287,9 @@ class OpenAIHost:
 
     async def power_samples(self) -> list[tuple[float, float]] | None:
         return None
+
+    async def last_request_at(self) -> datetime | None:
+        raise LookupError("a directly reached OpenAI-compatible server keeps no request history")
 
     @contextlib.asynccontextmanager
     async def watch_foreign(self, tag: str) -> AsyncIterator[ForeignWatch]:

@@ -1,11 +1,16 @@
-"""Composition used by both shells (CLI and the Prefect task): slot → gate → sweep → Postgres.
+"""Composition used by both shells (CLI and the Prefect task): lease → gate → sweep → Postgres.
 
 ``run_bench`` is what ``boocontrol bench run`` and ``tasks.bench`` call. It
 
 1. refuses (and records the refusal) unless ``confirm_takeover`` is true;
-2. takes the provider's host slot (`warehouse.hostslot.host_slot`) for the whole run, so no action and
-   no other benchmark can start on that host meanwhile (waits at most ``slot_wait_s``);
-3. runs `engines.bench.runner.run_sweep`, which checks the host's in-flight list under the slot,
+2. takes the provider's host lease (`warehouse.lease`, scope ``host``, heartbeated) for the whole run, so
+   no action, eval or other benchmark can start on that host meanwhile (waits at most ``slot_wait_s``; a
+   lease held elsewhere refuses the run, naming who holds it for what until when). A lease lost during the
+   run (broken by an operator, or expired and taken over) cancels the run (`HostLeaseLost`);
+   an unattended (scheduled) run (``unattended_idle_s`` set) does not wait for the lease and also needs the
+   host idle for that long (`engines.bench.unattended`); otherwise it is recorded as ``skipped`` with the
+   reason and `BenchSkipped` is raised;
+3. runs `engines.bench.runner.run_sweep`, which checks the host's in-flight list under the lease,
    warms, runs the points and restores the host;
 4. writes the run, each point as it finishes and every measured request through `StoreSink`.
 
@@ -15,10 +20,11 @@ Settings are not read here: the shells pass an Engine, a Provider and plain valu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -35,9 +41,9 @@ from engines.bench.options import BenchOptions
 from engines.bench.runner import BenchSpec, PointResult, Progress, RunHeader, RunOutcome, run_sweep
 from engines.bench.signals import cancel_on_sigterm
 from engines.bench.transport import LeanTransport
+from engines.bench.unattended import BenchSkipped, idle_refusal
 from engines.bench.workload import ReplayWorkload
-from warehouse import bench_store
-from warehouse.hostslot import SlotBusy, host_slot
+from warehouse import bench_store, lease
 
 log = logging.getLogger(__name__)
 
@@ -246,7 +252,10 @@ def record_refusal(
     run_uid: str,
     requested_by: str | None = None,
     inflight: int | None = None,
+    status: str = "refused",
 ) -> None:
+    """A run that never started: ``refused`` (no confirmation, host busy or leased) or ``skipped`` (an
+    unattended run whose host was not free and idle), with the reason in ``stop_reason``."""
     now = datetime.now(UTC)
     with engine.begin() as conn:
         bench_store.insert_run(
@@ -255,7 +264,7 @@ def record_refusal(
                 "run_uid": run_uid,
                 "provider_id": provider_id,
                 "model_id": model_id,
-                "status": "refused",
+                "status": status,
                 "mode": spec.mode,
                 "label": spec.label,
                 "workload_key": spec.workload_key(),
@@ -297,8 +306,13 @@ async def execute(
     requested_by: str | None = None,
     environ: Mapping[str, str] | None = None,
     run_uid: str | None = None,
+    unattended_idle_s: float | None = None,
+    lease_ttl_s: float = lease.DEFAULT_TTL_S,
 ) -> RunOutcome:
-    """Async form of `run_bench` (tests inject ``client``; the sync shells use `run_bench`)."""
+    """Async form of `run_bench` (tests inject ``client``; the sync shells use `run_bench`).
+
+    ``unattended_idle_s``: this is a scheduled run nobody watches; it starts only if the host lease is free
+    right now and the host has been idle that many seconds, else it is recorded ``skipped`` (`BenchSkipped`)."""
     run_uid = run_uid or uuid.uuid4().hex
     if not confirm_takeover:
         msg = "no takeover confirmation"
@@ -307,12 +321,22 @@ async def execute(
             "refusing to benchmark without an explicit takeover confirmation: a sweep saturates the host "
             "and every other client on it sees the slowdown (pass --yes-take-over / confirm_takeover=True)"
         )
+    unattended = unattended_idle_s is not None
+    keeper = lease.LeaseKeeper(
+        engine.url.render_as_string(hide_password=False), provider.id, lease.SCOPE_HOST,
+        f"bench run {run_uid[:12]} ({model_id})" + (", unattended" if unattended else ""),
+        holder=lease.holder_id("bench"), ttl_s=lease_ttl_s, wait_s=0.0 if unattended else slot_wait_s,
+    )  # fmt: skip
     try:
-        with host_slot(engine, provider.id, wait_s=slot_wait_s):
+        async with keeper, _cancel_when_lost(keeper):
             own = client is None
             http = client or make_client(spec)
             try:
                 host = make_host(provider, http, environ)
+                if unattended_idle_s is not None:
+                    why = await idle_refusal(host, unattended_idle_s)
+                    if why is not None:
+                        raise BenchSkipped(f"unattended run skipped: {why}")
                 return await run_sweep(
                     host,
                     model_id,
@@ -327,14 +351,55 @@ async def execute(
             finally:
                 if own:
                     await http.aclose()
-    except SlotBusy as exc:
+    except lease.LeaseHeld as exc:
+        if unattended:
+            msg = f"unattended run skipped: {exc}"
+            record_refusal(engine, provider.id, model_id, spec, msg, run_uid, requested_by, status="skipped")
+            raise BenchSkipped(msg) from exc
         record_refusal(engine, provider.id, model_id, spec, str(exc), run_uid, requested_by)
-        raise TakeoverRefused(str(exc)) from exc
+        raise TakeoverRefused(f"refusing to benchmark: {exc}") from exc
+    except BenchSkipped as exc:
+        record_refusal(engine, provider.id, model_id, spec, exc.reason, run_uid, requested_by, status="skipped")
+        raise
     except TakeoverRefused as exc:
         record_refusal(
             engine, provider.id, model_id, spec, exc.reason, run_uid, requested_by, len(exc.inflight)
         )
         raise
+
+
+class HostLeaseLost(RuntimeError):
+    """The run's host lease was broken or taken over while it ran; the run was cancelled and cleaned up."""
+
+
+LEASE_LOST = "the host lease was lost (broken by an operator, or expired and taken over)"
+
+
+@contextlib.asynccontextmanager
+async def _cancel_when_lost(keeper: lease.LeaseKeeper) -> AsyncIterator[None]:
+    """Cancel the block (with the reason, so the run row says it) when ``keeper`` reports its lease lost;
+    the block's `CancelledError` then leaves as `HostLeaseLost` unless someone else cancelled too."""
+    me = asyncio.current_task()
+    assert me is not None
+    fired = False
+
+    async def watch() -> None:
+        nonlocal fired
+        await keeper.lost.wait()
+        fired = True
+        me.cancel(LEASE_LOST)
+
+    watcher = asyncio.get_running_loop().create_task(watch())
+    try:
+        yield
+    except asyncio.CancelledError:
+        if fired and me.uncancel() == 0:
+            raise HostLeaseLost(f"benchmark cancelled: {LEASE_LOST}") from None
+        raise
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
 
 
 def run_bench(
@@ -348,6 +413,7 @@ def run_bench(
     slot_wait_s: float | None = 30.0,
     requested_by: str | None = None,
     environ: Mapping[str, str] | None = None,
+    unattended_idle_s: float | None = None,
 ) -> RunOutcome:
     """Run a benchmark to completion in a fresh event loop (Ctrl-C / SIGTERM cancel it cleanly; see
     `engines.bench.signals`).
@@ -367,6 +433,7 @@ def run_bench(
                     slot_wait_s=slot_wait_s,
                     requested_by=requested_by,
                     environ=environ,
+                    unattended_idle_s=unattended_idle_s,
                 )
             )
         )

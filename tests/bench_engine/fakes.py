@@ -8,6 +8,7 @@ import contextlib
 import json
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -89,6 +90,7 @@ class FakeHost:
     evict_on_warm: bool = False
     calls: list[str] = field(default_factory=list)
     power: list[tuple[float, float]] | None = None
+    last_request: datetime | None = None
 
     async def inflight(self) -> InflightSnapshot:
         self.calls.append("inflight")
@@ -118,6 +120,9 @@ class FakeHost:
 
     async def power_samples(self) -> list[tuple[float, float]] | None:
         return self.power
+
+    async def last_request_at(self) -> datetime | None:
+        return self.last_request
 
     @contextlib.asynccontextmanager
     async def watch_foreign(self, tag: str) -> AsyncIterator[ForeignWatch]:

@@ -19,8 +19,7 @@ from engines.bench.saturation import SaturationPolicy
 from engines.bench.service import StoreSink, execute, replay_workload
 from engines.bench.workload import LengthDist, SyntheticWorkload
 from tests.ui import seed
-from warehouse import bench_store
-from warehouse.hostslot import host_slot
+from warehouse import bench_store, lease
 from warehouse.queries import bench as q
 from warehouse.schema_bench import bench_points, bench_requests, bench_runs
 
@@ -120,20 +119,21 @@ def test_only_completed_runs_can_join_a_baseline(db: Engine) -> None:
             bench_store.set_baseline(conn, 424242)
 
 
-def test_refusals_are_recorded(db: Engine) -> None:
+def test_refusals_are_recorded(db: Engine, db_url: str) -> None:
     provider = Provider(id="p", label="p", base_url="http://127.0.0.1:9")
     with pytest.raises(TakeoverRefused, match="confirmation"):
         asyncio.run(execute(db, provider, "m", SPEC, confirm_takeover=False, requested_by="test"))
-    with host_slot(db, "p"):
-        with pytest.raises(TakeoverRefused, match="busy"):
+    with lease.hold(db_url, "p", lease.SCOPE_HOST, "warm qwen", holder="actions@box:1:abc"):
+        with pytest.raises(TakeoverRefused, match=r"refusing to benchmark: p \(host\) is held by actions@box:1:abc "
+                                                  r"for warm qwen since "):
             asyncio.run(execute(db, provider, "m", SPEC, confirm_takeover=True, slot_wait_s=0.2))
-    # slot free, but the host cannot be reached: in-flight state unknown → refused, nothing sent
+    # lease free, but the host cannot be reached: in-flight state unknown → refused, nothing sent
     with pytest.raises(TakeoverRefused, match="cannot be read"):
         asyncio.run(execute(db, provider, "m", SPEC, confirm_takeover=True, slot_wait_s=0.2))
     runs = q.list_runs(db, "p", "m")
     assert runs["status"].to_list() == ["refused"] * 3
     reasons = runs["stop_reason"].to_list()
-    assert any("confirmation" in r for r in reasons) and any("busy" in r for r in reasons)
+    assert any("confirmation" in r for r in reasons) and any("held by actions@box:1:abc" in r for r in reasons)
     assert q.list_runs(db, "p", "m", include_refused=False).is_empty()
     assert q.benchmarked_models(db).is_empty()
 

@@ -45,7 +45,7 @@ _RUNS_SQL = text(
     WHERE (CAST(:provider AS text) IS NULL OR r.provider_id = :provider)
       AND (CAST(:model AS text) IS NULL OR r.model_id = :model)
       AND (CAST(:workload_key AS text) IS NULL OR r.workload_key = :workload_key)
-      AND (:include_refused OR r.status <> 'refused')
+      AND (:include_refused OR r.status NOT IN ('refused', 'skipped'))
     ORDER BY r.started_at DESC, r.id DESC
     LIMIT :limit
     """
@@ -213,7 +213,7 @@ _MODELS_SQL = text(
            (SELECT count(*) FROM bench_baselines b
              WHERE b.provider_id = r.provider_id AND b.model_id = r.model_id) AS baseline_runs
     FROM bench_runs r
-    WHERE r.status <> 'refused'
+    WHERE r.status NOT IN ('refused', 'skipped')
     GROUP BY r.provider_id, r.model_id
     ORDER BY max(r.started_at) DESC
     """
