@@ -2,14 +2,18 @@
 
 ``python -m demo -n 5`` serves five simulated hosts on 127.0.0.1:19400.. with live traffic and writes a
 provider registry for them; ``start_demo_fleet_in_background`` / ``demo_fleet_in_thread`` do the same for tests
-on free ports. The wire contract is llama-swap after v250 (commit 0bdb372) as described in
+on free ports. ``python -m demo.single -config cfg.yaml -listen 127.0.0.1:PORT`` runs ONE simulated instance as its
+own OS process, configured from a llama-swap config file and with llama-swap's process lifecycle (SIGTERM
+stops, SIGKILL kills, SIGHUP reloads; ``store.path`` survives restarts) - the resilience scenarios run on it.
+The wire contract is llama-swap after v250 (commit 0bdb372) as described in
 ``/work/shared/reference/llama-swap-api.md``: SSE framing and double-encoded envelopes, activity rows and
 their query parameters, captures, in-flight deltas, performance samples, Prometheus text, hardware, unload,
 auth, object-shaped error bodies.
 
 Modules: ``simulator`` (state machine, inference path, activity/captures/events), ``instance`` (HTTP API),
 ``traffic`` (seeded clients), ``telemetry`` (synthetic host/GPU samples), ``activity`` (store, queries, token
-parsing), ``wire`` (Go-style JSON/time/header/error encoding), ``fleet`` (many instances, one loop, registry).
+parsing), ``wire`` (Go-style JSON/time/header/error encoding), ``fleet`` (many instances, one loop, registry),
+``single`` (one instance as a process, llama-swap's config file and signals).
 
 **This is a simulation and deviates from real llama-swap** in these known ways:
 
@@ -17,18 +21,32 @@ parsing), ``wire`` (Go-style JSON/time/header/error encoding), ``fleet`` (many i
   answers a minimal llama-server imitation (``/`` -> HTML 200, ``/health``; chat/completions POSTs are metered).
 * Only ``/v1/chat/completions`` and ``/v1/completions`` are inference routes (no embeddings, audio, images,
   ``/v1/messages``, ``/v/...`` twins, multipart routes); no peers, profiles (always ``null``), selectors,
-  matrix routing, config reload, ``/logs/stream``, ``sendLoadingState`` or CORS preflights.
+  matrix routing, ``/logs/stream``, ``sendLoadingState`` or CORS preflights.
 * Groups support ``swap``/``exclusive`` but not ``persistent``; the scheduler is "wait until the models to
   evict are idle" rather than a strict FIFO queue; queue priority metadata is always ``fifo_priority: "0"``.
 * Token counts are estimated (about 4 characters per token over a ChatML rendering of the messages); prompt
   caching is a common-prefix estimate; generated text is filler words.
-* Captures are zlib- (not zstd-) compressed and the 5 MB budget counts zlib bytes; the activity store is a
-  capped deque, not SQLite, and ``store.path`` persistence does not exist.
+* Captures are zlib- (not zstd-) compressed and the 5 MB budget counts zlib bytes. The activity store is a
+  capped deque in memory, or with ``store.path`` a JSON-lines file (not SQLite; same ids, never pruned, ids
+  continue after a restart or ``kill -9``). Like llama-swap, a row is stored (and queryable) before its
+  capture, and announced on ``/api/events`` after it; the gap is ``capture_delay_s`` (0 in the fleet, 0.05 s
+  in ``demo.single``, microseconds in llama-swap).
+* Config reload (``SimulatedInstance.reload``; SIGHUP in ``demo.single``, no ``-watch-config``): the old
+  server's models vanish at once (their requests are cut; no ``stopping`` state is published) and
+  the new ones start ``stopped``; streams close, captures and in-flight ids reset; boot marker, logs and
+  activity stay (a new store only if ``store.path`` changed). A reload of an invalid file is logged and ignored.
+* ``demo.single`` reads only the config subset the tests use (models with ``cmd``/``proxy``/``ttl``/``name``/
+  ``description``/``unlisted``/``aliases``, groups, ``startPort``, ``captureBuffer``, ``performance``,
+  ``metricsMaxInMemory``, ``store.path``, ``apiKeys``); ``cmd`` is never executed (no upstream processes, so a
+  ``kill -9`` leaves no orphans), every model loads in ``-load-seconds``; ``logLevel``, ``healthCheckTimeout``,
+  macros and other keys are ignored, not validated.
 * Telemetry is synthetic (every GPU looks like an NVIDIA board); ``perf_every_s`` may be below 5 s.
 * Log lines imitate llama-swap/llama-server wording but are not byte-identical; error messages are plausible
   texts, not copies of upstream's strings.
 * Demo-only request header ``X-Demo-Fault: error|crash|start-fail`` triggers the failure paths.
-* Each instance uses one fixed UTC offset (fleet hosts get varied ones) instead of following the local zone.
+* Each instance uses one fixed UTC offset (fleet hosts get varied ones; ``demo.single`` takes the host's offset
+  at start, ``TZ`` honoured) instead of following the local zone through DST changes. Activity timestamps are
+  whole seconds in that offset and ``captured_at`` is UTC with nanoseconds, as in llama-swap.
 * Activity/capture/perf memory is per instance; 500 instances with full 1000-row stores need about 2.5 GB.
 """
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install what BooControl needs on a Debian machine: system packages (only those missing), a venv in
-# .venv with the project, and with --test everything the test suite needs (chromium, bubblewrap, the
-# real llama-swap via `go install`, llama.cpp's llama-server built from the llama-cpp-python sdist).
+# .venv with the project, and with --test everything the test suite needs (chromium, bubblewrap,
+# llama.cpp's llama-server built from the llama-cpp-python sdist). A real llama-swap is optional (see below).
 # Idempotent; expensive builds are cached under ~/.cache/boocontrol.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,37 +35,19 @@ echo "== python environment ready (.venv)"
 
 [ $TEST = 1 ] || exit 0
 
-# --- the real llama-swap, installed from the Go module proxy at pinned revisions -------------------
-# name (= cache dir) and Go version of each pinned revision (see tests/support/llamaswap.py)
-declare -A LS_PINS=(
-  [0bdb3720199f530b622a1934c0db89f32c94819c]=v0.0.0-20260822162957-0bdb3720199f
-  [v250]=v0.0.0-20260814154540-60226b63776e
-)
-command -v go >/dev/null || echo "## no Go toolchain on PATH (llama-swap needs Go >= 1.26.1; GOTOOLCHAIN=auto fetches it)"
-for dir in "${!LS_PINS[@]}"; do
-  ver="${LS_PINS[$dir]}"
-  out="$CACHE/llama-swap/$dir"
-  if [ -x "$out/llama-swap" ] && [ -x "$out/simple-responder" ]; then
-    echo "== llama-swap $dir: cached ($(cat "$out/PROVENANCE" 2>/dev/null || echo 'go install'))"; continue
-  fi
-  mkdir -p "$out"
-  : > "$out/go-install.err"
-  ok=1
-  for pkg in "" /cmd/simple-responder /cmd/fake-model; do
-    GOBIN="$out" GOFLAGS=-buildvcs=false go install "github.com/mostlygeek/llama-swap$pkg@$ver" 2>>"$out/go-install.err" || ok=0
-  done
-  if [ $ok = 1 ]; then
-    echo "installed by go install github.com/mostlygeek/llama-swap@$ver" > "$out/PROVENANCE"
-    echo "== llama-swap $dir: installed"
-  else
-    echo "################################################################################"
-    echo "## REAL LLAMA-SWAP NOT INSTALLED ($dir): the Go module proxy refused it:"
-    sed 's/^/##   /' "$out/go-install.err" | head -3
-    echo "## Tests that need it will be SKIPPED with this reason; the connector contract"
-    echo "## still runs against the demo fleet."
-    echo "################################################################################"
-  fi
-done
+# --- the real llama-swap: not installable from a registry ----------------------------------------
+# The Go module proxy answers 403 for llama-swap, so nothing is installed here. The resilience scenarios
+# always run against the simulator (demo.single); they also run against a real binary when one is provided.
+ls_found="${BOOCONTROL_LLAMA_SWAP_BIN:-}"
+[ -n "$ls_found" ] || ls_found="$(ls "$CACHE"/llama-swap/*/llama-swap 2>/dev/null | head -1 || true)"
+if [ -n "$ls_found" ] && [ -x "$ls_found" ]; then
+  echo "== real llama-swap: $ls_found (the resilience scenarios run against it and against the simulator)"
+else
+  echo "== llama-swap cannot come from the registry: the resilience scenarios run against the simulator."
+  echo "   To also run them against a real one, set BOOCONTROL_LLAMA_SWAP_BIN to a llama-swap binary"
+  echo "   (simple-responder beside it, or BOOCONTROL_SIMPLE_RESPONDER_BIN) or place binaries in"
+  echo "   $CACHE/llama-swap/<rev>/."
+fi
 
 # --- llama.cpp's llama-server, built from the llama-cpp-python source package (cached) -----------
 PYTHON=.venv/bin/python bash scripts/build-llama-server.sh >/dev/null

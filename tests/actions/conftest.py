@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.llamaswap import find_llama_swap, simple_responder_path
+from tests.support.targets import real_missing_reason
 
 
 @pytest.fixture(scope="session")
@@ -13,9 +14,7 @@ def ls_bins() -> tuple[Path, Path]:
     responder = simple_responder_path("newest")
     binary = find_llama_swap("newest")
     if responder is None or binary is None:
-        pytest.skip(
-            "REAL LLAMA-SWAP NOT INSTALLED (see .ci/run output); action logic is covered by the fakes"
-        )
+        pytest.skip(real_missing_reason() or "simple-responder not found")
     fake_model = responder.parent / "fake-model"
     if not fake_model.exists():
         pytest.skip("fake-model test upstream not installed next to llama-swap")

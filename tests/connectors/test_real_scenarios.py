@@ -326,7 +326,7 @@ def test_older_release_without_id_filters(which, db, db_url, tmp_path):
     from tests.support.llamaswap import simple_responder_path
 
     if find_llama_swap(which) is None:
-        pytest.skip(f"REAL LLAMA-SWAP {which} NOT INSTALLED: the Go module proxy did not deliver it")
+        pytest.skip(f"REAL LLAMA-SWAP {which} NOT FOUND: place its binaries in ~/.cache/boocontrol/llama-swap/{which}/")
     cfg = responder_config(simple_responder_path(which), start_port=free_port_block(),
                            extra="metricsMaxInMemory: 4")
     binary = find_llama_swap(which)
