@@ -285,8 +285,10 @@ def status(settings: Settings) -> None:
 
 def _register_subgroups() -> None:
     from cli.bench import bench
+    from cli.lease import lease
 
     cli.add_command(bench)
+    cli.add_command(lease)
 
 
 _register_subgroups()
