@@ -345,8 +345,9 @@ def load_state(conn: psycopg.Connection[Any], provider_id: str, log_tail_chars: 
     for model_id, state in cur.execute("SELECT model_id, state FROM models WHERE provider_id=%s AND state IS NOT NULL",
                                        (provider_id,)).fetchall():
         st.model_states[model_id] = state
-    for (source,) in cur.execute("SELECT DISTINCT source FROM logs WHERE provider_id=%s", (provider_id,)).fetchall():
+    for source in ("proxy", "upstream"):  # llama-swap's two log streams (a scan for DISTINCT would read them all)
         texts = cur.execute("SELECT text FROM logs WHERE provider_id=%s AND source=%s "
                             "ORDER BY received_at DESC, id DESC LIMIT 64", (provider_id, source)).fetchall()
-        st.log_tails[source] = "".join(t for (t,) in reversed(texts))[-log_tail_chars:]
+        if texts:
+            st.log_tails[source] = "".join(t for (t,) in reversed(texts))[-log_tail_chars:]
     return st
