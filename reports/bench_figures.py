@@ -11,7 +11,7 @@ from typing import Any
 import plotly.graph_objects as go
 import polars as pl
 
-from reports.figures import MUTED, PALETTE, TEMPLATE
+from reports.figures import MUTED, PALETTE, TEMPLATE, plot_text
 
 METRICS: dict[str, tuple[str, str]] = {
     "output_throughput": ("Output throughput", "tok/s"),
@@ -69,7 +69,7 @@ def sweep_curves(points: pl.DataFrame, metric: str, mode: str, band: pl.DataFram
     for i, (_key, run) in enumerate(pts.group_by("run_id", maintain_order=True)):
         run = run.sort("level")
         color = PALETTE[i % len(PALETTE)]
-        label = str(run["run_label"][0])
+        label = plot_text(run["run_label"][0])
         sat = run["saturated"].to_list()
         fig.add_trace(
             go.Scatter(
@@ -104,7 +104,7 @@ def pareto(points: pl.DataFrame, x: str = "output_throughput", y: str = "tpot_p5
         return _empty(title, "no sweep points for this selection")
     fig = go.Figure(layout={"template": TEMPLATE, "title": title, "height": 380})
     for i, (_key, run) in enumerate(points.group_by("run_id", maintain_order=True)):
-        label = str(run["run_label"][0])
+        label = plot_text(run["run_label"][0])
         text = [f"{m}={lv:g}" for m, lv in zip(run["mode"].to_list(), run["level"].to_list(), strict=True)]
         fig.add_trace(
             go.Scatter(

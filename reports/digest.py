@@ -238,8 +238,8 @@ def _sections(d: Digest, summary: dict[str, Any]) -> list[Section]:
     for r in d.usage.iter_rows(named=True):
         usage.rows.append(
             [
-                r["provider_id"],
-                r["model_id"],
+                FleetText(r["provider_id"]),
+                FleetText(r["model_id"]),
                 _int(r["requests"]),
                 _int(r["input_tokens"]),
                 _int(r["cache_tokens"]),
@@ -266,8 +266,8 @@ def _sections(d: Digest, summary: dict[str, Any]) -> list[Section]:
     for r in d.speeds.iter_rows(named=True):
         speeds.rows.append(
             [
-                r["provider_id"],
-                r["model_id"],
+                FleetText(r["provider_id"]),
+                FleetText(r["model_id"]),
                 _int(r["gen_n"]),
                 _num(r["gen_p50"]),
                 _num(r["gen_p95"]),
@@ -290,8 +290,8 @@ def _sections(d: Digest, summary: dict[str, Any]) -> list[Section]:
     for r in d.uptime.iter_rows(named=True):
         uptime.rows.append(
             [
-                r["provider_id"],
-                r["version"] or "—",
+                FleetText(r["provider_id"]),
+                FleetText(r["version"]) if r["version"] else "—",
                 _int(r["boots"]),
                 _int(r["restarts"]),
                 _hours(r["uptime_s"]),
@@ -303,7 +303,8 @@ def _sections(d: Digest, summary: dict[str, Any]) -> list[Section]:
     for r in d.errors.iter_rows(named=True):
         msg = (r["error_msg"] or "").replace("\n", " ")
         errors.rows.append(
-            [r["provider_id"], r["model_id"], str(r["status_code"]), msg[:120], _int(r["count"])]
+            [FleetText(r["provider_id"]), FleetText(r["model_id"]), str(r["status_code"]), FleetText(msg[:120]),
+             _int(r["count"])]  # fmt: skip
         )
     if not errors.rows:
         errors.lines.append("No failed requests.")
@@ -317,14 +318,26 @@ def _sections(d: Digest, summary: dict[str, Any]) -> list[Section]:
         mean = r["load_ms_sum"] / r["loads_timed"] / 1000 if r["loads_timed"] else None
         mx = r["load_ms_max"] / 1000 if r["load_ms_max"] is not None else None
         swaps.rows.append(
-            [r["provider_id"], r["model_id"], _int(r["swaps"]), _int(r["loads_timed"]), _num(mean), _num(mx)]
+            [FleetText(r["provider_id"]), FleetText(r["model_id"]), _int(r["swaps"]), _int(r["loads_timed"]),
+             _num(mean), _num(mx)]  # fmt: skip
         )
     if not swaps.rows:
         swaps.lines.append("No model loads.")
     return [head, usage, hours, speeds, uptime, errors, swaps]
 
 
+class FleetText(str):
+    """A table cell that came from the fleet (provider and model ids, versions, error messages)."""
+
+
+_MD_SPECIAL = set("\\`*_{}[]()<>#+-.!|~$:&\"'")
+
+
 def _md_cell(s: str) -> str:
+    """Fleet text is escaped whole (so ``*x*`` or ``[a](b)`` in a model id stays text); our own cells only
+    need their ``|`` escaped."""
+    if isinstance(s, FleetText):
+        return "".join("\\" + ch if ch in _MD_SPECIAL else ch for ch in s)
     return s.replace("|", "\\|")
 
 
@@ -345,10 +358,11 @@ def _markdown(title: str, sections: list[Section]) -> str:
 
 
 _CSS = """
-body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
-table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ddd;padding:4px 8px}
-td:not(:nth-child(-n+2)){text-align:right}th{background:#f4f4f4}h2{margin-top:1.6em}
-"""
+body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#c9d6e3;background:#0a0e14}
+h1,h2{color:#00e5ff;letter-spacing:.04em}h2{margin-top:1.6em}
+table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #1f2a36;padding:4px 8px}
+td:not(:nth-child(-n+2)){text-align:right}th{background:#111821;color:#6b7c8f}
+"""  # the cockpit's colours (reports.figures), so the embedded figures sit on their own background
 
 _CDN_SCRIPT = re.compile(r'<script[^>]*src="https://cdn\.plot\.ly/[^"]+"[^>]*></script>')
 

@@ -1,18 +1,37 @@
 """Plotly figures of the fleet digest and of the long-range trends on the Analysis page.
 
 Plain ``DataFrame -> Figure`` functions, no Streamlit: the digest embeds them in its HTML, pages show them.
+They use the app's ``boocontrol`` template (dark, like the cockpit), escape every name from the fleet, and
+draw periods (days, weeks, months) as labelled categories so one period never gets sub-second ticks.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import date, datetime, timedelta
+from typing import Any
+
 import plotly.graph_objects as go
 import polars as pl
 
-LAYOUT = {"template": "plotly_white", "margin": {"l": 40, "r": 20, "t": 50, "b": 40}, "height": 360}
+from reports.figures import TEMPLATE, pad_single_x, plot_text
+
+LAYOUT = {"template": TEMPLATE, "margin": {"l": 56, "r": 20, "t": 50, "b": 40}, "height": 360}
+HOUR = timedelta(hours=1)
 
 
 def _label(df: pl.DataFrame) -> list[str]:
-    return [f"{p}/{m}" for p, m in zip(df["provider_id"], df["model_id"], strict=True)]
+    return [plot_text(f"{p}/{m}") for p, m in zip(df["provider_id"], df["model_id"], strict=True)]
+
+
+def _periods(values: Sequence[Any]) -> list[str]:
+    """Period starts as category labels (``2026-03-02``)."""
+    return [v.date().isoformat() if isinstance(v, datetime) else v.isoformat() if isinstance(v, date) else str(v)
+            for v in values]  # fmt: skip
+
+
+def _category_x(fig: go.Figure) -> None:
+    fig.update_xaxes(type="category", categoryorder="category ascending")
 
 
 def tokens_by_model(usage: pl.DataFrame, top: int = 15) -> go.Figure:
@@ -35,8 +54,18 @@ def requests_by_hour(hourly: pl.DataFrame) -> go.Figure:
     fig = go.Figure()
     for pid in sorted(set(hourly["provider_id"].to_list())):
         part = hourly.filter(pl.col("provider_id") == pid)
-        fig.add_bar(name=pid, x=part["bucket_start"].to_list(), y=part["requests"].to_list())
+        starts = part["bucket_start"].to_list()
+        fig.add_bar(
+            name=plot_text(pid),
+            x=[t + HOUR / 2 for t in starts],  # a bar spans its hour
+            y=part["requests"].to_list(),
+            width=HOUR.total_seconds() * 1000 * 0.9,
+            customdata=[f"{t:%Y-%m-%d %H:00}–{t + HOUR:%H:00} UTC" for t in starts],
+            hovertemplate=f"%{{customdata}}<br>%{{y:,}} requests<extra>{plot_text(pid)}</extra>",
+        )
     fig.update_layout(title="Requests per hour (UTC)", barmode="stack", yaxis_title="requests", **LAYOUT)
+    fig.update_xaxes(type="date", title="hour (UTC)")
+    pad_single_x(fig, [t + HOUR / 2 for t in hourly["bucket_start"].to_list()], 2 * HOUR)
     return fig
 
 
@@ -63,12 +92,14 @@ def usage_trend(usage: pl.DataFrame) -> go.Figure:
     for pid in sorted(set(usage["provider_id"].to_list())):
         part = usage.filter(pl.col("provider_id") == pid)
         fig.add_bar(
-            name=f"{pid} output tokens", x=part["period"].to_list(), y=part["output_tokens"].to_list()
+            name=plot_text(f"{pid} output tokens"),
+            x=_periods(part["period"].to_list()),
+            y=part["output_tokens"].to_list(),
         )
     totals = usage.group_by("period").agg(pl.col("requests").sum()).sort("period")
     fig.add_scatter(
         name="requests",
-        x=totals["period"].to_list(),
+        x=_periods(totals["period"].to_list()),
         y=totals["requests"].to_list(),
         yaxis="y2",
         mode="lines+markers",
@@ -77,9 +108,16 @@ def usage_trend(usage: pl.DataFrame) -> go.Figure:
         title="Tokens and requests",
         barmode="stack",
         yaxis_title="output tokens",
-        yaxis2={"title": "requests", "overlaying": "y", "side": "right", "showgrid": False},
+        yaxis2={
+            "title": "requests",
+            "overlaying": "y",
+            "side": "right",
+            "showgrid": False,
+            "rangemode": "tozero",
+        },
         **LAYOUT,
     )
+    _category_x(fig)
     return fig
 
 
@@ -87,12 +125,14 @@ def speed_trend(speeds: pl.DataFrame) -> go.Figure:
     """Generation-speed p50 (solid) and p95 (dotted) per provider/model over time."""
     fig = go.Figure()
     for (pid, mid), part in speeds.sort("period").group_by(["provider_id", "model_id"], maintain_order=True):
-        x = part["period"].to_list()
-        fig.add_scatter(name=f"{pid}/{mid} p50", x=x, y=part["gen_p50"].to_list(), mode="lines+markers")
+        x = _periods(part["period"].to_list())
+        name = plot_text(f"{pid}/{mid}")
+        fig.add_scatter(name=f"{name} p50", x=x, y=part["gen_p50"].to_list(), mode="lines+markers")
         fig.add_scatter(
-            name=f"{pid}/{mid} p95", x=x, y=part["gen_p95"].to_list(), mode="lines", line={"dash": "dot"}
+            name=f"{name} p95", x=x, y=part["gen_p95"].to_list(), mode="lines+markers", line={"dash": "dot"}
         )
     fig.update_layout(title="Generation speed (tokens/s)", yaxis_title="tokens/s", **LAYOUT)
+    _category_x(fig)
     return fig
 
 
@@ -101,6 +141,7 @@ def energy_trend(energy: pl.DataFrame) -> go.Figure:
     fig = go.Figure()
     for pid in sorted(set(energy["provider_id"].to_list())):
         part = energy.filter(pl.col("provider_id") == pid)
-        fig.add_bar(name=pid, x=part["period"].to_list(), y=part["energy_kwh"].to_list())
+        fig.add_bar(name=plot_text(pid), x=_periods(part["period"].to_list()), y=part["energy_kwh"].to_list())
     fig.update_layout(title="GPU energy (kWh)", barmode="stack", yaxis_title="kWh", **LAYOUT)
+    _category_x(fig)
     return fig

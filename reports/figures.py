@@ -8,6 +8,7 @@ page and in reports. Every axis title carries its unit.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import plotly.graph_objects as go
@@ -68,6 +69,28 @@ def _register() -> None:
 
 
 _register()
+
+
+def plot_text(value: object) -> str:
+    """Text from the fleet (model ids, host names, run labels) made safe for a Plotly title, legend, tick or
+    hover label: Plotly reads ``<b>``-style tags and ``&…;`` entities there, and ``%{…}`` in hover templates."""
+    return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("%", "&#37;")
+
+
+def pad_single_x(fig: go.Figure, xs: Sequence[Any], pad: timedelta) -> None:
+    """A time axis with one distinct x gets ``±pad`` around it: Plotly would zoom into a microsecond and
+    print ticks like ``23:59:59.9996``."""
+    distinct = {x for x in xs if x is not None}
+    if len(distinct) == 1:
+        (x,) = distinct
+        fig.update_xaxes(type="date", range=[_iso(x - pad), _iso(x + pad)])
+
+
+def _iso(t: Any) -> str:
+    """A datetime as Plotly's axis wants it (UTC wall time, no offset; the axes are titled UTC)."""
+    if isinstance(t, datetime) and t.tzinfo is not None:
+        t = t.astimezone(UTC).replace(tzinfo=None)
+    return str(t.isoformat(sep=" "))
 
 
 def _empty(title: str, message: str = "no data in this window") -> go.Figure:
@@ -158,8 +181,9 @@ def time_series(
     hosts = df["provider_id"].unique().to_list() if "provider_id" in df.columns else []
     seen: dict[str, int] = {}
     for part in df.partition_by(series, maintain_order=True):
-        name = str(part[series][0])
-        host = str(part["provider_id"][0]) if "provider_id" in part.columns else name
+        raw = str(part[series][0])
+        name = plot_text(raw)
+        host = str(part["provider_id"][0]) if "provider_id" in part.columns else raw
         dash = DASHES[seen.get(host, 0) % len(DASHES)]
         seen[host] = seen.get(host, 0) + 1
         values = [None if v is None else v * scale for v in part[y].to_list()]
@@ -175,16 +199,18 @@ def time_series(
         )
     fig.update_yaxes(title=unit, range=list(y_range) if y_range else None)
     fig.update_xaxes(title="time (UTC)")
+    pad_single_x(fig, df[x].to_list(), timedelta(minutes=5))
     return fig
 
 
 def state_timeline(df: pl.DataFrame, title: str) -> go.Figure:
     """Horizontal state bars from `warehouse.queries.models.state_timeline` (one row: the model)."""
+    title = plot_text(title)
     if df.height == 0:
         return _empty(title, "no state changes recorded in this window")
     fig = go.Figure(layout={"template": TEMPLATE, "title": title, "height": 200, "barmode": "overlay"})
     for state, part in df.group_by("state", maintain_order=True):
-        name = str(state[0])
+        name = plot_text(state[0])
         starts, ends = part["since"].to_list(), part["until"].to_list()
         dur_ms = [(b - a).total_seconds() * 1000 for a, b in zip(starts, ends, strict=True)]
         fig.add_trace(
@@ -206,6 +232,7 @@ def state_timeline(df: pl.DataFrame, title: str) -> go.Figure:
 
 def load_times(df: pl.DataFrame, title: str) -> go.Figure:
     """Load time (s) of each timed load from `warehouse.queries.models.model_loads`."""
+    title = plot_text(title)
     timed = df.filter(pl.col("load_ms").is_not_null())
     if timed.height == 0:
         return _empty(title, "no timed loads (starting → ready) recorded")
@@ -221,4 +248,5 @@ def load_times(df: pl.DataFrame, title: str) -> go.Figure:
     )
     fig.update_yaxes(title="load time (s)", rangemode="tozero")
     fig.update_xaxes(title="ready at (UTC)")
+    pad_single_x(fig, timed["ready_at"].to_list(), timedelta(hours=1))
     return fig

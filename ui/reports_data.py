@@ -11,6 +11,7 @@ import polars as pl
 import streamlit as st
 
 from reports.digest import inline_plotlyjs
+from reports.figures import TEMPLATE
 from ui.data import engine
 from warehouse.queries import reports as q
 
@@ -37,6 +38,10 @@ def standalone_html(report_id: int) -> str:
 
 
 def report_figures(stored: q.StoredReport) -> dict[str, go.Figure]:
-    """The report's Plotly figures, rebuilt from their stored JSON."""
+    """The report's Plotly figures, rebuilt from their stored JSON in the app's own template (reports
+    stored before the figures were themed carry a white one)."""
     figs: dict[str, Any] = stored.figures or {}
-    return {name: pio.from_json(json.dumps(spec)) for name, spec in figs.items()}
+    out = {name: pio.from_json(json.dumps(spec)) for name, spec in figs.items()}
+    for fig in out.values():
+        fig.update_layout(template=TEMPLATE)
+    return out

@@ -82,3 +82,31 @@ def test_analysis_page_reads_the_lake(ui_env, db):
     at.selectbox(key="analysis_grain").set_value("month").run()
     assert not at.exception
     assert len(at.dataframe[-1].value) == 3  # the lake inventory
+
+
+def test_reports_page_draws_figures_dark_and_fleet_names_as_text(ui_env, db):
+    """Stored figures come back in the app's template (even a report stored with a white one) and a hostile
+    model id stays literal text in the Markdown and in the chart legend/ticks."""
+    import json
+
+    from reports.figures import BG
+    from tests.flows.synthetic import add_provider, add_request, at
+
+    load_activity_scenario(db)
+    with db.begin() as conn:
+        add_provider(conn)
+        add_request(conn, at(12, 30), 100, model='bad"name<b>*x*')
+        rollup_window(conn, D, D + timedelta(days=1))
+    rendered = render_digest(build_digest(db, "daily", D))
+    old_white = {k: {**v, "layout": {**v["layout"], "template": {"layout": {"paper_bgcolor": "white"}}}}
+                 for k, v in rendered.figures.items()}  # fmt: skip
+    with db.begin() as conn:
+        store_report(conn, type(rendered)(**{**rendered.__dict__, "figures": old_white}))
+    at_ = run("7_Reports.py")
+    charts = [json.loads(c.proto.spec) for c in at_.get("plotly_chart")]
+    assert len(charts) == 3
+    assert {c["layout"]["template"]["layout"]["paper_bgcolor"] for c in charts} == {BG}
+    tokens = next(c for c in charts if c["layout"]["title"]["text"] == "Tokens per provider/model")
+    assert 'p1/bad"name&lt;b&gt;*x*' in tokens["data"][0]["y"]
+    body = "\n".join(m.value for m in at_.markdown)
+    assert '| p1 | bad\\"name\\<b\\>\\*x\\* | 1 | 10 | 0 | 5 | 0 | 0.0 |' in body

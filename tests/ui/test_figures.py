@@ -67,3 +67,73 @@ def test_state_timeline_bars() -> None:
     fig = figures.state_timeline(df, "m")
     ready = next(t for t in fig.data if t.name == "ready")
     assert list(ready.x) == [300_000.0, 120_000.0] and ready.marker.color == figures.STATE_COLORS["ready"]
+
+
+HOSTILE = 'bad"name<b>%{y}&amp;'
+ESCAPED = 'bad"name&lt;b&gt;&#37;{y}&amp;amp;'
+
+
+def test_fleet_names_are_escaped_in_every_figure() -> None:
+    from reports import bench_figures, digest_figures
+
+    assert figures.plot_text(HOSTILE) == ESCAPED
+    series = pl.DataFrame(
+        {"provider_id": [HOSTILE] * 2, "t": [T, T + timedelta(minutes=1)], "cpu": [1.0, 2.0]}
+    )
+    ts = figures.time_series(series, "cpu", "CPU", "%")
+    assert ts.data[0].name == ESCAPED and ESCAPED in ts.data[0].hovertemplate
+    tl = pl.DataFrame({"state": ["ready"], "since": [T], "until": [T + timedelta(minutes=1)]})
+    assert figures.state_timeline(tl, f"p/{HOSTILE} — state").layout.title.text == f"p/{ESCAPED} — state"
+    usage = pl.DataFrame(
+        {
+            "provider_id": ["p"],
+            "model_id": [HOSTILE],
+            "input_tokens": [1],
+            "cache_tokens": [0],
+            "output_tokens": [2],
+        }
+    )
+    assert list(digest_figures.tokens_by_model(usage).data[0].y) == [f"p/{ESCAPED}"]
+    hourly = pl.DataFrame({"bucket_start": [T], "provider_id": [HOSTILE], "requests": [3]})
+    assert digest_figures.requests_by_hour(hourly).data[0].name == ESCAPED
+    points = pl.DataFrame(
+        {"run_id": [1], "run_label": [HOSTILE], "mode": ["concurrency"], "level": [1.0], "tpot_p50_ms": [5.0],
+         "saturated": [False], "saturation_reason": [None]}
+    )  # fmt: skip
+    curve = bench_figures.sweep_curves(points, "tpot_p50_ms", "concurrency")
+    assert curve.data[0].name == ESCAPED and HOSTILE not in curve.data[0].hovertemplate
+
+
+def test_one_point_gets_a_sane_time_axis() -> None:
+    """One load, one sample, one hour: the axis spans a readable range around it (Plotly alone zooms into
+    a microsecond: ticks like 23:59:59.9996)."""
+    loads = pl.DataFrame({"ready_at": [T], "load_ms": [3000]})
+    assert list(figures.load_times(loads, "Load times").layout.xaxis.range) == [
+        "2026-11-19 23:00:00",
+        "2026-11-20 01:00:00",
+    ]
+    one = pl.DataFrame({"provider_id": ["a"], "t": [T], "cpu": [5.0]})
+    assert list(figures.time_series(one, "cpu", "CPU", "%").layout.xaxis.range) == [
+        "2026-11-19 23:55:00",
+        "2026-11-20 00:05:00",
+    ]
+    two = pl.DataFrame({"provider_id": ["a", "a"], "t": [T, T + timedelta(minutes=1)], "cpu": [5.0, 6.0]})
+    assert figures.time_series(two, "cpu", "CPU", "%").layout.xaxis.range is None  # Plotly's autorange
+
+
+def test_digest_and_trend_figures_use_the_app_theme_and_category_periods() -> None:
+    from datetime import date
+
+    from reports import digest_figures
+
+    hourly = pl.DataFrame({"bucket_start": [T], "provider_id": ["p"], "requests": [3]})
+    fig = digest_figures.requests_by_hour(hourly)
+    assert fig.layout.template.layout.paper_bgcolor == figures.BG
+    assert list(fig.data[0].x) == [T + timedelta(minutes=30)] and fig.data[0].width == 3_240_000
+    assert list(fig.layout.xaxis.range) == ["2026-11-19 22:30:00", "2026-11-20 02:30:00"]
+    usage = pl.DataFrame(
+        {"period": [date(2026, 3, 2)], "provider_id": ["p"], "output_tokens": [5], "requests": [2]}
+    )
+    trend = digest_figures.usage_trend(usage)
+    assert trend.layout.xaxis.type == "category" and list(trend.data[0].x) == ["2026-03-02"]
+    assert trend.layout.template.layout.paper_bgcolor == figures.BG
