@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
 from core.providers import load_registry
 from core.settings import get_settings
+from engines.bench.options import CONFIRM_TAKEOVER, BenchOptions, BenchParam, bench_params
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _engine() -> Any:
@@ -53,80 +57,56 @@ def bench() -> None:
     """Speed benchmarks: TTFT, TPOT, ITL and tokens/s against concurrency or request rate."""
 
 
+def _click_option(p: BenchParam) -> Callable[[F], F]:
+    """One declared benchmark parameter as a click option (same name, default and help as the flow's)."""
+    if p.kind is bool:
+        return click.option(
+            p.flag,
+            p.name,
+            is_flag=True,
+            default=p.default,
+            show_default="/" in p.flag,
+            help=p.help,
+        )
+    ctype: click.ParamType[Any] = click.Choice(p.choices) if p.choices else _CLICK_TYPES[p.kind]
+    return click.option(
+        p.flag, p.name, type=ctype, default=p.default, show_default=p.default is not None, help=p.help
+    )
+
+
+_CLICK_TYPES: dict[type, click.ParamType[Any]] = {int: click.INT, float: click.FLOAT, str: click.STRING}
+
+
+def bench_options(f: F) -> F:
+    """Decorate a command with the takeover confirmation and every `BenchOptions` field, in declaration order."""
+    for p in reversed((CONFIRM_TAKEOVER, *bench_params())):
+        f = _click_option(p)(f)
+    return f
+
+
 @bench.command("run")
 @click.argument("model")
-@click.option(
-    "--yes-take-over", "confirm", is_flag=True, help="Confirm that the host may be saturated by the sweep."
-)
-@click.option("--mode", type=click.Choice(["concurrency", "rate"]), default="concurrency", show_default=True)
-@click.option(
-    "--levels", help="Comma list: concurrency levels (default 1,2,4,8) or req/s (default 0.5,1,2,4)."
-)
-@click.option(
-    "--requests", "requests_per_point", type=int, default=32, show_default=True, help="Requests per point."
-)
-@click.option(
-    "--workload", type=click.Choice(["synthetic", "production"]), default="synthetic", show_default=True
-)
-@click.option("--prompt-tokens", type=int, default=256, show_default=True)
-@click.option("--prompt-stdev", type=float, default=0.0, show_default=True)
-@click.option("--prompt-min", type=int, default=1, show_default=True)
-@click.option("--prompt-max", type=int, default=None)
-@click.option("--output-tokens", type=int, default=128, show_default=True)
-@click.option("--output-stdev", type=float, default=0.0, show_default=True)
-@click.option("--output-min", type=int, default=1, show_default=True)
-@click.option("--output-max", type=int, default=None)
-@click.option(
-    "--production-days", type=float, default=30.0, show_default=True, help="Activity window (production)."
-)
-@click.option("--arrival", type=click.Choice(["constant", "poisson"]), default="poisson", show_default=True)
-@click.option(
-    "--max-concurrency",
-    type=int,
-    default=10,
-    show_default=True,
-    help="Open-loop cap on outstanding requests.",
-)
-@click.option(
-    "--ramp-s", type=float, default=0.0, show_default=True, help="Closed loop: stagger worker starts."
-)
-@click.option("--warmup", "warmup_requests", type=int, default=3, show_default=True)
-@click.option("--seed", type=int, default=None, help="Prompt seed (default: fresh per run).")
-@click.option("--slo-ttft-ms", type=float, default=200.0, show_default=True)
-@click.option("--slo-tpot-ms", type=float, default=50.0, show_default=True)
-@click.option("--slo-e2e-ms", type=float, default=None)
-@click.option("--no-early-stop", is_flag=True, help="Run every level even after saturation.")
-@click.option("--max-point-s", type=float, default=600.0, show_default=True)
-@click.option("--keep-loaded", is_flag=True, help="Do not restore the host's model state afterwards.")
-@click.option("--label", default=None)
+@bench_options
 @click.option(
     "--slot-wait", type=float, default=30.0, show_default=True, help="Seconds to wait for the host slot."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def run_cmd(
-    model: str,
-    confirm: bool,
-    levels: str | None,
-    no_early_stop: bool,
-    keep_loaded: bool,
-    slot_wait: float,
-    as_json: bool,
-    **opts: Any,
-) -> None:
+def run_cmd(model: str, confirm_takeover: bool, slot_wait: float, as_json: bool, **opts: Any) -> None:
     """Run a sweep against MODEL (``provider/model``) and store it."""
     from engines.bench.gate import TakeoverRefused
-    from engines.bench.options import BenchOptions, levels_arg
     from engines.bench.runner import Progress
     from engines.bench.service import build_spec, run_bench
 
+    try:
+        options = BenchOptions.from_mapping(opts)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
     provider, model_id = _resolve(model)
     engine = _engine()
-    options = BenchOptions(
-        levels=levels_arg(levels), early_stop=not no_early_stop, restore_host=not keep_loaded, **opts
-    )
     try:
         spec = build_spec(engine, provider.id, model_id, options)
     except ValueError as exc:
+        engine.dispose()
         raise click.UsageError(str(exc)) from exc
     click.echo(
         f"bench {provider.id}/{model_id}: {spec.mode} {', '.join(f'{v:g}' for v in spec.levels)}, "
@@ -155,7 +135,7 @@ def run_cmd(
                 provider,
                 model_id,
                 spec,
-                confirm_takeover=confirm,
+                confirm_takeover=confirm_takeover,
                 progress=progress,
                 slot_wait_s=slot_wait,
                 requested_by="cli",

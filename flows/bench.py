@@ -1,55 +1,53 @@
-"""Benchmark sweep flow. Deployed for manual triggering only (no schedule): see docs/bench-metrics.md and docs/benchmarks.md."""
+"""Benchmark sweep flow. Deployed for manual triggering only (no schedule): see docs/bench-metrics.md and docs/benchmarks.md.
+
+The flow's parameters are not written out here: they are ``model``, the takeover confirmation and
+every field of `engines.bench.options.BenchOptions` (the same declaration ``boocontrol bench run``'s
+options come from), as keyword parameters with the declared types, defaults and help.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import inspect
+from collections.abc import Callable
+from typing import Any
 
 from prefect import flow
 from prefect.runtime import flow_run
 
+from engines.bench.options import CONFIRM_TAKEOVER, BenchParam, bench_params
 from tasks.bench import run_bench_sweep
 
+MODEL_HELP = "The model to benchmark, as provider/model."
 
-@flow(name="bench-sweep")
-def bench_sweep(
-    model: str,
-    confirm_takeover: bool = False,
-    mode: Literal["concurrency", "rate"] = "concurrency",
-    levels: list[float] | None = None,
-    requests_per_point: int = 32,
-    workload: Literal["synthetic", "production"] = "synthetic",
-    prompt_tokens: int = 256,
-    prompt_stdev: float = 0.0,
-    output_tokens: int = 128,
-    output_stdev: float = 0.0,
-    arrival: Literal["constant", "poisson"] = "poisson",
-    max_concurrency: int = 10,
-    seed: int | None = None,
-    slo_ttft_ms: float | None = 200.0,
-    slo_tpot_ms: float | None = 50.0,
-    early_stop: bool = True,
-    label: str | None = None,
-) -> dict[str, Any]:
+
+def _parameter(p: BenchParam) -> inspect.Parameter:
+    return inspect.Parameter(
+        p.name, inspect.Parameter.KEYWORD_ONLY, default=p.default, annotation=p.annotation
+    )
+
+
+def declare_bench_parameters(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Give ``fn(model, confirm_takeover, **options)`` the declared signature and an ``Args:`` section
+    (Prefect builds the deployment's parameter schema, its descriptions and its validation from them)."""
+    declared = (CONFIRM_TAKEOVER, *bench_params())
+    params = [
+        inspect.Parameter("model", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=str),
+        *(_parameter(p) for p in declared),
+    ]
+    fn.__signature__ = inspect.Signature(params, return_annotation=dict[str, Any])  # type: ignore[attr-defined]
+    fn.__annotations__ = {"model": str, **{p.name: p.annotation for p in declared}, "return": dict[str, Any]}
+    args = "\n".join(f"    {p.name}: {p.help}" for p in declared)
+    fn.__doc__ = f"{inspect.cleandoc(fn.__doc__ or '')}\n\nArgs:\n    model: {MODEL_HELP}\n{args}\n"
+    return fn
+
+
+def _bench_sweep(model: str, confirm_takeover: bool = False, **options: Any) -> dict[str, Any]:
     """Speed sweep of ``provider/model`` (TTFT, TPOT, ITL, tokens/s vs concurrency or rate).
 
     Refuses unless ``confirm_takeover`` is true and the host has no request in flight. ``levels``
     defaults to 1,2,4,8 (concurrency) or 0.5,1,2,4 req/s (rate).
     """
-    options: dict[str, Any] = {
-        "mode": mode,
-        "levels": levels,
-        "requests_per_point": requests_per_point,
-        "workload": workload,
-        "prompt_tokens": prompt_tokens,
-        "prompt_stdev": prompt_stdev,
-        "output_tokens": output_tokens,
-        "output_stdev": output_stdev,
-        "arrival": arrival,
-        "max_concurrency": max_concurrency,
-        "seed": seed,
-        "slo_ttft_ms": slo_ttft_ms,
-        "slo_tpot_ms": slo_tpot_ms,
-        "early_stop": early_stop,
-        "label": label,
-    }
     return run_bench_sweep(model, options, confirm_takeover, requested_by=f"prefect:{flow_run.get_id()}")
+
+
+bench_sweep = flow(name="bench-sweep")(declare_bench_parameters(_bench_sweep))

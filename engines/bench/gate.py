@@ -64,13 +64,19 @@ def request_tag(entry: Mapping[str, Any]) -> str | None:
     return None
 
 
-def check_takeover(confirm_takeover: bool, snapshot: InflightSnapshot | None) -> None:
-    """Raise `TakeoverRefused` unless the caller confirmed and the host is known to be idle."""
-    if not confirm_takeover:
+def require_takeover_confirmation(confirm_takeover: bool) -> None:
+    """Raise `TakeoverRefused` unless the caller explicitly confirmed the takeover: the one place the
+    confirmation (``--yes-take-over`` / ``confirm_takeover``) is checked."""
+    if confirm_takeover is not True:
         raise TakeoverRefused(
             "refusing to benchmark without an explicit takeover confirmation: a sweep saturates the host "
             "and every other client on it sees the slowdown (pass --yes-take-over / confirm_takeover=True)"
         )
+
+
+def check_takeover(confirm_takeover: bool, snapshot: InflightSnapshot | None) -> None:
+    """Raise `TakeoverRefused` unless the caller confirmed and the host is known to be idle."""
+    require_takeover_confirmation(confirm_takeover)
     if snapshot is None or not snapshot.known:
         detail = f": {snapshot.detail}" if snapshot is not None and snapshot.detail else ""
         raise TakeoverRefused(f"refusing to benchmark: the host's in-flight requests cannot be read{detail}")

@@ -1,13 +1,19 @@
-"""Flat, shell-friendly benchmark options (CLI flags, Prefect flow parameters) → `BenchSpec`.
+"""The benchmark parameters, declared once: `BenchOptions` → both shells and `BenchSpec`.
 
-Both shells expose the same names, so ``boocontrol bench run --prompt-tokens 512`` and the
-``bench-sweep`` deployment's ``prompt_tokens: 512`` mean the same thing.
+Every field of `BenchOptions` (its type, default and the help in its metadata) is at once a
+``boocontrol bench run`` option (`cli.bench`) and a parameter of the ``bench-sweep`` Prefect flow
+(`flows.bench`): `bench_params()` is what both build from, so ``--prompt-tokens 512`` and the
+deployment's ``prompt_tokens: 512`` mean the same thing and cannot drift apart. `CONFIRM_TAKEOVER`
+declares the one parameter that is not an option of the sweep: the takeover confirmation, checked
+only by `engines.bench.gate.require_takeover_confirmation`.
 """
 
 from __future__ import annotations
 
+import types
+import typing
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 from engines.bench.metrics import Slo
@@ -19,37 +25,70 @@ DEFAULT_CONCURRENCY = (1.0, 2.0, 4.0, 8.0)
 DEFAULT_RATES = (0.5, 1.0, 2.0, 4.0)
 
 
+def _meta(help: str, flag: str | None = None) -> dict[str, str]:
+    """Field metadata: the help both shells show; ``flag`` overrides the CLI spelling (default
+    ``--field-name``; for booleans ``--on/--off``)."""
+    return {"help": help} if flag is None else {"help": help, "flag": flag}
+
+
 @dataclass(frozen=True)
 class BenchOptions:
-    mode: Mode = "concurrency"
-    levels: tuple[float, ...] | None = None  # None = DEFAULT_CONCURRENCY / DEFAULT_RATES
-    requests_per_point: int = 32
-    workload: Literal["synthetic", "production"] = "synthetic"
-    prompt_tokens: int = 256
-    prompt_stdev: float = 0.0
-    prompt_min: int = 1
-    prompt_max: int | None = None
-    output_tokens: int = 128
-    output_stdev: float = 0.0
-    output_min: int = 1
-    output_max: int | None = None
-    production_days: float | None = 30.0  # production workload: activity window
-    arrival: Arrival = "poisson"
-    max_concurrency: int = 10
-    ramp_s: float = 0.0
-    warmup_requests: int = 3
-    seed: int | None = None
-    slo_ttft_ms: float | None = 200.0
-    slo_tpot_ms: float | None = 50.0
-    slo_e2e_ms: float | None = None
-    early_stop: bool = True
-    min_gain: float = 0.05
-    ttft_p50_max_ms: float | None = 10_000.0
-    max_point_s: float | None = 600.0
-    request_timeout_s: float = 600.0
-    ignore_eos: bool = True
-    restore_host: bool = True
-    label: str | None = None
+    mode: Mode = field(
+        default="concurrency",
+        metadata=_meta("Sweep concurrency levels (closed loop) or request rates (open loop)."),
+    )
+    levels: tuple[float, ...] | None = field(
+        default=None,
+        metadata=_meta(
+            "Comma list (CLI) or list: concurrency levels (default 1,2,4,8) or req/s (default 0.5,1,2,4)."
+        ),
+    )
+    requests_per_point: int = field(default=32, metadata=_meta("Requests per point.", "--requests"))
+    workload: Literal["synthetic", "production"] = field(
+        default="synthetic", metadata=_meta("Synthetic lengths below, or the model's stored production mix.")
+    )
+    prompt_tokens: int = field(default=256, metadata=_meta("Synthetic prompt length (mean tokens)."))
+    prompt_stdev: float = field(default=0.0, metadata=_meta("Synthetic prompt length standard deviation."))
+    prompt_min: int = field(default=1, metadata=_meta("Shortest synthetic prompt (tokens)."))
+    prompt_max: int | None = field(default=None, metadata=_meta("Longest synthetic prompt (tokens)."))
+    output_tokens: int = field(default=128, metadata=_meta("Synthetic output length (mean tokens)."))
+    output_stdev: float = field(default=0.0, metadata=_meta("Synthetic output length standard deviation."))
+    output_min: int = field(default=1, metadata=_meta("Shortest synthetic output (tokens)."))
+    output_max: int | None = field(default=None, metadata=_meta("Longest synthetic output (tokens)."))
+    production_days: float | None = field(
+        default=30.0, metadata=_meta("Activity window (production workload).")
+    )
+    arrival: Arrival = field(default="poisson", metadata=_meta("Open loop: request arrival process."))
+    max_concurrency: int = field(default=10, metadata=_meta("Open-loop cap on outstanding requests."))
+    ramp_s: float = field(
+        default=0.0, metadata=_meta("Closed loop: stagger worker starts over this many seconds.")
+    )
+    warmup_requests: int = field(
+        default=3, metadata=_meta("Warm-up requests before the first point.", "--warmup")
+    )
+    seed: int | None = field(default=None, metadata=_meta("Prompt seed (default: fresh per run)."))
+    slo_ttft_ms: float | None = field(default=200.0, metadata=_meta("Goodput SLO: time to first token (ms)."))
+    slo_tpot_ms: float | None = field(
+        default=50.0, metadata=_meta("Goodput SLO: time per output token (ms).")
+    )
+    slo_e2e_ms: float | None = field(default=None, metadata=_meta("Goodput SLO: end-to-end latency (ms)."))
+    early_stop: bool = field(
+        default=True, metadata=_meta("Stop the sweep at saturation (off: run every level).")
+    )
+    min_gain: float = field(
+        default=0.05, metadata=_meta("Saturated when throughput gains less than this fraction.")
+    )
+    ttft_p50_max_ms: float | None = field(
+        default=10_000.0, metadata=_meta("Saturated when p50 TTFT exceeds this (ms).")
+    )
+    max_point_s: float | None = field(default=600.0, metadata=_meta("Time limit of one point (s)."))
+    request_timeout_s: float = field(default=600.0, metadata=_meta("Time limit of one request (s)."))
+    ignore_eos: bool = field(default=True, metadata=_meta("Generate exactly the requested output tokens."))
+    restore_host: bool = field(
+        default=True,
+        metadata=_meta("Put the host's models back as they were afterwards.", "--restore-host/--keep-loaded"),
+    )
+    label: str | None = field(default=None, metadata=_meta("Free-text label stored with the run."))
 
     @classmethod
     def from_mapping(cls, params: dict[str, Any]) -> BenchOptions:
@@ -104,3 +143,55 @@ class BenchOptions:
 
 def levels_arg(value: str | Sequence[float] | None) -> tuple[float, ...] | None:
     return None if value is None or value == "" else tuple(parse_levels(value))
+
+
+@dataclass(frozen=True)
+class BenchParam:
+    """One benchmark parameter as both shells expose it."""
+
+    name: str  # the BenchOptions field, the flow parameter and the CLI destination
+    annotation: Any  # the resolved type (the flow parameter's annotation)
+    default: Any
+    help: str
+    flag: str  # the CLI spelling: ``--prompt-tokens``, ``--early-stop/--no-early-stop``
+    kind: type  # int, float, str or bool: the CLI value type (lists are comma-separated strings)
+    choices: tuple[str, ...] | None = None  # a Literal's values
+
+
+def _param(name: str, annotation: Any, default: Any, help: str, flag: str | None) -> BenchParam:
+    base = annotation
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):  # X | None → X
+        base = next(a for a in typing.get_args(annotation) if a is not type(None))
+    choices: tuple[str, ...] | None = None
+    kind: type
+    if typing.get_origin(base) is Literal:
+        choices, kind = tuple(str(a) for a in typing.get_args(base)), str
+    elif isinstance(base, type) and base in (int, float, str, bool):
+        kind = base
+    elif typing.get_origin(base) in (tuple, list):
+        kind = str  # a comma-separated list on the command line
+    else:
+        raise TypeError(f"bench option {name}: no shell form for {annotation!r}")
+    if flag is None:
+        dashed = name.replace("_", "-")
+        flag = f"--{dashed}/--no-{dashed}" if kind is bool else f"--{dashed}"
+    return BenchParam(name, annotation, default, help, flag, kind, choices)
+
+
+def bench_params() -> tuple[BenchParam, ...]:
+    """Every `BenchOptions` field, in declaration order, with its shell form."""
+    hints = typing.get_type_hints(BenchOptions)
+    return tuple(
+        _param(f.name, hints[f.name], f.default, f.metadata["help"], f.metadata.get("flag"))
+        for f in fields(BenchOptions)
+    )
+
+
+CONFIRM_TAKEOVER = BenchParam(
+    name="confirm_takeover",
+    annotation=bool,
+    default=False,
+    help="Confirm that the host may be saturated by the sweep (without it the run is refused and recorded).",
+    flag="--yes-take-over",
+    kind=bool,
+)

@@ -33,7 +33,7 @@ from typing import Any, Literal, Protocol
 import httpx
 
 from engines.bench.energy import EnergyEstimate, idle_power, integrate_power
-from engines.bench.gate import InflightSnapshot, check_takeover, request_tag
+from engines.bench.gate import InflightSnapshot, check_takeover, request_tag, require_takeover_confirmation
 from engines.bench.host import BenchHost, ForeignWatch, HostInfo
 from engines.bench.load import ChatTarget, Clock, run_closed_loop, run_open_loop, stream_one
 from engines.bench.metrics import PointSummary, RequestRecord, Slo, summarize
@@ -337,8 +337,7 @@ async def run_sweep(
     tag = f"bc-{run_uid[:12]}"
 
     emit(Progress("gate", message="checking that the host is idle"))
-    if not confirm_takeover:
-        check_takeover(False, None)  # raises with the explanation
+    require_takeover_confirmation(confirm_takeover)  # before the host is even asked
     snapshot = await host.inflight()
     check_takeover(confirm_takeover, snapshot)
     loaded = await host.loaded_models()

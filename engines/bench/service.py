@@ -35,7 +35,7 @@ from connectors.llama_swap_api import LlamaSwapAPI, auth_headers
 from core.kinds import kind_spec
 from core.providers import Provider
 from engines.bench.eventloop import new_event_loop
-from engines.bench.gate import TakeoverRefused
+from engines.bench.gate import TakeoverRefused, require_takeover_confirmation
 from engines.bench.host import BenchHost, LlamaSwapHost, OpenAIHost
 from engines.bench.options import BenchOptions
 from engines.bench.runner import BenchSpec, PointResult, Progress, RunHeader, RunOutcome, run_sweep
@@ -314,13 +314,11 @@ async def execute(
     ``unattended_idle_s``: this is a scheduled run nobody watches; it starts only if the host lease is free
     right now and the host has been idle that many seconds, else it is recorded ``skipped`` (`BenchSkipped`)."""
     run_uid = run_uid or uuid.uuid4().hex
-    if not confirm_takeover:
-        msg = "no takeover confirmation"
-        record_refusal(engine, provider.id, model_id, spec, msg, run_uid, requested_by)
-        raise TakeoverRefused(
-            "refusing to benchmark without an explicit takeover confirmation: a sweep saturates the host "
-            "and every other client on it sees the slowdown (pass --yes-take-over / confirm_takeover=True)"
-        )
+    try:
+        require_takeover_confirmation(confirm_takeover)
+    except TakeoverRefused:
+        record_refusal(engine, provider.id, model_id, spec, "no takeover confirmation", run_uid, requested_by)
+        raise
     unattended = unattended_idle_s is not None
     keeper = lease.LeaseKeeper(
         engine.url.render_as_string(hide_password=False), provider.id, lease.SCOPE_HOST,
