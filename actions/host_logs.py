@@ -1,6 +1,6 @@
 """Per-model log history read straight from a llama-swap (``GET /logs/stream/<model>``).
 
-The connector stores the proxy and upstream logs; per-model logs exist only on the host (reference
+The connector stores the proxy and upstream logs; per-model logs exist only on the host (docs/llama-swap-api.md
 §10.1), so the Logs page reads them on demand: the stream answers with the retained history (≤ 100 KiB)
 and then stays open for live chunks, so this reads for a short moment, closes, and returns what arrived
 (bounded, redacted). Read-only: it does not go through the host queue.

@@ -6,7 +6,7 @@ on free ports. ``python -m demo.single -config cfg.yaml -listen 127.0.0.1:PORT``
 own OS process, configured from a llama-swap config file and with llama-swap's process lifecycle (SIGTERM
 stops, SIGKILL kills, SIGHUP reloads; ``store.path`` survives restarts) - the resilience scenarios run on it.
 The wire contract is llama-swap after v250 (commit 0bdb372) as described in
-``/work/shared/reference/llama-swap-api.md``: SSE framing and double-encoded envelopes, activity rows and
+``docs/llama-swap-api.md``: SSE framing and double-encoded envelopes, activity rows and
 their query parameters, captures, in-flight deltas, performance samples, Prometheus text, hardware, unload,
 auth, object-shaped error bodies.
 
@@ -21,7 +21,8 @@ parsing), ``wire`` (Go-style JSON/time/header/error encoding), ``fleet`` (many i
   answers a minimal llama-server imitation (``/`` -> HTML 200, ``/health``; chat/completions POSTs are metered).
 * Only ``/v1/chat/completions`` and ``/v1/completions`` are inference routes (no embeddings, audio, images,
   ``/v1/messages``, ``/v/...`` twins, multipart routes); no peers, profiles (always ``null``), selectors,
-  matrix routing, ``/logs/stream``, ``sendLoadingState`` or CORS preflights.
+  matrix routing, per-model logs (``/logs/stream/<model>`` stays silent, like a quiet model's),
+  ``sendLoadingState`` or CORS preflights.
 * Groups support ``swap``/``exclusive`` but not ``persistent``; the scheduler is "wait until the models to
   evict are idle" rather than a strict FIFO queue; queue priority metadata is always ``fifo_priority: "0"``.
 * Token counts are estimated (about 4 characters per token over a ChatML rendering of the messages); prompt
@@ -41,8 +42,11 @@ parsing), ``wire`` (Go-style JSON/time/header/error encoding), ``fleet`` (many i
   ``kill -9`` leaves no orphans), every model loads in ``-load-seconds``; ``logLevel``, ``healthCheckTimeout``,
   macros and other keys are ignored, not validated.
 * Telemetry is synthetic (every GPU looks like an NVIDIA board); ``perf_every_s`` may be below 5 s.
-* Log lines imitate llama-swap/llama-server wording but are not byte-identical; error messages are plausible
-  texts, not copies of upstream's strings.
+* Log lines imitate llama-swap/llama-server wording but are not byte-identical; error messages are the
+  recorded ones where a recording has them (``tests/fixtures/llama_swap/``), plausible texts elsewhere.
+* The simulated upstream is llama-server: its JSON answers say ``application/json; charset=utf-8``.
+  ``tests/demo/test_simulator_contract.py`` compares the simulator with a recorded real llama-swap on
+  every run and lists the deviations it keeps on purpose.
 * Demo-only request header ``X-Demo-Fault: error|crash|start-fail`` triggers the failure paths.
 * Each instance uses one fixed UTC offset (fleet hosts get varied ones; ``demo.single`` takes the host's offset
   at start, ``TZ`` honoured) instead of following the local zone through DST changes. Activity timestamps are

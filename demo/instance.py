@@ -1,6 +1,6 @@
 """The HTTP face of a simulated llama-swap instance: ``create_instance_app(sim)`` builds its Starlette app.
 
-Routes, status codes, headers and bodies follow the llama-swap reference (after v250): auth and proxy-log
+Routes, status codes, headers and bodies follow docs/llama-swap-api.md (after v250): auth and proxy-log
 middleware, ``/api/events`` SSE, ``/running``, ``/v1/models``, activity/stats/captures, in-flight cancel,
 performance/Prometheus/hardware, version, unload, health, ``/upstream/<model>/...`` and the inference routes.
 The state behind them lives in ``demo.simulator``.

@@ -3,7 +3,7 @@
 Go's ``encoding/json`` and ``time`` packages shape what llama-swap sends; this module reproduces the parts a
 client can observe: HTML-safe escaping (``<`` becomes ``\\u003c``), integer-valued floats written without
 ``.0``, RFC 3339 timestamps with trailing fraction zeros trimmed and ``Z`` for a zero offset, canonical header
-keys, and the after-v250 error body negotiated on ``Accept`` (reference §0.3).
+keys, and the after-v250 error body negotiated on ``Accept`` (docs/llama-swap-api.md §0.3).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Request/response captures: decoding llama-swap's capture payload, storing it, reading it back.
 
 llama-swap keeps one capture per activity row in a small in-memory FIFO (``GET /api/captures/{id}``,
-reference §5): bodies are base64, header maps carry the first value of each header. Captures are
+docs/llama-swap-api.md §5): bodies are base64, header maps carry the first value of each header. Captures are
 volatile, so the connector stores them as soon as an activity row lands and the cockpit can fetch one on
 demand. Storage rules:
 

@@ -1,6 +1,6 @@
 """Fleet-wide request activity: filtered, paginated rows; speed percentiles and histograms.
 
-Speeds follow llama-swap's own statistics (reference §4.2): only rows with a positive value count
+Speeds follow llama-swap's own statistics (docs/llama-swap-api.md §4.2): only rows with a positive value count
 (``-1`` = not reported, ``0`` = failed parse), percentiles use linear interpolation
 (``percentile_cont``) and histograms use Sturges' rule clamped to 5…20 bins.
 """
