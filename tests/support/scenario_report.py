@@ -34,14 +34,18 @@ def pytest_report_header(config: pytest.Config) -> list[str]:  # noqa: ARG001
     return [f"llama-swap {name} ({rev}): {provenance(name)}" for name, (rev, _) in PINNED.items()]
 
 
-def pytest_report_collectionfinish(config: pytest.Config, start_path: Path, items: Sequence[pytest.Item]) -> str:  # noqa: ARG001
+def pytest_report_collectionfinish(config: pytest.Config, start_path: Path,  # noqa: ARG001
+                                   items: Sequence[pytest.Item]) -> list[str]:
     real = {i.nodeid for i in items if i.get_closest_marker("real_llamaswap")}
     sim = {i.nodeid for i in items if i.get_closest_marker("resilience") and i.get_closest_marker("simulator")}
     config.stash[_REAL], config.stash[_SIM] = real, sim
     missing = real_missing_reason()
     fate = ", all will be SKIPPED: " + missing if missing and real else " to run"
-    return (f"real llama-swap: {len(real)} real-binary tests collected{fate}; "
-            f"simulator: {len(sim)} resilience scenarios collected to run")
+    lines = [f"real llama-swap: {len(real)} real-binary tests collected{fate}; "
+             f"simulator: {len(sim)} resilience scenarios collected to run"]
+    if config.get_verbosity() < 0:  # -q drops the header: say where the binaries come from here
+        lines = pytest_report_header(config) + lines
+    return lines
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -71,5 +75,5 @@ def target_kind(request: pytest.FixtureRequest) -> str:
     if kind == "real":
         missing = real_missing_reason()
         if missing:
-            pytest.skip(missing)
+            pytest.skip(f"{missing} (the sim parametrization of this test still runs)")
     return kind

@@ -64,9 +64,9 @@ def target_params() -> list[object]:
 def real_missing_reason() -> str | None:
     """Why the ``real`` target cannot run here, or None."""
     if find_llama_swap("newest") is None:
-        return f"REAL LLAMA-SWAP NOT FOUND (this scenario still runs on the simulator): {HOW_TO_PROVIDE}"
+        return f"REAL LLAMA-SWAP NOT FOUND: {HOW_TO_PROVIDE}"
     if simple_responder_path("newest") is None:
-        return f"simple-responder NOT FOUND beside the real llama-swap (the simulator still runs): {HOW_TO_PROVIDE}"
+        return f"simple-responder NOT FOUND beside the real llama-swap: {HOW_TO_PROVIDE}"
     return None
 
 
