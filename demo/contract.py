@@ -10,7 +10,7 @@ arrived in, plus the stream's framing.
 
 ``compare`` checks one recording against another: statuses, content types, JSON keys and types (timestamps by
 format), protocol constants (event types, states, error codes...), SSE framing and envelope shape, and the order
-of events per step (logs left out, repeats collapsed, the racy ``activity``/``remove`` pair sorted). Volatile
+of events per step (logs left out, repeats collapsed, the free-running ``activity`` message only counted). Volatile
 values (ids, times, durations, byte counts) may differ. See ``docs/llama-swap-api.md`` for the facts behind it.
 """
 
@@ -501,13 +501,16 @@ def _variant(msg: dict[str, Any]) -> str:
 
 
 def order_tokens(messages: list[dict[str, Any]], step: str) -> list[str]:
-    """The significant event sequence of one step: logs left out, repeats collapsed, the racy
-    ``activity``/``inflight:remove`` pair in a fixed order; then each model's sequence of states.
+    """The significant event sequence of one step: logs left out, repeats collapsed, ``activity`` messages
+    counted at the end; then each model's sequence of states.
 
+    llama-swap publishes ``activity`` from another goroutine than the in-flight messages, so it can arrive
+    before, between or after them (all three were recorded): only how many arrived is compared. And
     ``modelStatus`` lists are rendered when sent, not when the state changed, so a list may already show a
-    later state of another model: only each model's own state sequence is compared, not how they interleave.
+    later state of another model: only each model's own state sequence is compared.
     """
     out: list[str] = []
+    activities = 0
     states: dict[str, list[str]] = {}
     for msg in messages:
         if msg["step"] != step or msg["type"] == "logData":
@@ -519,18 +522,13 @@ def order_tokens(messages: list[dict[str, Any]], step: str) -> list[str]:
                     if not seq or seq[-1] != m.get("state"):
                         seq.append(str(m.get("state")))
             continue
+        if msg["type"] == "activity":
+            activities += 1
+            continue
         token = _variant(msg)
         if not out or out[-1] != token:
             out.append(token)
-    # llama-swap publishes the activity row and the in-flight removal from different goroutines
-    i = 0
-    while i < len(out) - 1:
-        if {out[i], out[i + 1]} == {"activity", "inflight:remove"}:
-            out[i], out[i + 1] = "activity", "inflight:remove"
-            i += 2
-        else:
-            i += 1
-    return out + [f"{model}: {' > '.join(seq)}" for model, seq in sorted(states.items())]
+    return out + ["activity"] * activities + [f"{model}: {' > '.join(seq)}" for model, seq in sorted(states.items())]
 
 
 def compare_events(rec: dict[str, Any], obs: dict[str, Any], where: str,

@@ -11,6 +11,9 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,7 @@ import pytest
 
 from demo import GroupSpec, ModelSpec, SimulatedInstance, serve_instances
 from demo.contract import ScenarioConfig, compare, load_recording, order_tokens, run_scenario
+from tests.support.llamaswap import find_llama_swap
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "llama_swap"
 NEWEST = "v250-5-g0bdb372"
@@ -113,7 +117,7 @@ def test_the_comparison_catches_drift(simulated: dict[str, Any], newest: dict[st
 
 def test_event_order_tokens_are_exact_for_a_cold_load(newest: dict[str, Any]) -> None:
     assert order_tokens(newest["events"]["messages"], "chat_load") == [
-        "inflight:upsert", "activity", "inflight:remove",
+        "inflight:upsert", "inflight:remove", "activity",
         "responder-a: starting > ready", "responder-b: stopped"]
 
 
@@ -156,3 +160,19 @@ def test_fixtures_stay_small_and_hold_no_secret_or_local_path() -> None:
             assert CFG.api_key not in text and "/root/" not in text and "/home/" not in text, path
             if path.suffix == ".json":
                 json.loads(text)
+
+
+@pytest.mark.real_llamaswap
+def test_the_real_llama_swap_still_answers_as_recorded(tmp_path: Path, newest: dict[str, Any]) -> None:
+    """Re-record the newest build with the recorder script and compare without any allowance: the recording
+    is reproducible (the comparison's tolerances cover llama-swap's own races, nothing more)."""
+    binary = find_llama_swap("newest")
+    if binary is None:
+        pytest.skip("no real llama-swap binary (set BOOCONTROL_LLAMA_SWAP_BIN or install it)")
+    script = Path(__file__).resolve().parents[2] / "scripts" / "record_llama_swap.py"
+    done = subprocess.run([sys.executable, str(script), "--label", "rerun", "--out", str(tmp_path)],
+                          env=os.environ | {"BOOCONTROL_LLAMA_SWAP_BIN": str(binary)},
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    diffs = compare(newest, load_recording(tmp_path / "rerun"), {})
+    assert not diffs, "\n".join(diffs)
