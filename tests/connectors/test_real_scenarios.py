@@ -5,7 +5,8 @@ The resilience scenarios (``resilience``: ring overflow, restarts with and witho
 reload, ``kill -9`` of the connector mid-batch, Postgres restart with spool replay) run twice through the
 ``target_kind`` fixture: ``sim`` against the simulator process (``demo.single``, on every machine) and ``real``
 against a real llama-swap binary where one is found. The other tests need the real binary's upstream
-processes (TTL, crash via ``pgrep``) or an older release and run on the real binary only."""
+processes (TTL, crash via ``pgrep``) or an older release and run on the real binary only; the API-key and
+unreachable-provider tests also run on both."""
 
 from __future__ import annotations
 
@@ -204,13 +205,11 @@ def test_unload_ttl_inflight_cancel_and_crash(db, db_url, responder, tmp_path):
         assert [(r[1], r[2], r[3]) for r in acts(db_url)] == [(u["id"], u["model"], u["resp_status_code"]) for u in up]
 
 
-@real_only
-def test_api_key_auth_and_secrets_never_stored(db, db_url, responder, tmp_path, monkeypatch, caplog):
+def test_api_key_auth_and_secrets_never_stored(db, db_url, target_kind, tmp_path, monkeypatch, caplog):
     secret = "sk-test-SECRET-1234567890"
-    cfg = responder_config(responder, start_port=free_port_block(), extra=f'apiKeys: ["{secret}"]')
     monkeypatch.setenv("LS_TEST_KEY", secret)
     monkeypatch.setenv("LS_WRONG_KEY", "sk-wrong-key-0000000000")
-    with run_llama_swap(cfg) as ls:
+    with run_target(target_kind, extra=f'apiKeys: ["{secret}"]') as ls:
         good = Provider(id="ls", label="ls", base_url=ls.base_url, api_key_env="LS_TEST_KEY")
         bad = Provider(id="bad", label="bad", base_url=ls.base_url, api_key_env="LS_WRONG_KEY")
         with ConnectorThread(registry_for(good, bad), db_url, tmp_path / "sp"):
@@ -227,10 +226,8 @@ def test_api_key_auth_and_secrets_never_stored(db, db_url, responder, tmp_path, 
         assert secret not in caplog.text
 
 
-@real_only
-def test_unreachable_provider_does_not_delay_the_others(db, db_url, responder, tmp_path):
-    cfg = responder_config(responder, start_port=free_port_block())
-    with run_llama_swap(cfg) as ls:
+def test_unreachable_provider_does_not_delay_the_others(db, db_url, target_kind, tmp_path):
+    with run_target(target_kind) as ls:
         dead = Provider(id="dead", label="dead", base_url=f"http://127.0.0.1:{free_port()}")
         good = Provider(id="ls", label="ls", base_url=ls.base_url)
         with ConnectorThread(registry_for(dead, good), db_url, tmp_path / "sp"):
