@@ -253,17 +253,18 @@ class Connector:
         while not stop.is_set():
             try:
                 plan = await asyncio.to_thread(own.tick, set(self.following), self._beat_ok)
+                if failing:
+                    log.info("follow leases: Postgres answers again")
+                failing = False
+                await self._apply(plan, own, stop, client_for)
             except psycopg.Error as exc:
                 if not failing:
                     first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
                     log.error("follow leases: cannot reach Postgres (%s); following stops if it lasts %.0f s",
                               first, self.opts.lease_ttl_s / 2)
                 failing = True
-            else:
-                if failing:
-                    log.info("follow leases: Postgres answers again")
-                failing = False
-                await self._apply(plan, own, stop, client_for)
+            except Exception:  # a bug here must not end heartbeats for good (the watchdog would stop everything)
+                log.exception("follow leases: tick failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), period)
 

@@ -43,14 +43,22 @@ class Spool:
         data = pickle.dumps(list(records), protocol=pickle.HIGHEST_PROTOCOL)
         if self.size_bytes() + len(data) > self.max_bytes:
             raise SpoolFull(f"spool {self.dir} is over its {self.max_bytes} byte budget")
-        path = self.dir / f"{self._seq:012d}.batch"
-        self._seq += 1
-        tmp = path.with_suffix(".tmp")
+        tmp = self.dir / f"{self._seq:012d}.{os.getpid()}.tmp"
         with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        tmp.rename(path)
+        # Two connectors on one machine may share this directory: link() never replaces a file, so a name the
+        # other process took moves us to the next sequence number instead of overwriting its batch.
+        while True:
+            path = self.dir / f"{self._seq:012d}.batch"
+            self._seq += 1
+            try:
+                os.link(tmp, path)
+                break
+            except FileExistsError:
+                continue
+        tmp.unlink()
         return path
 
     def peek(self) -> tuple[Path, list[Record]] | None:
