@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from ui import actions_panel, data, widgets
+from ui import actions_panel, data, lease_view, widgets
 from warehouse.queries.fleet import fleet_summary
 
 widgets.page_setup("Fleet", "🛰️")
@@ -34,6 +34,11 @@ def live_queue(provider_ids: tuple[str, ...]) -> None:
     actions_panel.queue_view(provider_ids)
 
 
+@st.fragment(run_every=2)
+def live_leases() -> None:
+    lease_view.lease_table(data.leases())
+
+
 live_board()
 
 st.subheader("Provider")
@@ -48,3 +53,6 @@ if picked:
 
 st.subheader("Action queue (every host: one action at a time per host, in order)")
 live_queue(())
+
+st.subheader("Leases (who holds which host, for what, until when)")
+live_leases()

@@ -23,6 +23,7 @@ from warehouse.db import make_engine
 from warehouse.queries import actions as q_actions
 from warehouse.queries import activity as q_activity
 from warehouse.queries import fleet as q_fleet
+from warehouse.queries import leases as q_leases
 from warehouse.queries import logs as q_logs
 from warehouse.queries import models as q_models
 from warehouse.queries import perf as q_perf
@@ -226,6 +227,11 @@ def action_log(provider_ids: tuple[str, ...] = (), limit: int = 50) -> pl.DataFr
 @st.cache_data(ttl=QUEUE_TTL, show_spinner=False, max_entries=MAX_ENTRIES)
 def queue_summary() -> pl.DataFrame:
     return q_actions.queue_summary(engine())
+
+
+@st.cache_data(ttl=QUEUE_TTL, show_spinner=False, max_entries=MAX_ENTRIES)
+def leases() -> pl.DataFrame:
+    return q_leases.lease_board(engine())
 
 
 def enqueue_action(
