@@ -15,9 +15,15 @@ with mid:
     source = log_view.source_picker(stored, models, key="logs_source")
 with right:
     pattern = st.text_input("Filter (regular expression, case-insensitive)", key="logs_pattern")
-lines_col, order_col = st.columns([4, 1])
+lines_col, order_col, own_col = st.columns([4, 1, 2])
 max_lines = lines_col.slider("Lines shown", 50, 2000, 500, step=50, key="logs_lines")
 newest_first = order_col.toggle("Newest first", value=True, key="logs_newest_first")
+hide_own = own_col.toggle(
+    "Hide BooControl's own requests",
+    value=True,
+    key="logs_hide_own",
+    help="The connector's polls of this llama-swap (GET /api/captures/…, /api/metrics/activity, /running, …)",
+)
 
 
 @st.fragment(run_every=2)
@@ -28,7 +34,7 @@ def live_tail(provider_id: str, source: str) -> None:
     else:
         tail = log_view.host_tail(provider_id, model)
     if tail is not None:
-        log_view.tail_view(tail, pattern, max_lines, newest_first)
+        log_view.tail_view(tail, pattern, max_lines, newest_first, hide_own)
 
 
 if picked and source:

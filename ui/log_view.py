@@ -7,7 +7,7 @@ import re
 import streamlit as st
 
 from ui import data
-from warehouse.queries.logs import LogTail, grep_lines
+from warehouse.queries.logs import LogTail, grep_lines, without_own_requests
 
 MAX_BYTES = 256 * 1024
 _ORDER = {"proxy": 0, "upstream": 1}
@@ -30,9 +30,12 @@ def model_of(source: str) -> str | None:
     return source[len(MODEL_PREFIX) :] if source.startswith(MODEL_PREFIX) else None
 
 
-def tail_view(tail: LogTail, pattern: str, max_lines: int, newest_first: bool = True) -> None:
+def tail_view(
+    tail: LogTail, pattern: str, max_lines: int, newest_first: bool = True, hide_own: bool = False
+) -> None:
+    body, hidden = without_own_requests(tail.text) if hide_own else (tail.text, 0)
     try:
-        lines = grep_lines(tail.text, pattern, max_lines)
+        lines = grep_lines(body, pattern, max_lines)
     except re.error as exc:
         st.error(f"Invalid regular expression {pattern!r}: {exc}")
         return
@@ -40,7 +43,8 @@ def tail_view(tail: LogTail, pattern: str, max_lines: int, newest_first: bool = 
         lines.reverse()
     note = " (older text not shown: the tail is capped at 256 KiB)" if tail.truncated else ""
     newest = f"newest chunk {tail.newest_at:%Y-%m-%d %H:%M:%S} UTC" if tail.newest_at else "no text yet"
-    st.caption(f"{len(lines):,} lines{' matching' if pattern else ''} · {newest}{note}")
+    own = f" · {hidden:,} lines of BooControl's own polling hidden" if hidden else ""
+    st.caption(f"{len(lines):,} lines{' matching' if pattern else ''} · {newest}{own}{note}")
     st.code("\n".join(lines) or "(nothing matches)", language=None, height=600)
 
 

@@ -232,44 +232,59 @@ def provider_tiles(row: dict[str, Any], gpus: pl.DataFrame, gpu_series: pl.DataF
 # --- Tables --------------------------------------------------------------------------------------
 
 
+ACTIVITY_COLUMNS = [
+    "finished_at",
+    "provider_id",
+    "model_id",
+    "status_code",
+    "error_msg",
+    "req_path",
+    "input_tokens",
+    "output_tokens",
+    "cache_tokens",
+    "prompt_tps",
+    "gen_tps",
+    "duration_ms",
+    "upstream_id",
+    "has_capture",
+    "capture_stored",
+]
+
+
+def activity_rows_for_people(rows: pl.DataFrame) -> pl.DataFrame:
+    """The shown activity columns with no empty cell drawn as "None": a request without an error has an
+    empty Error, an unreported speed or cache count reads "—" (as text with its unit)."""
+    return rows.select(ACTIVITY_COLUMNS).with_columns(
+        pl.col("error_msg").fill_null(""),
+        pl.col("cache_tokens").map_elements(lambda v: fmt.count(v, "tok"), return_dtype=pl.Utf8, skip_nulls=False),
+        pl.col("prompt_tps").map_elements(fmt.tps, return_dtype=pl.Utf8, skip_nulls=False),
+        pl.col("gen_tps").map_elements(fmt.tps, return_dtype=pl.Utf8, skip_nulls=False),
+    )
+
+
 def activity_table(rows: pl.DataFrame) -> None:
+    """Requests, newest first; a failed request's error message right after its status."""
     cc = st.column_config
     st.dataframe(
-        rows,
+        activity_rows_for_people(rows),
         hide_index=True,
-        column_order=[
-            "finished_at",
-            "provider_id",
-            "upstream_id",
-            "model_id",
-            "req_path",
-            "status_code",
-            "input_tokens",
-            "output_tokens",
-            "cache_tokens",
-            "prompt_tps",
-            "gen_tps",
-            "duration_ms",
-            "has_capture",
-            "capture_stored",
-            "error_msg",
-        ],
+        column_order=ACTIVITY_COLUMNS,
         column_config={
             "finished_at": cc.DatetimeColumn("Finished (UTC)", format="YYYY-MM-DD HH:mm:ss"),
             "provider_id": cc.TextColumn("Provider"),
-            "upstream_id": cc.NumberColumn("Id", format="%d"),
             "model_id": cc.TextColumn("Model"),
-            "req_path": cc.TextColumn("Path"),
             "status_code": cc.NumberColumn("Status", format="%d"),
+            "error_msg": cc.TextColumn("Error", width="medium"),
+            "req_path": cc.TextColumn("Path"),
             "input_tokens": cc.NumberColumn("Prompt", format="%d tok"),
             "output_tokens": cc.NumberColumn("Generated", format="%d tok"),
-            "cache_tokens": cc.NumberColumn("Cached", format="%d tok"),
-            "prompt_tps": cc.NumberColumn("Prompt speed", format="%.1f tok/s"),
-            "gen_tps": cc.NumberColumn("Gen speed", format="%.1f tok/s"),
+            "cache_tokens": cc.TextColumn("Cached"),
+            "prompt_tps": cc.TextColumn("Prompt speed"),
+            "gen_tps": cc.TextColumn("Gen speed"),
             "duration_ms": cc.NumberColumn("Duration", format="%d ms"),
+            "upstream_id": cc.NumberColumn("Id", format="%d"),
             "has_capture": cc.CheckboxColumn("On host"),
             "capture_stored": cc.CheckboxColumn("Stored"),
-            "error_msg": cc.TextColumn("Error"),
         },
         key="activity_table",
     )

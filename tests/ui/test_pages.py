@@ -263,3 +263,50 @@ def test_logs_page_model_log_from_an_unreachable_host(live_fleet: datetime) -> N
     at.run()
     assert not at.exception, at.exception
     assert at.error[0].value.startswith("Cannot read the log of qwen on alpha: provider alpha is unreachable")
+
+
+def test_activity_shows_the_error_of_failed_requests_and_no_none(live_fleet: datetime) -> None:
+    """The error message sits right after the status (it was the 15th column, off-screen), an ok request has
+    an empty Error, and unreported numbers read "—" instead of "None"."""
+    import json
+
+    at = run_page("pages/2_Activity.py")
+    assert not at.exception, at.exception
+    table = at.dataframe[0]
+    order = list(table.proto.column_order)
+    assert order[:5] == ["finished_at", "provider_id", "model_id", "status_code", "error_msg"]
+    labels = {k: v.get("label") for k, v in json.loads(table.proto.columns).items()}
+    assert labels["error_msg"] == "Error" and labels["gen_tps"] == "Gen speed"
+    rows = table.value
+    # newest first: ids 60 (500), 59, 58 ... of the seed; id 50 failed too
+    assert list(rows["status_code"][:2]) == [500, 200]
+    assert list(rows["error_msg"][:2]) == ["500 Internal Server Error", ""]
+    assert list(rows["gen_tps"][:2]) == ["60.0 tok/s", "59.0 tok/s"]
+    assert list(rows["prompt_tps"][:2]) == ["6,000 tok/s", "5,900 tok/s"]
+    assert set(rows["cache_tokens"]) == {"—"}  # llama-swap's -1: not reported
+    assert not rows.isna().any().any()
+
+
+def test_logs_page_hides_boocontrols_own_polling(live_fleet: datetime, app_env: Engine) -> None:
+    """About half of a proxy log is BooControl's own polling; hidden by default, one toggle shows it."""
+    own = [
+        '[INFO] Request 127.0.0.1 "GET /api/captures/12 HTTP/1.1" 200 812 "python-httpx/0.28.1" 1.2ms',
+        '[INFO] Request 127.0.0.1 "GET /api/metrics/activity?min_id=40 HTTP/1.1" 200 2 "python-httpx/0.28.1" 0.4ms',
+        '[INFO] Request 127.0.0.1 "GET /running HTTP/1.1" 200 90 "python-httpx/0.28.1" 0.3ms',
+    ]
+    theirs = [
+        '[INFO] Request 10.0.0.7 "POST /v1/chat/completions HTTP/1.1" 200 1456 "python-httpx/0.28.1" 812ms',
+        '[INFO] Request 10.0.0.8 "GET /api/captures/12 HTTP/1.1" 200 812 "Mozilla/5.0" 1.1ms',
+    ]
+    with app_env.begin() as c:
+        seed.log(c, "alpha", "proxy", live_fleet - timedelta(seconds=1), "\n".join(own + theirs) + "\n")
+    at = run_page("pages/3_Logs.py")
+    assert not at.exception, at.exception
+    shown = at.code[0].value.splitlines()
+    assert shown[:2] == theirs[::-1] and not set(own) & set(shown)
+    assert len(shown) == 5  # the two above and the seed's three
+    assert "3 lines of BooControl's own polling hidden" in at.caption[0].value
+    at.toggle(key="logs_hide_own").set_value(False)
+    at.run()
+    assert len(at.code[0].value.splitlines()) == 8
+    assert "hidden" not in at.caption[0].value

@@ -88,3 +88,41 @@ def grep_lines(body: str, pattern: str, max_lines: int = 2000, ignore_case: bool
         rx = re.compile(pattern, re.IGNORECASE if ignore_case else 0)
         lines = [ln for ln in lines if rx.search(ln)]
     return lines[-max_lines:] if max_lines > 0 else []
+
+
+# BooControl's own reads of llama-swap (the connector's reconcile and polls, capture and log fetches) as
+# llama-swap's access log prints them:  [INFO] Request <ip> "GET <path> HTTP/1.1" <status> <bytes> "<UA>" <t>
+# BooControl talks with httpx's default user agent. A user's GET of the same paths from a browser or
+# another client has another user agent and stays; so do actions (POSTs, and warm's GET /upstream/…).
+OWN_PATHS = (
+    "/api/captures/",
+    "/api/metrics/activity",
+    "/api/events",
+    "/api/version",
+    "/api/hardware",
+    "/api/performance",
+    "/running",
+    "/v1/models",
+    "/logs/stream",
+)
+_ACCESS = re.compile(r'\bRequest \S+ "GET (?P<path>\S+) [^"]*" \d+ \d+ "(?P<agent>[^"]*)"')
+
+
+def is_own_request(line: str) -> bool:
+    """True for an access-log line of BooControl's own polling (see ``OWN_PATHS``)."""
+    m = _ACCESS.search(line)
+    if m is None or not m["agent"].startswith("python-httpx/"):
+        return False
+    path = m["path"].split("?", 1)[0]
+    return any(path == p or path.startswith(p if p.endswith("/") else p + "/") for p in OWN_PATHS)
+
+
+def without_own_requests(body: str) -> tuple[str, int]:
+    """``body`` without BooControl's own polling lines, and how many were dropped."""
+    kept, dropped = [], 0
+    for line in body.splitlines():
+        if is_own_request(line):
+            dropped += 1
+        else:
+            kept.append(line)
+    return "\n".join(kept), dropped
