@@ -69,6 +69,10 @@ PAGE = 999
 LOG_TAIL = 4096
 ANNOUNCE_WAIT_S = 5.0  # how long a row read before its announcement waits for it before its capture is asked for
 CAPTURE_TRIES = 6  # transport errors tolerated per capture (backoff 0.5, 1, 2, 4, 8 s)
+# A boot that leaves rows must start, load a model, serve a request and stop, then its successor must start:
+# a stretch without observation shorter than this cannot hold one. A single restart of llama-swap spans
+# 0.1-0.5 s, of the Python simulator under load up to ~2 s.
+UNSEEN_BOOT_S = 3.0
 UNSEEN_TAIL_IDS = 16  # only the newest rows of a fetch can have been read between their storage and their capture
 
 
@@ -133,7 +137,7 @@ class LlamaSwapFollower:
     def __init__(self, api: LlamaSwapAPI, state: ProviderState, emit: Emit, *,
                  perf_poll_s: float = 5.0, liveness_s: float = 15.0, fetch_captures: bool = True,
                  on_connected: Callable[[str | None, str | None], Awaitable[None]] | None = None,
-                 unseen_boot_s: float = 1.0) -> None:
+                 unseen_boot_s: float = UNSEEN_BOOT_S) -> None:
         self.api = api
         self.pid = api.provider.id
         self.state = state

@@ -145,6 +145,8 @@ def test_boot_never_observed_between_loss_and_new_boot_is_an_explicit_gap():
 def test_quick_restart_or_probed_downtime_leaves_no_gap():
     quick = followed_state("2026-11-21T10:00:10.6Z", lost_at=_t("2026-11-21T10:00:10+00:00"))
     assert [type(r) for r in decide_state(quick)] == [Epoch]
+    slow_starter = followed_state("2026-11-21T10:00:12.5Z", lost_at=_t("2026-11-21T10:00:10+00:00"))
+    assert [type(r) for r in decide_state(slow_starter)] == [Epoch]  # 2.5 s: no room for a boot with rows
     probed = followed_state("2026-11-21T10:00:14Z", lost_at=_t("2026-11-21T10:00:10+00:00"),
                             absent_at=[_t(f"2026-11-21T10:00:1{s}+00:00") for s in (0.9, 1.8, 2.7, 3.4)])
     assert [type(r) for r in decide_state(probed)] == [Epoch]
