@@ -20,7 +20,7 @@ import click
 
 from core.providers import load_registry
 from core.settings import get_settings
-from engines.bench.options import CONFIRM_TAKEOVER, BenchOptions, BenchParam, bench_params
+from engines.bench.options import RUN_PARAMS, BenchOptions, BenchParam, bench_params
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -78,8 +78,9 @@ _CLICK_TYPES: dict[type, click.ParamType[Any]] = {int: click.INT, float: click.F
 
 
 def bench_options(f: F) -> F:
-    """Decorate a command with the takeover confirmation and every `BenchOptions` field, in declaration order."""
-    for p in reversed((CONFIRM_TAKEOVER, *bench_params())):
+    """Decorate a command with the takeover confirmation, ``--unattended`` and every `BenchOptions` field, in
+    declaration order."""
+    for p in reversed((*RUN_PARAMS, *bench_params())):
         f = _click_option(p)(f)
     return f
 
@@ -88,14 +89,16 @@ def bench_options(f: F) -> F:
 @click.argument("model")
 @bench_options
 @click.option(
-    "--slot-wait", type=float, default=30.0, show_default=True, help="Seconds to wait for the host slot."
+    "--slot-wait", type=float, default=30.0, show_default=True, help="Seconds to wait for the host lease."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def run_cmd(model: str, confirm_takeover: bool, slot_wait: float, as_json: bool, **opts: Any) -> None:
+def run_cmd(model: str, confirm_takeover: bool, unattended: bool, slot_wait: float, as_json: bool,
+            **opts: Any) -> None:
     """Run a sweep against MODEL (``provider/model``) and store it."""
     from engines.bench.gate import TakeoverRefused
     from engines.bench.runner import Progress
-    from engines.bench.service import build_spec, run_bench
+    from engines.bench.service import HostLeaseLost, build_spec, run_bench
+    from engines.bench.unattended import BenchSkipped
 
     try:
         options = BenchOptions.from_mapping(opts)
@@ -139,8 +142,15 @@ def run_cmd(model: str, confirm_takeover: bool, slot_wait: float, as_json: bool,
                 progress=progress,
                 slot_wait_s=slot_wait,
                 requested_by="cli",
+                unattended_idle_s=get_settings().bench_unattended_idle_seconds if unattended else None,
             )
             bar.update(spec.total_requests - bar.pos)
+    except BenchSkipped as exc:
+        click.echo(f"\nskipped: {exc}", err=True)  # an unattended run that may not start is not an error
+        return
+    except HostLeaseLost as exc:
+        click.echo(f"\ncancelled: {exc}; bench requests closed, host restored, run stored as 'cancelled'", err=True)
+        sys.exit(1)
     except TakeoverRefused as exc:
         click.echo(f"\nrefused: {exc}", err=True)
         sys.exit(3)

@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     connector_take_over_local_dead: bool = Field(
         True, description="Take the providers of a connector process of this machine that is gone (killed, "
         "crashed) at once instead of after its lease expires")
+    bench_unattended_idle_seconds: float = Field(
+        600.0, ge=0, description="An unattended (scheduled) benchmark runs only if it gets the host lease at once and "
+        "the host has had nothing in flight and no request for this long; otherwise the run is recorded as skipped "
+        "with the reason")
     retention: RetentionSettings = Field(default_factory=RetentionSettings)  # type: ignore[arg-type]
 
     @field_validator("database_url")

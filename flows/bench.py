@@ -14,7 +14,7 @@ from typing import Any
 from prefect import flow
 from prefect.runtime import flow_run
 
-from engines.bench.options import CONFIRM_TAKEOVER, BenchParam, bench_params
+from engines.bench.options import RUN_PARAMS, BenchParam, bench_params
 from tasks.bench import run_bench_sweep
 
 MODEL_HELP = "The model to benchmark, as provider/model."
@@ -29,7 +29,7 @@ def _parameter(p: BenchParam) -> inspect.Parameter:
 def declare_bench_parameters(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Give ``fn(model, confirm_takeover, **options)`` the declared signature and an ``Args:`` section
     (Prefect builds the deployment's parameter schema, its descriptions and its validation from them)."""
-    declared = (CONFIRM_TAKEOVER, *bench_params())
+    declared = (*RUN_PARAMS, *bench_params())
     params = [
         inspect.Parameter("model", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=str),
         *(_parameter(p) for p in declared),
@@ -41,13 +41,15 @@ def declare_bench_parameters(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-def _bench_sweep(model: str, confirm_takeover: bool = False, **options: Any) -> dict[str, Any]:
+def _bench_sweep(model: str, confirm_takeover: bool = False, unattended: bool = False, **options: Any) -> dict[str, Any]:
     """Speed sweep of ``provider/model`` (TTFT, TPOT, ITL, tokens/s vs concurrency or rate).
 
     Refuses unless ``confirm_takeover`` is true and the host has no request in flight. ``levels``
-    defaults to 1,2,4,8 (concurrency) or 0.5,1,2,4 req/s (rate).
+    defaults to 1,2,4,8 (concurrency) or 0.5,1,2,4 req/s (rate). A schedule sets ``unattended``: the run is
+    then skipped (recorded, and the flow run completes) unless the host lease is free and the host idle.
     """
-    return run_bench_sweep(model, options, confirm_takeover, requested_by=f"prefect:{flow_run.get_id()}")
+    return run_bench_sweep(model, options, confirm_takeover, requested_by=f"prefect:{flow_run.get_id()}",
+                           unattended=unattended)
 
 
 bench_sweep = flow(name="bench-sweep")(declare_bench_parameters(_bench_sweep))

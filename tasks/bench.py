@@ -11,14 +11,19 @@ from core.settings import get_settings
 from engines.bench.options import BenchOptions
 from engines.bench.runner import Progress
 from engines.bench.service import build_spec, run_bench
+from engines.bench.unattended import BenchSkipped
 from warehouse.db import make_engine
 
 
 @task(name="bench-run", retries=0, tags=["bench"])
 def run_bench_sweep(
-    model: str, options: dict[str, Any], confirm_takeover: bool, requested_by: str | None = None
+    model: str, options: dict[str, Any], confirm_takeover: bool, requested_by: str | None = None,
+    unattended: bool = False,
 ) -> dict[str, Any]:
-    """Resolve ``provider/model``, run the sweep under the host slot, store it; returns a run summary."""
+    """Resolve ``provider/model``, run the sweep under the host lease, store it; returns a run summary.
+
+    ``unattended`` (a schedule): the run needs the lease at once and an idle host
+    (``bench_unattended_idle_seconds``); when it is skipped the summary says so and the task succeeds."""
     logger = get_run_logger()
     settings = get_settings()
     registry = load_registry(settings.fleet_path)
@@ -38,15 +43,20 @@ def run_bench_sweep(
                     spec.mode, p.level or 0, p.done, p.total, f" — saturated: {p.message}" if p.message else "",
                 )  # fmt: skip
 
-        outcome = run_bench(
-            engine,
-            provider,
-            ref.model_id,
-            spec,
-            confirm_takeover=confirm_takeover,
-            progress=progress,
-            requested_by=requested_by,
-        )
+        try:
+            outcome = run_bench(
+                engine,
+                provider,
+                ref.model_id,
+                spec,
+                confirm_takeover=confirm_takeover,
+                progress=progress,
+                requested_by=requested_by,
+                unattended_idle_s=settings.bench_unattended_idle_seconds if unattended else None,
+            )
+        except BenchSkipped as exc:
+            logger.info("%s", exc)
+            return {"run_uid": None, "status": "skipped", "stop_reason": str(exc), "points": [], "cleanup": []}
         return {
             "run_uid": outcome.run_uid,
             "status": outcome.status,

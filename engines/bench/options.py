@@ -4,8 +4,9 @@ Every field of `BenchOptions` (its type, default and the help in its metadata) i
 ``boocontrol bench run`` option (`cli.bench`) and a parameter of the ``bench-sweep`` Prefect flow
 (`flows.bench`): `bench_params()` is what both build from, so ``--prompt-tokens 512`` and the
 deployment's ``prompt_tokens: 512`` mean the same thing and cannot drift apart. `CONFIRM_TAKEOVER`
-declares the one parameter that is not an option of the sweep: the takeover confirmation, checked
-only by `engines.bench.gate.require_takeover_confirmation`.
+and `UNATTENDED` declare the two parameters that are not options of the sweep: the takeover confirmation,
+checked only by `engines.bench.gate.require_takeover_confirmation`, and whether nobody watches the run (a
+schedule): then it needs an idle host (`engines.bench.unattended`). `RUN_PARAMS` is both, in shell order.
 """
 
 from __future__ import annotations
@@ -195,3 +196,15 @@ CONFIRM_TAKEOVER = BenchParam(
     flag="--yes-take-over",
     kind=bool,
 )
+
+UNATTENDED = BenchParam(
+    name="unattended",
+    annotation=bool,
+    default=False,
+    help="A scheduled run nobody watches: it runs only if the host lease is free now and the host has been idle "
+    "for BOOCONTROL_BENCH_UNATTENDED_IDLE_SECONDS; otherwise it is recorded as skipped with the reason.",
+    flag="--unattended",
+    kind=bool,
+)
+
+RUN_PARAMS = (CONFIRM_TAKEOVER, UNATTENDED)

@@ -17,7 +17,7 @@ from sqlalchemy import Engine
 from cli.bench import bench, run_cmd
 from core.settings import get_settings
 from engines.bench.gate import TakeoverRefused, require_takeover_confirmation
-from engines.bench.options import CONFIRM_TAKEOVER, BenchOptions, BenchParam, bench_params
+from engines.bench.options import CONFIRM_TAKEOVER, RUN_PARAMS, BenchOptions, BenchParam, bench_params
 from flows.bench import bench_sweep
 from warehouse.queries import bench as q
 
@@ -53,7 +53,7 @@ def test_every_field_is_declared_once_with_help() -> None:
     params = bench_params()
     assert [p.name for p in params] == [f.name for f in fields(BenchOptions)]
     assert all(p.help for p in params)
-    flags = [p.flag for p in (CONFIRM_TAKEOVER, *params)]
+    flags = [p.flag for p in (*RUN_PARAMS, *params)]
     assert len(flags) == len(set(flags))
     by_name = {p.name: p for p in params}
     # the spellings the CLI always had
@@ -66,7 +66,7 @@ def test_every_field_is_declared_once_with_help() -> None:
 
 def test_flow_parameters_are_the_declared_parameters() -> None:
     sig = inspect.signature(bench_sweep.fn)
-    declared = (CONFIRM_TAKEOVER, *bench_params())
+    declared = (*RUN_PARAMS, *bench_params())
     assert list(sig.parameters) == ["model", *(p.name for p in declared)]
     for p in declared:
         assert sig.parameters[p.name].default == p.default, p.name
@@ -74,16 +74,17 @@ def test_flow_parameters_are_the_declared_parameters() -> None:
     schema = bench_sweep.parameters.model_dump_for_openapi()
     assert schema["required"] == ["model"]
     assert schema["properties"]["prompt_tokens"] == {
-        "default": 256, "description": "Synthetic prompt length (mean tokens).", "position": 6,
+        "default": 256, "description": "Synthetic prompt length (mean tokens).", "position": 7,
         "title": "prompt_tokens", "type": "integer",
     }  # fmt: skip
     assert schema["properties"]["mode"]["enum"] == ["concurrency", "rate"]
     assert schema["properties"]["confirm_takeover"]["default"] is False
+    assert schema["properties"]["unattended"]["default"] is False
 
 
 def test_cli_options_are_the_declared_parameters() -> None:
     opts = {p.name: p for p in run_cmd.params}
-    declared = (CONFIRM_TAKEOVER, *bench_params())
+    declared = (*RUN_PARAMS, *bench_params())
     assert set(opts) - {p.name for p in declared} == CLI_ONLY
     for p in declared:
         o = opts[p.name]
@@ -99,7 +100,7 @@ def test_cli_and_flow_turn_the_same_values_into_the_same_options() -> None:
     argv = ["gpu/m", *(a for p in bench_params() for a in cli_args(p, values[p.name])), "--yes-take-over"]
     ctx = run_cmd.make_context("run", argv)
     from_cli = {k: v for k, v in ctx.params.items() if k not in CLI_ONLY}
-    assert from_cli.pop("confirm_takeover") is True
+    assert from_cli.pop("confirm_takeover") is True and from_cli.pop("unattended") is False
     flow_params = bench_sweep.validate_parameters(
         {
             "model": "gpu/m",
@@ -108,6 +109,7 @@ def test_cli_and_flow_turn_the_same_values_into_the_same_options() -> None:
         }
     )
     assert flow_params.pop("model") == "gpu/m" and flow_params.pop("confirm_takeover") is True
+    assert flow_params.pop("unattended") is False
     cli_options, flow_options = BenchOptions.from_mapping(from_cli), BenchOptions.from_mapping(flow_params)
     assert cli_options == flow_options
     default = BenchOptions()

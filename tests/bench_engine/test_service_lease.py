@@ -7,15 +7,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import psycopg
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import Engine, select
 
+from cli.bench import bench
 from core.providers import Provider
+from core.settings import get_settings
 from demo import GroupSpec, ModelSpec, SimulatedInstance, serve_instances
 from engines.bench.gate import InflightSnapshot
 from engines.bench.runner import BenchSpec
@@ -119,3 +124,38 @@ def test_a_run_whose_lease_is_broken_is_cancelled_and_cleaned_up(db: Engine, db_
     ((status, reason),) = runs(db)
     assert status == "cancelled"
     assert reason == "cancelled (the host lease was lost (broken by an operator, or expired and taken over))"
+
+
+def test_cli_unattended_run_on_a_busy_host_is_skipped_not_failed(
+    db: Engine, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`bench run --unattended` (a cron job): the host served a request just now → one line, exit 0, a skipped row."""
+    loop = asyncio.new_event_loop()
+    t = threading.Thread(target=loop.run_forever, daemon=True)
+    t.start()
+    sim = SimulatedInstance([ModelSpec("m", group="g", load_s=0.05, gen_tps=2000.0)],
+                            [GroupSpec("g", swap=True, exclusive=False)], jitter=0.0)
+    fleet = asyncio.run_coroutine_threadsafe(serve_instances([sim]), loop).result(20)
+    try:
+        body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3}
+        assert httpx.post(fleet.base_urls[0] + "/v1/chat/completions", json=body, timeout=30).status_code == 200
+        fleet_file = tmp_path / "fleet.yaml"
+        fleet_file.write_text(f"providers:\n  - id: lab\n    base_url: {fleet.base_urls[0]}\n")
+        monkeypatch.setenv("BOOCONTROL_DATABASE_URL", db_url)
+        monkeypatch.setenv("BOOCONTROL_FLEET_FILE", str(fleet_file))
+        monkeypatch.setenv("BOOCONTROL_BENCH_UNATTENDED_IDLE_SECONDS", "3600")
+        get_settings.cache_clear()
+        try:
+            r = CliRunner().invoke(bench, ["run", "lab/m", "--levels", "1", "--requests", "1", "--yes-take-over",
+                                           "--unattended"])
+        finally:
+            get_settings.cache_clear()
+    finally:
+        asyncio.run_coroutine_threadsafe(fleet.stop(), loop).result(20)
+        loop.call_soon_threadsafe(loop.stop)
+        t.join(10)
+    assert r.exit_code == 0, r.output
+    assert "skipped: unattended run skipped: the host's last request finished " in r.output
+    assert "an unattended run needs 3600 s of idle" in r.output and "Traceback" not in r.output
+    assert [s for s, _ in runs(db)] == ["skipped"]
+    assert sim.inflight == {}  # nothing was sent to the host
