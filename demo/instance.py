@@ -318,7 +318,7 @@ def create_instance_app(sim: SimulatedInstance) -> Starlette:
         return PlainTextResponse("OK")
 
     async def inference(request: Request) -> Response:
-        call = InferenceCall(path=request.url.path, body=await request.body(),
+        call = InferenceCall(path=request.url.path, body=await request.body(), query=request.url.query,
                              headers=_request_headers(request),
                              remote_ip=remote_ip(request), fault=request.headers.get("x-demo-fault"))
         return _ReplyResponse(await sim.infer(call))
@@ -335,7 +335,7 @@ def create_instance_app(sim: SimulatedInstance) -> Starlette:
             code = 301 if request.method in ("GET", "HEAD") else 308
             return RedirectResponse(f"/upstream/{rest}/", code)
         if request.method == "POST" and sub in INFERENCE_PATHS:
-            call = InferenceCall(path=sub, body=await request.body(), model=m.spec.id,
+            call = InferenceCall(path=sub, body=await request.body(), model=m.spec.id, query=request.url.query,
                                  headers=_request_headers(request),
                                  remote_ip=remote_ip(request), fault=request.headers.get("x-demo-fault"))
             return _ReplyResponse(await sim.infer(call))

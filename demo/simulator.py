@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import parse_qs
 
 from demo.activity import TOKEN_FIELDS, ActivityStore, Tokens, parse_tokens
 from demo.telemetry import GpuLoad, HostSpec, Telemetry
@@ -75,6 +76,7 @@ class ModelSpec:
     backend: Literal["llama.cpp", "openai"] = "llama.cpp"
     vram_mb: int = 6000
     gpu: int = 0
+    respond: str | None = None  # the upstream is llama-swap's test server simple-responder answering this text
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,7 @@ class InferenceCall:
     method: str = "POST"
     model: str | None = None  # set for /upstream/<model>/<route>, else read from the JSON body
     fault: str | None = None  # demo-only: "error" | "crash" | "start-fail"
+    query: str = ""  # the raw query string (simple-responder reads ``stream`` and ``wait`` there)
 
 
 @dataclass
@@ -205,6 +208,18 @@ async def _wait_any(events: Sequence[asyncio.Event], timeout: float | None = Non
     finally:
         for w in waiters:
             w.cancel()
+
+
+_GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_GO_UNIT_S = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_go_duration(text: str) -> float:
+    """Seconds of a Go ``time.ParseDuration`` string (``5s``, ``1m30s``, ``500ms``); ValueError if invalid."""
+    parts = _GO_DURATION.findall(text.strip())
+    if not parts or "".join(n + u for n, u in parts) != text.strip():
+        raise ValueError(f"invalid duration {text!r}")
+    return sum(float(n) * _GO_UNIT_S[u] for n, u in parts)
 
 
 def _prompt_text(req: dict[str, Any], chat: bool) -> str:
@@ -745,6 +760,8 @@ class SimulatedInstance:
         if error:
             return self._fail(out, 500, error)
         out.held, out.metadata, out.cut = True, GRANTED, m.cut
+        if m.spec.respond is not None:
+            return await self._simple_responder(call, out, m.spec.respond, flight)
         plan = self._plan(m, req, call.path.endswith("/chat/completions"))
         if await _wait_any([flight.cancel, out.cut], plan.prompt_ms / 1000):
             return self._bad_gateway(out)
@@ -763,6 +780,34 @@ class SimulatedInstance:
             return self._bad_gateway(out)
         self._respond(out, {"content-type": UPSTREAM_JSON_CT})
         return plan.whole()
+
+    async def _simple_responder(self, call: InferenceCall, out: _Outcome, message: str, flight: _InFlight) -> bytes:
+        """What llama-swap's ``cmd/simple-responder`` answers (fixed usage 25/10 and llama.cpp-like timings;
+        ``?stream=true`` streams ten ``asdf`` chunks; ``?wait=<Go duration>`` delays the answer)."""
+        query = parse_qs(call.query)
+        try:
+            wait = parse_go_duration(query.get("wait", [""])[0])
+        except ValueError:
+            wait = 0.0
+        if wait > 0 and await _wait_any([flight.cancel, out.cut], wait):
+            return self._bad_gateway(out)
+        usage = {"completion_tokens": 10, "prompt_tokens": 25, "total_tokens": 35}
+        timings = {"predicted_ms": 17, "predicted_n": 10, "predicted_per_second": 10, "prompt_ms": 13, "prompt_n": 25}
+        if call.path.endswith("/v1/completions"):
+            self._respond(out, {"content-type": "application/json"})
+            return go_json({"responseMessage": message, "usage": usage}).encode()
+        if query.get("stream", [""])[0] == "true":
+            self._respond(out, {"content-type": "text/event-stream", "cache-control": "no-cache"})
+            created = int(time.time())
+            chunk = go_json({"choices": [{"delta": {"content": "asdf"}, "finish_reason": None, "index": 0}],
+                             "created": created})
+            return (f"event:message\ndata:{chunk}\n\n" * 10
+                    + f"event:message\ndata:{go_json({'timings': timings, 'usage': usage})}\n\n"
+                    + "event:message\ndata:[DONE]\n\n").encode()
+        self._respond(out, {"content-type": "application/json"})
+        return go_json({"h_content_length": call.headers.get("Content-Length", ""),
+                        "request_body": call.body.decode(errors="replace"), "responseMessage": message,
+                        "timings": timings, "usage": usage}).encode()
 
     async def _stream(self, out: _Outcome, plan: _Plan) -> AsyncIterator[bytes]:
         """Token chunks paced at the generation speed, batched so a stream wakes at most ~5 times a second."""

@@ -11,7 +11,8 @@ The config subset understood: ``models`` (``cmd``/``proxy`` are accepted but nev
 imitates the upstream; ``ttl``, ``name``, ``description``, ``unlisted``, ``aliases``), ``groups`` (``swap``,
 ``exclusive``, ``members``), ``startPort``, ``captureBuffer``, ``performance.every``/``disabled``,
 ``metricsMaxInMemory``, ``store.path``, ``apiKeys``. ``logLevel``, ``healthCheckTimeout`` and unknown keys are
-accepted and ignored. Simulator-only knobs are command-line flags: ``-load-seconds`` (every model's load
+accepted and ignored. A model whose ``cmd`` runs llama-swap's test server ``simple-responder`` answers like it
+(its ``-respond`` text, fixed usage and timings, ``?stream=true``, ``?wait=``). Simulator-only knobs are command-line flags: ``-load-seconds`` (every model's load
 time), ``-capture-delay`` (seconds between storing an activity row and storing/announcing its capture),
 ``-seed``.
 """
@@ -21,7 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import re
+import shlex
 import signal
 import sys
 from collections.abc import Mapping
@@ -31,12 +32,10 @@ from typing import Any
 
 import yaml
 
-from demo.simulator import GroupSpec, ModelSpec, SimulatedInstance
+from demo.simulator import GroupSpec, ModelSpec, SimulatedInstance, parse_go_duration
 
 log = logging.getLogger("demo.single")
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
-_UNIT_S = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 class ConfigError(ValueError):
@@ -47,11 +46,24 @@ def parse_duration(value: Any, where: str) -> float:
     """Seconds of a Go duration (``5s``, ``1m30s``, ``500ms``) or a bare number of seconds."""
     if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
-    text = str(value).strip()
-    parts = _DURATION.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise ConfigError(f"{where}: invalid duration {value!r}")
-    return sum(float(n) * _UNIT_S[u] for n, u in parts)
+    try:
+        return parse_go_duration(str(value))
+    except ValueError:
+        raise ConfigError(f"{where}: invalid duration {value!r}") from None
+
+
+def simple_responder_message(cmd: Any) -> str | None:
+    """The ``-respond`` text when a model's ``cmd`` runs llama-swap's ``simple-responder`` (default ``hi``)."""
+    try:
+        argv = shlex.split(str(cmd or ""))
+    except ValueError:
+        return None
+    if not argv or not Path(argv[0]).name.startswith("simple-responder"):
+        return None
+    for i, arg in enumerate(argv[:-1]):
+        if arg in ("-respond", "--respond"):
+            return argv[i + 1]
+    return next((a.split("=", 1)[1] for a in argv if a.startswith(("-respond=", "--respond="))), "hi")
 
 
 @dataclass(frozen=True)
@@ -112,7 +124,7 @@ def parse_config(text: str, where: str = "config", load_s: float = 0.2) -> Singl
         models.append(ModelSpec(str(mid), name=str(m.get("name", "")), description=str(m.get("description", "")),
                                 group=member_of.get(str(mid), "(default)"), load_s=load_s,
                                 ttl=_int(m, "ttl", 0, f"{where}: models.{mid}"), unlisted=bool(m.get("unlisted")),
-                                aliases=tuple(str(a) for a in aliases)))
+                                aliases=tuple(str(a) for a in aliases), respond=simple_responder_message(m.get("cmd"))))
     perf = doc.get("performance") or {}
     if not isinstance(perf, dict):
         raise ConfigError(f"{where}: performance must be a mapping")

@@ -1,14 +1,11 @@
-"""The connector against a REAL llama-swap: activity in Postgres equals llama-swap's own activity."""
+"""The connector against llama-swap (``real`` binary and ``sim`` process, same config): activity in Postgres
+equals llama-swap's own activity."""
 
 from __future__ import annotations
 
-import pytest
-
 from core.providers import Provider
 from tests.support.connector import ConnectorThread, chat, query, registry_for, upstream_activity, wait_until
-from tests.support.llamaswap import free_port_block, responder_config, run_llama_swap
-
-pytestmark = pytest.mark.real_llamaswap
+from tests.support.targets import run_target
 
 
 def activity_rows(db_url, pid):
@@ -21,9 +18,8 @@ def as_tuples(upstream):
              float(r["tokens"]["tokens_per_second"])) for r in upstream]
 
 
-def test_load_swap_activity_lands_exactly_once(db, db_url, responder, tmp_path):
-    cfg = responder_config(responder, start_port=free_port_block())
-    with run_llama_swap(cfg) as ls:
+def test_load_swap_activity_lands_exactly_once(db, db_url, target_kind, tmp_path):
+    with run_target(target_kind) as ls:
         p = Provider(id="ls1", label="LS 1", base_url=ls.base_url)
         with ConnectorThread(registry_for(p), db_url, tmp_path / "spool"):
             wait_until(lambda: query(db_url, "SELECT status FROM connector_health WHERE provider_id='ls1'") ==

@@ -178,3 +178,20 @@ def test_simulator_row_is_queryable_before_its_capture_exists() -> None:
         wait_until(lambda: log.capture_status, timeout=20, what="activity message")
         assert log.capture_status == {1: 200}
         assert upstream_activity(ls.base_url)[0]["has_capture"] is True
+
+
+def test_simple_responder_rows_are_the_same_on_both(target_kind: str) -> None:
+    """A model whose ``cmd`` runs simple-responder answers like it on the simulator too: identical rows."""
+    with run_target(target_kind) as ls:
+        ok_chat(ls)
+        r = httpx.post(ls.base_url + "/v1/chat/completions?stream=true", timeout=30,
+                       json={"model": "responder-b", "messages": [{"role": "user", "content": "hi"}]})
+        assert r.status_code == 200 and r.text.count("data:{\"choices\"") == 10
+        rows = upstream_activity(ls.base_url)
+        tokens = {"cache_tokens": -1, "draft_tokens": -1, "draft_acc_tokens": -1, "input_tokens": 25,
+                  "output_tokens": 10, "prompt_per_second": 0, "tokens_per_second": 10}
+        assert [(r["id"], r["model"], r["resp_status_code"], r["resp_content_type"], r["tokens"], r["metadata"])
+                for r in rows] == [
+            (1, "responder-a", 200, "application/json", tokens, {"fifo_priority": "0"}),
+            (2, "responder-b", 200, "text/event-stream", tokens, {"fifo_priority": "0"})]
+        assert all(r["duration_ms"] >= 30 for r in rows)  # max(wall time, prompt_ms 13 + predicted_ms 17)

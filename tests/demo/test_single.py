@@ -9,7 +9,14 @@ import pytest
 
 from demo.activity import ActivityStore
 from demo.simulator import GroupSpec, ModelSpec
-from demo.single import ConfigError, SingleConfig, main, parse_config, parse_duration
+from demo.single import (
+    ConfigError,
+    SingleConfig,
+    main,
+    parse_config,
+    parse_duration,
+    simple_responder_message,
+)
 
 CONFIG = """
 healthCheckTimeout: 15
@@ -38,15 +45,15 @@ models:
     name: Bee
     unlisted: true
   c:
-    cmd: simple-responder -port ${PORT}
+    cmd: llama-server --port ${PORT} -m /models/c.gguf
 """
 
 
 def test_config_subset_is_read_exactly() -> None:
     cfg = parse_config(CONFIG, "cfg.yaml", load_s=0.1)
     assert cfg == SingleConfig(
-        models=(ModelSpec("a", group="pair", load_s=0.1, ttl=2, aliases=("alpha",)),
-                ModelSpec("b", name="Bee", group="pair", load_s=0.1, unlisted=True),
+        models=(ModelSpec("a", group="pair", load_s=0.1, ttl=2, aliases=("alpha",), respond="from-a"),
+                ModelSpec("b", name="Bee", group="pair", load_s=0.1, unlisted=True, respond="hi"),
                 ModelSpec("c", load_s=0.1)),
         groups=(GroupSpec("pair", swap=True, exclusive=False),),
         start_port=23100, capture_buffer_mb=2.0, perf_every_s=90.0, metrics_max_in_memory=3,
@@ -58,6 +65,17 @@ def test_defaults_are_llama_swaps() -> None:
     assert (cfg.start_port, cfg.capture_buffer_mb, cfg.perf_every_s, cfg.metrics_max_in_memory, cfg.store_path,
             cfg.api_keys, cfg.models[0].group) == (5800, 5.0, 5.0, 1000, None, (), "(default)")
     assert parse_config("performance:\n  disabled: true\nmodels: {}\n").perf_every_s == 0.0
+
+
+@pytest.mark.parametrize(("cmd", "message"), [
+    ("/opt/ls/simple-responder -port ${PORT} -respond 'from a' -silent", "from a"),
+    ("simple-responder --respond=x", "x"),
+    ("simple-responder -port 1", "hi"),
+    ("fake-model -listen 127.0.0.1:${PORT}", None),
+    (None, None),
+])
+def test_simple_responder_models_are_recognised_by_their_cmd(cmd: str | None, message: str | None) -> None:
+    assert simple_responder_message(cmd) == message
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("5s", 5.0), ("500ms", 0.5), ("1m30s", 90.0), ("2h", 7200.0), (7, 7.0)])
