@@ -26,8 +26,11 @@ WINDOWS: dict[str, timedelta] = {
 
 _CSS = """
 <style>
-[data-testid="stMetricValue"] { font-family: "JetBrains Mono", "Fira Code", Menlo, monospace; color: #00e5ff; }
+[data-testid="stMetricValue"] { font-family: "JetBrains Mono", "Fira Code", Menlo, monospace; color: #00e5ff;
+  font-size: 1.5rem; }
 [data-testid="stMetricLabel"] { text-transform: uppercase; letter-spacing: .08em; color: #6b7c8f; }
+[data-testid="stMetricValue"] *, [data-testid="stMetricLabel"] * { white-space: normal !important;
+  overflow: visible !important; text-overflow: clip !important; overflow-wrap: anywhere; }
 [data-testid="stMetric"] { background: #111821; border: 1px solid #1f2a36; border-radius: 6px; padding: .5rem .75rem; }
 h1, h2, h3 { letter-spacing: .04em; }
 </style>
