@@ -31,8 +31,8 @@ def connected(db_url, pid="ls"):
     return wait_until(lambda: [r[0] for r in health(db_url, pid)] == ["connected"], what=f"{pid} connected")
 
 
-# A follower whose session lived under 10 s waits backoff_base_s * U(0.5, 1) before it looks again: 10-20 s
-SLOW_RECONNECT = {"backoff_base_s": 20.0, "backoff_max_s": 20.0}
+# A follower whose session lived under 10 s waits backoff_base_s * U(0.5, 1) before it looks again: 15-30 s
+SLOW_RECONNECT = {"backoff_base_s": 30.0, "backoff_max_s": 30.0}
 
 
 def test_boot_never_observed_becomes_an_explicit_gap(target_kind, db, db_url, tmp_path):
@@ -42,17 +42,17 @@ def test_boot_never_observed_becomes_an_explicit_gap(target_kind, db, db_url, tm
             connected(db_url)
             chat(ls.base_url, "responder-a")
             wait_until(lambda: len(acts(db_url)) == 1, what="row 1 of boot A")
-            ls.stop()  # boot A ends; the connector looks again in 10-20 s
+            ls.stop()  # boot A ends; the connector looks again in 15-30 s
             lost = time.monotonic()
             ls.start()  # boot B: a crash loop's short middle boot
             for m in ("responder-a", "responder-b", "responder-a"):
                 assert chat(ls.base_url, m).status_code == 200
             time.sleep(4.0)  # B lives well over UNSEEN_BOOT_S (3 s)
             ls.restart()  # boot C
-            if time.monotonic() - lost > 9.0:
+            if time.monotonic() - lost > 14.0:
                 pytest.skip("machine too slow: the connector may have looked at boot B (premise of the test)")
             chat(ls.base_url, "responder-b")
-            wait_until(lambda: len(acts(db_url)) == 2, timeout=40, what="row 1 of boot C")
+            wait_until(lambda: len(acts(db_url)) == 2, timeout=50, what="row 1 of boot C")
             wait_until(lambda: gaps(db_url), what="a gap")
         rows = acts(db_url)
         assert [(r[1], r[2]) for r in rows] == [(1, "responder-a"), (1, "responder-b")]  # A's row 1, C's row 1
@@ -71,9 +71,9 @@ def test_quick_restart_unobserved_for_seconds_is_no_false_alarm(target_kind, db,
             connected(db_url)
             chat(ls.base_url, "responder-a")
             wait_until(lambda: len(acts(db_url)) == 1, what="row 1 of boot A")
-            ls.restart()  # one restart; nothing looks at the instance for the next 10-20 s
+            ls.restart()  # one restart; nothing looks at the instance for the next 15-30 s
             chat(ls.base_url, "responder-a")
-            wait_until(lambda: len(acts(db_url)) == 2, timeout=40, what="row 1 of boot B")
+            wait_until(lambda: len(acts(db_url)) == 2, timeout=50, what="row 1 of boot B")
             wait_until(lambda: query(db_url, "SELECT count(*) FROM instance_boots") == [(2,)], what="2 boots")
         assert gaps(db_url) == []
 
