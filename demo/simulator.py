@@ -761,7 +761,7 @@ class SimulatedInstance:
             return self._fail(out, 500, error)
         out.held, out.metadata, out.cut = True, GRANTED, m.cut
         if m.spec.respond is not None:
-            return await self._simple_responder(call, out, m.spec.respond, flight)
+            return await self._simple_responder(call, out, m, flight)
         plan = self._plan(m, req, call.path.endswith("/chat/completions"))
         if await _wait_any([flight.cancel, out.cut], plan.prompt_ms / 1000):
             return self._bad_gateway(out)
@@ -781,9 +781,13 @@ class SimulatedInstance:
         self._respond(out, {"content-type": UPSTREAM_JSON_CT})
         return plan.whole()
 
-    async def _simple_responder(self, call: InferenceCall, out: _Outcome, message: str, flight: _InFlight) -> bytes:
+    async def _simple_responder(self, call: InferenceCall, out: _Outcome, m: _Model, flight: _InFlight) -> bytes:
         """What llama-swap's ``cmd/simple-responder`` answers (fixed usage 25/10 and llama.cpp-like timings;
         ``?stream=true`` streams ten ``asdf`` chunks; ``?wait=<Go duration>`` delays the answer)."""
+        message = m.spec.respond or ""
+        if call.fault == "crash":
+            self.crash(m)
+            return self._bad_gateway(out)
         query = parse_qs(call.query)
         try:
             wait = parse_go_duration(query.get("wait", [""])[0])

@@ -4,9 +4,9 @@
 The resilience scenarios (``resilience``: ring overflow, restarts with and without ``store.path``, config
 reload, ``kill -9`` of the connector mid-batch, Postgres restart with spool replay) run twice through the
 ``target_kind`` fixture: ``sim`` against the simulator process (``demo.single``, on every machine) and ``real``
-against a real llama-swap binary where one is found. The other tests need the real binary's upstream
-processes (TTL, crash via ``pgrep``) or an older release and run on the real binary only; the API-key and
-unreachable-provider tests also run on both."""
+against a real llama-swap binary where one is found. The unload/TTL/cancel/crash, API-key and
+unreachable-provider tests run on both too (an upstream crash is provoked per kind: SIGKILL of the real
+simple-responder, the demo fault on the simulator); only the older-release test needs a real v250 binary."""
 
 from __future__ import annotations
 
@@ -29,7 +29,6 @@ from tests.support.llamaswap import (
     free_port,
     free_port_block,
     responder_config,
-    run_llama_swap,
 )
 from tests.support.targets import run_target
 
@@ -162,12 +161,22 @@ def test_config_reload_is_recorded_and_nothing_is_lost(db, db_url, target_kind, 
         assert gaps(db_url) == []
 
 
-@real_only
-def test_unload_ttl_inflight_cancel_and_crash(db, db_url, responder, tmp_path):
-    cfg = responder_config(responder, start_port=free_port_block(), ttl=2,
-                           models=("responder-a", "responder-b", "ttl-model"))
-    cfg = cfg.replace("    ttl: 2\n", "", 2)  # only the last model gets the TTL
-    with run_llama_swap(cfg) as ls:
+def crash_upstream(ls, model):
+    """Make ``model``'s upstream process die: on the real binary SIGKILL its simple-responder (only the children
+    of this llama-swap, never another test's); on the simulator the demo fault ``crash``."""
+    if ls.kind == "sim":
+        chat(ls.base_url, model, headers={"X-Demo-Fault": "crash"})
+        return
+    import psutil
+
+    for child in psutil.Process(ls.proc.pid).children(recursive=True):
+        if f"from-{model}" in child.cmdline():
+            child.kill()
+
+
+def test_unload_ttl_inflight_cancel_and_crash(db, db_url, target_kind, tmp_path):
+    with run_target(target_kind, ttl=2, models=("responder-a", "responder-b", "ttl-model"),
+                    ttl_models=("ttl-model",)) as ls:
         p = Provider(id="ls", label="ls", base_url=ls.base_url)
         with ConnectorThread(registry_for(p), db_url, tmp_path / "sp"):
             connected(db_url)
@@ -190,12 +199,10 @@ def test_unload_ttl_inflight_cancel_and_crash(db, db_url, responder, tmp_path):
             t.join(timeout=10)
             wait_until(lambda: query(db_url, "SELECT count FROM inflight_snapshots ORDER BY observed_at DESC "
                                              "LIMIT 1") == [(0,)], what="0 in flight")
-            # crash: kill the upstream process behind responder-b
+            # crash: the upstream process behind responder-b dies
             chat(ls.base_url, "responder-b")
             wait_until(lambda: state("responder-b") == [("ready",)], what="b ready")
-            out = subprocess.run(["pgrep", "-f", "respond from-responder-b"], capture_output=True, text=True).stdout
-            for pid in out.split():
-                os.kill(int(pid), signal.SIGKILL)
+            crash_upstream(ls, "responder-b")
             wait_until(lambda: state("responder-b") == [("stopped",)], what="b stopped after crash")
             wait_until(lambda: query(db_url, "SELECT count(*) > 0 FROM logs WHERE strpos(text, "
                                              "'upstream process exited unexpectedly') > 0") == [(True,)],

@@ -254,8 +254,10 @@ def responder_config(
     extra: str = "",
     ttl: int = 0,
     models: tuple[str, ...] = ("responder-a", "responder-b"),
+    ttl_models: tuple[str, ...] | None = None,
 ) -> str:
-    """A llama-swap config with simple-responder models in one swapping group."""
+    """A llama-swap config with simple-responder models in one swapping group (``ttl`` on ``ttl_models``,
+    default all)."""
     lines = [
         "healthCheckTimeout: 15",
         "logLevel: debug",
@@ -273,6 +275,6 @@ def responder_config(
             f"    cmd: {responder} -port ${{PORT}} -respond from-{name} -silent",
             "    proxy: http://127.0.0.1:${PORT}",
         ]
-        if ttl:
+        if ttl and (ttl_models is None or name in ttl_models):
             lines.append(f"    ttl: {ttl}")
     return "\n".join(lines) + "\n"

@@ -81,9 +81,10 @@ def responder_for(kind: str) -> Path:
 
 @contextlib.contextmanager
 def run_target(kind: str, *, extra: str = "", ttl: int = 0,
-               models: tuple[str, ...] = ("responder-a", "responder-b"),
+               models: tuple[str, ...] = ("responder-a", "responder-b"), ttl_models: tuple[str, ...] | None = None,
                workdir: Path | None = None, capture_delay_s: float = 0.05) -> Iterator[Target]:
     """A started target of ``kind`` on ``responder_config`` (same text for both kinds), stopped afterwards."""
-    cfg = responder_config(responder_for(kind), start_port=free_port_block(), extra=extra, ttl=ttl, models=models)
+    cfg = responder_config(responder_for(kind), start_port=free_port_block(), extra=extra, ttl=ttl, models=models,
+                           ttl_models=ttl_models)
     with run_llama_swap(cfg, kind=kind, workdir=workdir, capture_delay_s=capture_delay_s) as ls:
         yield ls
