@@ -102,7 +102,7 @@ def fleet_table(board: pl.DataFrame) -> None:
     icons = [fmt.STATUS_ICONS.get(s, "⚪") + " " + s for s in board["status"].to_list()]
     df = board.with_columns(
         pl.Series("status", icons),
-        pl.col("uptime_s").map_elements(fmt.duration, return_dtype=pl.Utf8).alias("uptime"),
+        pl.col("uptime_s").map_elements(fmt.duration, return_dtype=pl.Utf8, skip_nulls=False).alias("uptime"),
         pl.when(pl.col("gpu_stale")).then(None).otherwise(pl.col("gpu_temp_c")).alias("gpu_temp_c"),
         pl.when(pl.col("gpu_stale")).then(None).otherwise(pl.col("gpu_util_pct")).alias("gpu_util_pct"),
         pl.when(pl.col("gpu_stale")).then(None).otherwise(pl.col("gpu_power_w")).alias("gpu_power_w"),
@@ -149,7 +149,7 @@ def fleet_table(board: pl.DataFrame) -> None:
         "last_error",
     ]
     st.dataframe(
-        df.select(shown),  # only what is shown goes to the browser
+        fleet_rows_for_people(df.select(shown)),  # only what is shown goes to the browser
         hide_index=True,
         column_order=shown,
         column_config={
@@ -160,19 +160,39 @@ def fleet_table(board: pl.DataFrame) -> None:
             "boots": cc.NumberColumn("Boots", format="%d"),
             "loaded_models": cc.TextColumn("Loaded models", width="medium"),
             "inflight": cc.NumberColumn("In flight", format="%d req"),
-            "gpu_temp_c": cc.NumberColumn("GPU temp", format="%.0f °C"),
-            "gpu_util_pct": cc.NumberColumn("GPU util", format="%.0f %%"),
+            "gpu_temp_c": cc.TextColumn("GPU temp"),
+            "gpu_util_pct": cc.TextColumn("GPU util"),
             "gpu_util_spark": cc.LineChartColumn("GPU util 1 h", y_min=0, y_max=100),
             "vram": cc.TextColumn("VRAM"),
             "vram_pct": cc.ProgressColumn("VRAM used", format="%.0f %%", min_value=0, max_value=100),
-            "gpu_power_w": cc.NumberColumn("GPU power", format="%.0f W"),
-            "cpu_util_pct": cc.NumberColumn("CPU", format="%.0f %%"),
+            "gpu_power_w": cc.TextColumn("GPU power"),
+            "cpu_util_pct": cc.TextColumn("CPU"),
             "cpu_spark": cc.LineChartColumn("CPU 1 h", y_min=0, y_max=100),
-            "mem_pct": cc.NumberColumn("RAM", format="%.0f %%"),
+            "mem_pct": cc.TextColumn("RAM"),
             "mem_spark": cc.LineChartColumn("RAM 1 h", y_min=0, y_max=100),
             "last_error": cc.TextColumn("Last error", width="medium"),
         },
         key="fleet_table",
+    )
+
+
+def fleet_rows_for_people(df: pl.DataFrame) -> pl.DataFrame:
+    """No cell of the board reads "None": a missing reading is "—" (as text with its unit), a missing text
+    is "—", no error is empty."""
+    text = {"gpu_temp_c": fmt.celsius, "gpu_util_pct": fmt.pct, "gpu_power_w": fmt.watts,
+            "cpu_util_pct": fmt.pct, "mem_pct": fmt.pct}  # fmt: skip
+    return df.with_columns(
+        *(
+            pl.col(c).map_elements(f, return_dtype=pl.Utf8, skip_nulls=False)
+            for c, f in text.items()
+            if c in df.columns
+        ),
+        *(
+            pl.col(c).fill_null(fmt.DASH)
+            for c in ("version", "uptime", "loaded_models", "vram")
+            if c in df.columns
+        ),
+        *(pl.col(c).fill_null("") for c in ("last_error",) if c in df.columns),
     )
 
 
@@ -259,7 +279,9 @@ def activity_rows_for_people(rows: pl.DataFrame) -> pl.DataFrame:
     empty Error, an unreported speed or cache count reads "—" (as text with its unit)."""
     return rows.select(ACTIVITY_COLUMNS).with_columns(
         pl.col("error_msg").fill_null(""),
-        pl.col("cache_tokens").map_elements(lambda v: fmt.count(v, "tok"), return_dtype=pl.Utf8, skip_nulls=False),
+        pl.col("cache_tokens").map_elements(
+            lambda v: fmt.count(v, "tok"), return_dtype=pl.Utf8, skip_nulls=False
+        ),
         pl.col("prompt_tps").map_elements(fmt.tps, return_dtype=pl.Utf8, skip_nulls=False),
         pl.col("gen_tps").map_elements(fmt.tps, return_dtype=pl.Utf8, skip_nulls=False),
     )

@@ -310,3 +310,19 @@ def test_logs_page_hides_boocontrols_own_polling(live_fleet: datetime, app_env: 
     at.run()
     assert len(at.code[0].value.splitlines()) == 8
     assert "hidden" not in at.caption[0].value
+
+
+def test_fleet_board_has_units_and_no_none(live_fleet: datetime) -> None:
+    """An offline host's missing readings read "—" (they read "None"), readings carry their unit."""
+    at = run_page("pages/1_Fleet.py")
+    assert not at.exception, at.exception
+    board = at.dataframe[0].value
+    rows = {r["provider_id"]: r for r in board.to_dict("records")}
+    beta = rows["beta"]
+    assert (beta["uptime"], beta["loaded_models"], beta["gpu_temp_c"], beta["cpu_util_pct"]) == ("—",) * 4
+    assert beta["last_error"] == "connect: connection refused"
+    alpha = rows["alpha"]
+    assert (alpha["gpu_temp_c"], alpha["gpu_util_pct"], alpha["gpu_power_w"]) == ("64 °C", "80 %", "250 W")
+    assert (alpha["mem_pct"], alpha["last_error"]) == ("50 %", "")
+    shown = board.drop(columns=["gpu_util_spark", "cpu_spark", "mem_spark", "vram_pct"])
+    assert not shown.isna().any().any()
