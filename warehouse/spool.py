@@ -66,8 +66,10 @@ class Spool:
             try:
                 with open(path, "rb") as f:
                     return path, pickle.load(f)  # noqa: S301 - our own files
-            except (EOFError, pickle.UnpicklingError) as exc:
-                log.error("spool file %s is unreadable (%s); moving it aside", path, exc)
+            except FileNotFoundError:  # acknowledged meanwhile by another connector sharing the directory
+                continue
+            except Exception as exc:  # noqa: BLE001 - truncated, corrupt, or pickled against classes that changed
+                log.error("spool file %s is unreadable (%s: %s); moving it aside", path, exc.__class__.__name__, exc)
                 path.rename(path.with_suffix(".bad"))
         return None
 

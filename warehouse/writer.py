@@ -49,20 +49,34 @@ class Writer:
         self.db_ok = True
         self.last_error: str | None = None
         self.replayed_batches = 0  # spool files written to Postgres so far (state loaded before a replay is stale)
+        self.dropped_records = 0  # records lost because the spool was over its budget (each logged as an error)
+        self._spill_lock = asyncio.Lock()
         self._flushes_started = 0  # generations, so `drain` knows which flush carries a given record
         self._flushes_done = 0
         self._flushed = asyncio.Event()
 
     async def emit(self, records: Sequence[Record]) -> None:
         if len(self.pending) >= self.opts.buffer_rows:
-            try:
-                await asyncio.to_thread(self.spool.put, list(records))
-            except SpoolFull as exc:
-                log.error("dropping %d records: %s", len(records), exc)
+            # Spill what is pending, then these, in that order: a flush replays the spool before its own batch,
+            # so spilling only the newer records would let older pending ones overwrite them (model states,
+            # catalog fields: the last write wins).
+            older, self.pending = self.pending, []
+            async with self._spill_lock:
+                await asyncio.to_thread(self._spill, [older, list(records)])
             return
         self.pending.extend(records)
         if len(self.pending) >= self.opts.batch_rows:
             self._wake.set()
+
+    def _spill(self, batches: list[list[Record]]) -> None:
+        for batch in batches:
+            if not batch:
+                continue
+            try:
+                self.spool.put(batch)
+            except SpoolFull as exc:
+                self.dropped_records += len(batch)
+                log.error("dropping %d records: %s", len(batch), exc)
 
     def _connect(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed:
@@ -107,6 +121,7 @@ class Writer:
                 try:
                     self.spool.put(batch)
                 except SpoolFull as full:
+                    self.dropped_records += len(batch)
                     log.error("dropping %d records: %s", len(batch), full)
             if not isinstance(exc, psycopg.OperationalError):
                 log.exception("batch rejected by Postgres; kept in the spool for inspection")
