@@ -3,7 +3,7 @@
 import streamlit as st
 
 from reports import bench_figures as bf
-from ui import bench_data, widgets
+from ui import bench_data, tables, widgets
 
 widgets.page_setup("Benchmarks", "⏱️")
 
@@ -34,9 +34,7 @@ if slower.height:
         f"{slower.height} run(s) slower than the baseline beyond run-to-run noise: "
         f"{slower['drift_detail'][0]}"
     )
-st.dataframe(runs.select("run_id", "started_at", "status", "mode", "label", "points", "drift", "drift_detail",
-                         "stop_reason", "llama_swap_version", "foreign_requests", "j_per_token"),
-             hide_index=True)  # fmt: skip
+tables.show(runs, tables.BENCH_RUNS, key="bench_runs_table")
 
 done = runs.filter(runs["points"] > 0)
 modes = sorted(set(done["mode"].to_list())) or ["concurrency"]
@@ -79,7 +77,8 @@ if len(chosen) < 2:
     st.caption(f"Pick a second run: {max(len(candidates) - 1, 0)} other run(s) of this workload are stored.")
 else:
     widgets.chart(bf.sweep_curves(bench_data.compare_points(tuple(chosen)), metric, mode), key="bench_compare")
-    st.dataframe(bench_data.comparison(tuple(chosen)), hide_index=True)
+    comparison = bench_data.comparison(tuple(chosen))
+    tables.show(comparison, tables.comparison_columns(comparison), key="bench_comparison_table")
 
 with st.expander("Baseline (runs that define the expected speed; repeat runs to measure noise)"):
     run = st.selectbox("Run", list(labels), format_func=labels.get, key="bench_baseline_run")

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from reports import digest_figures
-from ui import analysis_data, widgets
+from ui import analysis_data, tables, widgets
 
 widgets.page_setup("Analysis", "🔭")
 
@@ -25,7 +25,7 @@ st.caption(f"{start} → {end} (UTC days, up to the newest export)")
 usage = analysis_data.usage_trend(lake, start, end, grain)
 if usage.height:
     widgets.chart(digest_figures.usage_trend(usage), key="analysis_usage")
-    st.dataframe(usage, hide_index=True, key="analysis_usage_table")
+    tables.show(usage, tables.ANALYSIS_USAGE, key="analysis_usage_table")
 
 speeds = analysis_data.speed_trend(lake, start, end, grain)
 if speeds.height:
@@ -39,5 +39,5 @@ if not (usage.height or speeds.height or energy.height):
     st.info("The lake has no activity or GPU data in this range.")
 
 with st.expander("Lake contents"):
-    st.dataframe(inventory, hide_index=True, key="analysis_inventory")
+    tables.show(inventory, tables.LAKE_INVENTORY, key="analysis_inventory")
     st.caption(f"`{lake}` — read it from a notebook with DuckDB, Polars or pandas (docs/notebooks.md).")

@@ -96,7 +96,9 @@ def test_page_compares_models_of_the_same_workload(page_env: Engine) -> None:
     runs = q.list_runs(page_env)
     q8 = int(runs.filter(runs["run_uid"] == uid)["run_id"][0])
     with page_env.begin() as conn:
-        conn.execute(update(bench_points).where(bench_points.c.run_id == mine[2]).values(output_throughput=120.0))
+        conn.execute(
+            update(bench_points).where(bench_points.c.run_id == mine[2]).values(output_throughput=120.0)
+        )
         conn.execute(update(bench_points).where(bench_points.c.run_id == q8).values(output_throughput=30.0))
     at = AppTest.from_file(str(ROOT / "pages/6_Benchmarks.py"), default_timeout=60).run()
     assert not at.exception, at.exception
@@ -104,7 +106,9 @@ def test_page_compares_models_of_the_same_workload(page_env: Engine) -> None:
     cmp = at.multiselect(key="bench_compare_runs")
     assert cmp.value == [mine[2]]  # the newest selected run of p/m is the reference
     expected = [f"#{i} p/{m} " for i, m in zip([*mine, q8], ["m", "m", "m", "m-q8"], strict=True)]
-    assert sorted(o[: len(e)] for o, e in zip(sorted(cmp.options), sorted(expected), strict=True)) == sorted(expected)
+    assert sorted(o[: len(e)] for o, e in zip(sorted(cmp.options), sorted(expected), strict=True)) == sorted(
+        expected
+    )
     assert "Pick a second run: 3 other run(s)" in at.caption[-1].value
     cmp.set_value([mine[2], q8]).run()
     assert not at.exception, at.exception
@@ -114,3 +118,17 @@ def test_page_compares_models_of_the_same_workload(page_env: Engine) -> None:
     curves = at.get("plotly_chart")[-1]
     names = [t["name"] for t in json.loads(curves.proto.spec)["data"]]
     assert names == [f"p/m #{mine[2]}", f"p/m-q8 #{q8}"]
+
+
+def test_runs_table_has_named_columns_and_no_none(page_env: Engine) -> None:
+    """Headings a person reads ("Energy", not ``j_per_token``) and "—" for what a run did not measure."""
+    seeded(page_env)
+    at = AppTest.from_file(str(ROOT / "pages/6_Benchmarks.py"), default_timeout=60).run()
+    assert not at.exception, at.exception
+    table = at.dataframe[0]
+    labels = {k: v.get("label") for k, v in json.loads(table.proto.columns).items()}
+    assert labels["j_per_token"] == "Energy" and labels["foreign_requests"] == "Other clients' requests"
+    assert list(table.proto.column_order)[:3] == ["run_id", "started_at", "status"]
+    rows = table.value
+    assert set(rows["j_per_token"]) == {"—"}  # no power readings in the seeded runs
+    assert not rows.isna().any().any()

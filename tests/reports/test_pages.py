@@ -110,3 +110,25 @@ def test_reports_page_draws_figures_dark_and_fleet_names_as_text(ui_env, db):
     assert 'p1/bad"name&lt;b&gt;*x*' in tokens["data"][0]["y"]
     body = "\n".join(m.value for m in at_.markdown)
     assert '| p1 | bad\\"name\\<b\\>\\*x\\* | 1 | 10 | 0 | 5 | 0 | 0.0 |' in body
+
+
+def test_analysis_page_tables_and_charts_for_people(ui_env, db):
+    """One exported day: named columns with units, charts in the app's template, the day as one category
+    (not a date axis zoomed into a millisecond)."""
+    import json
+
+    from reports.figures import BG
+
+    load_activity_scenario(db)
+    with db.begin() as conn:
+        rollup_window(conn, D, D + timedelta(days=1))
+    export_days(db, ui_env / "lake", [D.date()], ["activity", "rollup_activity_1d"])
+    at_ = run("8_Analysis.py")
+    table = at_.dataframe[0]
+    labels = {k: v.get("label") for k, v in json.loads(table.proto.columns).items()}
+    assert labels["busy_h"] == "Busy" and labels["output_tokens"] == "Output"
+    assert list(table.proto.column_order)[:2] == ["period", "provider_id"]
+    charts = [json.loads(c.proto.spec) for c in at_.get("plotly_chart")]
+    assert {c["layout"]["template"]["layout"]["paper_bgcolor"] for c in charts} == {BG}
+    usage = charts[0]
+    assert usage["layout"]["xaxis"]["type"] == "category" and usage["data"][0]["x"] == ["2026-03-02"]
