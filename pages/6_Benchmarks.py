@@ -4,6 +4,7 @@ import streamlit as st
 
 from reports import bench_figures as bf
 from ui import bench_data, tables, widgets
+from ui import format as fmt
 
 widgets.page_setup("Benchmarks", "⏱️")
 
@@ -32,7 +33,7 @@ slower = runs.filter(runs["drift"] == "slower")
 if slower.height:
     st.warning(
         f"{slower.height} run(s) slower than the baseline beyond run-to-run noise: "
-        f"{slower['drift_detail'][0]}"
+        f"{fmt.md(slower['drift_detail'][0])}"
     )
 tables.show(runs, tables.BENCH_RUNS, key="bench_runs_table")
 
@@ -76,7 +77,9 @@ chosen = st.multiselect("Runs to compare", list(candidates), default=[selected[0
 if len(chosen) < 2:
     st.caption(f"Pick a second run: {max(len(candidates) - 1, 0)} other run(s) of this workload are stored.")
 else:
-    widgets.chart(bf.sweep_curves(bench_data.compare_points(tuple(chosen)), metric, mode), key="bench_compare")
+    widgets.chart(
+        bf.sweep_curves(bench_data.compare_points(tuple(chosen)), metric, mode), key="bench_compare"
+    )
     comparison = bench_data.comparison(tuple(chosen))
     tables.show(comparison, tables.comparison_columns(comparison), key="bench_comparison_table")
 

@@ -9,6 +9,7 @@ import polars as pl
 import streamlit as st
 
 from ui import data
+from ui import format as fmt
 from warehouse.queries.activity import ActivityPage
 
 
@@ -73,4 +74,4 @@ def capture_fetch(choice: RowKey, current_epoch: str | None) -> None:
             st.success("Capture stored.")
             st.rerun()
         else:
-            st.error(f"Capture not fetched ({outcome.status}): {outcome.error}")
+            st.error(f"Capture not fetched ({fmt.md(outcome.status)}): {fmt.md(outcome.error)}")

@@ -7,6 +7,7 @@ import re
 import streamlit as st
 
 from ui import data
+from ui import format as fmt
 from warehouse.queries.logs import LogTail, grep_lines, without_own_requests
 
 MAX_BYTES = 256 * 1024
@@ -37,7 +38,7 @@ def tail_view(
     try:
         lines = grep_lines(body, pattern, max_lines)
     except re.error as exc:
-        st.error(f"Invalid regular expression {pattern!r}: {exc}")
+        st.error(f"Invalid regular expression {fmt.md(repr(pattern))}: {fmt.md(exc)}")
         return
     if newest_first:
         lines.reverse()
@@ -55,5 +56,5 @@ def host_tail(provider_id: str, model_id: str) -> LogTail | None:
     try:
         return data.host_model_log(provider_id, model_id, MAX_BYTES)
     except (HostLogError, KeyError) as exc:
-        st.error(f"Cannot read the log of {model_id} on {provider_id}: {exc}")
+        st.error(f"Cannot read the log of {fmt.md(model_id)} on {fmt.md(provider_id)}: {fmt.md(exc)}")
         return None

@@ -208,7 +208,9 @@ def provider_tiles(row: dict[str, Any], gpus: pl.DataFrame, gpu_series: pl.DataF
     status = row["status"]
     head = st.columns(4)
     head[0].metric(
-        "Connection", f"{fmt.STATUS_ICONS.get(status, '⚪')} {status}", help=row.get("last_error") or None
+        "Connection",
+        f"{fmt.STATUS_ICONS.get(status, '⚪')} {status}",
+        help=fmt.md(row["last_error"]) if row.get("last_error") else None,
     )
     head[1].metric("llama-swap", row.get("version") or fmt.DASH)
     head[2].metric(

@@ -118,7 +118,10 @@ def test_activity_fetch_refused_when_host_unreachable(live_fleet: datetime) -> N
     at.run()
     assert not at.exception, at.exception
     (err,) = at.error
-    assert err.value.startswith("Capture not fetched (refused): provider alpha is unreachable: ConnectError")
+    # Markdown source: the host's message is escaped (":" starts Streamlit's :color[…] and :icon: syntax)
+    assert err.value.startswith(
+        "Capture not fetched (refused): provider alpha is unreachable\\: ConnectError"
+    )
 
 
 def test_activity_capture_viewer_reassembles_stream(live_fleet: datetime, app_env: Engine) -> None:
@@ -163,7 +166,7 @@ def test_logs_page_filter_and_bad_regex(live_fleet: datetime) -> None:
     at.text_input(key="logs_pattern").input("([unclosed")
     at.run()
     assert not at.exception, at.exception
-    assert at.error[0].value.startswith("Invalid regular expression '([unclosed'")
+    assert at.error[0].value.startswith("Invalid regular expression \\'\\(\\[unclosed\\'")
 
 
 def test_models_page_favorites_first_and_hidden_when_offline(live_fleet: datetime, app_env: Engine) -> None:
@@ -326,3 +329,14 @@ def test_fleet_board_has_units_and_no_none(live_fleet: datetime) -> None:
     assert (alpha["mem_pct"], alpha["last_error"]) == ("50 %", "")
     shown = board.drop(columns=["gpu_util_spark", "cpu_spark", "mem_spark", "vram_pct"])
     assert not shown.isna().any().any()
+
+
+def test_fleet_strings_in_messages_are_escaped(live_fleet: datetime, app_env: Engine) -> None:
+    """A model id with Markdown in it is shown as typed in an error message (it turned text bold/italic)."""
+    with app_env.begin() as c:
+        seed.model(c, "alpha", "bad*x*<b>", state="stopped")
+    at = run_page("pages/3_Logs.py")
+    at.selectbox(key="logs_source").set_value("model: bad*x*<b>")
+    at.run()
+    assert not at.exception, at.exception
+    assert at.error[0].value.startswith("Cannot read the log of bad\\*x\\*\\<b\\> on alpha: provider alpha")
