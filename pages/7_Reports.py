@@ -6,17 +6,24 @@ from ui import reports_data, widgets
 
 widgets.page_setup("Reports", "📰")
 
-kind = st.segmented_control("Kind", ["all", "daily", "weekly"], default="all", key="reports_kind")
+kind_col, today_col = st.columns([3, 1])
+with kind_col:
+    kind = st.segmented_control("Kind", ["all", "daily", "weekly"], default="all", key="reports_kind")
+if today_col.button("Render today so far", key="reports_today", help="Today's digest from 00:00 UTC to now"):
+    st.session_state["reports_pick"] = reports_data.render_so_far("daily")
 listing = reports_data.report_list(None if kind in (None, "all") else kind)
 if listing.height == 0:
     st.info(
-        "No reports yet. The `fleet-digest/daily` deployment renders one every day at 01:30 UTC and "
-        "`fleet-digest/weekly` every Monday; run one now from the Prefect UI or with "
+        "No reports yet. `fleet-digest/today` renders today's digest so far every hour (or press "
+        "*Render today so far*), `fleet-digest/daily` the whole of yesterday at 01:30 UTC and "
+        "`fleet-digest/weekly` last week every Monday; run one now from the Prefect UI or with "
         "`prefect deployment run fleet-digest/daily`."
     )
     st.stop()
 
 titles = dict(zip(listing["id"].to_list(), listing["title"].to_list(), strict=True))
+if st.session_state.get("reports_pick") not in titles:
+    st.session_state.pop("reports_pick", None)
 picked = st.selectbox("Report", list(titles), format_func=lambda i: titles[i], key="reports_pick")
 report = reports_data.report(picked)
 if report is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import plotly.graph_objects as go
@@ -10,10 +11,12 @@ import plotly.io as pio
 import polars as pl
 import streamlit as st
 
+from reports import digest
 from reports.digest import inline_plotlyjs
 from reports.figures import TEMPLATE
 from ui.data import engine
 from warehouse.queries import reports as q
+from warehouse.rollups import rollup_activity
 
 LIST_TTL = 60
 REPORT_TTL = 600
@@ -28,6 +31,22 @@ def report_list(kind: str | None = None) -> pl.DataFrame:
 @st.cache_data(ttl=REPORT_TTL, show_spinner=False)
 def report(report_id: int) -> q.StoredReport | None:
     return q.get_report(engine(), report_id)
+
+
+def render_so_far(kind: str = "daily") -> int:
+    """Roll up and store the ``kind`` digest of the period running now, up to now ("today so far"); the
+    same as the ``fleet-digest/today`` deployment, for a user who wants it this minute. Returns its id."""
+    eng = engine()
+    start, end = digest.current_period(kind, datetime.now(UTC))
+    with eng.begin() as conn:
+        rollup_activity(conn, start - digest.KINDS[kind], end)
+    rendered = digest.render_digest(digest.build_digest(eng, kind, start, end))
+    with eng.begin() as conn:
+        report_id = digest.store_report(conn, rendered)
+    report_list.clear()
+    report.clear()
+    standalone_html.clear()
+    return report_id
 
 
 @st.cache_data(ttl=REPORT_TTL, show_spinner=False)

@@ -132,3 +132,23 @@ def test_analysis_page_tables_and_charts_for_people(ui_env, db):
     assert {c["layout"]["template"]["layout"]["paper_bgcolor"] for c in charts} == {BG}
     usage = charts[0]
     assert usage["layout"]["xaxis"]["type"] == "category" and usage["data"][0]["x"] == ["2026-03-02"]
+
+
+def test_reports_page_renders_today_so_far_on_a_new_install(ui_env, db):
+    """A new install has no closed day: one click gives today's digest with today's numbers."""
+    from tests.flows.synthetic import add_provider, add_request
+
+    now = datetime.now(UTC)
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    with db.begin() as conn:
+        add_provider(conn)
+        for _ in range(3):
+            add_request(conn, today + (now - today) / 2, 1000, out=7)
+    at_ = run("7_Reports.py")
+    assert "Render today so far" in at_.info[0].value
+    at_.button(key="reports_today").click().run()
+    assert not at_.exception, at_.exception
+    title = at_.selectbox(key="reports_pick").format_func(at_.selectbox(key="reports_pick").value)
+    assert title.startswith(f"Fleet digest — {today:%Y-%m-%d} (so far, to ")
+    body = "\n".join(m.value for m in at_.markdown)
+    assert "| Requests | 3 |" in body and "| Output tokens | 21 |" in body
