@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -45,7 +46,6 @@ sys.path.insert(0, str(ROOT))
 from warehouse.cluster import EmbeddedCluster  # noqa: E402
 from warehouse.migrate import upgrade  # noqa: E402
 
-BASE_PORT = 23000
 LAG_SQL = ("SELECT count(*), percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP "
            "(ORDER BY extract(epoch FROM ingested_at - finished_at)) FROM activity "
            "WHERE ingested_at BETWEEN %s AND %s")
@@ -62,6 +62,24 @@ def split(db: psycopg.Connection[Any]) -> dict[str, int]:
     rows = db.execute("SELECT holder, count(*) FROM leases WHERE scope='follow' AND expires_at > now() "
                       "GROUP BY holder ORDER BY holder").fetchall()
     return {h: n for h, n in rows}
+
+
+def free_block(n: int) -> int:
+    """A first port of ``n`` consecutive free loopback ports below the ephemeral range."""
+    for first in range(20000, 32768 - n, 500):
+        socks = []
+        try:
+            for port in range(first, first + n):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", port))
+            return first
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise SystemExit(f"no block of {n} free ports")
 
 
 def holder_pid(holder: str) -> int:
@@ -94,6 +112,7 @@ def main() -> None:
     ap.add_argument("--lease-seconds", type=float, default=10.0)
     ap.add_argument("--local-take-over", action="store_true")
     args = ap.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the clean-up below
     base = Path(tempfile.mkdtemp(prefix="bench-shared-"))
     cluster = EmbeddedCluster(base / "pg", 55497)
     cluster.start()
@@ -105,8 +124,9 @@ def main() -> None:
            "BOOCONTROL_CONNECTOR_TAKE_OVER_LOCAL_DEAD": "true" if args.local_take_over else "false"}
     py = sys.executable
     per = -(-args.hosts // args.fleet_procs)
+    base_port = free_block(args.hosts)
     chunks = [(i * per, min(per, args.hosts - i * per)) for i in range(args.fleet_procs) if args.hosts > i * per]
-    urls = [f"http://127.0.0.1:{BASE_PORT + i}" for i in range(args.hosts)]
+    urls = [f"http://127.0.0.1:{base_port + i}" for i in range(args.hosts)]
     ids = [f"demo-{i + 1:04d}" for i in range(args.hosts)]
     reg = base / "fleet.yaml"
     reg.write_text(yaml.safe_dump({"providers": [{"id": p, "label": p, "base_url": u, "kind": "llama-swap"}
@@ -116,7 +136,7 @@ def main() -> None:
     try:
         for k, (start, n) in enumerate(chunks):
             procs.append(subprocess.Popen(
-                [py, "-m", "cli.main", "demo-fleet", "-n", str(n), "--base-port", str(BASE_PORT + start),
+                [py, "-m", "cli.main", "demo-fleet", "-n", str(n), "--base-port", str(base_port + start),
                  "--rpm", str(args.rpm), "--seed", str(k)],
                 cwd=ROOT, env={**env, "BOOCONTROL_DATA_DIR": str(base / f"fleet{k}")},
                 stdout=subprocess.DEVNULL, stderr=open(base / f"fleet{k}.err", "wb")))

@@ -12,8 +12,12 @@ synchronous, run in a worker thread) does, on one Postgres connection:
 3. state: for every provider we hold but do not follow yet, `load_state` from the warehouse, after the lease
    is ours, hence after the previous owner stopped and its writes landed.
 
-The runner stops every follower when heartbeats have not succeeded for half the lease time, well before the
-leases can expire and be taken by another connector, so two followers never overlap.
+Heartbeats also run every ``ttl / 5`` in their own thread (`Heartbeat`), so an event loop busy for seconds
+(hundreds of followers starting at once) cannot starve them; the thread skips beats while the loop has not run
+for 0.6 of the lease, so a hung process lets its leases expire. The runner stops every follower when no
+heartbeat has succeeded for half the lease time, well before the leases can expire and be taken by another
+connector, so two followers never overlap. (Residual: a process frozen for longer than a whole lease that then
+wakes up may land the records its followers had in hand before its watchdog runs.)
 
 A connector on the same machine whose process is gone (``kill -9``, a crash, then a restart) cannot write any
 more, so with ``take_over_local_dead`` its membership and leases are taken at once instead of after expiry.
@@ -25,6 +29,7 @@ import logging
 import os
 import random
 import socket
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -134,7 +139,17 @@ class Ownership:
         if len(held) > mine:
             plan.release = sorted(held)[mine:]
         elif len(held) < mine and not self.closing:
-            taken = {x.provider_id for x in lease.list_leases(conn, lease.SCOPE_FOLLOW) if not x.expired}
+            taken: set[str] = set()
+            gone: dict[str, bool] = {}
+            for x in lease.list_leases(conn, lease.SCOPE_FOLLOW):
+                if x.expired:
+                    continue
+                if x.holder not in gone:
+                    gone[x.holder] = self.take_over_local_dead and dead_local_holder(x.holder)
+                if gone[x.holder]:  # a gone process of this machine whose member row may have expired already
+                    lease.break_lease(conn, x.provider_id, lease.SCOPE_FOLLOW, by=f"{self.holder} (holder gone)")
+                    continue
+                taken.add(x.provider_id)
             free = [p for p in self.providers if p not in held and p not in taken]
             random.shuffle(free)  # connectors starting together contend less
             for pid in free:
@@ -161,3 +176,41 @@ class Ownership:
             gone = lease.release_all(conn, lease.SCOPE_FOLLOW, self.holder)
             members.leave(conn, self.holder)
         return gone
+
+
+class Heartbeat:
+    """Heartbeat the membership and every follow lease of ``holder`` every ``ttl_s / 5`` from a thread of its own
+    (own connection), independent of the event loop; ``ok(t)`` after each success. Beats are skipped while
+    ``loop_alive()`` (monotonic time the loop last ran) is older than 0.6 of the lease."""
+
+    def __init__(self, dsn: str, holder: str, ttl_s: float, ok: Callable[[float], None],
+                 loop_alive: Callable[[], float]) -> None:
+        self.dsn, self.holder, self.ttl_s, self.ok, self.loop_alive = dsn, holder, ttl_s, ok, loop_alive
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="follow-lease-heartbeat", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        conn: psycopg.Connection[Any] | None = None
+        while not self._stop.wait(self.ttl_s / 5):
+            if time.monotonic() - self.loop_alive() > 0.6 * self.ttl_s:
+                continue  # the loop is stuck: let the leases lapse so another connector takes over
+            try:
+                if conn is None or conn.closed:
+                    conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=5)
+                t0 = time.monotonic()
+                members.beat(conn, self.holder, self.ttl_s)
+                lease.heartbeat_all(conn, lease.SCOPE_FOLLOW, self.holder, self.ttl_s)
+                self.ok(t0)
+            except psycopg.Error:
+                if conn is not None:
+                    conn.close()
+                conn = None
+        if conn is not None:
+            conn.close()

@@ -26,7 +26,7 @@ import psycopg
 from connectors.follower import LlamaSwapFollower, StreamEnded
 from connectors.llama_swap_api import LlamaSwapAPI, LlamaSwapError
 from connectors.openai_compat import OpenAICompatAPI, OpenAIFollower
-from connectors.ownership import Ownership, Plan
+from connectors.ownership import Heartbeat, Ownership, Plan
 from core.providers import Provider, Registry
 from warehouse.lease import holder_id
 from warehouse.queries.redaction import redact_text
@@ -91,6 +91,7 @@ class Connector:
         self.holder = holder_id("connector")  # the follow leases and the membership row carry this name
         self.following: dict[str, asyncio.Task[None]] = {}  # providers whose follow lease we hold, and their task
         self._last_beat = 0.0  # monotonic start of the last heartbeat that reached Postgres
+        self._loop_alive = time.monotonic()  # the event loop last ran (the heartbeat thread checks it)
         self._replays_seen = 0  # writer.replayed_batches when the previous plan was applied
 
     def _prepare_db(self) -> None:
@@ -197,6 +198,9 @@ class Connector:
         own = Ownership(self.dsn, self.holder, self.registry.ids(), self.opts.lease_ttl_s,
                         self.opts.take_over_local_dead)
         writer = asyncio.ensure_future(self.writer.run(stop))
+        self._loop_alive = time.monotonic()
+        beats = Heartbeat(self.dsn, self.holder, self.opts.lease_ttl_s, self._beat_ok, lambda: self._loop_alive)
+        beats.start()
         owner = asyncio.ensure_future(self._own(own, stop, client_for))
         helpers = [asyncio.ensure_future(self._watchdog()), asyncio.ensure_future(self._watch_loop_lag())]
         try:
@@ -209,6 +213,7 @@ class Connector:
                 owner.cancel()
             for t in helpers:
                 t.cancel()
+            await asyncio.to_thread(beats.stop)
             owned = sorted(self.following)
             await self._stop_following(owned)
             for t in helpers:
@@ -241,9 +246,10 @@ class Connector:
         tasks = [self.following.pop(p) for p in provider_ids if p in self.following]
         for t in tasks:
             t.cancel()
-        for t in tasks:
-            with contextlib.suppress(BaseException):
-                await t
+        if tasks:
+            _, stuck = await asyncio.wait(tasks, timeout=10)
+            if stuck:  # never wait forever on a follower that does not end when cancelled
+                log.error("%d follower(s) did not stop within 10 s of being cancelled", len(stuck))
 
     async def _own(self, own: Ownership, stop: asyncio.Event,
                    client_for: Callable[[str], httpx.AsyncClient]) -> None:
@@ -303,6 +309,7 @@ class Connector:
         and be taken by another connector, and two followers of one provider would double its rows."""
         while True:
             await asyncio.sleep(min(0.25, self.opts.lease_ttl_s / 20))
+            self._loop_alive = time.monotonic()
             if self.following and self._beat_stale():
                 log.error("no lease heartbeat reached Postgres for %.1f s: stopped following %d provider(s) so "
                           "another connector can take them over; resuming when Postgres answers",
