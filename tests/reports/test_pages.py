@@ -152,3 +152,21 @@ def test_reports_page_renders_today_so_far_on_a_new_install(ui_env, db):
     assert title.startswith(f"Fleet digest — {today:%Y-%m-%d} (so far, to ")
     body = "\n".join(m.value for m in at_.markdown)
     assert "| Requests | 3 |" in body and "| Output tokens | 21 |" in body
+
+
+def test_reports_page_shows_observed_uptime(ui_env, db):
+    """The digest of a day with known boots, as the Reports page shows it (before: fresh 0.0 %, and a
+    provider with no boot that day 100.0 %)."""
+    from tests.reports.test_uptime import load_boots
+
+    load_boots(db)
+    for day in (D - timedelta(days=1), D):
+        with db.begin() as conn:
+            store_report(conn, render_digest(build_digest(db, "daily", day)))
+    at_ = run("7_Reports.py")
+    body = "\n".join(m.value for m in at_.markdown)  # the newest report (D) is picked first
+    assert "| fresh | v250 | 1 | 0 | 18m | 1.2 % |" in body
+    at_.selectbox(key="reports_pick").set_value(at_.selectbox(key="reports_pick").options[1]).run()
+    body = "\n".join(m.value for m in at_.markdown)
+    assert "| fresh | — | 0 | 0 | 0m | 0.0 % |" in body
+    assert "| old | v239 | 0 | 0 | 0m | 0.0 % |" in body

@@ -340,3 +340,19 @@ def test_fleet_strings_in_messages_are_escaped(live_fleet: datetime, app_env: En
     at.run()
     assert not at.exception, at.exception
     assert at.error[0].value.startswith("Cannot read the log of bad\\*x\\*\\<b\\> on alpha: provider alpha")
+
+
+def test_models_page_one_load_gets_a_readable_time_axis(live_fleet: datetime) -> None:
+    """alpha/qwen has one timed load (ready 2 h ago): the axis spans ±1 h around it, not a microsecond."""
+    at = run_page("pages/4_Models.py")
+    at.selectbox(key="models_pick").set_value("alpha/qwen")
+    at.run()
+    assert not at.exception, at.exception
+    loads = next(
+        json_of(c) for c in at.get("plotly_chart") if json_of(c)["layout"]["title"]["text"] == "Load times"
+    )
+    ready = (live_fleet - timedelta(hours=2) + timedelta(seconds=3)).replace(tzinfo=None)
+    assert loads["layout"]["xaxis"]["range"] == [
+        (ready - timedelta(hours=1)).isoformat(sep=" "),
+        (ready + timedelta(hours=1)).isoformat(sep=" "),
+    ]

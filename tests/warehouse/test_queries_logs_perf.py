@@ -115,3 +115,24 @@ def test_long_windows_read_rollups_and_fill_the_tail_from_raw(sampled: Engine) -
     assert cpu[:-1] == [50.0] * (len(cpu) - 1)
     # last bucket [T0-4h, T0): 2 rollup hours (120 samples at 50 %) + 120 raw samples at 20 % mean
     assert s["t"][-1] == T0 - timedelta(hours=4) and cpu[-1] == pytest.approx(35.0)
+
+
+def test_own_requests_are_boocontrols_polls_only() -> None:
+    from warehouse.queries.logs import is_own_request, without_own_requests
+
+    def line(method: str, path: str, agent: str) -> str:
+        return f'[INFO] Request 127.0.0.1 "{method} {path} HTTP/1.1" 200 12 "{agent}" 1.2ms'
+
+    httpx_ua = "python-httpx/0.28.1"
+    own = [line("GET", p, httpx_ua) for p in ("/api/captures/7", "/api/metrics/activity?min_id=3", "/running",
+                                               "/v1/models", "/api/version", "/logs/stream/qwen")]  # fmt: skip
+    theirs = [
+        line("GET", "/v1/models", "curl/8.5.0"),  # someone else listing models
+        line("POST", "/v1/chat/completions", httpx_ua),  # a client using httpx
+        line("GET", "/upstream/qwen/", httpx_ua),  # a warm action: not polling
+        line("GET", "/runningx", httpx_ua),
+        "[INFO] upstream ready",
+    ]
+    assert [is_own_request(x) for x in own] == [True] * 6
+    assert [is_own_request(x) for x in theirs] == [False] * 5
+    assert without_own_requests("\n".join(own + theirs)) == ("\n".join(theirs), 6)
