@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -29,12 +31,16 @@ from engines.bench.runner import BenchSpec, PointResult, RunHeader, RunOutcome, 
 from engines.bench.saturation import SaturationPolicy
 from engines.bench.workload import LengthDist, SyntheticWorkload
 from tests.support.llamaswap import (
+    LlamaSwapProcess,
     find_llama_swap,
+    free_port,
     free_port_block,
     responder_config,
     run_llama_swap,
     simple_responder_path,
 )
+
+from .conftest import v239_dir
 
 pytestmark = pytest.mark.anyio
 
@@ -104,22 +110,37 @@ async def sim_lab() -> AsyncIterator[Lab]:
 
 
 @contextlib.contextmanager
-def real_process() -> Iterator[str]:
-    responder = simple_responder_path("newest")
-    if responder is None or find_llama_swap("newest") is None:
-        pytest.skip("REAL LLAMA-SWAP NOT INSTALLED: llama-swap / simple-responder not in the cache")
-    with run_llama_swap(responder_config(responder, start_port=free_port_block())) as ls:
+def real_process(which: str) -> Iterator[str]:
+    if which == "v239":  # not a pinned Go revision: binaries placed by hand (see conftest.swap_lab_v239)
+        d = v239_dir()
+        if not (d / "llama-swap").exists() or not (d / "simple-responder").exists():
+            pytest.skip(f"llama-swap v239 not installed in {d}")
+        wd = Path(tempfile.mkdtemp(prefix="llama-swap-v239-"))
+        cfg = wd / "config.yaml"
+        cfg.write_text(responder_config(d / "simple-responder", start_port=free_port_block()))
+        ls = LlamaSwapProcess(d / "llama-swap", cfg, free_port(), wd / "llama-swap.log")
+        ls.start()
+        try:
+            yield ls.base_url
+        finally:
+            ls.stop()
+        return
+    responder = simple_responder_path(which)
+    if responder is None or find_llama_swap(which) is None:
+        pytest.skip(f"REAL LLAMA-SWAP NOT INSTALLED: llama-swap / simple-responder ({which}) not in the cache")
+    with run_llama_swap(responder_config(responder, start_port=free_port_block()), which=which) as ls:
         yield ls.base_url
 
 
 @contextlib.asynccontextmanager
-async def real_lab() -> AsyncIterator[Lab]:
-    with real_process() as base:
+async def real_lab(which: str = "newest") -> AsyncIterator[Lab]:
+    with real_process(which) as base:
         body = {"model": "responder-a", "messages": [{"role": "user", "content": "hello"}]}
         yield Lab(base, "responder-a", "/v1/chat/completions?wait=3s", body)
 
 
-LABS: dict[str, Callable[[], contextlib.AbstractAsyncContextManager[Lab]]] = {"sim": sim_lab, "real": real_lab}
+LABS: dict[str, Callable[[], contextlib.AbstractAsyncContextManager[Lab]]] = {
+    "sim": sim_lab, "real": real_lab, "real-v239": lambda: real_lab("v239")}
 
 
 async def ctrl_c_with_foreign_request(kind: str, foreign_wait_s: float) -> tuple[RunOutcome, httpx.Response,
@@ -161,3 +182,13 @@ async def test_cleanup_leaves_the_model_loaded_when_the_request_outlasts_the_wai
         "were in flight or queued for it ["
     )
     assert loaded == {model}
+
+
+async def test_v239_without_request_headers_every_request_for_the_model_is_waited_for() -> None:
+    """llama-swap v239 lists in-flight requests without headers: the run cannot tell its own from another
+    client's, so it counts none as foreign (``None``) and waits for every request for the model."""
+    out, foreign, loaded = await ctrl_c_with_foreign_request("real-v239", foreign_wait_s=20.0)
+    assert out.foreign_requests is None
+    assert foreign.status_code == 200, foreign.text
+    assert out.cleanup == ["unloaded responder-a (it was not loaded before the run)"]
+    assert loaded == set()
