@@ -16,9 +16,9 @@ from core.providers import Provider
 from tests.support.connector import ConnectorThread, query, registry_for, wait_until
 from tests.support.openai_models_server import DEEPSEEK_MODELS, VLLM_MODELS, run_models_server
 
-LLAMA_SERVER_V1_MODELS_ENTRY = {  # llama.cpp b6xxx+ (meta.n_ctx is the window one request can use)
-    "id": "tiny.gguf", "object": "model", "created": 1764680000, "owned_by": "llamacpp",
-    "meta": {"vocab_type": 2, "n_vocab": 260, "n_ctx": 1024, "n_ctx_train": 4096, "n_embd": 64},
+LLAMA_SERVER_V1_MODELS_ENTRY = {  # as the llama-server built here answers (meta.n_ctx: the window of one slot)
+    "id": "tiny", "aliases": ["tiny"], "object": "model", "created": 1764680000, "owned_by": "llamacpp",
+    "meta": {"vocab_type": 1, "n_vocab": 896, "n_ctx": 1024, "n_ctx_train": 4096, "n_embd": 128},
 }
 
 
@@ -116,15 +116,18 @@ def test_a_real_llama_server_as_an_openai_provider(db, db_url, tmp_path):
 
     binary = require_llama_server()
     model = write_tiny_gguf(tmp_path / "tiny.gguf", seed=0)
-    with run_llama_server(model, ctx=1024, parallel=1, binary=binary) as base:
+    # 2 slots sharing -c 2048: one request can use 1024 tokens (what /v1/models meta.n_ctx and /props say)
+    with run_llama_server(model, ctx=2048, parallel=2, binary=binary, extra_args=("--alias", "tiny")) as base:
         provider = Provider(id="llamacpp", label="llama-server", base_url=base, kind="openai")
         with ConnectorThread(registry_for(provider), db_url, tmp_path / "sp", liveness_s=0.2):
             wait_until(lambda: query(db_url, "SELECT status FROM connector_health") == [("connected",)],
                        what="connected")
             wait_until(lambda: query(db_url, "SELECT count(*) FROM models") == [(1,)], what="the catalog")
-    rows = query(db_url, "SELECT provider_id, model_id, context_length, meta->'meta'->>'n_ctx_train' FROM models")
+    rows = query(db_url, "SELECT provider_id, model_id, context_length, aliases, meta->'meta'->>'n_ctx_train' "
+                         "FROM models")
     assert N_CTX_TRAIN == 4096
-    assert rows == [("llamacpp", "tiny.gguf", 1024, "4096")]  # the served window (-c 1024), not the trained one
+    # the window one request gets, not -c (2048) nor the model's trained window (4096)
+    assert rows == [("llamacpp", "tiny", 1024, ["tiny"], "4096")]
 
 
 def test_auth_failures_name_the_provider_and_what_to_do(monkeypatch):
