@@ -32,7 +32,7 @@ async def _read(
     deadline = time.monotonic() + read_s
     try:
         async with client.stream(
-            "GET", url, headers=auth_headers(provider), timeout=httpx.Timeout(read_s + 5, connect=5.0)
+            "GET", url, headers=auth_headers(provider), timeout=httpx.Timeout(read_s + 2, connect=5.0)
         ) as resp:
             if resp.status_code >= 400:
                 await resp.aread()
@@ -50,11 +50,24 @@ async def _read(
                 except (TimeoutError, StopAsyncIteration):
                     break
                 buf += chunk
+    except httpx.ReadTimeout as exc:
+        # llama-swap sends nothing, not even the status line, while a log's history is empty
+        # (docs/llama-swap-api.md §10.1): an empty log if the host is otherwise alive
+        if not await _alive(client, provider):
+            raise HostLogError(f"provider {provider.id} is unreachable: {type(exc).__name__}: {exc}") from None
     except httpx.HTTPError as exc:
         raise HostLogError(f"provider {provider.id} is unreachable: {type(exc).__name__}: {exc}") from None
     text = bytes(buf[-max_bytes:]).decode("utf-8", "replace")
     secrets = [k for k in [provider.api_key()] if k]
     return redact_text(text, secrets)
+
+
+async def _alive(client: httpx.AsyncClient, provider: Provider) -> bool:
+    try:
+        resp = await client.get(provider.base_url.rstrip("/") + "/wol-health", timeout=3.0)
+    except httpx.HTTPError:
+        return False
+    return resp.status_code == 200
 
 
 def fetch_model_log(

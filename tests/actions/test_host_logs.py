@@ -68,3 +68,17 @@ def test_errors_are_clear() -> None:
         HostLogError, match=r"^provider alpha is unreachable: ConnectError: Connection refused$"
     ):
         fetch_model_log(P, "m", factory(down), read_s=0.2)
+
+
+def test_a_quiet_models_log_is_empty_not_unreachable() -> None:
+    """llama-swap writes nothing, not even headers, while a log's history is empty (recorded; the simulator
+    does the same, checked by tests/demo/test_simulator_contract.py). Before: 'unreachable: ReadTimeout'."""
+    from demo import demo_fleet_in_thread
+
+    with demo_fleet_in_thread(1) as fleet:
+        quiet = next(iter(fleet.sims[0].models))
+        provider = Provider("demo", "demo", fleet.base_urls[0])
+        assert fetch_model_log(provider, quiet, read_s=0.3) == ""
+        with pytest.raises(HostLogError, match=r"HTTP 400: invalid logger"):
+            fetch_model_log(provider, "no-such-model", read_s=0.3)
+        assert "llama-swap listening" in fetch_model_log(provider, "proxy", read_s=0.3)
