@@ -13,8 +13,8 @@ synchronous, run in a worker thread) does, on one Postgres connection:
    is ours, hence after the previous owner stopped and its writes landed.
 
 Heartbeats also run every ``ttl / 5`` in their own thread (`Heartbeat`), so an event loop busy for seconds
-(hundreds of followers starting at once) cannot starve them; the thread skips beats while the loop has not run
-for 0.6 of the lease, so a hung process lets its leases expire. The runner stops every follower when no
+(hundreds of followers starting at once on a loaded machine stalled it for 5-12 s) cannot starve them; the
+thread skips beats while the loop has not run for three leases, so a hung process lets its leases expire. The runner stops every follower when no
 heartbeat has succeeded for half the lease time, well before the leases can expire and be taken by another
 connector, so two followers never overlap. (Residual: a process frozen for longer than a whole lease that then
 wakes up may land the records its followers had in hand before its watchdog runs.)
@@ -181,7 +181,7 @@ class Ownership:
 class Heartbeat:
     """Heartbeat the membership and every follow lease of ``holder`` every ``ttl_s / 5`` from a thread of its own
     (own connection), independent of the event loop; ``ok(t)`` after each success. Beats are skipped while
-    ``loop_alive()`` (monotonic time the loop last ran) is older than 0.6 of the lease."""
+    ``loop_alive()`` (monotonic time the loop last ran) is older than three leases (a stuck loop, not a busy one)."""
 
     def __init__(self, dsn: str, holder: str, ttl_s: float, ok: Callable[[float], None],
                  loop_alive: Callable[[], float]) -> None:
@@ -199,7 +199,7 @@ class Heartbeat:
     def _run(self) -> None:
         conn: psycopg.Connection[Any] | None = None
         while not self._stop.wait(self.ttl_s / 5):
-            if time.monotonic() - self.loop_alive() > 0.6 * self.ttl_s:
+            if time.monotonic() - self.loop_alive() > 3 * self.ttl_s:
                 continue  # the loop is stuck: let the leases lapse so another connector takes over
             try:
                 if conn is None or conn.closed:
