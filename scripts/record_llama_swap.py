@@ -132,12 +132,14 @@ def dump(part: dict[str, Any]) -> str:
 
 
 def write_fixtures(recording: dict[str, Any], raw_sse: bytes, label: str, out: Path,
-                   replacements: dict[str, str]) -> Path:
+                   replacements: dict[str, str], provenance: str) -> Path:
     target = out / label
     target.mkdir(parents=True, exist_ok=True)
     clean = scrub(recording, replacements)
     parts = {"exchanges.json": {"exchanges": clean["exchanges"]}, "events.json": clean["events"],
-             "meta.json": {"format": clean["format"], "label": label, "facts": clean["facts"]}}
+             "meta.json": {"format": clean["format"], "label": label, "facts": clean["facts"],
+                           "recorded_on": time.strftime("%Y-%m-%d", time.gmtime()),
+                           "binary": scrub(provenance, replacements)}}
     if "events_after_reload" in clean:
         parts["events_after_reload.json"] = clean["events_after_reload"]
     for name, part in parts.items():
@@ -190,7 +192,9 @@ async def record(binary: Path, responder: Path, label: str | None, out: Path, re
     replacements = {str(responder.parent): "<bin>", cfg.api_key: "<api-key>"}
     raw_sse = recording["events"].pop("raw", b"")
     recording.get("events_after_reload", {}).pop("raw", None)
-    return write_fixtures(recording, raw_sse, label, out, replacements)
+    prov = binary.parent / "PROVENANCE"
+    provenance = prov.read_text(encoding="utf-8").strip().splitlines()[0] if prov.is_file() else binary.name
+    return write_fixtures(recording, raw_sse, label, out, replacements, provenance)
 
 
 def main(argv: list[str] | None = None) -> None:
