@@ -13,6 +13,10 @@ STATUS_ICONS = {
     "degraded": "🟡",
     "disconnected": "🔴",
     "error": "🔴",
+    "unreachable": "🔴",
+    "auth_failed": "🔴",
+    "no_api_key": "🔴",  # the connector sends nothing until the key's variable is set (last_error names it)
+    "reconnecting": "🟡",
     "unknown": "⚪",
 }
 STATE_ICONS = {"ready": "🟢", "starting": "🟡", "stopping": "🟠", "stopped": "⚫"}
