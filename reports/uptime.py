@@ -132,9 +132,12 @@ def uptime_by_provider(db: Db, start: datetime, end: datetime, max_gap: timedelt
     """
     boot_frame = q.boots_until(db, end)
     boots = [BootRow(**r) for r in boot_frame.iter_rows(named=True)]
+    # runs of sightings matter only for boots without a process-start marker (before v247)
+    unmarked = sorted({b.boot_marker for b in boots if process_start(b.boot_marker) is None})
+    runs = q.sighting_runs(db, start - max_gap, end, max_gap, unmarked) if unmarked else None
     islands = [
         (r["provider_id"], r["boot_marker"], r["first_at"], r["last_at"])
-        for r in q.sighting_runs(db, start - max_gap, end, max_gap).iter_rows(named=True)
+        for r in (runs.iter_rows(named=True) if runs is not None else [])
     ]
     running = running_intervals(boots, islands)
     span = (end - start).total_seconds()

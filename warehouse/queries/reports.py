@@ -8,6 +8,7 @@ period). Every function takes a half-open UTC window ``[start, end)``.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -176,7 +177,7 @@ _RUNS = text(
                received_at - lag(received_at) OVER (PARTITION BY provider_id, boot_marker
                                                     ORDER BY received_at) AS gap
         FROM raw_events
-        WHERE received_at >= :start AND received_at < :end AND boot_marker IS NOT NULL
+        WHERE received_at >= :start AND received_at < :end AND boot_marker = ANY(:markers)
           AND type NOT IN {_NOT_SIGHTINGS}
     ), runs AS (
         SELECT *, count(*) FILTER (WHERE gap IS NULL OR gap > :max_gap)
@@ -190,10 +191,13 @@ _RUNS = text(
 )
 
 
-def sighting_runs(db: Db, start: datetime, end: datetime, max_gap: timedelta) -> pl.DataFrame:
-    """Runs of stored sightings per (provider, boot) in ``[start, end)``: consecutive sightings of one
-    boot no more than ``max_gap`` apart form one run ``[first_at, last_at]``."""
-    return frame(db, _RUNS, {"start": start, "end": end, "max_gap": max_gap}, RUNS_SCHEMA)
+def sighting_runs(
+    db: Db, start: datetime, end: datetime, max_gap: timedelta, markers: Sequence[str]
+) -> pl.DataFrame:
+    """Runs of stored sightings of the boots named ``markers`` in ``[start, end)``: consecutive sightings
+    of one boot no more than ``max_gap`` apart form one run ``[first_at, last_at]``."""
+    params = {"start": start, "end": end, "max_gap": max_gap, "markers": list(markers)}
+    return frame(db, _RUNS, params, RUNS_SCHEMA)
 
 
 def active_providers(db: Db) -> list[str]:
