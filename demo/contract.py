@@ -31,7 +31,7 @@ import httpx
 
 FORMAT = 1
 SSE_HEADERS = ("content-type", "cache-control", "x-content-type-options", "x-accel-buffering")
-EXCHANGE_HEADERS = ("content-type", "www-authenticate", "retry-after")
+EXCHANGE_HEADERS = ("content-type", "www-authenticate", "retry-after", "location")
 # values that are protocol constants (compared exactly); everything else is compared by type only
 CONSTANT_KEYS = frozenset({
     "src", "type", "code", "param", "object", "owned_by", "operation", "state", "value", "enabled",
@@ -337,6 +337,16 @@ async def run_scenario(client: httpx.AsyncClient, base_url: str, cfg: ScenarioCo
     await call("unload_all", "POST", "/api/models/unload")
     await events.wait_for(lambda m: _state_of(m, cfg.model_a) == "stopped" and m["step"] == "unload_all",
                           "unload-all stopped the model", t)
+
+    # warm without a row: GET /upstream/<model>/ loads the model and forwards GET / to it (what the UI does)
+    events.step = "warm"
+    await call("warm", "GET", f"/upstream/{cfg.model_b}/", params={"_": "1"})
+    ex["warm"]["body"] = None  # the model server's own page
+    await events.wait_for(lambda m: _state_of(m, cfg.model_b) == "ready" and m["step"] == "warm",
+                          "the warmed model ready", t)
+    events.step = "warm_errors"
+    await call("warm_no_slash", "GET", f"/upstream/{cfg.model_b}")
+    await call("warm_unknown", "GET", "/upstream/no-such-model/")
     events.step = "end"
     recording: dict[str, Any] = {"format": FORMAT, "exchanges": ex, "events": events.record(), "facts": facts}
 

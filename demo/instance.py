@@ -18,7 +18,7 @@ from starlette.applications import Starlette
 from starlette.datastructures import Headers
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, RedirectResponse, Response, StreamingResponse
+from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -35,7 +35,14 @@ from demo.simulator import (
     SimulatedInstance,
 )
 from demo.telemetry import render_prometheus
-from demo.wire import JSON_CT, canonical_headers, error_response, go_json_response, parse_rfc3339_ns
+from demo.wire import (
+    JSON_CT,
+    canonical_headers,
+    error_response,
+    go_json_response,
+    go_redirect,
+    parse_rfc3339_ns,
+)
 
 __all__ = ["GroupSpec", "InferenceCall", "InferenceReply", "ModelSpec", "SimulatedInstance", "create_instance_app"]
 
@@ -333,7 +340,7 @@ def create_instance_app(sim: SimulatedInstance) -> Starlette:
         sub = rest[len(name):]
         if not sub:
             code = 301 if request.method in ("GET", "HEAD") else 308
-            return RedirectResponse(f"/upstream/{rest}/", code)
+            return go_redirect(f"/upstream/{rest}/", code, request.method)
         if request.method == "POST" and sub in INFERENCE_PATHS:
             call = InferenceCall(path=sub, body=await request.body(), model=m.spec.id, query=request.url.query,
                                  headers=_request_headers(request),
@@ -352,7 +359,7 @@ def create_instance_app(sim: SimulatedInstance) -> Starlette:
         return PlainTextResponse("File Not Found", 404)
 
     async def redirect(request: Request) -> Response:
-        return RedirectResponse("/ui/models" if request.url.path == "/upstream" else "/ui", 302)
+        return go_redirect("/ui/models" if request.url.path == "/upstream" else "/ui", 302)
 
     async def not_found(request: Request, exc: Exception) -> Response:
         return PlainTextResponse("404 page not found", 404)

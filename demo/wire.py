@@ -133,5 +133,16 @@ def error_response(
     return go_json_response(error_payload(status, message, code), status, headers)
 
 
+_REDIRECT_TEXT = {301: "Moved Permanently", 302: "Found", 307: "Temporary Redirect", 308: "Permanent Redirect"}
+
+
+def go_redirect(url: str, status: int, method: str = "GET") -> Response:
+    """Go's ``http.Redirect``: ``Location`` plus, for GET/HEAD, a tiny HTML body naming the status (recorded)."""
+    if method not in ("GET", "HEAD"):
+        return Response(b"", status, {"Location": url})
+    body = f'<a href="{_html_escape(url)}">{_REDIRECT_TEXT.get(status, "Found")}</a>.\n\n'
+    return HTMLResponse(body, status, {"Location": url})
+
+
 def _html_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&#34;")
