@@ -54,6 +54,7 @@ class Lab:
     model: str
     foreign_path: str  # a request of another client that takes about 3 s
     foreign_body: dict[str, Any]
+    events_opened: Callable[[], int] | None = None  # /api/events connections so far (the simulator counts)
 
 
 class LastOutcome:
@@ -78,6 +79,7 @@ class ForeignThenCtrlC(LlamaSwapHost):
         super().__init__(api)
         self.lab = lab
         self.foreign: asyncio.Task[httpx.Response] | None = None
+        self.events_before_cleanup: int | None = None
 
     async def describe(self, model_id: str, tag: str | None = None) -> HostInfo:
         info = await super().describe(model_id, tag)
@@ -90,6 +92,8 @@ class ForeignThenCtrlC(LlamaSwapHost):
             await asyncio.sleep(0.02)
         else:
             raise AssertionError("the other client's request never showed up in flight")
+        if self.lab.events_opened is not None:
+            self.events_before_cleanup = self.lab.events_opened()
         task = asyncio.current_task()
         assert task is not None
         task.cancel("Ctrl-C")
@@ -101,10 +105,19 @@ async def sim_lab() -> AsyncIterator[Lab]:
     # 60 tokens at 20 tokens/s: the other client's request takes about 3 s
     sim = SimulatedInstance([ModelSpec("m", group="g", load_s=0.05, gen_tps=20.0, prompt_tps=5000.0)],
                             [GroupSpec("g", swap=True, exclusive=False)], jitter=0.0, unload_s=0.01)
+    opened = 0
+    subscribe = sim.subscribe
+
+    def counting_subscribe() -> asyncio.Queue[bytes | None]:
+        nonlocal opened
+        opened += 1
+        return subscribe()
+
+    sim.subscribe = counting_subscribe  # type: ignore[method-assign]
     fleet = await serve_instances([sim])
     try:
         body = {"model": "m", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 60}
-        yield Lab(fleet.base_urls[0], "m", "/v1/chat/completions", body)
+        yield Lab(fleet.base_urls[0], "m", "/v1/chat/completions", body, lambda: opened)
     finally:
         await fleet.stop()
 
@@ -154,6 +167,9 @@ async def ctrl_c_with_foreign_request(kind: str, foreign_wait_s: float) -> tuple
                             foreign_wait_s=foreign_wait_s)
         assert host.foreign is not None
         foreign = await host.foreign
+        if lab.events_opened is not None:  # cleanup read the run's open watch; it never reconnected
+            assert host.events_before_cleanup is not None and host.events_before_cleanup >= 3  # gate, watch, hook
+            assert lab.events_opened() == host.events_before_cleanup
         loaded = await host.loaded_models()
         assert sink.outcome is not None
         return sink.outcome, foreign, loaded
