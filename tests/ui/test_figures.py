@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import plotly.io as pio
 import polars as pl
+import pytest
 
 from reports import figures
 
@@ -137,3 +138,10 @@ def test_digest_and_trend_figures_use_the_app_theme_and_category_periods() -> No
     trend = digest_figures.usage_trend(usage)
     assert trend.layout.xaxis.type == "category" and list(trend.data[0].x) == ["2026-03-02"]
     assert trend.layout.template.layout.paper_bgcolor == figures.BG
+
+
+def test_histogram_of_one_speed_has_a_readable_axis() -> None:
+    one = pl.DataFrame({"bin": [1], "bin_start": [42.0], "bin_end": [42.0], "count": [7]})
+    fig = figures.speed_histogram(one, {"p50": 42.0}, "Gen")
+    assert fig.data[0].width == (pytest.approx(4.2),)
+    assert list(fig.layout.xaxis.range) == [pytest.approx(33.6), pytest.approx(50.4)]
