@@ -1,6 +1,6 @@
 """The takeover gate: a benchmark starts only on an idle host, and only when the caller said so.
 
-Rules (all must hold, checked while the caller already holds the host's slot):
+Rules (all must hold, checked while the caller already holds the host's lease, `warehouse.lease`):
 
 1. The caller passed an explicit takeover confirmation (``confirm_takeover=True`` /
    ``--yes-take-over``). There is no default that benchmarks a production host by accident.

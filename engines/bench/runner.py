@@ -1,7 +1,7 @@
 """One benchmark run: gate → warm → warm-up (excluded) → sweep points → cleanup that restores the host.
 
 `run_sweep` is plain asyncio with every dependency injected (host, HTTP client, sink, clock). It holds
-no host slot itself: the caller (`engines.bench.service`) takes the slot around it, so the in-flight
+no host lease itself: the caller (`engines.bench.service`) holds the host lease around it, so the in-flight
 check below happens while no other action can start on the host.
 
 Cancellation (task cancelled, Ctrl-C, Prefect's SIGTERM): the point's request tasks are cancelled,
