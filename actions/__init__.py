@@ -2,7 +2,7 @@
 
 Domain logic only (no Streamlit). The UI calls `enqueue`; a long-lived process runs
 `executor.run_forever`, which executes each provider's queue one action at a time, in order, under the
-provider's host slot, and records everything in the ``actions`` audit table.
+provider's host lease (`warehouse.lease`), and records everything in the ``actions`` audit table.
 
 Exports resolve lazily (PEP 562), so importing `actions.queue` for `enqueue` does not pull in the HTTP
 client stack the executor needs.
