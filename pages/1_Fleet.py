@@ -17,16 +17,24 @@ def live_board() -> None:
 
 @st.fragment(run_every=2)
 def live_provider(provider_id: str) -> None:
+    """Tiles, in-flight table and action forms of one provider from ONE read of the live data per refresh:
+    the In-flight tile counts the table's rows and the Cancel choices are exactly those rows."""
     now = data.now()
     row = data.provider_row(now, provider_id)
+    inflight = data.live_inflight(provider_id, row)
     if row is not None:
         widgets.provider_tiles(
-            row, data.provider_gpus(provider_id), data.provider_gpu_series(provider_id, now), now
+            row, data.provider_gpus(provider_id), data.provider_gpu_series(provider_id, now), now,
+            inflight=inflight.height,
         )
-    inflight = data.inflight_requests(provider_id)
     if inflight.height:
         st.markdown("**In-flight requests**")
         widgets.inflight_table(inflight)
+    st.subheader("Actions")
+    models, loaded = data.provider_models(provider_id)
+    actions_panel.actions_panel(
+        provider_id, models, loaded, inflight["request_id"].to_list(), key=f"fleet_{provider_id}"
+    )
 
 
 @st.fragment(run_every=2)
@@ -46,10 +54,6 @@ picked = widgets.provider_picker(data.providers(), key="fleet_provider", multi=F
 if picked:
     pid = picked[0]
     live_provider(pid)
-    st.subheader("Actions")
-    models, loaded = data.provider_models(pid)
-    inflight_ids = data.inflight_requests(pid)["request_id"].to_list()
-    actions_panel.actions_panel(pid, models, loaded, inflight_ids, key=f"fleet_{pid}")
 
 st.subheader("Action queue (every host: one action at a time per host, in order)")
 live_queue(())

@@ -9,7 +9,7 @@ widgets.page_setup("Activity", "📡")
 
 with st.sidebar:
     st.header("Filters")
-    start, end = widgets.window_picker("activity_window", default="24 hours")
+    window = widgets.window_choice("activity_window", default="24 hours")
     providers = widgets.provider_picker(data.providers(), key="activity_providers")
     models = tuple(st.multiselect("Models", data.model_choices(), key="activity_models"))
     status = (
@@ -17,38 +17,53 @@ with st.sidebar:
     )
     page_size = st.selectbox("Rows per page", [25, 50, 100, 200], index=1, key="activity_page_size")
 
-flt = (start, end, providers, models, status)
-total_pages = activity_controls.page_count(data.activity_page(*flt, 1, page_size))
-page_no = activity_controls.page_picker(total_pages, key="activity_page")
-page = data.activity_page(*flt, page_no, page_size)
-st.caption(f"{page.total:,} requests match · page {page.page} of {max(page.pages, 1)}")
-widgets.activity_table(page.rows)
+
+@st.fragment(run_every=3)
+def live_requests() -> None:
+    """The requests of the window ending now (new ones appear without a reload), and the capture of one of
+    the rows shown (picked from the same read as the table)."""
+    flt = (*widgets.window_bounds(window), providers, models, status)
+    total_pages = activity_controls.page_count(data.activity_page(*flt, 1, page_size))
+    page_no = activity_controls.page_picker(total_pages, key="activity_page")
+    page = data.activity_page(*flt, page_no, page_size)
+    st.caption(f"{page.total:,} requests match · page {page.page} of {max(page.pages, 1)}")
+    widgets.activity_table(page.rows)
+
+    st.subheader("Capture")
+    choice = activity_controls.capture_picker(page.rows, key="activity_capture")
+    if choice is not None:
+        stored = data.capture(choice.provider_id, choice.epoch, choice.upstream_id)
+        if stored is not None:
+            capture_view.capture_view(stored)
+        else:
+            activity_controls.capture_fetch(choice, data.current_epoch(choice.provider_id))
+
+
+@st.fragment(run_every=10)
+def live_speeds() -> None:
+    """Speed percentiles and histograms of the window ending now."""
+    flt = (*widgets.window_bounds(window), providers, models, status)
+    speed_stats = data.speed_stats(*flt)
+    widgets.speed_metrics(speed_stats)
+    stats = activity_controls.stats_by_metric(speed_stats)
+    left, right = st.columns(2)
+    with left:
+        widgets.chart(
+            figures.speed_histogram(
+                data.speed_histogram(*flt, "prompt"), stats.get("prompt"), "Prompt processing speed"
+            ),
+            key="activity_hist_prompt",
+        )
+    with right:
+        widgets.chart(
+            figures.speed_histogram(
+                data.speed_histogram(*flt, "generation"), stats.get("generation"), "Generation speed"
+            ),
+            key="activity_hist_gen",
+        )
+
+
+live_requests()
 
 st.subheader("Speeds")
-speed_stats = data.speed_stats(*flt)
-widgets.speed_metrics(speed_stats)
-stats = activity_controls.stats_by_metric(speed_stats)
-left, right = st.columns(2)
-with left:
-    widgets.chart(
-        figures.speed_histogram(
-            data.speed_histogram(*flt, "prompt"), stats.get("prompt"), "Prompt processing speed"
-        ),
-        key="activity_hist_prompt",
-    )
-with right:
-    widgets.chart(
-        figures.speed_histogram(
-            data.speed_histogram(*flt, "generation"), stats.get("generation"), "Generation speed"
-        ),
-        key="activity_hist_gen",
-    )
-
-st.subheader("Capture")
-choice = activity_controls.capture_picker(page.rows, key="activity_capture")
-if choice is not None:
-    stored = data.capture(choice.provider_id, choice.epoch, choice.upstream_id)
-    if stored is not None:
-        capture_view.capture_view(stored)
-    else:
-        activity_controls.capture_fetch(choice, data.current_epoch(choice.provider_id))
+live_speeds()

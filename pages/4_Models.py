@@ -9,22 +9,28 @@ widgets.page_setup("Models", "🧠")
 
 
 @st.fragment(run_every=2)
-def live_queue(provider_id: str) -> None:
+def live_catalog() -> None:
+    """Favorites and provider groups with each model's state as of now (refreshed in place)."""
+    catalog = data.live_catalog()
+    catalog_view.favorites(catalog, data.hidden_favorites())
+    st.subheader("By provider")
+    catalog_view.provider_groups(catalog)
+
+
+@st.fragment(run_every=2)
+def live_model(provider_id: str, model_id: str) -> None:
+    """The picked model's tiles and actions (with their status lines) and its host's queue, refreshed."""
+    catalog_view.model_controls(data.live_catalog(), provider_id, model_id)
     actions_panel.queue_view((provider_id,), limit=5)
 
 
-catalog = data.model_catalog()
-catalog_view.favorites(catalog, data.hidden_favorites())
-
-st.subheader("By provider")
-catalog_view.provider_groups(catalog)
+live_catalog()
 
 st.subheader("Model")
-picked = catalog_view.model_picker(catalog, key="models_pick")
+picked = catalog_view.model_picker(data.model_catalog(), key="models_pick")
 if picked is not None:
     provider_id, model_id = picked
-    catalog_view.model_controls(catalog, provider_id, model_id)
-    live_queue(provider_id)
+    live_model(provider_id, model_id)
     start, end = widgets.window_picker("models_window", default="24 hours")
     widgets.chart(
         figures.state_timeline(

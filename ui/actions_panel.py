@@ -15,15 +15,44 @@ from ui.widgets import action_log_table
 STUCK_AFTER_S = 30
 
 
-def _submit(provider_id: str, action: str, target: str | None) -> None:
+def outcome_slot(key: str, action: str) -> str:
+    """Session key remembering the last action submitted from one control (its status line shows there)."""
+    return f"{key}_{action}_last_action"
+
+
+def submit(provider_id: str, action: str, target: str | None, key: str) -> int | None:
+    """Queue an action from the control ``key``; its status line (`action_outcome`) then follows it."""
     try:
         action_id = data.enqueue_action(provider_id, action, target)
     except InvalidAction as exc:
         st.error(str(exc))
-        return
+        return None
     what = ACTIONS[action].label + (f" {target}" if target else "")
     st.toast(f"Queued #{action_id}: {fmt.md(what)} on {fmt.md(provider_id)}")
-    st.session_state["actions_last_queued"] = action_id
+    st.session_state[outcome_slot(key, action)] = action_id
+    return action_id
+
+
+def action_outcome(key: str, action: str) -> None:
+    """Where the action was clicked: queued → running → done/failed, with its durations and what it waits for.
+
+    Call it inside the control's refreshing fragment: the line moves on with every refresh."""
+    action_id = st.session_state.get(outcome_slot(key, action))
+    if action_id is None:
+        return
+    try:
+        line = data.action_status(int(action_id))
+    except KeyError:  # the audit row is gone (retention)
+        st.session_state.pop(outcome_slot(key, action), None)
+        return
+    icon = fmt.ACTION_ICONS.get(line.status, "ℹ️")
+    text = fmt.md(line.text)
+    if line.status == "succeeded":
+        st.success(text, icon=icon)
+    elif line.done:
+        st.error(text, icon=icon)
+    else:
+        st.info(text, icon=icon)
 
 
 def provider_refusal(provider_id: str) -> str | None:
@@ -42,7 +71,10 @@ def _confirmed(key: str, text: str) -> bool:
 def actions_panel(
     provider_id: str, models: list[str], loaded: list[str], inflight_ids: list[str], key: str
 ) -> None:
-    """Warm / unload / unload all / cancel for one provider. Destructive ones need a confirmation tick."""
+    """Warm / unload / unload all / cancel for one provider. Destructive ones need a confirmation tick.
+
+    Build it from the same live data as the tables beside it, inside their refreshing fragment: the
+    choices follow the fleet, and each control shows the status of the last action it queued."""
     refusal = provider_refusal(provider_id)
     if refusal is not None:
         st.caption(refusal)
@@ -52,18 +84,21 @@ def actions_panel(
         st.markdown("**Warm**")
         model = st.selectbox("Model to load", models, key=f"{key}_warm_model", disabled=not models)
         if st.button("Warm model", key=f"{key}_warm", disabled=not model, icon="🔥"):
-            _submit(provider_id, "warm", model)
+            submit(provider_id, "warm", model, key)
+        action_outcome(key, "warm")
     with unload_col:
         st.markdown("**Unload**")
         victim = st.selectbox("Loaded model", loaded, key=f"{key}_unload_model", disabled=not loaded)
         ok = _confirmed(f"{key}_unload_ok", "Cut off its requests")
         if st.button("Unload model", key=f"{key}_unload", disabled=not (victim and ok), icon="⏏️"):
-            _submit(provider_id, "unload", victim)
+            submit(provider_id, "unload", victim, key)
+        action_outcome(key, "unload")
     with all_col:
         st.markdown("**Unload all**")
         ok_all = _confirmed(f"{key}_all_ok", f"Stop every model on {provider_id}")
         if st.button("Unload all", key=f"{key}_all", disabled=not ok_all, icon="🛑"):
-            _submit(provider_id, "unload_all", None)
+            submit(provider_id, "unload_all", None, key)
+        action_outcome(key, "unload_all")
     with cancel_col:
         st.markdown("**Cancel request**")
         rid = st.selectbox(
@@ -71,7 +106,8 @@ def actions_panel(
         )
         ok_c = _confirmed(f"{key}_cancel_ok", "Abort it")
         if st.button("Cancel request", key=f"{key}_cancel", disabled=not (rid and ok_c), icon="✂️"):
-            _submit(provider_id, "cancel_inflight", rid)
+            submit(provider_id, "cancel_inflight", rid, key)
+        action_outcome(key, "cancel_inflight")
 
 
 def queue_view(provider_ids: tuple[str, ...], limit: int = 20) -> None:

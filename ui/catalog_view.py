@@ -7,7 +7,7 @@ import streamlit as st
 
 from ui import data
 from ui import format as fmt
-from ui.actions_panel import provider_refusal
+from ui.actions_panel import action_outcome, provider_refusal, submit
 from warehouse.queries.models import favorites_section
 
 _COLUMNS = [
@@ -120,11 +120,11 @@ def model_controls(catalog: pl.DataFrame, provider_id: str, model_id: str) -> No
     with warm_col:
         if st.button("🔥 Warm", key=key + "_warm", disabled=not row["provider_online"] or refusal is not None,
                      help=refusal):
-            action_id = data.enqueue_action(provider_id, "warm", model_id)
-            st.toast(f"Queued #{action_id}: warm {fmt.md(model_id)} on {fmt.md(provider_id)}")
+            submit(provider_id, "warm", model_id, key)
+        action_outcome(key, "warm")  # queued → running → done, right under the button
     with unload_col:
         ok = st.checkbox("Cut off its requests", key=key + "_unload_ok")
         if st.button("⏏️ Unload", key=key + "_unload", disabled=not (ok and row["provider_online"]) or refusal is not None,
                      help=refusal):
-            action_id = data.enqueue_action(provider_id, "unload", model_id)
-            st.toast(f"Queued #{action_id}: unload {fmt.md(model_id)} on {fmt.md(provider_id)}")
+            submit(provider_id, "unload", model_id, key)
+        action_outcome(key, "unload")

@@ -15,6 +15,7 @@ import polars as pl
 import streamlit as st
 from sqlalchemy import Engine
 
+from actions.progress import StatusLine, describe, measured_load_s
 from actions.queue import enqueue
 from core.providers import Provider, Registry, RegistryError, load_registry
 from core.settings import get_settings
@@ -177,6 +178,27 @@ def model_catalog() -> pl.DataFrame:
     return q_models.model_catalog(engine())
 
 
+@st.cache_data(ttl=LIVE_TTL, show_spinner=False, max_entries=MAX_ENTRIES)
+def model_states() -> pl.DataFrame:
+    return q_models.model_states(engine())
+
+
+def live_catalog() -> pl.DataFrame:
+    """The catalog with its live columns (state, provider connection) as of now.
+
+    The load/last-use statistics scan history and are recomputed every 10 s; states change with every
+    warm and unload and come from the models table each second, so the Models page shows an unload
+    within its refresh interval."""
+    catalog = model_catalog()
+    live = model_states()
+    cols = ["state", "provider_status", "provider_online"]
+    return (
+        catalog.join(live, on=["provider_id", "model_id"], how="left", suffix="_now")
+        .with_columns(*(pl.coalesce(pl.col(f"{c}_now"), pl.col(c)).alias(c) for c in cols))
+        .drop([f"{c}_now" for c in cols])
+    )
+
+
 @st.cache_data(ttl=10, show_spinner=False, max_entries=MAX_ENTRIES)
 def hidden_favorites() -> pl.DataFrame:
     return q_models.hidden_favorites(engine())
@@ -243,6 +265,20 @@ def enqueue_action(
     return action_id
 
 
+@st.cache_data(ttl=LIVE_TTL, show_spinner=False, max_entries=MAX_ENTRIES)
+def action_status(action_id: int) -> StatusLine:
+    """The status line of one action (`actions.progress.describe`), with what a running warm waits for."""
+    p = q_actions.action_progress(engine(), action_id)
+    load_s: float | None = None
+    busy: dict[str, int] = {}
+    if p.status in ("queued", "running") and p.target and p.action == "warm":
+        load_s = measured_load_s(model_loads(p.provider_id, p.target)["load_ms"].to_list())
+    if p.status == "running" and p.target:
+        counts = inflight_requests(p.provider_id).group_by("model_id").len().drop_nulls("model_id")
+        busy = {str(m): int(n) for m, n in counts.iter_rows()}
+    return describe(p, load_s, busy)
+
+
 def fetch_capture_now(provider_id: str, epoch: str, upstream_id: int) -> Outcome:
     """Fetch one capture from its host right away (read-only, so outside the host queue; audited)."""
     from actions.executor import run_direct  # the HTTP stack is loaded only when a capture is fetched
@@ -269,6 +305,14 @@ def fetch_capture_now(provider_id: str, epoch: str, upstream_id: int) -> Outcome
 def provider_row(at: datetime, provider_id: str) -> dict[str, Any] | None:
     board = fleet_board(at).filter(pl.col("provider_id") == provider_id)
     return board.row(0, named=True) if board.height else None
+
+
+def live_inflight(provider_id: str, row: dict[str, Any] | None) -> pl.DataFrame:
+    """The provider's in-flight requests as its tile, table and Cancel choices show them (one read for all
+    three): the latest snapshot while the provider is connected, none otherwise (a snapshot of a host we do
+    not follow right now is not what is in flight)."""
+    rows = inflight_requests(provider_id)
+    return rows if row is not None and row.get("status") == "connected" else rows.clear()
 
 
 def provider_gpus(provider_id: str) -> pl.DataFrame:

@@ -53,7 +53,17 @@ def window_picker(
     key: str, default: str = "24 hours", now: datetime | None = None, options: Sequence[str] = tuple(WINDOWS)
 ) -> tuple[datetime, datetime]:
     """A time window ending now: (start, end)."""
-    label = st.selectbox("Window", list(options), index=list(options).index(default), key=key)
+    return window_bounds(window_choice(key, default, options), now)
+
+
+def window_choice(key: str, default: str = "24 hours", options: Sequence[str] = tuple(WINDOWS)) -> str:
+    """Only the picker (a label of `WINDOWS`): a refreshing fragment turns it into bounds on every run."""
+    label: str = st.selectbox("Window", list(options), index=list(options).index(default), key=key)
+    return label
+
+
+def window_bounds(label: str, now: datetime | None = None) -> tuple[datetime, datetime]:
+    """The window ``label`` ending now (5 s ahead, so what lands this second is in it): (start, end)."""
     end = (now or data.now()) + timedelta(seconds=5)
     return end - WINDOWS[label], end
 
@@ -125,7 +135,8 @@ def fleet_table(board: pl.DataFrame) -> None:
         .then(None)
         .otherwise(100 * pl.col("mem_used_mb") / pl.col("mem_total_mb"))
         .alias("mem_pct"),
-        pl.col("inflight").fill_null(0),
+        # what the In flight tile sums: a provider not connected has no requests we know of in flight
+        pl.when(pl.col("status") == "connected").then(pl.col("inflight").fill_null(0)).otherwise(0).alias("inflight"),
     )
     cc = st.column_config
     shown = [
@@ -203,8 +214,13 @@ def _spark(values: Any) -> list[float] | None:
     return out or None
 
 
-def provider_tiles(row: dict[str, Any], gpus: pl.DataFrame, gpu_series: pl.DataFrame, now: datetime) -> None:
-    """Live tiles of one provider: connection, host CPU/RAM and every GPU, each with a 1-hour sparkline."""
+def provider_tiles(
+    row: dict[str, Any], gpus: pl.DataFrame, gpu_series: pl.DataFrame, now: datetime, inflight: int | None = None
+) -> None:
+    """Live tiles of one provider: connection, host CPU/RAM and every GPU, each with a 1-hour sparkline.
+
+    ``inflight`` is the row count of the in-flight table shown beside the tiles (the tile must count what
+    the table lists); None falls back to the board's count."""
     status = row["status"]
     head = st.columns(4)
     head[0].metric(
@@ -216,7 +232,7 @@ def provider_tiles(row: dict[str, Any], gpus: pl.DataFrame, gpu_series: pl.DataF
     head[2].metric(
         "Uptime", fmt.duration(row.get("uptime_s")), help=f"{row.get('boots') or 0} boots recorded"
     )
-    head[3].metric("In flight", fmt.count(row.get("inflight") or 0, "req"))
+    head[3].metric("In flight", fmt.count((row.get("inflight") or 0) if inflight is None else inflight, "req"))
     if row.get("last_error"):
         st.caption(f"Last error ({fmt.ago(row.get('last_error_at'), now)}): {fmt.md(row['last_error'])}")
     host = st.columns(3)

@@ -193,3 +193,68 @@ def action_status(db: Db, action_id: int) -> tuple[str, str | None, datetime | N
         raise KeyError(f"no action {action_id}")
     r = df.row(0)
     return str(r[0]), r[1], r[2]
+
+
+@dataclass(frozen=True)
+class ActionProgress:
+    """One action as its status line needs it: its row, the database's now, and what it may be waiting for."""
+
+    id: int
+    provider_id: str
+    action: str
+    target: str | None
+    status: str
+    requested_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    now: datetime
+    error: str | None
+    result: dict[str, Any] | None
+    ahead: int  # unfinished actions of the same provider queued before this one
+    lease_holder: str | None  # who holds the provider's host lease now (actions, a benchmark, an eval)
+    lease_purpose: str | None
+    lease_held_s: float | None
+    lease_expired: bool | None
+    target_state: str | None  # the target model's state now (models table), when the target is a model
+    target_state_since: datetime | None  # its newest transition
+
+
+_PROGRESS_SQL = text(
+    """
+SELECT a.id, a.provider_id, a.action, a.target, a.status, a.requested_at, a.started_at, a.finished_at,
+       clock_timestamp() AS now, a.error, a.result,
+       (SELECT count(*) FROM actions b
+        WHERE b.provider_id = a.provider_id AND b.id < a.id AND b.status IN ('queued', 'running')) AS ahead,
+       l.holder, l.purpose, extract(epoch FROM clock_timestamp() - l.acquired_at) AS held_s,
+       l.expires_at < clock_timestamp() AS expired,
+       m.state, t.observed_at
+FROM actions a
+LEFT JOIN leases l ON l.provider_id = a.provider_id AND l.scope = 'host'
+LEFT JOIN models m ON m.provider_id = a.provider_id AND m.model_id = a.target
+LEFT JOIN LATERAL (
+    SELECT mt.observed_at FROM model_transitions mt
+    WHERE mt.provider_id = a.provider_id AND mt.model_id = a.target
+    ORDER BY mt.observed_at DESC LIMIT 1
+) t ON true
+WHERE a.id = :id
+"""
+)
+
+
+def action_progress(db: Db, action_id: int) -> ActionProgress:
+    """Where one action is (queued, running, finished), with timings on the database clock; KeyError if unknown."""
+    if isinstance(db, Connection):
+        row = db.execute(_PROGRESS_SQL, {"id": int(action_id)}).first()
+    else:
+        with db.connect() as conn:
+            row = conn.execute(_PROGRESS_SQL, {"id": int(action_id)}).first()
+    if row is None:
+        raise KeyError(f"no action {action_id}")
+    return ActionProgress(
+        id=int(row[0]), provider_id=str(row[1]), action=str(row[2]), target=row[3], status=str(row[4]),
+        requested_at=row[5], started_at=row[6], finished_at=row[7], now=row[8], error=row[9],
+        result=dict(row[10]) if row[10] is not None else None, ahead=int(row[11]),
+        lease_holder=row[12], lease_purpose=row[13],
+        lease_held_s=float(row[14]) if row[14] is not None else None, lease_expired=row[15],
+        target_state=row[16], target_state_since=row[17],
+    )

@@ -158,3 +158,21 @@ ORDER BY since
     )
     schema = {"state": pl.Utf8, "since": UTC_TS, "until": UTC_TS}
     return frame(db, sql, {"p": provider_id, "m": model_id, "start": start, "end": end}, schema)
+
+
+def model_states(db: Db) -> pl.DataFrame:
+    """Every model's state and its provider's connection now (cheap: no history), to refresh the catalog's
+    live columns between its slower recomputations."""
+    sql = text(
+        """
+SELECT m.provider_id, m.model_id, m.state, COALESCE(h.status, 'unknown') AS provider_status,
+       (p.active AND COALESCE(h.status, '') = 'connected') AS provider_online
+FROM models m
+JOIN providers p ON p.id = m.provider_id
+LEFT JOIN connector_health h ON h.provider_id = m.provider_id
+ORDER BY m.provider_id, m.model_id
+"""
+    )
+    schema = {"provider_id": pl.Utf8, "model_id": pl.Utf8, "state": pl.Utf8, "provider_status": pl.Utf8,
+              "provider_online": pl.Boolean}  # fmt: skip
+    return frame(db, sql, {}, schema)
