@@ -352,6 +352,8 @@ def create_instance_app(sim: SimulatedInstance) -> Starlette:
         if error:
             return err(request, 500, error)
         sim.release(m)
+        if sub == "/" and m.spec.respond is not None:  # simple-responder echoes the request line (recorded)
+            return Response(b"GET /", headers={"content-type": "text/plain"})
         if sub == "/":
             return Response(f"<!doctype html><title>llama.cpp - {m.spec.id}</title>", media_type="text/html")
         if sub == "/health":

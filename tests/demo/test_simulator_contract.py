@@ -37,17 +37,23 @@ DEVIATIONS: dict[str, str] = {
     "exchanges.hardware.body.json.cpu": "host facts: the simulator describes a GPU server, not this machine",
     "exchanges.hardware.body.json.environment": "host facts (container name)",
     "exchanges.performance.body.json.gpu_stats": "same: no GPU on the recording host",
-    "exchanges.chat_*.headers.content-type": "the simulated upstream is llama-server, whose JSON answers say "
-                                             "'application/json; charset=utf-8'; simple-responder's do not",
+}
+# the recording's upstream is simple-responder; with the simulator's llama-server upstream these differ too
+LLAMA_SERVER_UPSTREAM: dict[str, str] = {
+    "exchanges.chat_*.headers.content-type": "llama-server's JSON answers say 'application/json; "
+                                             "charset=utf-8'; simple-responder's do not",
     "exchanges.*.body.json.data[*].resp_content_type": "same: the activity row keeps the upstream's type",
     "exchanges.warm.headers.content-type": "the warm call returns the model server's page: llama-server's is "
                                            "HTML, simple-responder's is text",
 }
+UPSTREAMS = {"simple-responder": DEVIATIONS, "llama-server": DEVIATIONS | LLAMA_SERVER_UPSTREAM}
 
 
-def models() -> list[ModelSpec]:
-    fast = {"load_s": 0.05, "gen_tps": 100.0, "prompt_tps": 5000.0, "group": "responders"}
-    return [ModelSpec(CFG.model_a, aliases=(CFG.alias_a,), **fast), ModelSpec(CFG.model_b, **fast)]  # type: ignore[arg-type]
+def models(upstream: str) -> list[ModelSpec]:
+    """The recorder's two models; ``simple-responder``: the simulator answers like the recording's upstream."""
+    fast: dict[str, Any] = {"load_s": 0.05, "gen_tps": 100.0, "prompt_tps": 5000.0, "group": "responders"}
+    a, b = ({"respond": "from-a"}, {"respond": "from-b"}) if upstream == "simple-responder" else ({}, {})
+    return [ModelSpec(CFG.model_a, aliases=(CFG.alias_a,), **fast, **a), ModelSpec(CFG.model_b, **fast, **b)]
 
 
 GROUPS = [GroupSpec("responders", swap=True, exclusive=True)]
@@ -55,12 +61,12 @@ OPTIONS: dict[str, Any] = {"api_keys": (CFG.api_key,), "metrics_max_in_memory": 
                            "capture_buffer_mb": 1.0, "perf_every_s": 0.3}
 
 
-async def record_simulator() -> dict[str, Any]:
-    sim = SimulatedInstance(models(), GROUPS, jitter=0.0, unload_s=0.02, utc_offset_s=0, **OPTIONS)
+async def record_simulator(upstream: str) -> dict[str, Any]:
+    sim = SimulatedInstance(models(upstream), GROUPS, jitter=0.0, unload_s=0.02, utc_offset_s=0, **OPTIONS)
     fleet = await serve_instances([sim])
 
     async def reload() -> None:
-        await sim.reload(models(), GROUPS, **OPTIONS)
+        await sim.reload(models(upstream), GROUPS, **OPTIONS)
 
     try:
         async with httpx.AsyncClient() as client:
@@ -69,9 +75,14 @@ async def record_simulator() -> dict[str, Any]:
         await fleet.stop()
 
 
+@pytest.fixture(scope="module", params=sorted(UPSTREAMS))
+def upstream(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture(scope="module")
-def simulated() -> dict[str, Any]:
-    return asyncio.run(asyncio.wait_for(record_simulator(), 90))
+def simulated(upstream: str) -> dict[str, Any]:
+    return asyncio.run(asyncio.wait_for(record_simulator(upstream), 90))
 
 
 @pytest.fixture(scope="module")
@@ -79,14 +90,17 @@ def newest() -> dict[str, Any]:
     return load_recording(FIXTURES / NEWEST)
 
 
-def test_simulator_matches_the_newest_recording(simulated: dict[str, Any], newest: dict[str, Any]) -> None:
-    diffs = compare(newest, simulated, DEVIATIONS)
+def test_simulator_matches_the_newest_recording(simulated: dict[str, Any], newest: dict[str, Any],
+                                                upstream: str) -> None:
+    diffs = compare(newest, simulated, UPSTREAMS[upstream])
     assert not diffs, "simulator drifted from the real llama-swap recording:\n" + "\n".join(diffs)
 
 
-def test_every_listed_deviation_is_still_needed(simulated: dict[str, Any], newest: dict[str, Any]) -> None:
-    stale = [path for path in DEVIATIONS
-             if not compare(newest, simulated, {k: v for k, v in DEVIATIONS.items() if k != path})]
+def test_every_listed_deviation_is_still_needed(simulated: dict[str, Any], newest: dict[str, Any],
+                                                upstream: str) -> None:
+    allowed = UPSTREAMS[upstream]
+    stale = [path for path in allowed
+             if not compare(newest, simulated, {k: v for k, v in allowed.items() if k != path})]
     assert not stale, f"these deviations no longer occur; remove them from DEVIATIONS: {stale}"
 
 
@@ -112,11 +126,11 @@ def test_every_listed_deviation_is_still_needed(simulated: dict[str, Any], newes
                 if m["type"] == "inflight" and m["data"].get("operation") == "snapshot"] and None,
      None),
 ])
-def test_the_comparison_catches_drift(simulated: dict[str, Any], newest: dict[str, Any], mutate: Any,
-                                      expected: str | None) -> None:
+def test_the_comparison_catches_drift(simulated: dict[str, Any], newest: dict[str, Any], upstream: str,
+                                      mutate: Any, expected: str | None) -> None:
     broken = copy.deepcopy(simulated)
     mutate(broken)
-    diffs = compare(newest, broken, DEVIATIONS)
+    diffs = compare(newest, broken, UPSTREAMS[upstream])
     if expected is None:  # the snapshot with no requests omits the key: removing it changes nothing
         assert not diffs, diffs
     else:
