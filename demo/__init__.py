@@ -44,9 +44,10 @@ parsing), ``wire`` (Go-style JSON/time/header/error encoding), ``fleet`` (many i
 * Telemetry is synthetic (every GPU looks like an NVIDIA board); ``perf_every_s`` may be below 5 s.
 * Log lines imitate llama-swap/llama-server wording but are not byte-identical; error messages are the
   recorded ones where a recording has them (``tests/fixtures/llama_swap/``), plausible texts elsewhere.
-* The simulated upstream is llama-server: its JSON answers say ``application/json; charset=utf-8``.
-  ``tests/demo/test_simulator_contract.py`` compares the simulator with a recorded real llama-swap on
-  every run and lists the deviations it keeps on purpose.
+* The simulated upstream is llama-server (its JSON answers say ``application/json; charset=utf-8``), or
+  simple-responder for models with ``respond`` set. ``tests/demo/test_simulator_contract.py`` compares
+  the simulator, with either upstream, with a recorded real llama-swap on every run and lists the
+  deviations it keeps on purpose.
 * Demo-only request header ``X-Demo-Fault: error|crash|start-fail`` triggers the failure paths.
 * Each instance uses one fixed UTC offset (fleet hosts get varied ones; ``demo.single`` takes the host's offset
   at start, ``TZ`` honoured) instead of following the local zone through DST changes. Activity timestamps are
