@@ -19,22 +19,41 @@ from typing import Any, TypeVar
 import click
 
 from core.providers import load_registry
-from core.settings import get_settings
+from core.settings import Settings, get_settings
 from engines.bench.options import RUN_PARAMS, BenchOptions, BenchParam, bench_params
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def _settings() -> Settings:
+    """The root command's settings (pointed at the running `boocontrol up`), else the environment's."""
+    ctx = click.get_current_context(silent=True)
+    obj = ctx.find_root().obj if ctx is not None else None
+    return obj if isinstance(obj, Settings) else get_settings()
+
+
 def _engine() -> Any:
+    """An engine on the warehouse, after checking it answers and has the current schema (else one line, exit 2)."""
+    from cli.main import require_schema  # here: cli.main imports this module
     from warehouse.db import make_engine
 
-    return make_engine(get_settings().resolved_database_url(), pool_size=2)
+    url = _settings().resolved_database_url()
+    require_schema(url)
+    return make_engine(url, pool_size=2)
 
 
 def _resolve(model: str) -> tuple[Any, str]:
-    registry = load_registry(get_settings().fleet_path)
-    ref = registry.resolve(model)
-    return registry.get(ref.provider_id), ref.model_id
+    """(provider, model id) of MODEL; a missing registry or an unknown provider/model is a one-line error (exit 2)."""
+    from cli.errors import fail
+
+    registry = load_registry(_settings().fleet_path)
+    try:
+        ref = registry.resolve(model)
+        return registry.get(ref.provider_id), ref.model_id
+    except KeyError as exc:
+        fail(f"{model}: {exc.args[0]} in {registry.source} (see `boocontrol providers list`)")
+    except ValueError as exc:
+        fail(f"{model}: {exc} in {registry.source} (see `boocontrol providers list`)")
 
 
 def _fmt(v: Any, digits: int = 1) -> str:
@@ -142,7 +161,7 @@ def run_cmd(model: str, confirm_takeover: bool, unattended: bool, slot_wait: flo
                 progress=progress,
                 slot_wait_s=slot_wait,
                 requested_by="cli",
-                unattended_idle_s=get_settings().bench_unattended_idle_seconds if unattended else None,
+                unattended_idle_s=_settings().bench_unattended_idle_seconds if unattended else None,
             )
             bar.update(spec.total_requests - bar.pos)
     except BenchSkipped as exc:

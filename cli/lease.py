@@ -36,7 +36,8 @@ def lease_list(settings: Settings, scope: str | None) -> None:
     """Every lease: provider, scope, holder, purpose, since, last heartbeat, until (expired ones flagged)."""
     import psycopg
 
-    from cli.main import fail, postgres_unreachable, require_schema  # here: cli.main imports this module
+    from cli.errors import fail, postgres_unreachable
+    from cli.main import require_schema  # here: cli.main imports this module
     from warehouse.db import psycopg_dsn
     from warehouse.lease import list_leases
 
@@ -62,7 +63,8 @@ def lease_break(settings: Settings, provider: str, scope: str) -> None:
     """Remove PROVIDER's lease whoever holds it (recorded in lease_events with who broke it)."""
     import psycopg
 
-    from cli.main import fail, postgres_unreachable, require_schema
+    from cli.errors import fail, postgres_unreachable
+    from cli.main import require_schema
     from warehouse.db import psycopg_dsn
     from warehouse.lease import break_lease
 

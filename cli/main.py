@@ -13,10 +13,11 @@ import logging
 import signal
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import Any
 
 import click
 
+from cli.errors import REGISTRY_HELP, expected_failure, fail, postgres_unreachable
 from core.providers import Registry, RegistryError, load_registry
 from core.settings import Settings, get_settings
 
@@ -29,37 +30,16 @@ def configure_logging(level: str) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-REGISTRY_HELP = "see README, 'The provider registry'"
-
-
-def fail(message: str, code: int = 1) -> NoReturn:
-    """An expected failure: one line on stderr, no traceback; exit 1 (click's usage errors exit 2)."""
-    click.echo(f"Error: {message}", err=True)
-    sys.exit(code)
-
-
 def load_registry_or_exit(settings: Settings, starting: bool = True, need_providers: bool = False) -> Registry:
     """The registry, or exit with one line naming the file (and that nothing was started, when starting)."""
     tail = "; nothing was started" if starting else ""
     try:
         reg = load_registry(settings.fleet_path)
     except RegistryError as exc:
-        hint = " (create it as in README, 'The provider registry', or set BOOCONTROL_FLEET_FILE)" if "not found" in str(exc) else ""
-        fail(f"{exc}{hint}{tail}")
+        fail(f"{expected_failure(exc, None)}{tail}")
     if need_providers and not reg.providers:
         fail(f"{reg.source}: the registry lists no providers; add one under 'providers:' ({REGISTRY_HELP}){tail}")
     return reg
-
-
-def postgres_unreachable(url: str, exc: BaseException) -> str:
-    """One line for an OperationalError on connect: where, why (first line of the driver's message), what to do."""
-    from sqlalchemy.engine import make_url
-
-    orig = getattr(exc, "orig", None) or exc
-    why = (str(orig).strip().splitlines() or [orig.__class__.__name__])[0]
-    where = make_url(url).render_as_string(hide_password=True)
-    return (f"cannot reach Postgres at {where}: {why} (start it: `boocontrol up` runs the embedded one; "
-            "or point BOOCONTROL_DATABASE_URL at yours)")
 
 
 def settings_or_exit() -> Settings:
@@ -92,17 +72,45 @@ def require_schema(url: str) -> None:
         engine.dispose()
 
 
-@click.group(help=__doc__)
+class BooGroup(click.Group):
+    """The root command: every expected failure raised anywhere below is one `Error: …` line and exit 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            settings = ctx.obj if isinstance(ctx.obj, Settings) else None
+            message = expected_failure(exc, settings.resolved_database_url() if settings else None)
+            if message is None:
+                raise
+            fail(message)
+
+
+@click.group(cls=BooGroup, help=__doc__)
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="Overrides BOOCONTROL_DATA_DIR")
 @click.pass_context
 def cli(ctx: click.Context, data_dir: Path | None) -> None:
-    if data_dir is not None:
-        import os
+    import os
 
+    if data_dir is not None:
         os.environ["BOOCONTROL_DATA_DIR"] = str(data_dir.resolve())
         get_settings.cache_clear()
-    ctx.obj = settings_or_exit()
-    configure_logging(ctx.obj.log_level)
+    settings = settings_or_exit()
+    if ctx.invoked_subcommand != "up":  # `up` starts its own instance; every other command finds the running one
+        from cli.instance import adopt, find_instance
+
+        explicit = settings.data_dir if os.environ.get("BOOCONTROL_DATA_DIR") else None
+        inst = find_instance(explicit)
+        if inst is not None:
+            settings = adopt(settings, inst, os.environ)
+        ctx.meta["boocontrol.instance"] = inst
+    ctx.obj = settings
+    configure_logging(settings.log_level)
+
+
+def running_instance(ctx: click.Context) -> Any:
+    """The `boocontrol up` this command found (a `cli.instance.Instance`), or None."""
+    return ctx.meta.get("boocontrol.instance")
 
 
 @cli.group()
@@ -205,8 +213,9 @@ def run_connector(settings: Settings, reg: Registry) -> None:
 
 
 @cli.command("demo-fleet")
-@click.option("-n", "--count", default=3, show_default=True, help="Number of simulated llama-swap instances")
-@click.option("--base-port", default=19400, show_default=True)
+@click.option("-n", "--count", default=3, show_default=True, type=click.IntRange(1, 10000),
+              help="Number of simulated llama-swap instances")
+@click.option("--base-port", default=19400, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--rpm", "requests_per_minute", default=6.0, show_default=True, help="Requests per minute per instance")
@@ -255,32 +264,78 @@ def actions_run(settings: Settings) -> None:
     run_forever(engine, lambda: load_registry_or_exit(settings), None, stop)
 
 
+PORT = click.IntRange(1, 65535)
+
+
 @cli.command()
-@click.option("--demo-count", default=3, show_default=True, help="Demo instances when no provider is configured")
-@click.option("--ui-port", default=8501, show_default=True)
-@click.option("--prefect-port", default=4200, show_default=True)
+@click.option("--demo-count", default=3, show_default=True, type=click.IntRange(1, 1000),
+              help="Demo instances when no provider is configured")
+@click.option("--demo-base-port", default=19400, show_default=True, type=PORT, help="Port of the first demo instance")
+@click.option("--ui-port", default=8501, show_default=True, type=PORT)
+@click.option("--prefect-port", default=4200, show_default=True, type=PORT)
 @click.option("--no-prefect", is_flag=True, help="Do not start the Prefect server and worker")
 @click.pass_obj
-def up(settings: Settings, demo_count: int, ui_port: int, prefect_port: int, no_prefect: bool) -> None:
-    """Start everything on embedded defaults; Ctrl-C stops it all cleanly."""
+def up(settings: Settings, demo_count: int, demo_base_port: int, ui_port: int, prefect_port: int,
+       no_prefect: bool) -> None:
+    """Start everything on embedded defaults; Ctrl-C stops it all cleanly.
+
+    Before starting anything it checks the data directory, every port it will use (naming the process that
+    holds one) and the database; other shells find the running cockpit through its state file.
+    """
     from cli.up import run_up
 
     sys.exit(run_up(settings, demo_count=demo_count, ui_port=ui_port, prefect_port=prefect_port,
-                    with_prefect=not no_prefect))
+                    with_prefect=not no_prefect, demo_base_port=demo_base_port))
 
 
 @cli.command()
 @click.pass_obj
 def status(settings: Settings) -> None:
-    """Say what `up` is running."""
+    """Say what `up` is running (the `up` of --data-dir / BOOCONTROL_DATA_DIR, else the one started last)."""
+    from cli.instance import state_path
     from cli.services import read_status
 
-    rows = read_status(settings.data_dir / "run" / "up.json")
+    rows = read_status(state_path(settings.data_dir))
     if not rows:
         click.echo("nothing is running (no `boocontrol up` state in " + str(settings.data_dir) + ")")
         return
     for name, st, detail in rows:
         click.echo(f"{name:<16}{st:<26}{detail}")
+
+
+@cli.command("env")
+@click.pass_context
+def env_cmd(ctx: click.Context) -> None:
+    """Print `export` lines reaching the running cockpit (for other tools; `boocontrol` finds it by itself)."""
+    from cli.instance import shell_exports
+
+    inst = running_instance(ctx)
+    if inst is None:
+        fail(f"no `boocontrol up` is running for {ctx.obj.data_dir}; start it with `bash scripts/up.sh`")
+    click.echo("\n".join(shell_exports(inst)))
+
+
+@cli.command("prefect", context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
+                                          "help_option_names": []})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def prefect_cmd(ctx: click.Context, args: tuple[str, ...]) -> None:
+    """Run the `prefect` CLI against the running cockpit's Prefect server (e.g. `boocontrol prefect deployment
+    run fleet-digest/daily`); PREFECT_API_URL, when set, wins."""
+    import os
+
+    env = dict(os.environ)
+    inst = running_instance(ctx)
+    if not env.get("PREFECT_API_URL"):
+        if inst is None or not inst.prefect_api:
+            why = "runs without Prefect (--no-prefect)" if inst is not None else "is running"
+            fail(f"no `boocontrol up` with a Prefect server {why} for {ctx.obj.data_dir}; start it with "
+                 "`bash scripts/up.sh`, or export PREFECT_API_URL to use another Prefect server")
+        env["PREFECT_API_URL"] = inst.prefect_api
+        env.setdefault("PREFECT_HOME", str(inst.data_dir / "prefect"))
+    env.update({"BOOCONTROL_DATA_DIR": str(ctx.obj.data_dir), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"})
+    sys.stdout.flush()
+    os.execve(sys.executable, [sys.executable, "-m", "prefect", *args], env)
 
 
 def _register_subgroups() -> None:

@@ -1,4 +1,4 @@
-"""Expected failures of the CLI: one line on stderr naming what to do, exit 1 (2 for usage), never a traceback.
+"""Expected failures of the CLI: one line on stderr naming what to do, exit 2 (like usage errors), never a traceback.
 
 Driven through click's CliRunner (in-process, the real command functions); the settings cache is cleared
 before each call so the environment given to the call is the one read.
@@ -40,7 +40,7 @@ def assert_clean_failure(r: Result, code: int, line: str) -> None:
 @pytest.mark.parametrize("command", [("db", "upgrade"), ("db", "current")])
 def test_db_commands_name_the_unreachable_postgres(tmp_path, command):
     r = invoke(tmp_path, *command, env={"BOOCONTROL_DATABASE_URL": UNREACHABLE})
-    assert_clean_failure(r, 1, UNREACHABLE_LINE)
+    assert_clean_failure(r, 2, UNREACHABLE_LINE)
     assert r.stdout == ""
 
 
@@ -53,7 +53,7 @@ def test_db_commands_name_the_unreachable_postgres(tmp_path, command):
 def test_a_wrong_database_url_is_one_line_in_every_command(tmp_path, url, why, command):
     r = invoke(tmp_path, *command, env={"BOOCONTROL_DATABASE_URL": url})
     assert_clean_failure(
-        r, 1, f"Error: BOOCONTROL_DATABASE_URL: {why}; give a Postgres URL like postgresql://user@host:5432/dbname\n"
+        r, 2, f"Error: BOOCONTROL_DATABASE_URL: {why}; give a Postgres URL like postgresql://user@host:5432/dbname\n"
     )
     assert "hunter2" not in r.stderr
 
@@ -61,14 +61,14 @@ def test_a_wrong_database_url_is_one_line_in_every_command(tmp_path, url, why, c
 def test_a_malformed_setting_names_its_variable(tmp_path):
     r = invoke(tmp_path, "providers", "list", env={"BOOCONTROL_CONNECTOR_BATCH_ROWS": "lots"})
     assert_clean_failure(
-        r, 1, "Error: BOOCONTROL_CONNECTOR_BATCH_ROWS: Input should be a valid integer, unable to parse string as "
+        r, 2, "Error: BOOCONTROL_CONNECTOR_BATCH_ROWS: Input should be a valid integer, unable to parse string as "
               "an integer\n")
 
 
 def test_providers_list_on_an_empty_registry_says_so(tmp_path):
     (tmp_path / "fleet.yaml").write_text("")
     r = invoke(tmp_path, "providers", "list")
-    assert_clean_failure(r, 1, f"Error: {tmp_path / 'fleet.yaml'}: the registry lists no providers; add one under "
+    assert_clean_failure(r, 2, f"Error: {tmp_path / 'fleet.yaml'}: the registry lists no providers; add one under "
                                "'providers:' (see README, 'The provider registry')\n")
     (tmp_path / "fleet.yaml").write_text("default_provider: null\nproviders: []\n")
     assert invoke(tmp_path, "providers", "list").stderr == r.stderr
@@ -76,7 +76,7 @@ def test_providers_list_on_an_empty_registry_says_so(tmp_path):
 
 def test_providers_list_without_a_registry_file_starts_nothing_and_says_what_to_do(tmp_path):
     r = invoke(tmp_path, "providers", "list")
-    assert_clean_failure(r, 1, f"Error: {tmp_path / 'fleet.yaml'}: provider registry file not found (create it as "
+    assert_clean_failure(r, 2, f"Error: {tmp_path / 'fleet.yaml'}: provider registry file not found (create it as "
                                "in README, 'The provider registry', or set BOOCONTROL_FLEET_FILE)\n")
     assert "Nothing was started" not in r.stderr and "nothing was started" not in r.stderr
 
@@ -84,7 +84,7 @@ def test_providers_list_without_a_registry_file_starts_nothing_and_says_what_to_
 def test_connect_with_an_empty_registry_starts_nothing(tmp_path):
     (tmp_path / "fleet.yaml").write_text("providers: []\n")
     r = invoke(tmp_path, "connect")
-    assert_clean_failure(r, 1, f"Error: {tmp_path / 'fleet.yaml'}: the registry lists no providers; add one under "
+    assert_clean_failure(r, 2, f"Error: {tmp_path / 'fleet.yaml'}: the registry lists no providers; add one under "
                                "'providers:' (see README, 'The provider registry'); nothing was started\n")
 
 

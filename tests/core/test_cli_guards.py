@@ -17,7 +17,7 @@ def test_bad_registry_refuses_to_start_connector(tmp_path):
     reg = tmp_path / "fleet.yaml"
     reg.write_text("providers:\n  - id: a\n    base_url: nope\n")
     r = run_cli("--data-dir", str(tmp_path), "connect", "--registry", str(reg))
-    assert r.returncode == 1
+    assert r.returncode == 2
     assert r.stderr == f"Error: {reg}:3: providers[0].base_url: 'nope' is not an http(s) URL; nothing was started\n"
 
 
@@ -30,7 +30,7 @@ def test_old_schema_refuses_with_the_command_to_run(pg_cluster, tmp_path):
     reg = tmp_path / "fleet.yaml"
     reg.write_text("providers:\n  - id: a\n    base_url: http://127.0.0.1:9\n")
     r = run_cli("--data-dir", str(tmp_path), "connect", "--registry", str(reg), env={"BOOCONTROL_DATABASE_URL": url})
-    assert r.returncode == 1
+    assert r.returncode == 2
     assert "the database schema is at 0001 but this version of BooControl needs" in r.stderr
     assert "run `boocontrol db upgrade` first" in r.stderr and "Traceback" not in r.stderr
 
@@ -40,7 +40,7 @@ def test_unreachable_database_is_a_clear_error(tmp_path):
     reg.write_text("providers:\n  - id: a\n    base_url: http://127.0.0.1:9\n")
     r = run_cli("--data-dir", str(tmp_path), "connect", "--registry", str(reg),
                 env={"BOOCONTROL_DATABASE_URL": "postgresql://postgres@127.0.0.1:9/x"})
-    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr == (
         'Error: cannot reach Postgres at postgresql+psycopg://postgres@127.0.0.1:9/x: connection failed: connection '
         'to server at "127.0.0.1", port 9 failed: Connection refused (start it: `boocontrol up` runs the embedded '

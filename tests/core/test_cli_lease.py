@@ -40,7 +40,7 @@ def test_list_and_break(db: object, db_url: str, tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("broke gpu1 (host): it was held by bench@box:7:abc for bench run 1f2e (qwen), since ")
     r = run_cli(db_url, tmp_path, "break", "gpu1")
-    assert (r.returncode, r.stderr) == (1, "Error: gpu1 has no host lease (see `boocontrol lease list`)\n")
+    assert (r.returncode, r.stderr) == (2, "Error: gpu1 has no host lease (see `boocontrol lease list`)\n")
     r = run_cli(db_url, tmp_path, "break", "gpu1", "--scope", "hots")
     assert r.returncode == 2 and "Traceback" not in r.stderr
     with psycopg.connect(psycopg_dsn(db_url), autocommit=True) as conn:
