@@ -193,3 +193,27 @@ def test_state_after_a_postgres_outage_is_loaded_from_the_replayed_spool(target_
         (g,) = gaps(url)
         assert g[1:5] == ("activity", acts(url)[0][0], 3, None)  # after the spooled row 2, count unknown
         assert "count unknown" in g[5]
+
+
+def test_request_in_flight_at_shutdown_bounds_the_gap(responder, db, db_url, tmp_path):
+    # llama-swap closes its event streams first, then drains requests in flight: their rows land in the dying
+    # in-memory store after the connector lost the stream. Real binary only (the drain is llama-swap's own).
+    with run_target("real") as ls:
+        p = Provider(id="ls", label="ls", base_url=ls.base_url)
+        with ConnectorThread(registry_for(p), db_url, tmp_path / "sp"):
+            connected(db_url)
+            assert chat(ls.base_url, "responder-a").status_code == 200
+            wait_until(lambda: len(acts(db_url)) == 1, what="row 1")
+            slow = threading.Thread(target=lambda: chat(ls.base_url, "responder-a", query_str="?wait=3s"))
+            slow.start()
+            wait_until(lambda: query(db_url, "SELECT count FROM inflight_snapshots ORDER BY observed_at DESC "
+                                             "LIMIT 1") == [(1,)], what="1 in flight")
+            ls.restart()  # SIGTERM: streams closed, the 3 s request drained into boot A's store, then exit
+            slow.join()
+            assert chat(ls.base_url, "responder-b").status_code == 200
+            wait_until(lambda: len(acts(db_url)) == 2, timeout=30, what="row 1 of boot B")
+            wait_until(lambda: gaps(db_url), what="the gap")
+        rows = acts(db_url)
+        (g,) = gaps(db_url)
+        assert g[1:5] == ("activity", rows[0][0], 2, 2)  # exactly the id the drained request took
+        assert "1 request(s) were in flight" in g[5]
