@@ -88,7 +88,9 @@ def _running_detail(
     if p.target_state == "starting":
         since = p.target_state_since or p.started_at
         loading = (p.now - since).total_seconds() if since is not None else ran_s
-        slow = load_s is not None and loading > SLOW_FACTOR * load_s
+        if load_s is None:
+            return f"loading for {seconds(loading)} ({measured})"
+        slow = loading > SLOW_FACTOR * load_s
         return f"loading for {seconds(loading)} of {measured}" + (" (slower than usual)" if slow else "")
     if p.target_state == "ready":
         return "llama-swap reports it ready; waiting for its server to answer"
@@ -134,7 +136,7 @@ def describe(
     end = p.finished_at or p.now
     ran = (end - (p.started_at or p.requested_at)).total_seconds()
     waited = ((p.started_at or p.requested_at) - p.requested_at).total_seconds()
-    queue = f" after {seconds(waited)} in the queue" if waited >= 0.5 else ""
+    queue = f" (queued {seconds(waited)})" if waited >= 0.5 else ""
     if p.status == "succeeded":
         result = _result(p)
         return StatusLine(p.id, p.status, f"{head}: done in {seconds(ran)}{queue}" + (f": {result}" if result else ""),
