@@ -29,9 +29,20 @@ fi
 PY=python3
 $PY -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 is required"'
 if [ ! -x .venv/bin/python ]; then $PY -m venv .venv; fi
-.venv/bin/pip install -q --upgrade pip
-if [ $TEST = 1 ]; then .venv/bin/pip install -q -e '.[test]'; else .venv/bin/pip install -q -e .; fi
-echo "== python environment ready (.venv)"
+# pip runs once per pyproject.toml (and once more for the test extras), not on every start: the stamp
+# records what was installed; a changed pyproject.toml or a missing entry point installs again.
+stamp=.venv/.boocontrol-installed
+want="$(sha256sum pyproject.toml | cut -c1-64) $([ $TEST = 1 ] && echo test || echo run)"
+have="$(cat "$stamp" 2>/dev/null || true)"
+if [ -x .venv/bin/boocontrol ] && { [ "$have" = "$want" ] || [ "$have" = "${want% run} test" ]; }; then
+  echo "== python environment up to date (.venv; pyproject.toml unchanged since it was installed)"
+else
+  .venv/bin/pip install -q --upgrade pip
+  if [ $TEST = 1 ]; then .venv/bin/pip install -q -e '.[test]'; else .venv/bin/pip install -q -e .; fi
+  echo "$want" > "$stamp"
+  echo "== python environment ready (.venv)"
+fi
+echo "   the command is .venv/bin/boocontrol (\`source .venv/bin/activate\` puts it on PATH)"
 
 [ $TEST = 1 ] || exit 0
 
