@@ -369,14 +369,22 @@ class LlamaSwapFollower:
             deadline = time.monotonic() + ANNOUNCE_WAIT_S
             while upstream_id > self.max_announced and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
-        delay, error = 0.5, ""
-        for _ in range(CAPTURE_TRIES):
-            if self.state.epoch != epoch:
-                error = "the instance restarted before it was fetched"
+        delay, error, boot = 0.5, "", self.state.boot_marker
+        restarted = "the instance restarted before it was fetched"
+        for attempt in range(CAPTURE_TRIES):
+            if self.state.epoch != epoch or self.state.boot_marker != boot:
+                error = restarted
                 break
             try:
                 async with self._capture_sem:
                     cap = await self.api.capture(upstream_id)
+                    if cap is not None and (attempt or not expected):
+                        # asked a while after the row was read: a new boot (ids restart at 1) may answer for
+                        # the same id with its own capture, so accept it only from the boot the row came from
+                        hw = await self.api.hardware()
+                        if hw is not None and boot is not None and str(hw.get("captured_at")) != boot:
+                            error = restarted
+                            break
             except (httpx.HTTPError, LlamaSwapError, ValueError) as exc:
                 error = f"{exc.__class__.__name__}: {exc}"
                 log.info("%s: capture %s not fetched yet (%s); retrying in %.1f s", self.pid, upstream_id, error, delay)

@@ -33,7 +33,8 @@ def row(i: int, has_capture: bool) -> dict[str, Any]:
 class Upstream:
     """Activity row 5 after cursor 4, and ``/api/captures/5`` answering from ``capture_answers`` in turn."""
 
-    def __init__(self, has_capture: bool, capture_answers: list[int]) -> None:
+    def __init__(self, has_capture: bool, capture_answers: list[int], boot: str | None = None) -> None:
+        self.boot = boot  # what /api/hardware says (None: 404, as before v247)
         self.has_capture = has_capture
         self.capture_answers = capture_answers
         self.capture_calls = 0
@@ -49,6 +50,8 @@ class Upstream:
             if status == 200:
                 return httpx.Response(200, json=CAPTURE)
             return httpx.Response(status, json={"error": "capture not found" if status == 404 else "busy"})
+        if request.url.path == "/api/hardware" and self.boot is not None:
+            return httpx.Response(200, json={"captured_at": self.boot})
         return httpx.Response(404, json={"error": "not here"})
 
 
@@ -110,3 +113,15 @@ def test_capture_is_retried_after_transport_errors():
     emitted, up = run(Upstream(has_capture=True, capture_answers=[503, 503, 200]), announced=5)
     assert [c.upstream_id for c in of(emitted, Capture)] == [5]
     assert up.capture_calls == 3 and of(emitted, Gap) == []
+
+
+def test_a_retried_capture_is_taken_only_from_the_boot_the_row_came_from():
+    # the instance restarted while the capture was retried: the new boot (ids restart at 1) answers for id 5
+    # with its own request's capture, which must not be stored under the old row
+    emitted, up = run(Upstream(has_capture=True, capture_answers=[503, 200], boot="a-new-boot"), announced=5,
+                      wait_for=Gap)
+    assert of(emitted, Capture) == []
+    (gap,) = of(emitted, Gap)
+    assert (gap.stream, gap.from_id) == ("capture", 5) and "restarted before it was fetched" in gap.reason
+    emitted, up = run(Upstream(has_capture=True, capture_answers=[503, 200], boot="b"), announced=5)
+    assert [c.upstream_id for c in of(emitted, Capture)] == [5]  # same boot: taken
