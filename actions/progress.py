@@ -8,8 +8,8 @@ What a waiting action can be waiting for, in the order it is checked:
 
 * **queued**: the host lease held by someone else (a benchmark, an eval, another executor: named with its
   purpose and for how long), earlier actions of the same host, or no executor at all;
-* **running** (warm): in-flight requests on the models llama-swap must stop first (it lets them finish
-  before it swaps), the model loading for N s against its measured load time, or the model's server not
+* **running** (warm): in-flight requests on the loaded models, which llama-swap lets finish before it evicts
+  one (its groups, which decide what it evicts, are not exposed over HTTP), the model loading for N s against its measured load time, or the model's server not
   answering yet although llama-swap reports it ready.
 """
 
@@ -98,8 +98,8 @@ def _running_detail(
     if others:
         busy = ", ".join(f"{n} on {m}" for m, n in sorted(others.items()))
         total = sum(others.values())
-        return (f"waiting for {total} in-flight request{'s' if total != 1 else ''} ({busy}) to finish: "
-                f"llama-swap lets them finish before it swaps their model out")
+        return (f"waiting for {total} in-flight request{'s' if total != 1 else ''} on loaded models ({busy}): "
+                f"llama-swap lets a model's requests finish before it evicts it")
     return f"asking llama-swap to load it ({measured})"
 
 

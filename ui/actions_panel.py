@@ -45,6 +45,9 @@ def action_outcome(key: str, action: str) -> None:
     except KeyError:  # the audit row is gone (retention)
         st.session_state.pop(outcome_slot(key, action), None)
         return
+    if line.done and st.session_state.get(outcome_slot(key, action) + "_seen_done") != line.action_id:
+        st.session_state[outcome_slot(key, action) + "_seen_done"] = line.action_id
+        data.action_finished()  # what the action changed is read afresh, not from a cache older than its end
     icon = fmt.ACTION_ICONS.get(line.status, "ℹ️")
     text = fmt.md(line.text)
     if line.status == "succeeded":

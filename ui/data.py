@@ -279,6 +279,12 @@ def action_status(action_id: int) -> StatusLine:
     return describe(p, load_s, busy)
 
 
+def action_finished() -> None:
+    """An action just ended: drop the cached reads it may have changed (queue, log, leases, model states)."""
+    for cached in (action_log, queue_summary, leases, model_states, provider_models, inflight_requests):
+        cached.clear()
+
+
 def fetch_capture_now(provider_id: str, epoch: str, upstream_id: int) -> Outcome:
     """Fetch one capture from its host right away (read-only, so outside the host queue; audited)."""
     from actions.executor import run_direct  # the HTTP stack is loaded only when a capture is fetched

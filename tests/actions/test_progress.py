@@ -66,8 +66,8 @@ def test_running_warm_says_what_it_waits_for() -> None:
     run = {"status": "running", "started_at": T + timedelta(seconds=1), "now": T + timedelta(seconds=26)}
     waiting = describe(progress(**run), load_s=3.0, inflight_by_model={"llama": 2, "qwen": 0})
     assert waiting.text == (
-        "#12 warm qwen: running for 25 s: waiting for 2 in-flight requests (2 on llama) to finish: "
-        "llama-swap lets them finish before it swaps their model out"
+        "#12 warm qwen: running for 25 s: waiting for 2 in-flight requests on loaded models (2 on llama): "
+        "llama-swap lets a model's requests finish before it evicts it"
     )
     loading = describe(progress(**run, target_state="starting", target_state_since=T + timedelta(seconds=24)),
                        load_s=3.0)  # fmt: skip

@@ -241,3 +241,61 @@ def test_cockpit_in_a_browser(cockpit: Cockpit, browser_page, tmp_path: Path) ->
     # Performance: six charts, hosts overlaid
     goto(page, cockpit.url + "/Performance", shots, "5_performance")
     expect(page.locator(".js-plotly-plot")).to_have_count(6, timeout=30_000)
+
+
+def test_models_page_follows_an_action_where_it_was_clicked(cockpit: Cockpit, browser_page, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Warm a stopped model from the Models page: the status line under the button moves on by itself
+    (queued/running → done, with its duration); Unload it: the State tile says 'stopped' within the refresh
+    interval of the connector landing it, without a reload."""
+    from playwright.sync_api import expect
+
+    page = browser_page
+    shots = Path(os.environ.get("BOOCONTROL_SCREENSHOTS", str(tmp_path)))
+    shots.mkdir(parents=True, exist_ok=True)
+    wait_for(
+        lambda: cockpit.rows("SELECT count(*) FROM models WHERE provider_id = 'demo-01' AND state = 'stopped'")[0][0]
+        > 0,
+        what="a stopped model on demo-01",
+    )
+    (model,) = cockpit.rows(
+        "SELECT model_id FROM models WHERE provider_id = 'demo-01' AND state = 'stopped' ORDER BY model_id LIMIT 1"
+    )[0]
+    goto(page, cockpit.url + "/Models", shots, "6_models_before")
+    picker = page.get_by_label("Model (provider/model)")
+    picker.click()
+    picker.fill(f"demo-01/{model}")
+    page.keyboard.press("Enter")
+    state = page.locator("[data-testid='stMetric']").filter(has_text="State")
+    expect(state).to_contain_text("stopped", timeout=30_000)
+    page.get_by_role("button", name="🔥 Warm").click()
+
+    line = page.locator("[data-testid='stAlert']").filter(has_text=re.compile(r"#\d+ warm "))
+    seen: list[str] = []
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        texts = line.all_inner_texts()
+        if texts and (not seen or seen[-1] != texts[0]):
+            seen.append(texts[0])
+        if texts and re.search(r": (done|failed|refused)", texts[0]):
+            break
+        page.wait_for_timeout(200)
+    phases = [re.search(r": (queued|running|done|failed|refused)", s).group(1) for s in seen]  # type: ignore[union-attr]
+    phases = [p for i, p in enumerate(phases) if i == 0 or p != phases[i - 1]]
+    assert phases[-1] == "done" and phases[0] in ("queued", "running") and len(phases) >= 2, seen
+    assert phases == sorted(phases, key=["queued", "running", "done"].index), seen
+    assert re.search(rf"done in [\d.]+ (ms|s).*: {re.escape(model)} is ready$", seen[-1]), seen
+    page.screenshot(path=str(shots / "6_models_after_warm.png"), full_page=True)
+
+    page.get_by_text("Cut off its requests").click()
+    page.get_by_role("button", name="⏏️ Unload").click()
+    expect(page.locator("[data-testid='stAlert']").filter(has_text=re.compile(r"#\d+ unload .*: done in"))).to_be_visible(
+        timeout=60_000
+    )
+    wait_for(
+        lambda: cockpit.rows(
+            f"SELECT state FROM models WHERE provider_id = 'demo-01' AND model_id = '{model}'"
+        ) == [("stopped",)],
+        what="the connector to land 'stopped'",
+    )
+    expect(state).to_contain_text("stopped", timeout=5_000)  # one 2 s refresh + its 1 s cache (+ a loaded machine)
+    page.screenshot(path=str(shots / "6_models_after_unload.png"), full_page=True)

@@ -201,6 +201,9 @@ def test_warm_then_unload_on_the_demo_fleet_from_the_models_page(demo_cockpit: t
         assert seen == ["queued", "running", "done"], lines
         assert any(re.search(r"running for [\d\\.]+ s\\: (loading for|asking llama\\-swap)", x) for x in lines), lines
         assert lines[-1].endswith("is ready"), lines
+        # the same refresh's queue table agrees with the line (its reads are not older than the action's end)
+        log = frame_with(at, "action")
+        assert log.loc[log["action"] == "warm", "status"].tolist() == ["✅ succeeded"]
         # Unload it (destructive: ticked first), then the page follows the connector
         at.run()
         at.selectbox(key="models_pick").set_value(f"demo-0/{model}")
