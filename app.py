@@ -27,5 +27,11 @@ more[0].page_link("pages/6_Benchmarks.py", label="Benchmarks", icon="⏱️")
 more[1].page_link("pages/7_Reports.py", label="Reports", icon="📰")
 more[2].page_link("pages/8_Analysis.py", label="Analysis", icon="🔭")
 
+
+@st.fragment(run_every=2)
+def live_queue() -> None:
+    actions_panel.queue_view((), limit=10)
+
+
 st.subheader("Pending and recent actions")
-actions_panel.queue_view((), limit=10)
+live_queue()

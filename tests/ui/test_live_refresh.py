@@ -18,6 +18,7 @@ from sqlalchemy import Engine, text
 from streamlit.testing.v1 import AppTest
 
 from actions.executor import drain_once, run_forever
+from actions.queue import enqueue
 from core.providers import Provider
 from demo.fleet import DemoFleet, demo_fleet_in_thread
 from tests.support.connector import ConnectorThread, query, registry_for, wait_until
@@ -224,3 +225,16 @@ def test_warm_then_unload_on_the_demo_fleet_from_the_models_page(demo_cockpit: t
     finally:
         stop.set()
         executor.join(timeout=30)
+
+
+def test_home_refresh_redraws_the_action_queue(live_fleet: datetime, app_env: Engine) -> None:
+    """The home page's pending actions were drawn once: an action queued elsewhere never appeared."""
+    at = run_page("app.py")
+    assert [c.value for c in at.caption][-1] == "No actions yet."
+    enqueue(app_env, "alpha", "warm", "llama", requested_by="cli")
+    st.cache_data.clear()
+    refresh(at)
+    assert not at.exception, at.exception
+    log = frame_with(at, "action")
+    assert (log["provider_id"].tolist(), log["action"].tolist(), log["status"].tolist()) == (
+        ["alpha"], ["warm"], ["⏳ queued"])  # fmt: skip
