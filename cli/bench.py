@@ -23,6 +23,7 @@ from core.settings import Settings, get_settings
 from engines.bench.options import RUN_PARAMS, BenchOptions, BenchParam, bench_params
 
 F = TypeVar("F", bound=Callable[..., Any])
+SIMULATED_NOTE = "simulated host (demo fleet): speeds, hardware and energy are synthetic, not measurements"
 
 
 def _settings() -> Settings:
@@ -110,9 +111,13 @@ def bench_options(f: F) -> F:
 @click.option(
     "--slot-wait", type=float, default=30.0, show_default=True, help="Seconds to wait for the host lease."
 )
+@click.option(
+    "--idle-wait", type=float, default=60.0, show_default=True,
+    help="Seconds to wait (with a countdown) for requests in flight on the host to finish before refusing.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def run_cmd(model: str, confirm_takeover: bool, unattended: bool, slot_wait: float, as_json: bool,
-            **opts: Any) -> None:
+def run_cmd(model: str, confirm_takeover: bool, unattended: bool, slot_wait: float, idle_wait: float,
+            as_json: bool, **opts: Any) -> None:
     """Run a sweep against MODEL (``provider/model``) and store it."""
     from engines.bench.gate import TakeoverRefused
     from engines.bench.runner import Progress
@@ -144,6 +149,9 @@ def run_cmd(model: str, confirm_takeover: bool, unattended: bool, slot_wait: flo
         elif p.phase == "point":
             bar.label = f"{spec.mode}={p.level:g}"
             bar.render_progress()
+        elif p.phase == "gate" and p.message.startswith("waiting"):
+            bar.label = f"gate: {p.message}"  # the countdown while the host is busy
+            bar.render_progress()
         elif p.phase in ("gate", "warm", "warmup", "cleanup"):
             bar.label = p.phase
             bar.render_progress()
@@ -162,6 +170,7 @@ def run_cmd(model: str, confirm_takeover: bool, unattended: bool, slot_wait: flo
                 slot_wait_s=slot_wait,
                 requested_by="cli",
                 unattended_idle_s=_settings().bench_unattended_idle_seconds if unattended else None,
+                idle_wait_s=idle_wait,
             )
             bar.update(spec.total_requests - bar.pos)
     except BenchSkipped as exc:
@@ -171,7 +180,8 @@ def run_cmd(model: str, confirm_takeover: bool, unattended: bool, slot_wait: flo
         click.echo(f"\ncancelled: {exc}; bench requests closed, host restored, run stored as 'cancelled'", err=True)
         sys.exit(1)
     except TakeoverRefused as exc:
-        click.echo(f"\nrefused: {exc}", err=True)
+        attempt = f" (attempt #{exc.run_id} recorded; `bench list --all` shows it)" if exc.run_id else ""
+        click.echo(f"\nrefused: {exc}{attempt}", err=True)
         sys.exit(3)
     except KeyboardInterrupt:
         click.echo("\ncancelled: bench requests closed, host restored, run stored as 'cancelled'", err=True)
@@ -184,7 +194,9 @@ def run_cmd(model: str, confirm_takeover: bool, unattended: bool, slot_wait: flo
         click.echo(
             json.dumps(
                 {
+                    "run_id": outcome.run_id,
                     "run_uid": outcome.run_uid,
+                    "simulated": outcome.simulated,
                     "status": outcome.status,
                     "stop_reason": outcome.stop_reason,
                     "points": [{"level": p.level, **p.summary.as_dict()} for p in outcome.points],
@@ -233,8 +245,9 @@ def run_cmd(model: str, confirm_takeover: bool, unattended: bool, slot_wait: flo
         )  # fmt: skip
     )
     click.echo(
-        f"run {outcome.run_uid}: {outcome.status}"
+        f"run #{outcome.run_id if outcome.run_id is not None else outcome.run_uid}: {outcome.status}"
         + (f" ({outcome.stop_reason})" if outcome.stop_reason else "")
+        + (f" — {SIMULATED_NOTE}" if outcome.simulated else "")
     )
     for c in outcome.cleanup:
         click.echo(f"  host: {c}")
@@ -245,8 +258,9 @@ def run_cmd(model: str, confirm_takeover: bool, unattended: bool, slot_wait: flo
 @bench.command("list")
 @click.argument("model", required=False)
 @click.option("--limit", type=int, default=20, show_default=True)
-def list_cmd(model: str | None, limit: int) -> None:
-    """Recent runs (of MODEL when given), with drift against the baseline."""
+@click.option("--all", "show_all", is_flag=True, help="Also list attempts that never ran (refused, skipped).")
+def list_cmd(model: str | None, limit: int, show_all: bool) -> None:
+    """Recent runs (of MODEL when given), with drift against the baseline; ``sim`` marks a simulated host."""
     from engines.bench.report import drift_by_run
     from warehouse.queries import bench as q
 
@@ -255,8 +269,10 @@ def list_cmd(model: str | None, limit: int) -> None:
         if model:
             provider, model_id = _resolve(model)
             runs = drift_by_run(engine, provider.id, model_id, limit=limit)
+            hidden = q.count_attempts(engine, provider.id, model_id)
         else:
-            runs = q.list_runs(engine, limit=limit)
+            runs = q.list_runs(engine, limit=limit, include_refused=show_all)
+            hidden = 0 if show_all else q.count_attempts(engine)
     finally:
         engine.dispose()
     rows = [
@@ -268,11 +284,18 @@ def list_cmd(model: str | None, limit: int) -> None:
             r["mode"],
             str(r["points"]),
             r.get("drift") or ("baseline" if r["is_baseline"] else ""),
+            "sim" if r["simulated"] else "",
             r["label"] or "",
         ]
         for r in runs.iter_rows(named=True)
     ]
-    click.echo(_table(["id", "started (UTC)", "model", "status", "mode", "points", "drift", "label"], rows))
+    click.echo(
+        _table(["id", "started (UTC)", "model", "status", "mode", "points", "drift", "host", "label"], rows)
+    )
+    if runs["simulated"].any():
+        click.echo(f"sim: {SIMULATED_NOTE}")
+    if hidden:
+        click.echo(f"{hidden} attempt(s) that never ran (refused, skipped) not listed: `bench list --all`")
 
 
 @bench.command("show")
@@ -293,6 +316,8 @@ def show_cmd(run_id: int) -> None:
         f"run {run_id} {detail['provider_id']}/{detail['model_id']} {detail['status']} "
         f"llama-swap {detail['llama_swap_version'] or '-'} seed {detail['seed']}"
     )
+    if detail.get("simulated"):
+        click.echo(f"  SIMULATED: {SIMULATED_NOTE}")
     if detail["stop_reason"]:
         click.echo(f"  stop: {detail['stop_reason']}")
     rows = [
@@ -321,7 +346,7 @@ def show_cmd(run_id: int) -> None:
                 "TPOT p50",
                 "ITL p99",
                 "E2E p50",
-                "J/tok",
+                "J/tok (sim)" if detail.get("simulated") else "J/tok",
                 "sat",
             ],
             rows,
@@ -420,7 +445,8 @@ def compare_cmd(run_ids: tuple[int, ...], metrics: tuple[str, ...]) -> None:
     who = {r["run_id"]: r for r in table.unique("run_id", keep="first").iter_rows(named=True)}
     for rid in run_ids:
         name, file = who[rid]["subject"].rsplit(" #", 1)[0], who[rid]["model_file"]
-        click.echo(f"#{rid}: {name}" + (f" ({file})" if file else ""))
+        sim = " [SIMULATED host: synthetic numbers]" if who[rid].get("simulated") else ""
+        click.echo(f"#{rid}: {name}" + (f" ({file})" if file else "") + sim)
     cells = comparison_cells(table, run_ids)
     for metric in metrics or COMPARE_METRICS:
         if table.filter(table["metric"] == metric)["value"].is_null().all():

@@ -215,6 +215,12 @@ _ENV_SECRET_RE = re.compile(r"\b(?P<name>[A-Z0-9_]*(?:KEY|TOKEN|SECRET|PASSWORD)
 _BEARERISH_RE = re.compile(r"\b(sk|hf|ghp|xox[bap])[-_][A-Za-z0-9_-]{8,}")
 
 
+def says_simulated(*payloads: Any) -> bool:
+    """Whether an ``/api/version`` or ``/api/hardware`` answer comes from a simulator: BooControl's demo
+    simulator adds ``"simulated": true``, a key real llama-swap never sends (so a real host never counts)."""
+    return any(isinstance(p, dict) and p.get("simulated") is True for p in payloads)
+
+
 def redact_command(cmd: str) -> str:
     """Hide secrets that /running's expanded command lines may reveal."""
     cmd = _SECRET_FLAG_RE.sub(lambda m: m.group("flag") + "[REDACTED]", cmd)

@@ -3,8 +3,10 @@
 All instances share ONE ``uvicorn.Server`` listening on one socket per instance; a tiny ASGI dispatcher
 picks the instance by the local port of the connection. One server instead of N avoids N uvicorn
 housekeeping loops (each ticks 10x per second), which is what lets 500 instances idle cheaply.
-Hosts differ (seeded): GPUs, model sets and groups, load times (1-8 s), speeds, UTC offsets; one host
-carries hostile model names (quotes, markup, a slash, non-ASCII) so they flow through a cockpit.
+Hosts differ (seeded): GPUs, model sets and groups, load times (1-8 s), speeds, UTC offsets. Model names look
+like a real fleet's; hostile names (quotes, markup, a slash, non-ASCII) are for tests (``hostile=True`` puts them
+on host 1). Every connection carrying BooControl's benchmark header marks its host taken over
+(`demo.traffic.Takeover`): the host's synthetic traffic pauses, so a benchmark finds it idle.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from demo.instance import GroupSpec, ModelSpec, SimulatedInstance, create_instance_app
 from demo.telemetry import GpuSpec, HostSpec
-from demo.traffic import TrafficGenerator, TrafficProfile
+from demo.traffic import BENCH_HEADER, Takeover, TrafficGenerator, TrafficProfile
 
 log = logging.getLogger(__name__)
 
@@ -101,14 +103,29 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-class _PortDispatcher:
-    """Routes each connection to the instance app owning the local port it arrived on."""
+_BENCH_HEADER = BENCH_HEADER.encode()
 
-    def __init__(self, apps: dict[int, ASGIApp]) -> None:
+
+class _PortDispatcher:
+    """Routes each connection to the instance app owning the local port it arrived on; a request carrying the
+    benchmark header holds that instance's `Takeover` while it is served (an event stream: while it is open)."""
+
+    def __init__(self, apps: dict[int, ASGIApp], takeovers: dict[int, Takeover] | None = None) -> None:
         self.apps = apps
+        self.takeovers = takeovers or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.apps[scope["server"][1]](scope, receive, send)
+        port = scope["server"][1]
+        takeover = self.takeovers.get(port)
+        if takeover is None or scope["type"] != "http" or not any(
+                k.lower() == _BENCH_HEADER for k, _ in scope.get("headers", ())):
+            await self.apps[port](scope, receive, send)
+            return
+        takeover.enter()
+        try:
+            await self.apps[port](scope, receive, send)
+        finally:
+            takeover.leave()
 
 
 class _Server(uvicorn.Server):
@@ -126,6 +143,7 @@ class DemoFleet:
     server: uvicorn.Server
     serve_task: asyncio.Task[None]
     loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.get_running_loop)
+    takeovers: list[Takeover] = field(default_factory=list)  # takeovers[i]: whether a benchmark holds sims[i]
 
     async def stop(self) -> None:
         for sim in self.sims:
@@ -140,7 +158,9 @@ async def serve_instances(sims: Sequence[SimulatedInstance], host: str = "127.0.
     """Serve ``sims`` (port 0 or ``ports=None`` = free ports), start them and, if given, their traffic."""
     sockets = [_bind(host, port) for port in (ports if ports is not None else [0] * len(sims))]
     bound = [s.getsockname()[1] for s in sockets]
-    config = uvicorn.Config(_PortDispatcher({p: create_instance_app(s) for p, s in zip(bound, sims, strict=True)}),
+    takeovers = [Takeover() for _ in sims]
+    config = uvicorn.Config(_PortDispatcher({p: create_instance_app(s) for p, s in zip(bound, sims, strict=True)},
+                                            dict(zip(bound, takeovers, strict=True))),
                             lifespan="off", log_level="warning", access_log=False, timeout_graceful_shutdown=2,
                             timeout_keep_alive=120)  # Go keeps idle connections open; uvicorn would drop them after 5 s
     server = _Server(config)
@@ -153,17 +173,19 @@ async def serve_instances(sims: Sequence[SimulatedInstance], host: str = "127.0.
     for i, sim in enumerate(sims):
         sim.start()
         if traffic is not None and traffic.requests_per_minute > 0:
-            sim.spawn(TrafficGenerator(sim, seed * 100_003 + i, traffic).run())
+            sim.spawn(TrafficGenerator(sim, seed * 100_003 + i, traffic, takeovers[i]).run())
     url_host = f"[{host}]" if ":" in host else host
     log.info("demo fleet: %d instances on %s ports %d..%d", len(sims), host, min(bound), max(bound))
-    return DemoFleet(list(sims), [f"http://{url_host}:{p}" for p in bound], server, task)
+    return DemoFleet(list(sims), [f"http://{url_host}:{p}" for p in bound], server, task, takeovers=takeovers)
 
 
 async def start_demo_fleet_in_background(n: int = 2, *, host: str = "127.0.0.1", base_port: int = 0, seed: int = 0,
                                          requests_per_minute: float = 0.0, perf_every_s: float = 5.0,
-                                         **overrides: Any) -> DemoFleet:
-    """Start ``n`` demo hosts (``base_port=0``: free ports) in the running loop; ``await fleet.stop()`` after."""
-    sims = [build_demo_instance(i, seed, perf_every_s, hostile=i == 1 % n, **overrides) for i in range(n)]
+                                         hostile: bool = False, **overrides: Any) -> DemoFleet:
+    """Start ``n`` demo hosts (``base_port=0``: free ports) in the running loop; ``await fleet.stop()`` after.
+    ``hostile``: host 1 (host 0 when ``n`` is 1) also carries the hostile model names (for tests)."""
+    sims = [build_demo_instance(i, seed, perf_every_s, hostile=hostile and i == 1 % n, **overrides)
+            for i in range(n)]
     ports = [base_port + i for i in range(n)] if base_port else None
     return await serve_instances(sims, host, ports, TrafficProfile(requests_per_minute), seed)
 

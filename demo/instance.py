@@ -285,7 +285,9 @@ def create_instance_app(sim: SimulatedInstance) -> Starlette:
         return go_json_response(sim.telemetry.hardware(sim.captured_at, sim.version))
 
     async def version(request: Request) -> Response:
-        return go_json_response({"version": sim.version, "commit": sim.commit, "build_date": sim.build_date})
+        # "simulated": a key real llama-swap never sends; BooControl labels the provider and its runs by it
+        return go_json_response({"version": sim.version, "commit": sim.commit, "build_date": sim.build_date,
+                                 "simulated": True})
 
     async def unload_all(request: Request) -> Response:
         await asyncio.gather(*[t for t in (sim.unload(m) for m in sim.models.values()) if t is not None])

@@ -109,6 +109,7 @@ class Telemetry:
         return {
             "schema_version": 1,
             "captured_at": captured_at,
+            "simulated": True,  # never sent by real llama-swap: these "detected" facts are synthetic
             "capture": {"scope": "inference_host", "method": "detected",
                         "detector": {"name": "llama-swap", "version": version}},
             "architecture": {"name": "arm64" if raw_arch == "arm64" else "x86_64", "raw_name": raw_arch},

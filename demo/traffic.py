@@ -6,6 +6,13 @@ Arrivals are a Poisson process at ``requests_per_minute``; models are picked wit
 swaps happen), prompts and outputs vary in length, some conversations continue (prompt-cache hits), a few
 requests go to a model the host does not have, and a small share carries a fault (upstream error, crash,
 failed start).
+
+A benchmark takes the host over: `Takeover` is the instance's own view of that, fed by its HTTP front
+(`demo.fleet`): every request carrying ``X-BooControl-Bench`` (the header BooControl's benchmark engine puts on
+each connection it makes, its ``/api/events`` watch included) marks the host taken over while it is open and for
+``grace_s`` after. While taken over the generator starts no new request, so the outstanding ones drain, the
+host goes idle and the benchmark measures the host alone - like a real fleet whose clients were asked to pause.
+The simulator reads nothing of the product: only the header on its own API.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import asyncio
 import json
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +46,32 @@ class TrafficProfile:
     max_outstanding: int = 8
 
 
+BENCH_HEADER = "x-boocontrol-bench"
+
+
+class Takeover:
+    """Whether a benchmark holds this simulated host: a bench-tagged connection is open, or one ended less
+    than ``grace_s`` ago."""
+
+    def __init__(self, grace_s: float = 15.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.grace_s, self.clock = grace_s, clock
+        self.open = 0
+        self.until = float("-inf")
+        self.paused_calls = 0  # demo requests not started because of a takeover
+
+    def enter(self) -> None:
+        self.open += 1
+        self.until = max(self.until, self.clock() + self.grace_s)
+
+    def leave(self) -> None:
+        self.open -= 1
+        self.until = max(self.until, self.clock() + self.grace_s)
+
+    @property
+    def active(self) -> bool:
+        return self.open > 0 or self.clock() < self.until
+
+
 @dataclass
 class _Conversation:
     session: str
@@ -46,8 +80,10 @@ class _Conversation:
 
 
 class TrafficGenerator:
-    def __init__(self, sim: SimulatedInstance, seed: int, profile: TrafficProfile | None = None) -> None:
+    def __init__(self, sim: SimulatedInstance, seed: int, profile: TrafficProfile | None = None,
+                 takeover: Takeover | None = None) -> None:
         self.sim, self.rng, self.profile = sim, random.Random(seed), profile or TrafficProfile()
+        self.takeover = takeover
         names = sorted(sim.models)
         self.rng.shuffle(names)
         self.names = names
@@ -123,5 +159,8 @@ class TrafficGenerator:
             return
         while True:
             await asyncio.sleep(self.rng.expovariate(rate))
+            if self.takeover is not None and self.takeover.active:
+                self.takeover.paused_calls += 1
+                continue
             if self.outstanding < self.profile.max_outstanding:
                 self.sim.spawn(self.send(self.next_call()))

@@ -36,6 +36,12 @@ if slower.height:
         f"{fmt.md(slower['drift_detail'][0])}"
     )
 tables.show(runs, tables.BENCH_RUNS, key="bench_runs_table")
+simulated = runs.filter(runs["simulated"])
+if simulated.height:
+    st.warning(
+        f"{simulated.height} of these runs measured a simulated host (the demo fleet): their speeds, hardware and "
+        "energy (J/token) are synthetic, not measurements. They are marked *(simulated)* in every chart and table."
+    )
 
 done = runs.filter(runs["points"] > 0)
 modes = sorted(set(done["mode"].to_list())) or ["concurrency"]

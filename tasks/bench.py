@@ -8,6 +8,7 @@ from prefect import get_run_logger, task
 
 from core.providers import load_registry
 from core.settings import get_settings
+from engines.bench.gate import DEFAULT_IDLE_WAIT_S
 from engines.bench.options import BenchOptions
 from engines.bench.runner import Progress
 from engines.bench.service import build_spec, run_bench
@@ -53,6 +54,7 @@ def run_bench_sweep(
                 progress=progress,
                 requested_by=requested_by,
                 unattended_idle_s=settings.bench_unattended_idle_seconds if unattended else None,
+                idle_wait_s=DEFAULT_IDLE_WAIT_S,
             )
         except BenchSkipped as exc:
             logger.info("%s", exc)

@@ -55,11 +55,11 @@ def detail(run_id: int) -> dict[str, object] | None:
 
 
 def run_labels(runs: pl.DataFrame) -> dict[int, str]:
-    """run_id → "#12 label" (or the start time when the run has no label)."""
+    """run_id → "#12 label" (or the start time when the run has no label), "(simulated)" for a simulated host."""
     out = {}
     for r in runs.iter_rows(named=True):
         when = r["started_at"].strftime("%Y-%m-%d %H:%M") if r["started_at"] else ""
-        out[int(r["run_id"])] = f"#{r['run_id']} {r['label'] or when}"
+        out[int(r["run_id"])] = f"#{r['run_id']} {r['label'] or when}" + (" (simulated)" if r["simulated"] else "")
     return out
 
 
@@ -84,7 +84,8 @@ def comparable_runs(workload_key: str | None) -> dict[int, str]:
             continue
         file = f" ({r['model_file']})" if r["model_file"] else ""
         when = r["started_at"].strftime("%Y-%m-%d %H:%M") if r["started_at"] else ""
-        out[int(r["run_id"])] = f"#{r['run_id']} {r['provider_id']}/{r['model_id']}{file} {r['label'] or when}"
+        sim = " (simulated)" if r["simulated"] else ""
+        out[int(r["run_id"])] = f"#{r['run_id']} {r['provider_id']}/{r['model_id']}{file} {r['label'] or when}{sim}"
     return out
 
 
@@ -92,7 +93,8 @@ def compare_points(run_ids: tuple[int, ...]) -> pl.DataFrame:
     """Points of the compared runs, labelled by provider/model so curves of several models can be told apart."""
     pts = points(run_ids)
     label = pl.concat_str([pl.col("provider_id"), pl.lit("/"), pl.col("model_id"), pl.lit(" #"),
-                           pl.col("run_id").cast(pl.Utf8)])  # fmt: skip
+                           pl.col("run_id").cast(pl.Utf8),
+                           pl.when(pl.col("simulated")).then(pl.lit(" (simulated)")).otherwise(pl.lit(""))])  # fmt: skip
     return pts.with_columns(label.alias("run_label"))
 
 

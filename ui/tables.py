@@ -98,6 +98,7 @@ BENCH_RUNS = [
     Col("run_id", "Run", "int"),
     Col("started_at", "Started (UTC)", "datetime"),
     Col("status", "Status"),
+    Col("simulated", "Simulated host", "bool"),  # the demo fleet: every number of the run is synthetic
     Col("mode", "Sweep"),
     Col("label", "Label"),
     Col("points", "Points", "int"),

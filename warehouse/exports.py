@@ -76,6 +76,15 @@ class ExportTable:
         )
 
 
+def _simulated(table: str, time_column: str, span: str) -> Col:
+    """``simulated``: the row's host was a simulator then (the demo fleet: synthetic speeds, power and energy) —
+    the newest boot first seen before the row's period ended said ``"simulated": true`` in its /api/hardware."""
+    return Col("simulated", pa.bool_(), (
+        "COALESCE((SELECT ib.hardware->'simulated' = 'true'::jsonb FROM instance_boots ib "
+        f"WHERE ib.provider_id = {table}.provider_id AND ib.first_seen_at < {table}.{time_column} + interval '{span}' "
+        "ORDER BY ib.first_seen_at DESC LIMIT 1), false)"))
+
+
 def _rollup_activity(name: str) -> ExportTable:
     return ExportTable(
         name,
@@ -104,6 +113,7 @@ def _rollup_activity(name: str) -> ExportTable:
             Col("loads_timed", pa.int32()),
             Col("load_ms_sum", pa.int64()),
             Col("load_ms_max", pa.int64()),
+            _simulated(name, "bucket_start", "1 hour" if name.endswith("_1h") else "1 day"),
         ),
     )
 
@@ -205,6 +215,7 @@ EXPORTS: dict[str, ExportTable] = {
                 Col("first_seen_at", TS),
                 Col("last_seen_at", TS),
                 Col("hardware", JSON, "hardware::text"),
+                Col("simulated", pa.bool_(), "COALESCE(hardware->'simulated' = 'true'::jsonb, false)"),
             ),
         ),
         ExportTable(
@@ -224,6 +235,7 @@ EXPORTS: dict[str, ExportTable] = {
                 Col("load_avg_1_max", pa.float64()),
                 Col("gpu_count", pa.int32()),
                 Col("gpu_energy_j", pa.float64()),
+                _simulated("rollup_host_1h", "bucket_start", "1 hour"),
             ),
         ),
         ExportTable(
@@ -248,6 +260,7 @@ EXPORTS: dict[str, ExportTable] = {
                 Col("power_w_max", pa.float64()),
                 Col("energy_j", pa.float64()),
                 Col("covered_s", pa.float64()),
+                _simulated("rollup_gpu_1h", "bucket_start", "1 hour"),
             ),
         ),
         _rollup_activity("rollup_activity_1h"),

@@ -8,6 +8,8 @@ Storage design
   ``running`` means the process died without cleanup. It carries what was benchmarked: provider,
   model, llama-swap version/commit, the model's ``/v1/models`` entry, trimmed llama-server ``/props``,
   host hardware, the models loaded before the run, and the full spec (``params``) with its seed.
+  ``simulated`` marks a run against a simulated host (the demo fleet): its numbers, energy above all,
+  are synthetic and always shown labelled.
 * ``bench_points``: one row per sweep point (a concurrency level or an arrival rate), written as soon
   as the point finishes. The headline percentiles are real columns (for curves and drift queries);
   the complete `PointSummary` is kept in ``summary`` (jsonb).
@@ -33,6 +35,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
     func,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TIMESTAMP
@@ -72,6 +75,8 @@ bench_runs = Table(
     Column("j_per_token", Double),
     Column("idle_w", Double),
     Column("extra", JSONB),
+    # the host said it is a simulator (the demo fleet: "simulated": true in /api/version or /api/hardware)
+    Column("simulated", Boolean, nullable=False, server_default=false()),
 )
 Index(
     "ix_bench_runs_provider_model_time",

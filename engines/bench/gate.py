@@ -7,6 +7,10 @@ Rules (all must hold, checked while the caller already holds the host's lease, `
 2. The host reports **no** in-flight request. For llama-swap this is the live ``inflight`` snapshot
    that ``GET /api/events`` sends on connect (v240+: ``{"operation":"snapshot","requests":[...]}``;
    v235–v239: a plain ``{"requests":[...]}`` full list). Requests queued for a model load count.
+   A busy host is asked again every second for up to ``idle_wait_s`` (`engines.bench.runner.wait_until_idle`,
+   with a countdown in the progress) before the gate refuses; the engine's connections carry its run tag
+   (``X-BooControl-Bench``), so the host can tell it is being taken over (the demo simulator pauses its
+   synthetic traffic then).
 3. When in-flight state cannot be read (llama-swap older than v235, SSE unreachable, a server with
    no ``/slots``), the gate refuses: unknown is not idle.
 """
@@ -23,6 +27,7 @@ import httpx
 from connectors.llama_swap_api import InflightTracker, LlamaSwapError, open_events
 
 BENCH_HEADER = "X-BooControl-Bench"
+DEFAULT_IDLE_WAIT_S = 60.0  # how long the shells let the gate wait for a busy host to go idle (`runner.wait_until_idle`)
 
 
 class TakeoverRefused(RuntimeError):
@@ -32,6 +37,7 @@ class TakeoverRefused(RuntimeError):
         super().__init__(reason)
         self.reason = reason
         self.inflight = list(inflight)
+        self.run_id: int | None = None  # the refused attempt's number once recorded (``bench list --all``)
 
 
 @dataclass(frozen=True)

@@ -90,6 +90,12 @@ class BenchHost(Protocol):
 
     def watch_foreign(self, tag: str) -> contextlib.AbstractAsyncContextManager[ForeignWatch]: ...
 
+    def identify(self, tag: str) -> None:
+        """From now on carry ``X-BooControl-Bench: <tag>`` on every connection to the host's API (the gate's
+        in-flight reads, the run's watch), so the host can tell a benchmark holds it (the demo simulator
+        pauses its synthetic traffic; real llama-swap ignores the header)."""
+        ...
+
 
 def _epoch(ts: str) -> float | None:
     try:
@@ -142,7 +148,10 @@ class LlamaSwapHost:
             return InflightSnapshot(
                 known=False, detail=f"llama-swap {feats.version} has no in-flight tracking (needs v235+)"
             )
-        return await read_inflight_snapshot(self.client, self.base, self.headers)
+        return await read_inflight_snapshot(self.client, self.base, self.api.headers)
+
+    def identify(self, tag: str) -> None:
+        self.api.headers[BENCH_HEADER] = tag  # not self.headers: the bench requests set their own tag
 
     async def loaded_models(self) -> set[str] | None:
         try:
@@ -294,6 +303,9 @@ class OpenAIHost:
     @contextlib.asynccontextmanager
     async def watch_foreign(self, tag: str) -> AsyncIterator[ForeignWatch]:
         yield ForeignWatch(active=False, detail="no in-flight event stream on this kind of host")
+
+    def identify(self, tag: str) -> None:
+        return None  # the requests carry the tag; a bare server has nothing else to tell
 
 
 _PROPS_KEEP = (

@@ -138,7 +138,8 @@ def compare_runs(points: pl.DataFrame, run_ids: Sequence[int],
     llama-server reported, where the quantization shows), ``value``, ``ratio`` (value / the
     reference's value at that level; None where either is missing or the reference is 0) and
     ``better`` (True/False against the reference by the metric's direction, None for the reference itself
-    or a missing value). Raises `NotComparable` with the runs named when the workloads differ, and
+    or a missing value), ``simulated`` (the run measured a simulated host; `comparison_cells` marks its
+    values ``sim``). Raises `NotComparable` with the runs named when the workloads differ, and
     `ValueError` for fewer than two runs or a run without stored points.
     """
     ids = [int(i) for i in run_ids]
@@ -165,11 +166,13 @@ def compare_runs(points: pl.DataFrame, run_ids: Sequence[int],
     by_run: dict[int, dict[tuple[str, float], dict[str, Any]]] = {}
     subjects: dict[int, str] = {}
     files: dict[int, str | None] = {}
+    simulated: dict[int, bool] = {}
     for r in points.iter_rows(named=True):
         rid = int(r["run_id"])
         by_run.setdefault(rid, {})[(str(r["mode"]), float(r["level"]))] = r
         subjects[rid] = f"{r['provider_id']}/{r['model_id']} #{rid}"
         files[rid] = r.get("model_file")
+        simulated[rid] = bool(r.get("simulated"))
     rows: list[dict[str, Any]] = []
     for key in sorted(by_run[ref]):
         for metric in metrics:
@@ -182,10 +185,11 @@ def compare_runs(points: pl.DataFrame, run_ids: Sequence[int],
                 if rid != ref and ratio is not None and ratio != 1.0:
                     better = ratio > 1.0 if metric in HIGHER_IS_BETTER else ratio < 1.0
                 rows.append({"mode": key[0], "level": key[1], "metric": metric, "run_id": rid,
-                             "subject": subjects[rid], "model_file": files[rid], "value": v, "ratio": ratio, "better": better})  # fmt: skip
+                             "subject": subjects[rid], "model_file": files[rid], "value": v, "ratio": ratio, "better": better,
+                             "simulated": simulated[rid]})  # fmt: skip
     schema: dict[str, Any] = {"mode": pl.Utf8, "level": pl.Float64, "metric": pl.Utf8, "run_id": pl.Int64,
                               "subject": pl.Utf8, "model_file": pl.Utf8, "value": pl.Float64, "ratio": pl.Float64,
-                              "better": pl.Boolean}  # fmt: skip
+                              "better": pl.Boolean, "simulated": pl.Boolean}  # fmt: skip
     return pl.DataFrame(rows, schema=schema)
 
 
@@ -199,6 +203,8 @@ def comparison_cells(table: pl.DataFrame, run_ids: Sequence[int]) -> pl.DataFram
         for r in grp.iter_rows(named=True):
             v = r["value"]
             cell = "-" if v is None else f"{v:.3f}" if metric == "j_per_token" else f"{v:.1f}"
+            if v is not None and r.get("simulated"):
+                cell += " sim"  # a simulated host's number (synthetic speed, synthetic power)
             if r["run_id"] != run_ids[0] and r["ratio"] is not None:
                 verdict = "" if r["better"] is None else " better" if r["better"] else " worse"
                 cell += f" ({r['ratio']:.2f}x{verdict})"

@@ -32,8 +32,15 @@ from typing import Any, Literal, Protocol
 
 import httpx
 
+from connectors.llama_swap import says_simulated
 from engines.bench.energy import EnergyEstimate, idle_power, integrate_power
-from engines.bench.gate import InflightSnapshot, check_takeover, request_tag, require_takeover_confirmation
+from engines.bench.gate import (
+    InflightSnapshot,
+    TakeoverRefused,
+    check_takeover,
+    request_tag,
+    require_takeover_confirmation,
+)
 from engines.bench.host import BenchHost, ForeignWatch, HostInfo
 from engines.bench.load import ChatTarget, Clock, run_closed_loop, run_open_loop, stream_one
 from engines.bench.metrics import PointSummary, RequestRecord, Slo, summarize
@@ -181,6 +188,7 @@ class PointResult:
 @dataclass
 class RunOutcome:
     run_uid: str
+    run_id: int | None = None  # the stored run's number: the one id `bench run` prints and `list`/`compare` take
     status: Status = "running"
     stop_reason: str | None = None
     error: str | None = None
@@ -197,6 +205,11 @@ class RunOutcome:
     idle_w: float | None = None
     energy_j: float | None = None
     j_per_token: float | None = None
+
+    @property
+    def simulated(self) -> bool:
+        """The host said it is a simulator (the demo fleet): every number of this run is synthetic."""
+        return self.host is not None and says_simulated(self.host.version, self.host.hardware)
 
     def extra(self) -> dict[str, Any]:
         return {
@@ -329,8 +342,12 @@ async def run_sweep(
     wall: Callable[[], float] = time.time,
     cleanup_timeout_s: float = 60.0,
     foreign_wait_s: float = 20.0,
+    idle_wait_s: float = 0.0,
 ) -> RunOutcome:
-    """Run a whole sweep; see the module docstring. Raises `TakeoverRefused` before touching the host."""
+    """Run a whole sweep; see the module docstring. Raises `TakeoverRefused` before touching the host.
+
+    ``idle_wait_s``: a host with requests in flight is asked again every second for up to that long (each wait
+    reported as a ``gate`` `Progress` with the seconds left) before the gate refuses; 0 refuses at once."""
     sink = sink or NullSink()
     emit = progress or (lambda _p: None)
     run_uid = run_uid or uuid.uuid4().hex
@@ -338,8 +355,14 @@ async def run_sweep(
 
     emit(Progress("gate", message="checking that the host is idle"))
     require_takeover_confirmation(confirm_takeover)  # before the host is even asked
-    snapshot = await host.inflight()
-    check_takeover(confirm_takeover, snapshot)
+    host.identify(tag)
+    snapshot = await wait_until_idle(host, idle_wait_s, emit)
+    try:
+        check_takeover(confirm_takeover, snapshot)
+    except TakeoverRefused as exc:
+        if idle_wait_s > 0 and exc.inflight:
+            raise TakeoverRefused(f"{exc.reason} (still busy after waiting {idle_wait_s:g} s)", exc.inflight) from None
+        raise
     loaded = await host.loaded_models()
     if loaded is None and snapshot.loaded_models is not None:
         loaded = set(snapshot.loaded_models)
@@ -471,6 +494,26 @@ async def run_sweep(
             sink.run_finished(header, outcome)
             emit(Progress("done", message=outcome.status))
     return outcome
+
+
+async def wait_until_idle(
+    host: BenchHost,
+    wait_s: float,
+    emit: Callable[[Progress], None],
+    poll_s: float = 1.0,
+    clock: Callable[[], float] = time.monotonic,
+) -> InflightSnapshot:
+    """The host's in-flight list once it is empty, unreadable, or ``wait_s`` has passed (then the busy list).
+    Each wait is announced: ``gate`` progress "waiting for the host to go idle: N in flight, S s left"."""
+    deadline = clock() + wait_s
+    while True:
+        snapshot = await host.inflight()
+        left = deadline - clock()
+        if not snapshot.known or not snapshot.requests or left <= 0:
+            return snapshot
+        emit(Progress("gate", message=f"waiting for the host to go idle: {len(snapshot.requests)} in flight, "
+                                      f"{left:.0f} s left"))
+        await asyncio.sleep(min(poll_s, left))
 
 
 @contextlib.contextmanager

@@ -210,6 +210,7 @@ def outcome_fields(o: RunOutcome) -> dict[str, Any]:
         "j_per_token": o.j_per_token,
         "idle_w": o.idle_w,
         "extra": o.extra(),
+        "simulated": o.simulated,
     }
 
 
@@ -219,10 +220,11 @@ class StoreSink:
     def __init__(self, engine: Engine, requested_by: str | None = None) -> None:
         self.engine = engine
         self.requested_by = requested_by
+        self.run_id: int | None = None  # the run's number (``bench list``/``show``/``compare``), once stored
 
     def run_started(self, header: RunHeader) -> None:
         with self.engine.begin() as conn:
-            bench_store.insert_run(conn, run_row(header, self.requested_by))
+            self.run_id = bench_store.insert_run(conn, run_row(header, self.requested_by))
 
     def point_finished(self, header: RunHeader, point: PointResult) -> None:
         with self.engine.begin() as conn:
@@ -253,12 +255,13 @@ def record_refusal(
     requested_by: str | None = None,
     inflight: int | None = None,
     status: str = "refused",
-) -> None:
+) -> int:
     """A run that never started: ``refused`` (no confirmation, host busy or leased) or ``skipped`` (an
-    unattended run whose host was not free and idle), with the reason in ``stop_reason``."""
+    unattended run whose host was not free and idle), with the reason in ``stop_reason``. Returns its number.
+    ``bench list`` and the Benchmarks page leave these attempts out unless asked for them."""
     now = datetime.now(UTC)
     with engine.begin() as conn:
-        bench_store.insert_run(
+        return bench_store.insert_run(
             conn,
             {
                 "run_uid": run_uid,
@@ -308,16 +311,21 @@ async def execute(
     run_uid: str | None = None,
     unattended_idle_s: float | None = None,
     lease_ttl_s: float = lease.DEFAULT_TTL_S,
+    idle_wait_s: float = 0.0,
 ) -> RunOutcome:
     """Async form of `run_bench` (tests inject ``client``; the sync shells use `run_bench`).
 
     ``unattended_idle_s``: this is a scheduled run nobody watches; it starts only if the host lease is free
-    right now and the host has been idle that many seconds, else it is recorded ``skipped`` (`BenchSkipped`)."""
+    right now and the host has been idle that many seconds, else it is recorded ``skipped`` (`BenchSkipped`).
+    ``idle_wait_s``: how long the gate waits, under the lease, for a busy host to go idle before it refuses
+    (`runner.wait_until_idle`; progress says how long is left)."""
     run_uid = run_uid or uuid.uuid4().hex
     try:
         require_takeover_confirmation(confirm_takeover)
-    except TakeoverRefused:
-        record_refusal(engine, provider.id, model_id, spec, "no takeover confirmation", run_uid, requested_by)
+    except TakeoverRefused as exc:
+        exc.run_id = record_refusal(
+            engine, provider.id, model_id, spec, "no takeover confirmation", run_uid, requested_by
+        )
         raise
     unattended = unattended_idle_s is not None
     keeper = lease.LeaseKeeper(
@@ -335,17 +343,21 @@ async def execute(
                     why = await idle_refusal(host, unattended_idle_s)
                     if why is not None:
                         raise BenchSkipped(f"unattended run skipped: {why}")
-                return await run_sweep(
+                sink = StoreSink(engine, requested_by)
+                outcome = await run_sweep(
                     host,
                     model_id,
                     spec,
                     http,
                     confirm_takeover=confirm_takeover,
                     provider_id=provider.id,
-                    sink=StoreSink(engine, requested_by),
+                    sink=sink,
                     progress=progress,
                     run_uid=run_uid,
+                    idle_wait_s=0.0 if unattended else idle_wait_s,
                 )
+                outcome.run_id = sink.run_id
+                return outcome
             finally:
                 if own:
                     await http.aclose()
@@ -354,13 +366,14 @@ async def execute(
             msg = f"unattended run skipped: {exc}"
             record_refusal(engine, provider.id, model_id, spec, msg, run_uid, requested_by, status="skipped")
             raise BenchSkipped(msg) from exc
-        record_refusal(engine, provider.id, model_id, spec, str(exc), run_uid, requested_by)
-        raise TakeoverRefused(f"refusing to benchmark: {exc}") from exc
+        refused = TakeoverRefused(f"refusing to benchmark: {exc}")
+        refused.run_id = record_refusal(engine, provider.id, model_id, spec, str(exc), run_uid, requested_by)
+        raise refused from exc
     except BenchSkipped as exc:
         record_refusal(engine, provider.id, model_id, spec, exc.reason, run_uid, requested_by, status="skipped")
         raise
     except TakeoverRefused as exc:
-        record_refusal(
+        exc.run_id = record_refusal(
             engine, provider.id, model_id, spec, exc.reason, run_uid, requested_by, len(exc.inflight)
         )
         raise
@@ -412,6 +425,7 @@ def run_bench(
     requested_by: str | None = None,
     environ: Mapping[str, str] | None = None,
     unattended_idle_s: float | None = None,
+    idle_wait_s: float = 0.0,
 ) -> RunOutcome:
     """Run a benchmark to completion in a fresh event loop (Ctrl-C / SIGTERM cancel it cleanly; see
     `engines.bench.signals`).
@@ -432,6 +446,7 @@ def run_bench(
                     requested_by=requested_by,
                     environ=environ,
                     unattended_idle_s=unattended_idle_s,
+                    idle_wait_s=idle_wait_s,
                 )
             )
         )

@@ -91,9 +91,13 @@ class FakeHost:
     calls: list[str] = field(default_factory=list)
     power: list[tuple[float, float]] | None = None
     last_request: datetime | None = None
+    identified: list[str] = field(default_factory=list)  # tags the engine announced (`BenchHost.identify`)
+    busy_polls: int = 0  # the first N in-flight reads list inflight_requests, later ones none (a host going idle)
 
     async def inflight(self) -> InflightSnapshot:
         self.calls.append("inflight")
+        if self.busy_polls and self.calls.count("inflight") > self.busy_polls:
+            return InflightSnapshot(requests=(), known=self.known, detail="fake")
         return InflightSnapshot(requests=tuple(self.inflight_requests), known=self.known, detail="fake")
 
     async def loaded_models(self) -> set[str] | None:
@@ -123,6 +127,9 @@ class FakeHost:
 
     async def last_request_at(self) -> datetime | None:
         return self.last_request
+
+    def identify(self, tag: str) -> None:
+        self.identified.append(tag)
 
     @contextlib.asynccontextmanager
     async def watch_foreign(self, tag: str) -> AsyncIterator[ForeignWatch]:

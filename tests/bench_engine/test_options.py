@@ -22,7 +22,7 @@ from flows.bench import bench_sweep
 from warehouse.queries import bench as q
 
 ROOT = Path(__file__).parents[2]
-CLI_ONLY = {"model", "slot_wait", "as_json"}  # not benchmark parameters: how the CLI waits and prints
+CLI_ONLY = {"model", "slot_wait", "idle_wait", "as_json"}  # not benchmark parameters: how the CLI waits and prints
 
 
 def other_value(p: BenchParam) -> Any:

@@ -17,7 +17,7 @@ from engines.bench.report import band_frame, bands_for, with_pareto
 from reports import bench_figures as bf
 from warehouse import bench_store
 from warehouse.queries import bench as q
-from warehouse.schema_bench import bench_points
+from warehouse.schema_bench import bench_points, bench_runs
 
 from .test_store import SPEC, stored_run
 
@@ -132,3 +132,23 @@ def test_runs_table_has_named_columns_and_no_none(page_env: Engine) -> None:
     rows = table.value
     assert set(rows["j_per_token"]) == {"—"}  # no power readings in the seeded runs
     assert not rows.isna().any().any()
+
+
+def test_simulated_runs_are_labelled_wherever_their_numbers_appear(page_env: Engine) -> None:
+    """A run of a simulated host (the demo fleet) is marked in the runs table, the run choices, the curves' legend
+    and a warning; the others are not."""
+    run_ids = seeded(page_env)
+    with page_env.begin() as conn:
+        conn.execute(update(bench_runs).where(bench_runs.c.id == run_ids[2]).values(simulated=True))
+    at = AppTest.from_file(str(ROOT / "pages/6_Benchmarks.py"), default_timeout=60).run()
+    assert not at.exception, at.exception
+    assert [w.value for w in at.warning if "simulated host" in w.value][0].startswith(
+        "1 of these runs measured a simulated host (the demo fleet)")
+    rows = at.dataframe[0].value
+    assert dict(zip(rows["run_id"], rows["simulated"], strict=True)) == {
+        run_ids[0]: False, run_ids[1]: False, run_ids[2]: True}
+    options = at.multiselect(key="bench_runs").options
+    assert [o.startswith(f"#{run_ids[2]} ") for o in options] == [o.endswith(" (simulated)") for o in options]
+    names = [t["name"] for t in json.loads(at.get("plotly_chart")[0].proto.spec)["data"]]
+    assert [n for n in names if n.endswith(" (simulated)")] == [n for n in names if f"#{run_ids[2]} " in n + " "]
+    assert len([n for n in names if n.endswith(" (simulated)")]) == 1

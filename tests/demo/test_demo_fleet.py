@@ -37,7 +37,7 @@ def test_registry_lists_every_demo_host(tmp_path: Path) -> None:
 
 
 def test_thread_fleet_serves_hostile_names_escaped() -> None:
-    with demo_fleet_in_thread(2) as fleet:
+    with demo_fleet_in_thread(2, hostile=True) as fleet:
         raw = httpx.get(fleet.base_urls[1] + "/v1/models").text
         assert "bad\\\"name\\u003cb\\u003e" in raw
         unload = httpx.post(fleet.base_urls[1] + "/api/models/unload/org/üñí-模型 v2")

@@ -32,6 +32,8 @@ CFG = ScenarioConfig(perf_timeout_s=10.0, event_timeout_s=10.0)
 DEVIATIONS: dict[str, str] = {
     "exchanges.version.body.json": "the recording is a plain source build ('0', 'abcd1234', 'unknown'); "
                                    "the simulator reports a release-style version on purpose",
+    "exchanges.hardware.body.json.simulated": "the simulator says it is one (a key real llama-swap never sends; "
+                                              "BooControl labels simulated providers and runs by it)",
     "exchanges.hardware.body.json.accelerators": "the recording host has no GPU; the simulator always "
                                                  "simulates one so the cockpit has GPU data",
     "exchanges.hardware.body.json.cpu": "host facts: the simulator describes a GPU server, not this machine",

@@ -204,3 +204,22 @@ def test_notebooks_doc_snippets_run_against_a_lake(db, tmp_path):
         scope: dict = {}
         exec(compile(code, "notebooks.md", "exec"), scope)  # noqa: S102 - our own documentation
     assert scope["daily"]["output_tokens"].sum() == 195
+
+
+def test_rows_of_a_simulated_host_are_flagged_by_the_boot_of_their_period(db, tmp_path):
+    """Energy and speeds of the demo fleet are synthetic: each rollup row carries the flag of the host's boot that
+    was current in its period (the newest first seen before the period ended)."""
+    _load(db)
+
+    def flags(table: str) -> list[bool]:
+        res = export_day(db, table, DAY, tmp_path)
+        return pl.read_parquet(res.path)["simulated"].to_list()
+
+    assert flags("rollup_gpu_1h") == [False] and flags("instance_boots") == [False]
+    with db.begin() as conn:
+        conn.execute(text("""UPDATE instance_boots SET hardware = '{"simulated": true}' WHERE boot_marker = 'boot-a'"""))
+    assert flags("rollup_gpu_1h") == [True] and flags("instance_boots") == [True]
+    assert set(flags("rollup_host_1h")) == {True} and set(flags("rollup_activity_1h")) == {True}
+    with db.begin() as conn:  # a real llama-swap replaced the demo host at 11:00, before the 12:00 GPU bucket
+        add_boot(conn, "boot-b", at(11, 0), at(18, 0))
+    assert flags("rollup_gpu_1h") == [False] and flags("instance_boots") == [True, False]

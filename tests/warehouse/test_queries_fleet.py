@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine
@@ -136,3 +137,25 @@ def test_empty_database_gives_typed_empty_frames(db: Engine) -> None:
     board = fleet.fleet_board(db, now=T0)
     assert board.height == 0 and "gpu_temp_c" in board.columns
     assert fleet.fleet_summary(board)["providers"] == 0
+
+
+def test_overview_flags_a_simulated_host_by_its_newest_boot(db: Engine) -> None:
+    """``simulated`` comes from what the host said (the demo simulator's /api/hardware), newest boot only."""
+    from sqlalchemy import insert
+
+    from warehouse.schema import instance_boots
+
+    def boot(c: Any, pid: str, marker: str, at: Any, hardware: dict[str, Any] | None) -> None:
+        c.execute(insert(instance_boots).values(provider_id=pid, boot_marker=marker, version="v250", hardware=hardware,
+                                                first_seen_at=at, last_seen_at=at))
+
+    with db.begin() as c:
+        for pid in ("demo-01", "real", "replaced", "never-seen"):
+            seed.provider(c, pid)
+        boot(c, "demo-01", "b1", T0, {"schema_version": 1, "simulated": True})
+        boot(c, "real", "b1", T0, {"schema_version": 1})
+        boot(c, "replaced", "b1", T0 - timedelta(hours=2), {"simulated": True})  # the demo host it replaced
+        boot(c, "replaced", "b2", T0, None)  # a pre-v247 real llama-swap: no /api/hardware at all
+    ov = fleet.fleet_overview(db)
+    assert dict(zip(ov["provider_id"], ov["simulated"], strict=True)) == {
+        "demo-01": True, "never-seen": False, "real": False, "replaced": False}

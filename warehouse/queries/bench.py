@@ -31,6 +31,7 @@ RUN_SCHEMA: dict[str, Any] = {
     "points": pl.Int64,
     "is_baseline": pl.Boolean,
     "model_file": pl.Utf8,
+    "simulated": pl.Boolean,
 }
 
 _RUNS_SQL = text(
@@ -40,7 +41,7 @@ _RUNS_SQL = text(
            r.foreign_requests, r.j_per_token,
            (SELECT count(*) FROM bench_points p WHERE p.run_id = r.id) AS points,
            EXISTS (SELECT 1 FROM bench_baselines b WHERE b.run_id = r.id) AS is_baseline,
-           regexp_replace(r.server_props->>'model_path', '^.*/', '') AS model_file
+           regexp_replace(r.server_props->>'model_path', '^.*/', '') AS model_file, r.simulated
     FROM bench_runs r
     WHERE (CAST(:provider AS text) IS NULL OR r.provider_id = :provider)
       AND (CAST(:model AS text) IS NULL OR r.model_id = :model)
@@ -63,10 +64,25 @@ def list_runs(
     """Newest runs first (optionally of one provider and/or model, or of one workload across the fleet).
 
     ``model_file`` is the file name of the GGUF llama-server reported (``/props`` ``model_path``): where
-    the model id does not say it, that is where the quantization shows (``qwen-7b-Q4_K_M.gguf``)."""
+    the model id does not say it, that is where the quantization shows (``qwen-7b-Q4_K_M.gguf``).
+    ``simulated``: the run measured a simulated host (the demo fleet); show it labelled."""
     params = {"provider": provider_id, "model": model_id, "limit": limit, "include_refused": include_refused,
               "workload_key": workload_key}  # fmt: skip
     return frame(db, _RUNS_SQL, params, RUN_SCHEMA)
+
+
+def count_attempts(db: Db, provider_id: str | None = None, model_id: str | None = None) -> int:
+    """How many attempts never ran (``refused``, ``skipped``): what `list_runs(include_refused=False)` leaves out."""
+    sql = text(
+        """
+        SELECT count(*) FROM bench_runs r
+        WHERE r.status IN ('refused', 'skipped')
+          AND (CAST(:provider AS text) IS NULL OR r.provider_id = :provider)
+          AND (CAST(:model AS text) IS NULL OR r.model_id = :model)
+        """
+    )
+    with connected(db) as conn:
+        return int(conn.execute(sql, {"provider": provider_id, "model": model_id}).scalar_one())
 
 
 _DIST_COLS = [
@@ -103,19 +119,20 @@ POINT_SCHEMA: dict[str, Any] = {
     "saturated": pl.Boolean,
     "saturation_reason": pl.Utf8,
     "j_per_token": pl.Float64,
+    "simulated": pl.Boolean,
 }
 
 _POINTS_SQL = text(
     f"""
     SELECT p.run_id,
            coalesce(r.label, to_char(r.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI') || ' #' || r.id)
-               AS run_label,
+               || CASE WHEN r.simulated THEN ' (simulated)' ELSE '' END AS run_label,
            r.provider_id, r.model_id, r.started_at AS run_started_at, r.workload_key,
            regexp_replace(r.server_props->>'model_path', '^.*/', '') AS model_file, p.idx, p.mode, p.level, p.arrival, p.requests, p.completed, p.failed, p.duration_s,
            p.request_throughput, p.output_throughput, p.total_token_throughput, p.goodput, p.goodput_ratio,
            p.peak_concurrency, p.mean_concurrency, {", ".join("p." + c for c in _DIST_COLS)},
            p.decode_tps_mean, p.server_predicted_per_s_mean, p.schedule_lag_p90_ms,
-           p.saturated, p.saturation_reason, p.j_per_token
+           p.saturated, p.saturation_reason, p.j_per_token, r.simulated
     FROM bench_points p JOIN bench_runs r ON r.id = p.run_id
     WHERE p.run_id = ANY(:ids)
     ORDER BY r.started_at, p.run_id, p.idx

@@ -22,7 +22,7 @@ _OVERVIEW_SQL = text(
 SELECT p.id AS provider_id, p.label, p.base_url, p.active,
        COALESCE(h.status, 'unknown') AS status, h.last_error, h.last_error_at,
        h.connected_since, h.last_event_at,
-       COALESCE(h.version, b.version) AS version,
+       COALESCE(h.version, b.version) AS version, COALESCE(b.simulated, false) AS simulated,
        b.boot_marker, b.first_seen_at AS boot_seen_at, bc.boots,
        i.count AS inflight, i.observed_at AS inflight_at,
        COALESCE(m.loaded, 0) AS loaded, m.loaded_models,
@@ -30,7 +30,8 @@ SELECT p.id AS provider_id, p.label, p.base_url, p.active,
 FROM providers p
 LEFT JOIN connector_health h ON h.provider_id = p.id
 LEFT JOIN LATERAL (
-    SELECT ib.version, ib.boot_marker, ib.first_seen_at FROM instance_boots ib
+    SELECT ib.version, ib.boot_marker, ib.first_seen_at, ib.hardware->'simulated' = 'true'::jsonb AS simulated
+    FROM instance_boots ib
     WHERE ib.provider_id = p.id ORDER BY ib.last_seen_at DESC, ib.first_seen_at DESC LIMIT 1
 ) b ON true
 LEFT JOIN LATERAL (SELECT count(*) AS boots FROM instance_boots ib WHERE ib.provider_id = p.id) bc ON true
@@ -62,6 +63,7 @@ _OVERVIEW_SCHEMA = {
     "connected_since": UTC_TS,
     "last_event_at": UTC_TS,
     "version": pl.Utf8,
+    "simulated": pl.Boolean,  # its newest boot's /api/hardware said "simulated": true (the demo fleet)
     "boot_marker": pl.Utf8,
     "boot_seen_at": UTC_TS,
     "boots": pl.Int64,
