@@ -1,0 +1,1 @@
+"""The eval engine: suites, scoring and the sandbox that runs generated code (no Prefect, no Streamlit)."""
