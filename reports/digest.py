@@ -26,6 +26,7 @@ import polars as pl
 from sqlalchemy import Connection
 
 from reports import digest_figures, uptime
+from warehouse.queries import fleet as fleet_q
 from warehouse.queries import reports as q
 from warehouse.queries._frames import Db
 
@@ -58,6 +59,7 @@ class Digest:
     speeds: pl.DataFrame  # current period, with *_prev columns and the p50 change
     uptime: pl.DataFrame
     errors: pl.DataFrame
+    simulated: tuple[str, ...] = ()  # providers that were simulated hosts (the demo fleet): synthetic numbers
 
     @property
     def prev_start(self) -> datetime:
@@ -123,6 +125,7 @@ def build_digest(db: Db, kind: str, start: datetime, end: datetime | None = None
         speeds=speeds,
         uptime=uptime.uptime_by_provider(db, start, end),
         errors=q.top_errors(db, start, end),
+        simulated=tuple(fleet_q.simulated_providers(db, end)),
     )
 
 
@@ -158,6 +161,7 @@ def summarize(d: Digest) -> dict[str, Any]:
         "error_rate_pct": (cur["errors"] / cur["requests"] * 100) if cur["requests"] else None,
         "previous": prev,
         "restarts": int(d.uptime["restarts"].sum() or 0),
+        "simulated_providers": list(d.simulated),
         "busiest_hours": [{"hour": t.isoformat(), "requests": r} for t, r in busiest_hours(d.hourly)],
         "speeds": [
             {k: v for k, v in row.items()}
@@ -206,6 +210,11 @@ def _change(cur: float | None, prev: float | None) -> str:
     return f"{pct:+.1f} %"
 
 
+def _provider(d: Digest, provider_id: str) -> FleetText:
+    """A provider cell; a simulated host's says so next to its numbers."""
+    return FleetText(f"{provider_id} (simulated)" if provider_id in d.simulated else provider_id)
+
+
 def _sections(d: Digest, summary: dict[str, Any]) -> list[Section]:
     prev = summary["previous"]
     span = "day" if d.kind == "daily" else "week"
@@ -226,6 +235,11 @@ def _sections(d: Digest, summary: dict[str, Any]) -> list[Section]:
         "cache_tokens": "Cached tokens",
         "swaps": "Model swaps",
     }
+    if d.simulated:
+        head.lines.append(
+            "Simulated hosts (the demo fleet: their speeds, hardware and energy are synthetic, not measurements): "
+            + ", ".join(d.simulated) + "."  # registry ids ([a-z0-9_.-]): the same text in Markdown and HTML
+        )
     for k, label in labels.items():
         head.rows.append([label, _int(summary[k]), _int(prev[k]), _change(summary[k], prev[k])])
     head.rows.append(["Restarts", _int(summary["restarts"]), "", ""])
@@ -238,7 +252,7 @@ def _sections(d: Digest, summary: dict[str, Any]) -> list[Section]:
     for r in d.usage.iter_rows(named=True):
         usage.rows.append(
             [
-                FleetText(r["provider_id"]),
+                _provider(d, r["provider_id"]),
                 FleetText(r["model_id"]),
                 _int(r["requests"]),
                 _int(r["input_tokens"]),
@@ -266,7 +280,7 @@ def _sections(d: Digest, summary: dict[str, Any]) -> list[Section]:
     for r in d.speeds.iter_rows(named=True):
         speeds.rows.append(
             [
-                FleetText(r["provider_id"]),
+                _provider(d, r["provider_id"]),
                 FleetText(r["model_id"]),
                 _int(r["gen_n"]),
                 _num(r["gen_p50"]),

@@ -141,3 +141,23 @@ def test_today_so_far_compares_with_the_same_hours_of_yesterday(db):
     assert d.uptime.row(0, named=True)["uptime_s"] == 13 * 3600 - 30
     with pytest.raises(ValueError):
         build_digest(db, "daily", D, D + timedelta(days=1, seconds=1))
+
+
+def test_a_simulated_host_is_labelled_in_the_digest(db):
+    """The demo fleet's numbers are synthetic: the headline names its hosts and their rows say "(simulated)"; a host
+    is labelled by the boot current in the period (a demo host replaced by a real one afterwards still is)."""
+    from sqlalchemy import text
+
+    load_fleet(db)
+    with db.begin() as conn:
+        conn.execute(text("""UPDATE instance_boots SET hardware = '{"simulated": true}'"""))
+        add_boot(conn, "2026-03-05T00:00:00Z", datetime(2026, 3, 5, tzinfo=UTC), datetime(2026, 3, 5, 1, tzinfo=UTC))
+    rep = render_digest(build_digest(db, "daily", D))
+    assert rep.summary["simulated_providers"] == ["p1"]
+    md = rep.markdown
+    assert "Simulated hosts (the demo fleet: their speeds, hardware and energy are synthetic, not measurements): p1." in md
+    assert "| p1 \\(simulated\\) | m1 | 6 | 660 | 15 | 200 | 1 |" in md
+    assert "| p1 \\(simulated\\) | m1 | 4 | 35.0 |" in md
+    assert "<td>p1 (simulated)</td>" in rep.html
+    later = render_digest(build_digest(db, "daily", D + timedelta(days=3)))  # the real boot of 03-05
+    assert later.summary["simulated_providers"] == [] and "Simulated hosts" not in later.markdown

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 import polars as pl
 from sqlalchemy import text
 
-from warehouse.queries._frames import UTC_TS, Db, frame
+from warehouse.queries._frames import UTC_TS, Db, connected, frame
 
 LOADED_STATES = ("starting", "ready", "stopping")
 
@@ -277,6 +277,27 @@ def fleet_summary(board: pl.DataFrame) -> dict[str, float | int]:
         "gpu_power_w": float(board.filter(~pl.col("gpu_stale"))["gpu_power_w"].fill_null(0).sum() or 0.0),
         "hottest_gpu_c": float(board.filter(~pl.col("gpu_stale"))["gpu_temp_c"].max() or 0.0),  # type: ignore[arg-type]
     }
+
+
+_SIMULATED_SQL = text(
+    """
+SELECT p.id FROM providers p
+CROSS JOIN LATERAL (
+    SELECT ib.hardware FROM instance_boots ib
+    WHERE ib.provider_id = p.id AND (CAST(:until AS timestamptz) IS NULL OR ib.first_seen_at < :until)
+    ORDER BY ib.first_seen_at DESC LIMIT 1
+) b
+WHERE b.hardware->'simulated' = 'true'::jsonb
+ORDER BY p.id
+"""
+)
+
+
+def simulated_providers(db: Db, until: datetime | None = None) -> list[str]:
+    """Providers that are simulated hosts (the demo fleet): the newest boot first seen before ``until`` (default:
+    the newest boot) said ``"simulated": true`` in its /api/hardware. A real llama-swap never says so."""
+    with connected(db) as conn:
+        return [str(r[0]) for r in conn.execute(_SIMULATED_SQL, {"until": until})]
 
 
 def provider_rows(db: Db) -> pl.DataFrame:
