@@ -112,6 +112,11 @@ def fleet_table(board: pl.DataFrame) -> None:
     icons = [fmt.STATUS_ICONS.get(s, "⚪") + " " + s for s in board["status"].to_list()]
     df = board.with_columns(
         pl.Series("status", icons),
+        # a simulated host (the demo fleet) says so where its version and numbers appear
+        pl.when(pl.col("simulated").fill_null(False))
+        .then(pl.format("{} (simulated)", pl.col("version").fill_null(fmt.DASH)))
+        .otherwise(pl.col("version"))
+        .alias("version"),
         pl.col("uptime_s").map_elements(fmt.duration, return_dtype=pl.Utf8, skip_nulls=False).alias("uptime"),
         pl.when(pl.col("gpu_stale")).then(None).otherwise(pl.col("gpu_temp_c")).alias("gpu_temp_c"),
         pl.when(pl.col("gpu_stale")).then(None).otherwise(pl.col("gpu_util_pct")).alias("gpu_util_pct"),
@@ -228,7 +233,10 @@ def provider_tiles(
         f"{fmt.STATUS_ICONS.get(status, '⚪')} {status}",
         help=fmt.md(row["last_error"]) if row.get("last_error") else None,
     )
-    head[1].metric("llama-swap", row.get("version") or fmt.DASH)
+    sim = " (simulated)" if row.get("simulated") else ""  # the demo fleet: hardware, speeds and power are synthetic
+    head[1].metric("llama-swap" + sim, row.get("version") or fmt.DASH,
+                   help="A simulated host (the demo fleet): its hardware, speeds and power are synthetic." if sim
+                   else None)
     head[2].metric(
         "Uptime", fmt.duration(row.get("uptime_s")), help=f"{row.get('boots') or 0} boots recorded"
     )
@@ -254,7 +262,7 @@ def provider_tiles(
     for g in gpus.to_dicts():
         series = gpu_series.filter(pl.col("gpu_key") == g["gpu_key"])
         age = (now - g["sampled_at"]).total_seconds()
-        label = f"GPU {g['gpu_index']} · {g['name']}" + (
+        label = f"GPU {g['gpu_index']} · {g['name']}{sim}" + (
             f" (last sample {fmt.duration(age)} ago)" if age > 120 else ""
         )
         st.markdown(f"**{fmt.md(label)}**")
