@@ -109,7 +109,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=45, help="seconds after every provider is connected")
     ap.add_argument("--before", type=int, default=60)
     ap.add_argument("--after", type=int, default=60)
-    ap.add_argument("--lease-seconds", type=float, default=10.0)
+    ap.add_argument("--lease-seconds", type=float, default=15.0)
     ap.add_argument("--local-take-over", action="store_true")
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the clean-up below

@@ -47,7 +47,7 @@ class ConnectorOptions:
     fetch_captures: bool = True
     backoff_base_s: float = 1.0
     backoff_max_s: float = 30.0
-    lease_ttl_s: float = 10.0  # follow leases and membership expire this long after the last heartbeat
+    lease_ttl_s: float = 15.0  # follow leases and membership expire this long after the last heartbeat
     take_over_local_dead: bool = True  # a gone connector process of this machine: take its leases at once
 
 

@@ -51,7 +51,7 @@ class Settings(BaseSettings):
     connector_liveness_seconds: float = Field(15.0, description="How often /wol-health is probed")
     connector_capture_fetch: bool = Field(True, description="Fetch captures as soon as an activity row lands")
     connector_lease_seconds: float = Field(
-        10.0, gt=0, description="Connectors sharing a database: a dead connector's providers move to the others "
+        15.0, gt=0, description="Connectors sharing a database: a dead connector's providers move to the others "
         "this long after its last heartbeat (heartbeats every fifth of it; a connector that cannot reach Postgres "
         "for half of it stops following)")
     connector_take_over_local_dead: bool = Field(
