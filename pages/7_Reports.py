@@ -17,7 +17,7 @@ if listing.height == 0:
         "No reports yet. `fleet-digest/today` renders today's digest so far every hour (or press "
         "*Render today so far*), `fleet-digest/daily` the whole of yesterday at 01:30 UTC and "
         "`fleet-digest/weekly` last week every Monday; run one now from the Prefect UI or with "
-        "`prefect deployment run fleet-digest/daily`."
+        "`boocontrol prefect deployment run fleet-digest/today`."
     )
     st.stop()
 

@@ -1,5 +1,7 @@
 """Analysis: months of trends from the Parquet lake (DuckDB), without touching the live database."""
 
+from datetime import UTC, datetime
+
 import streamlit as st
 
 from reports import digest_figures
@@ -12,7 +14,9 @@ inventory = analysis_data.inventory(lake)
 if inventory.height == 0:
     st.info(
         f"No Parquet exports under `{lake}` yet. The `export-parquet/daily` deployment writes yesterday's "
-        "tables every night; backfill with `prefect deployment run export-parquet/daily --param days=90`."
+        "tables every night; export today so far and the 89 days before it with "
+        f"`boocontrol prefect deployment run export-parquet/daily --param day={datetime.now(UTC).date()} "
+        "--param days=90` (the nightly run replaces today's partition once the day is over)."
     )
     st.stop()
 
