@@ -32,10 +32,10 @@ def script_job(code: str, **limits: float) -> SandboxJob:
 
 
 class UidWatcher:
-    """Samples, from the host, the processes of one uid while a job runs: the peak count and their uids."""
+    """Samples, from the host, the processes of some uids while jobs run: the peak count and their uids."""
 
-    def __init__(self, uid: int) -> None:
-        self.uid = uid
+    def __init__(self, uids: range) -> None:
+        self.uids = uids
         self.peak = 0
         self.seen: set[int] = set()
         self.real_uids: set[int] = set()
@@ -44,7 +44,7 @@ class UidWatcher:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            pids = uid_pids(self.uid)
+            pids = uid_pids(self.uids)
             self.peak = max(self.peak, len(pids))
             for pid in pids:
                 if pid in self.seen:
@@ -71,4 +71,4 @@ class UidWatcher:
 @pytest.fixture()
 def no_leftovers(sandbox: BubblewrapSandbox) -> Iterator[None]:
     yield
-    assert uid_pids(sandbox.uid_for(0)) == [], "a process of the job's uid outlived the job"
+    assert uid_pids(sandbox.uid_range(0)) == [], "a process of the job's uid outlived the job"

@@ -92,7 +92,7 @@ def test_fork_bomb_capped_at_process_limit_then_killed(
         processes=16,
         wall_seconds=3,
     )
-    with UidWatcher(sandbox.uid_for(0)) as watch:
+    with UidWatcher(sandbox.uid_range(0)) as watch:
         out = sandbox.run(job)
     assert (out.timed_out, out.killed_reason, out.exit_code, out.signal) == (
         True,
@@ -298,8 +298,7 @@ def test_privilege_escalation_refused(sandbox: BubblewrapSandbox, no_leftovers: 
         print("uid", os.getuid(), os.geteuid(), "CapEff", status["CapEff"], "NoNewPrivs", status["NoNewPrivs"])
         time.sleep(0.5)  # let the host see the process
     """)
-    uid = sandbox.uid_for(0)
-    with UidWatcher(uid) as watch:
+    with UidWatcher(sandbox.uid_range(0)) as watch:
         out = sandbox.run(job)
     assert (out.exit_code, out.stderr) == (0, "")
     assert out.stdout.splitlines() == [
@@ -311,7 +310,7 @@ def test_privilege_escalation_refused(sandbox: BubblewrapSandbox, no_leftovers: 
         "uid 1000 1000 CapEff 0000000000000000 NoNewPrivs 1",
     ]
     # on the host, every process of the job (bwrap included) ran as the slot's unprivileged uid
-    assert watch.seen and watch.real_uids == {uid}
+    assert watch.seen and out.host_uid is not None and watch.real_uids == {out.host_uid}
 
 
 def test_child_outliving_the_job_is_killed(sandbox: BubblewrapSandbox, no_leftovers: None) -> None:
@@ -341,5 +340,5 @@ def test_child_outliving_the_job_is_killed(sandbox: BubblewrapSandbox, no_leftov
     assert (out.exit_code, out.timed_out, out.stdout) == (0, False, "main exits\n")
     # ... and the daemons died with the sandbox's pid namespace, before any sweep
     assert out.leftovers_killed == 0
-    assert uid_pids(sandbox.uid_for(0)) == []
+    assert uid_pids(sandbox.uid_range(0)) == []
     assert os.getuid() == 0

@@ -1,23 +1,25 @@
 """The bubblewrap backend: each job runs as its own unprivileged uid inside fresh namespaces.
 
-The job's chain: fork; in the child drop from root to the slot's uid (no supplementary groups) and set
+The job's chain: fork; in the child drop from root to the job's own uid (no supplementary groups) and set
 the rlimits; exec ``bwrap`` (user, pid, net, ipc, uts, cgroup namespaces; no nested user
 namespaces; read-only /usr; size-capped tmpfs /tmp and /job; the root remounted read-only; dies with its
 parent) -> the job's command. The wall clock is enforced from outside: the chain is SIGKILLed, which
 takes the sandbox's pid 1 and so every process of its pid namespace with it, and a final sweep kills
-anything still running as the slot's uid. See docs/evals-sandbox.md.
+anything still running as the job's uid. See docs/evals-sandbox.md.
 """
 
 from __future__ import annotations
 
 import os
+import random
 import resource
 import selectors
 import shutil
 import signal
 import subprocess
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 
 from engines.evals.sandbox.model import (
     JOB_DIR,
@@ -31,8 +33,15 @@ from engines.evals.sandbox.model import (
 )
 
 DEFAULT_BASE_UID = 2_100_000_000
-"""Slot n runs as uid DEFAULT_BASE_UID + n: far above login, system, systemd-dynamic and subuid ranges.
-No passwd entry is needed; nothing else may use these uids (the sweep kills their processes)."""
+"""Jobs of slot n run as uids DEFAULT_BASE_UID + n * UIDS_PER_SLOT + k (k cycling through the slot's
+range): far above login, system, systemd-dynamic and subuid ranges. No passwd entry is needed; nothing
+else may use these uids (the sweep kills their processes). A fresh uid per job, not one per slot: the
+sandbox's pid 1 is reaped by the host's init, which may take seconds (~2 s in some containers), and
+until then its zombie counts against its uid's process limit."""
+
+UIDS_PER_SLOT = 4096
+_TURNS: dict[int, int] = {}
+_TURN_LOCK = threading.Lock()
 
 SANDBOX_UID = 1000
 """The uid (and gid) the job sees inside its user namespace."""
@@ -71,8 +80,8 @@ def system_binds() -> list[str]:
 
 
 class BubblewrapSandbox:
-    """``run(job, slot=n)``: one job as uid ``base_uid + n``. Needs root (to give each job its own uid);
-    the job never runs as root on the host."""
+    """``run(job, slot=n)``: one job as the next uid of slot n's range. Needs root (to give each job its
+    own uid); the job never runs as root on the host. Thread-safe; give parallel jobs different slots."""
 
     name = "bubblewrap"
 
@@ -93,10 +102,24 @@ class BubblewrapSandbox:
                 "(run the eval as root, or use the docker backend)"
             )
 
-    def uid_for(self, slot: int) -> int:
+    def uid_range(self, slot: int) -> range:
+        """The uids slot ``slot`` hands out, one per job, in turn."""
         if slot < 0:
             raise ValueError(f"slot must be >= 0, got {slot}")
-        return self.base_uid + slot
+        start = self.base_uid + slot * UIDS_PER_SLOT
+        return range(start, start + UIDS_PER_SLOT)
+
+    def next_uid(self, slot: int) -> int:
+        """The slot's next uid. The turn is kept per process for all instances, from a random start, so
+        sandboxes created one after another (or another process using the same base) do not reuse a uid
+        whose last job's zombie is still waiting for the host's init."""
+        uids = self.uid_range(slot)
+        with _TURN_LOCK:
+            k = _TURNS.get(uids.start)
+            if k is None:
+                k = random.randrange(len(uids))
+            _TURNS[uids.start] = (k + 1) % len(uids)
+        return uids[k]
 
     def command_line(self, job: SandboxJob, file_fds: Sequence[tuple[str, int, bool]]) -> list[str]:
         """bwrap's argv for a job whose files are readable from ``file_fds`` (path, fd, executable)."""
@@ -130,7 +153,7 @@ class BubblewrapSandbox:
 
     def run(self, job: SandboxJob, *, slot: int = 0) -> SandboxOutcome:
         self.check()
-        uid = self.uid_for(slot)
+        uid = self.next_uid(slot)
         fds: list[tuple[str, int, bool]] = []
         try:
             for path, data in job.file_bytes().items():
@@ -207,6 +230,7 @@ class BubblewrapSandbox:
             duration_s=duration,
             backend=self.name,
             leftovers_killed=leftovers,
+            host_uid=uid,
         )
 
 
@@ -268,14 +292,14 @@ def _drain(proc: subprocess.Popen[bytes], out: CappedBuffer, err: CappedBuffer) 
         pipe.close()
 
 
-def uid_pids(uid: int, proc_root: str = "/proc") -> list[int]:
-    """Live (not zombie) processes whose /proc entry belongs to ``uid``."""
+def uid_pids(uids: Container[int], proc_root: str = "/proc") -> list[int]:
+    """Live (not zombie) processes whose /proc entry belongs to one of ``uids``."""
     pids = []
     for entry in os.scandir(proc_root):
         if not entry.name.isdigit():
             continue
         try:
-            if entry.stat().st_uid == uid and _state(entry.path) not in (b"Z", b"X"):
+            if entry.stat().st_uid in uids and _state(entry.path) not in (b"Z", b"X"):
                 pids.append(int(entry.name))
         except (FileNotFoundError, ProcessLookupError, IndexError):
             continue
@@ -287,21 +311,21 @@ def kill_uid_processes(uid: int, *, grace_s: float = 0.5) -> int:
     sandbox's pid 1 and its namespace go down a moment after bwrap's monitor), then SIGKILL whatever still
     runs as ``uid``. Returns how many had to be killed (0 when the namespaces did their job)."""
     deadline = time.monotonic() + grace_s
-    while (pids := uid_pids(uid)) and time.monotonic() < deadline:
+    while (pids := uid_pids((uid,))) and time.monotonic() < deadline:
         time.sleep(0.002)
-    killed = 0
+    killed: set[int] = set()
     for _ in range(100):  # a leftover may fork between the scan and the kill: repeat until none is seen
         if not pids:
             break
         for pid in pids:
             try:
                 os.kill(pid, signal.SIGKILL)
-                killed += 1
+                killed.add(pid)
             except ProcessLookupError:
                 pass
         time.sleep(0.002)
-        pids = uid_pids(uid)
-    return killed
+        pids = uid_pids((uid,))
+    return len(killed)
 
 
 def _state(proc_dir: str) -> bytes:

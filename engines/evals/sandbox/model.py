@@ -101,6 +101,8 @@ class SandboxOutcome:
     backend: str
     leftovers_killed: int = 0
     """Processes of the job found alive after it ended and killed (bubblewrap's uid sweep); 0 expected."""
+    host_uid: int | None = None
+    """The unprivileged host uid the job ran as (bubblewrap); None on docker."""
 
     @property
     def passed(self) -> bool:

@@ -1,0 +1,230 @@
+"""The sandbox as the code suites use it: test scripts that pass and fail, exit codes, capped output,
+files and environment, invalid jobs, and the pool (one uid per parallel job). Real bubblewrap."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+from engines.evals.sandbox import (
+    BubblewrapSandbox,
+    SandboxError,
+    SandboxJob,
+    SandboxLimits,
+    SandboxOutcome,
+    SandboxPool,
+    SandboxUnavailable,
+)
+from engines.evals.sandbox.bubblewrap import kill_uid_processes, uid_pids
+from engines.evals.sandbox.model import split_status
+from tests.evals.conftest import UidWatcher, script_job
+
+SOLUTION = "def add(a, b):\n    return a + b\n"
+BUGGY = "def add(a, b):\n    return a - b\n"
+TESTS = """\
+from solution import add
+
+def test_small():
+    assert add(2, 2) == 4, f"add(2, 2) == {add(2, 2)}"
+
+def test_negative():
+    assert add(-1, 1) == 0, f"add(-1, 1) == {add(-1, 1)}"
+
+if __name__ == "__main__":
+    for name, fn in sorted(globals().items()):
+        if name.startswith("test_"):
+            fn()
+    print("2 passed")
+"""
+
+
+def code_job(solution: str) -> SandboxJob:
+    return SandboxJob(
+        command=("python3", "test_solution.py"),
+        files={"solution.py": solution, "test_solution.py": TESTS},
+    )
+
+
+def test_passing_test_script(sandbox: BubblewrapSandbox, no_leftovers: None) -> None:
+    out = sandbox.run(code_job(SOLUTION))
+    assert (out.exit_code, out.signal, out.killed_reason, out.timed_out) == (0, None, None, False)
+    assert (out.stdout, out.stderr) == ("2 passed\n", "")
+    assert out.passed and out.backend == "bubblewrap" and out.leftovers_killed == 0
+
+
+def test_failing_test_script(sandbox: BubblewrapSandbox, no_leftovers: None) -> None:
+    out = sandbox.run(code_job(BUGGY))
+    assert (out.exit_code, out.signal, out.killed_reason, out.stdout) == (1, None, None, "")
+    assert out.stderr.splitlines()[-1] == "AssertionError: add(-1, 1) == -2"
+    assert not out.passed
+
+
+@pytest.mark.parametrize(
+    ("code", "exit_code", "sig", "reason"),
+    [
+        ("import sys; sys.exit(7)", 7, None, None),
+        ("raise SystemExit(0)", 0, None, None),
+        ("import os, signal; os.kill(os.getpid(), signal.SIGTERM)", None, signal.SIGTERM, "signal"),
+        ("import os, signal; os.kill(os.getpid(), signal.SIGSEGV)", None, signal.SIGSEGV, "signal"),
+    ],
+)
+def test_exit_codes_and_signals(
+    sandbox: BubblewrapSandbox, code: str, exit_code: int | None, sig: int | None, reason: str | None
+) -> None:
+    out = sandbox.run(script_job(code))
+    assert (out.exit_code, out.signal, out.killed_reason, out.timed_out) == (exit_code, sig, reason, False)
+
+
+def test_stdout_capped_and_flagged(sandbox: BubblewrapSandbox, no_leftovers: None) -> None:
+    out = sandbox.run(
+        script_job(
+            """
+            import sys
+            sys.stdout.write("a" * 300_000)
+            sys.stderr.write("err line\\n")
+            """,
+            output_bytes=1000,
+        )
+    )
+    assert out.exit_code == 0
+    assert (out.stdout, out.stdout_truncated, out.stdout_total_bytes) == ("a" * 1000, True, 300_000)
+    assert (out.stderr, out.stderr_truncated, out.stderr_total_bytes) == ("err line\n", False, 9)
+
+
+def test_files_environment_and_workdir(sandbox: BubblewrapSandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BOOCONTROL_SANDBOX_PROBE_SECRET", "must-not-leak")
+    job = SandboxJob(
+        command=("./run.sh",),
+        files={
+            "run.sh": "#!/bin/sh\nexec python3 pkg/main.py\n",
+            "pkg/main.py": (
+                "import os\n"
+                "open('pkg/main.py', 'a').write('# the job may change its own files\\n')\n"
+                "print(os.getcwd(), os.environ['HOME'], os.environ.get('GIVEN'),\n"
+                "      os.environ.get('BOOCONTROL_SANDBOX_PROBE_SECRET'), sorted(os.listdir('.')),\n"
+                "      oct(os.stat('run.sh').st_mode & 0o777), oct(os.stat('pkg/main.py').st_mode & 0o777))\n"
+            ),
+        },
+        executable=frozenset({"run.sh"}),
+        env={"GIVEN": "yes"},
+    )
+    out = sandbox.run(job)
+    assert (out.exit_code, out.stderr) == (0, "")
+    assert out.stdout == "/job /job yes None ['pkg', 'run.sh'] 0o755 0o644\n"
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"command": ()},
+        {"command": ("python3", "")},
+        {"command": ("true",), "files": {"../escape.py": ""}},
+        {"command": ("true",), "files": {"/etc/x": ""}},
+        {"command": ("true",), "files": {"a/./b": ""}},
+        {"command": ("true",), "executable": frozenset({"missing.sh"})},
+        {"command": ("true",), "env": {"A=B": "x"}},
+    ],
+)
+def test_invalid_jobs_refused(kwargs: dict[str, object]) -> None:
+    with pytest.raises(SandboxError):
+        SandboxJob(**kwargs)  # type: ignore[arg-type]
+
+
+def test_invalid_limits_refused() -> None:
+    with pytest.raises(SandboxError, match="wall_seconds must be positive"):
+        SandboxLimits(wall_seconds=0)
+
+
+def test_not_root_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    with pytest.raises(SandboxUnavailable, match="must start as root") as err:
+        BubblewrapSandbox().run(script_job("pass"))
+    assert "\n" not in str(err.value)
+
+
+def test_split_status() -> None:
+    assert split_status(0) == (0, None)
+    assert split_status(1) == (1, None)
+    assert split_status(128 + 9) == (None, 9)
+    assert split_status(-15) == (None, 15)
+    assert split_status(255) == (255, None)  # 127 is no signal
+
+
+def test_pool_runs_parallel_jobs_as_separate_uids(sandbox: BubblewrapSandbox) -> None:
+    # each job holds 6 processes of its uid for a second (bwrap's monitor and pid 1, python, 3 children):
+    # exactly its limit, so two jobs sharing a uid would fail to fork
+    code = """
+        import os, sys, time
+        kids = []
+        for _ in range(3):
+            pid = os.fork()
+            if pid == 0:
+                time.sleep(1)
+                os._exit(0)
+            kids.append(pid)
+        for pid in kids:
+            os.waitpid(pid, 0)
+        print(sys.argv[1])
+    """
+    jobs = [
+        SandboxJob(
+            command=("python3", "main.py", str(i)),
+            files={"main.py": script_job(code).files["main.py"]},
+            limits=SandboxLimits(processes=6),
+        )
+        for i in range(4)
+    ]
+    with UidWatcher(sandbox.uid_range(0)) as w0, UidWatcher(sandbox.uid_range(1)) as w1:
+        with SandboxPool(sandbox, workers=2) as pool:
+            outcomes = pool.run_all(jobs)
+    assert [(o.exit_code, o.stdout, o.stderr) for o in outcomes] == [(0, f"{i}\n", "") for i in range(4)]
+    # both slots ran jobs at once, each job as its own uid from its slot's range
+    assert w0.seen and w1.seen
+    assert set(w0.real_uids) <= set(sandbox.uid_range(0)) and set(w1.real_uids) <= set(sandbox.uid_range(1))
+    assert len({o.host_uid for o in outcomes}) == 4
+    assert uid_pids(sandbox.uid_range(0)) == uid_pids(sandbox.uid_range(1)) == []
+
+
+class RecordingBackend:
+    """The real backend behind the interface, recording which slots were busy at the same time."""
+
+    name = "recording"
+
+    def __init__(self, inner: BubblewrapSandbox) -> None:
+        self.inner = inner
+        self.busy: set[int] = set()
+        self.clashes = 0
+        self.max_busy = 0
+
+    def run(self, job: SandboxJob, *, slot: int = 0) -> SandboxOutcome:
+        self.clashes += slot in self.busy
+        self.busy.add(slot)
+        self.max_busy = max(self.max_busy, len(self.busy))
+        try:
+            return self.inner.run(job, slot=slot)
+        finally:
+            self.busy.discard(slot)
+
+
+def test_pool_never_gives_one_slot_to_two_running_jobs(sandbox: BubblewrapSandbox) -> None:
+    backend = RecordingBackend(sandbox)
+    with SandboxPool(backend, workers=3) as pool:
+        outcomes = pool.run_all([script_job("import time; time.sleep(0.2)") for _ in range(7)])
+    assert [o.exit_code for o in outcomes] == [0] * 7
+    assert backend.clashes == 0 and 1 <= backend.max_busy <= 3
+
+
+def test_sweep_kills_processes_of_the_uid(sandbox: BubblewrapSandbox) -> None:
+    # what the sweep does when something escaped the namespaces: a process of the slot's uid started
+    # outside any sandbox is found and killed, and counted
+    import subprocess
+
+    uid = sandbox.next_uid(5)
+    proc = subprocess.Popen(["sleep", "60"], user=uid, group=uid, extra_groups=[])
+    try:
+        assert kill_uid_processes(uid, grace_s=0.05) == 1
+        assert proc.wait(5) == -signal.SIGKILL
+    finally:
+        proc.kill()
