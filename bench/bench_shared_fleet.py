@@ -203,9 +203,6 @@ def main() -> None:
                     break
                 time.sleep(0.25)
             t_back = db.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
-            gap = db.execute("SELECT count(*), max(extract(epoch FROM ingested_at - finished_at)) FROM activity "
-                             "WHERE provider_id = ANY(%s) AND finished_at BETWEEN %s AND %s",
-                             (moved, t_kill, t_back)).fetchone()
             ps2 = [p for i, p in enumerate(ps) if i != victim_i]
             c1 = [sum(p.cpu_times()[:2]) for p in ps2]
             w1 = time.monotonic()
@@ -219,28 +216,34 @@ def main() -> None:
             after = db.execute(LAG_SQL + " AND finished_at > %s", (t_a0, t_a1, t_back)).fetchone()
             after_split = split(db)
 
-            # what the hosts hold vs what landed
+            # what the hosts hold vs what landed: wait (up to 3 min) until what the hosts had reported is in
             with ThreadPoolExecutor(16) as pool:
                 hosts1 = list(pool.map(fetch_host, urls))
-            time.sleep(5)  # let the rows and log lines the hosts already reported land
-            stored_ids: dict[str, set[int]] = {p: set() for p in ids}
-            for pid, uid in db.execute("SELECT provider_id, upstream_id FROM activity"):
-                stored_ids[pid].add(int(uid))
-            lost = sum(len(set(h[0]) - stored_ids[p]) for p, h in zip(ids, hosts1, strict=True))
+            check0 = time.monotonic()
+            while True:
+                stored_ids: dict[str, set[int]] = {p: set() for p in ids}
+                for pid, uid in db.execute("SELECT provider_id, upstream_id FROM activity"):
+                    stored_ids[pid].add(int(uid))
+                lost = sum(len(set(h[0]) - stored_ids[p]) for p, h in zip(ids, hosts1, strict=True))
+                stored_logs: dict[str, str] = dict(db.execute("SELECT provider_id, string_agg(text, '' ORDER BY id) FROM logs "
+                                              "WHERE source='proxy' GROUP BY provider_id").fetchall())
+                log_lost = sum(not stored_logs.get(p, "").startswith(h[1]) for p, h in zip(ids, hosts1, strict=True))
+                if (lost == 0 and log_lost == 0) or time.monotonic() - check0 > 180:
+                    break
+                time.sleep(5)
+            caught_up = time.monotonic() - check0
             upstream_rows = sum(len(h[0]) for h in hosts1)
             doubled_sse = db.execute("SELECT count(*) FROM (SELECT provider_id, payload->>'id' FROM raw_events "
                                      "WHERE type='sse:activity' GROUP BY 1, 2 HAVING count(*) > 1) d").fetchone()
-            stored_logs = dict(db.execute("SELECT provider_id, string_agg(text, '' ORDER BY id) FROM logs "
-                                          "WHERE source='proxy' GROUP BY provider_id").fetchall())
             with ThreadPoolExecutor(16) as pool:
                 hosts2 = list(pool.map(fetch_host, urls))
-            log_ok = log_lost = log_extra = 0
-            for p, h1, h2 in zip(ids, hosts1, hosts2, strict=True):
-                s = stored_logs.get(p, "")
-                ok_lost, ok_extra = s.startswith(h1[1]), h2[1].startswith(s)
-                log_ok += ok_lost and ok_extra
-                log_lost += not ok_lost
-                log_extra += not ok_extra
+            log_extra = sum(not h[1].startswith(stored_logs.get(p, "")) for p, h in zip(ids, hosts2, strict=True))
+            log_ok = len(ids) - len({p for p, h1, h2 in zip(ids, hosts1, hosts2, strict=True)
+                                     if not stored_logs.get(p, "").startswith(h1[1])
+                                     or not h2[1].startswith(stored_logs.get(p, ""))})
+            gap = db.execute("SELECT count(*), max(extract(epoch FROM ingested_at - finished_at)) FROM activity "
+                             "WHERE provider_id = ANY(%s) AND finished_at BETWEEN %s AND %s",
+                             (moved, t_kill, t_back)).fetchone()
             counts = db.execute("SELECT (SELECT count(*) FROM activity), (SELECT count(*) FROM raw_events), "
                                 "(SELECT count(*) FROM logs), (SELECT count(*) FROM perf_samples)").fetchone()
 
@@ -258,7 +261,8 @@ def main() -> None:
               f"landed at most {float(gap[1] or 0) if gap else 0:.1f} s after they finished")
         print(f"after ({args.after} s, from {t_back:%H:%M:%S}): lag {lag_line(after)}; connector CPU "
               f"{', '.join(f'{c:.2f}' for c in cpu2)} cores, peak RSS {', '.join(mb(r) for r in rss2)} MB")
-        print(f"rows: {upstream_rows} activity rows on the hosts, {lost} of them missing in Postgres; "
+        print(f"rows: {upstream_rows} activity rows on the hosts, {lost} of them missing in Postgres "
+              f"(checked until {caught_up:.0f} s after reading the hosts); "
               f"SSE activity messages stored twice: {doubled_sse[0] if doubled_sse else '?'}; proxy logs: "
               f"{log_ok}/{len(ids)} hosts exact, {log_lost} missing text, {log_extra} with text the host never "
               f"logged (doubled)")
