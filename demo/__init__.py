@@ -49,6 +49,12 @@ parsing), ``wire`` (Go-style JSON/time/header/error encoding), ``fleet`` (many i
   the simulator, with either upstream, with a recorded real llama-swap on every run and lists the
   deviations it keeps on purpose.
 * Demo-only request header ``X-Demo-Fault: error|crash|start-fail`` triggers the failure paths.
+* The simulator says what it is: ``"simulated": true`` in ``/api/version`` and ``/api/hardware`` (keys real
+  llama-swap never sends; BooControl labels simulated providers and their runs, reports and exports by them).
+* A fleet host's synthetic traffic pauses while a connection carrying BooControl's benchmark header
+  (``X-BooControl-Bench``) is open and 15 s after (`demo.traffic.Takeover`), so a benchmark finds the host idle;
+  real llama-swap ignores that header. Model names look like a real fleet's; the hostile names are for tests
+  (``hostile=True``).
 * Each instance uses one fixed UTC offset (fleet hosts get varied ones; ``demo.single`` takes the host's offset
   at start, ``TZ`` honoured) instead of following the local zone through DST changes. Activity timestamps are
   whole seconds in that offset and ``captured_at`` is UTC with nanoseconds, as in llama-swap.
