@@ -131,6 +131,23 @@ class StreamEnded(Exception):
     """The server closed /api/events (shutdown or config reload)."""
 
 
+def older_cursor(*cursors: str | None) -> str | None:
+    """The earliest of llama-swap timestamps, as its raw string (sent back as ``?after=`` unchanged).
+
+    Compared as times, not strings: Go drops trailing zeros (``…15.71Z`` is later than ``…15.7Z`` but sorts
+    first) and keeps the host's offset. An unparseable cursor, or none at all, gives None: everything llama-swap
+    holds, which only re-fetches samples the database already deduplicates.
+    """
+    keyed: list[tuple[int, str]] = []
+    for raw in cursors:
+        if raw:
+            try:
+                keyed.append((proto.timestamp_ns(raw), raw))
+            except proto.ProtocolError:
+                return None
+    return min(keyed, key=lambda k: k[0])[1] if keyed else None
+
+
 class LlamaSwapFollower:
     kind = "llama-swap"
 
@@ -406,7 +423,7 @@ class LlamaSwapFollower:
     # -- performance ---------------------------------------------------------------------------
     async def sync_performance(self) -> None:
         st = self.state
-        after = min(filter(None, [st.sys_after, st.gpu_after]), default=None)
+        after = older_cursor(st.sys_after, st.gpu_after)
         try:
             perf = await self.api.performance(after=after)
         except Exception as exc:  # noqa: BLE001

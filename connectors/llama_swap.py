@@ -33,6 +33,17 @@ def parse_timestamp(raw: str) -> datetime:
     return datetime.fromisoformat(f"{m.group('head')}.{frac}{tz}").astimezone(UTC)
 
 
+def timestamp_ns(raw: str) -> int:
+    """RFC 3339 with up to 9 fractional digits -> nanoseconds since the Unix epoch, exact (for ordering cursors the
+    way llama-swap's Go ``time.Time`` does; Go drops trailing zeros, so the strings themselves do not sort)."""
+    m = _FRAC_RE.match(raw.strip()) if isinstance(raw, str) else None
+    if not m or len(m.group("frac") or "") > 9:
+        raise ProtocolError(f"bad timestamp {raw!r}")
+    tz = m.group("tz")
+    whole = datetime.fromisoformat(m.group("head") + ("+00:00" if tz == "Z" else tz))
+    return int(whole.timestamp()) * 1_000_000_000 + int((m.group("frac") or "").ljust(9, "0"))
+
+
 def decode_envelope(data: str) -> tuple[str, Any]:
     """Decode one SSE ``data:`` payload into (type, decoded data)."""
     try:
