@@ -72,11 +72,16 @@ def test_cli_run_list_show_baseline(lab_env: Engine) -> None:
     assert ok.exit_code == 0, ok.output
     assert "TTFT p50" in ok.output and "completed" in ok.output
     run_id = int(q.list_runs(lab_env, "lab", TINY, include_refused=False)["run_id"][0])
+    assert f"run #{run_id}: completed" in ok.output  # the number list/show/compare take, not the hex uid
+    assert "simulated" not in ok.output.lower()  # a real llama-swap is never labelled simulated
+    assert q.list_runs(lab_env, "lab", TINY)["simulated"].to_list() == [False, False]  # the run and the refusal
     shown = runner.invoke(bench, ["show", str(run_id)])
-    assert shown.exit_code == 0 and "TPOT p50" in shown.output
+    assert shown.exit_code == 0 and "TPOT p50" in shown.output and "SIMULATED" not in shown.output
     assert runner.invoke(bench, ["baseline", "add", str(run_id)]).exit_code == 0
     listed = runner.invoke(bench, ["list", f"lab/{TINY}"])
-    assert listed.exit_code == 0 and "baseline" in listed.output
+    assert listed.exit_code == 0 and "baseline" in listed.output and " sim " not in listed.output
+    assert listed.output.splitlines()[-1] == (
+        "1 attempt(s) that never ran (refused, skipped) not listed: `bench list --all`")
     drift = runner.invoke(bench, ["drift", f"lab/{TINY}"])
     assert drift.exit_code == 0
     # a second run of the same workload compares side by side; the GGUF file comes from llama-server /props
