@@ -2,7 +2,8 @@
 
 Batches are pickled one per file, named by a zero-padded sequence number, fsync'd, and replayed in
 order. Replaying is idempotent because every table deduplicates by constraint. A spool survives the
-connector being killed; the next start replays it first.
+connector being killed; the next start replays it first. A batch that cannot be read, or that Postgres rejects
+for its content, is set aside as ``<seq>.bad`` (never deleted) so it cannot block the batches after it.
 """
 
 from __future__ import annotations
@@ -70,8 +71,34 @@ class Spool:
                 continue
             except Exception as exc:  # noqa: BLE001 - truncated, corrupt, or pickled against classes that changed
                 log.error("spool file %s is unreadable (%s: %s); moving it aside", path, exc.__class__.__name__, exc)
-                path.rename(path.with_suffix(".bad"))
+                self.set_aside(path)
         return None
 
     def ack(self, path: Path) -> None:
         path.unlink(missing_ok=True)
+
+    def set_aside(self, path: Path) -> Path | None:
+        """Move a batch out of the replay order to ``<seq>.bad`` (``<seq>.<n>.bad`` if taken), kept for inspection.
+
+        Never replaces a file (link, then unlink); None when the batch is gone (another connector sharing the
+        directory set it aside or wrote it meanwhile).
+        """
+        n = 0
+        while True:
+            target = path.with_suffix(".bad") if n == 0 else path.with_suffix(f".{n}.bad")
+            try:
+                os.link(path, target)
+                break
+            except FileExistsError:
+                n += 1
+            except FileNotFoundError:
+                return None
+        path.unlink(missing_ok=True)
+        return target
+
+    def put_aside(self, records: Sequence[Record]) -> Path | None:
+        """Write a batch straight to the set-aside files (a batch Postgres rejected before it was ever spooled)."""
+        return self.set_aside(self.put(records))
+
+    def set_aside_files(self) -> list[Path]:
+        return sorted(self.dir.glob("*.bad"))

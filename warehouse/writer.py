@@ -5,6 +5,9 @@ Producers (the connector's followers, later evals and the gateway) hand `Writer.
 `warehouse.ingest.write_batch` in a worker thread. When Postgres is away, batches go to the on-disk
 `Spool` and are replayed in order, without duplicates (every table deduplicates by constraint), when it
 returns. Past ``buffer_rows`` pending records, new records spill straight to disk so memory stays bounded.
+A batch Postgres rejects for its content (a constraint or data error, not a lost connection) would fail the same
+way forever and block every later one: it is set aside on disk (``Spool.set_aside``), logged and counted, and the
+writer goes on with the rest.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -24,6 +28,15 @@ from warehouse.records import Record
 from warehouse.spool import Spool, SpoolFull
 
 log = logging.getLogger(__name__)
+
+# Errors caused by a batch's content: retrying the same batch fails the same way. Anything else (a lost connection,
+# a missing schema, a permission) is about the database and is retried from the spool once it is back.
+REJECTED = (psycopg.DataError, psycopg.IntegrityError)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{exc.__class__.__name__}: {text.splitlines()[0] if text else ''}"[:500]
 
 
 @dataclass(frozen=True)
@@ -50,6 +63,7 @@ class Writer:
         self.last_error: str | None = None
         self.replayed_batches = 0  # spool files written to Postgres so far (state loaded before a replay is stale)
         self.dropped_records = 0  # records lost because the spool was over its budget (each logged as an error)
+        self.set_aside_batches = 0  # batches Postgres rejected for their content, kept on disk as .bad files
         self._spill_lock = asyncio.Lock()
         self._flushes_started = 0  # generations, so `drain` knows which flush carries a given record
         self._flushes_done = 0
@@ -93,11 +107,20 @@ class Writer:
             self._conn = None
             raise
 
+    def _set_aside(self, path: Path | None, records: Sequence[Record], exc: Exception) -> None:
+        self.set_aside_batches += 1
+        log.error("batch of %d records rejected by Postgres (%s); set aside as %s, writing the rest",
+                  len(records), _first_line(exc), path if path is not None else "(taken by another connector)")
+
     def _drain_spool(self) -> int:
         n = 0
         while (item := self.spool.peek()) is not None:
             path, records = item
-            self._write(records)
+            try:
+                self._write(records)
+            except REJECTED as exc:
+                self._set_aside(self.spool.set_aside(path), records, exc)
+                continue
             self.spool.ack(path)
             self.replayed_batches += 1
             n += len(records)
@@ -108,14 +131,19 @@ class Writer:
             if len(self.spool):
                 self._drain_spool()
             if batch:
-                self._write(batch)
+                try:
+                    self._write(batch)
+                except REJECTED as exc:
+                    self._put_aside(batch, exc)
+                    batch = []
             self.rows_written += len(batch)
             if not self.db_ok:
                 log.info("Postgres is back; spool replayed")
             self.db_ok, self.last_error = True, None
         except psycopg.Error as exc:
             if self.db_ok:
-                log.error("Postgres write failed (%s); spooling to %s", exc.__class__.__name__, self.spool.dir)
+                why = exc.__class__.__name__ if isinstance(exc, psycopg.OperationalError) else _first_line(exc)
+                log.error("Postgres write failed (%s); spooling to %s and retrying", why, self.spool.dir)
             self.db_ok, self.last_error = False, str(exc).strip()[:500]
             if batch:
                 try:
@@ -123,8 +151,15 @@ class Writer:
                 except SpoolFull as full:
                     self.dropped_records += len(batch)
                     log.error("dropping %d records: %s", len(batch), full)
-            if not isinstance(exc, psycopg.OperationalError):
-                log.exception("batch rejected by Postgres; kept in the spool for inspection")
+
+    def _put_aside(self, batch: list[Record], exc: Exception) -> None:
+        try:
+            path = self.spool.put_aside(batch)
+        except SpoolFull as full:
+            self.dropped_records += len(batch)
+            log.error("dropping %d records rejected by Postgres (%s): %s", len(batch), _first_line(exc), full)
+            return
+        self._set_aside(path, batch, exc)
 
     async def flush(self) -> None:
         batch, self.pending = self.pending, []
@@ -162,7 +197,8 @@ class Writer:
     def stats_line(self) -> str:
         avg = 1000 * self.flush_seconds / self.flushes if self.flushes else 0.0
         line = (f"writer: {self.rows_written} records in {self.flushes} batches (avg {avg:.0f} ms), "
-                f"pending {len(self.pending)}, spooled batches {len(self.spool)}")
+                f"pending {len(self.pending)}, spooled batches {len(self.spool)}"
+                + (f", set aside (rejected) {self.set_aside_batches}" if self.set_aside_batches else ""))
         self.flushes, self.flush_seconds, self.rows_written = 0, 0.0, 0
         return line
 

@@ -1,5 +1,6 @@
 """The one write path on a real Postgres: order, Postgres away and back (spool replay without duplicates),
-spill past ``buffer_rows``, a full spool, unreadable spool files, and connector health's ``last_error``."""
+spill past ``buffer_rows``, a full spool, unreadable spool files, batches Postgres rejects for their content (set
+aside, never blocking the rest), and connector health's ``last_error``."""
 
 from __future__ import annotations
 
@@ -132,6 +133,49 @@ def test_unreadable_spool_files_are_set_aside_and_the_rest_is_written(dsn, tmp_p
     emit_flush(w, [act(3)])
     assert w.db_ok and rows(dsn) == [1, 2, 3]
     assert sorted(p.name for p in (tmp_path / "sp").iterdir()) == ["000000000001.bad", "000000000002.bad"]
+
+
+def poison(i: int) -> Activity:
+    """A row Postgres rejects for its content: its provider is not in the registry (foreign key violation)."""
+    return Activity("gone", EPOCH, i, T0, "m", "/v1/chat/completions", "application/json", 200,
+                    10, 5, -1, -1, -1, 0.0, 20.0, 100, False, None, None)
+
+
+def test_a_batch_postgres_rejects_is_set_aside_and_the_rest_is_written(dsn, tmp_path, caplog):
+    sp = Spool(tmp_path / "sp")
+    sp.put([act(1)])
+    sp.put([poison(7), act(90)])  # replayed from the spool: rejected, and it must not block what follows
+    sp.put([act(2)])
+    w = writer(dsn, tmp_path / "sp")
+    emit_flush(w, [act(3)])
+    assert w.db_ok and w.last_error is None and rows(dsn) == [1, 2, 3]
+    assert w.set_aside_batches == 1 and w.replayed_batches == 2 and len(w.spool) == 0
+    assert sorted(p.name for p in (tmp_path / "sp").iterdir()) == ["000000000001.bad"]
+    with open(tmp_path / "sp" / "000000000001.bad", "rb") as f:
+        assert pickle.load(f) == [poison(7), act(90)]  # nothing deleted: kept for inspection
+    lines = [r.getMessage() for r in caplog.records if "rejected by Postgres" in r.getMessage()]
+    assert len(lines) == 1 and "\n" not in lines[0]
+    assert lines[0].startswith("batch of 2 records rejected by Postgres (ForeignKeyViolation: ")
+    assert lines[0].endswith(f"set aside as {tmp_path / 'sp' / '000000000001.bad'}, writing the rest")
+
+    emit_flush(w, [poison(8)])  # a fresh batch rejected: straight to a set-aside file, never in the replay order
+    assert w.db_ok and w.set_aside_batches == 2 and len(w.spool) == 0
+    emit_flush(w, [act(4)])
+    assert w.db_ok and rows(dsn) == [1, 2, 3, 4]
+    assert sorted(p.name for p in (tmp_path / "sp").iterdir()) == ["000000000001.bad", "000000000003.bad"]
+    with open(tmp_path / "sp" / "000000000003.bad", "rb") as f:
+        assert pickle.load(f) == [poison(8)]
+    assert w.dropped_records == 0
+
+
+def test_set_aside_never_replaces_an_earlier_bad_file(tmp_path):
+    sp = Spool(tmp_path / "sp")
+    (tmp_path / "sp" / "000000000000.bad").write_bytes(b"earlier")  # a previous run's, same sequence number
+    first = sp.set_aside(sp.put([act(1)]))
+    assert first == tmp_path / "sp" / "000000000000.1.bad"
+    assert (tmp_path / "sp" / "000000000000.bad").read_bytes() == b"earlier"
+    assert sp.set_aside(tmp_path / "sp" / "000000000009.batch") is None  # gone meanwhile (another connector)
+    assert len(sp) == 0 and [p.name for p in sp.set_aside_files()] == ["000000000000.1.bad", "000000000000.bad"]
 
 
 def test_last_error_is_cleared_when_the_provider_connects(dsn, tmp_path):

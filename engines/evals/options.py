@@ -1,0 +1,104 @@
+"""The eval run parameters, declared once: `EvalOptions` → ``boocontrol eval run`` options and the ``eval-run``
+Prefect flow's parameters (both built from `eval_params()`, the way `engines.bench.options.bench_params` feeds
+the bench shells), so ``--samples 5`` and the deployment's ``samples: 5`` mean the same thing."""
+
+from __future__ import annotations
+
+import typing
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal
+
+from engines.bench.options import BenchParam, _param
+
+DEFAULT_SEED = 1234
+DEFAULT_SAMPLED_TEMPERATURE = 0.8  # n > 1 samples per item (pass@k): sampled, not greedy
+
+
+def _meta(help: str, flag: str | None = None) -> dict[str, str]:
+    return {"help": help} if flag is None else {"help": help, "flag": flag}
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    suite: Literal["humaneval", "ifeval"] = field(
+        default="humaneval", metadata=_meta("The suite: HumanEval (code, sandbox-scored) or instruction following.")
+    )
+    limit: int | None = field(default=None, metadata=_meta("Ask only the first N items (a quick run)."))
+    items: str | None = field(
+        default=None, metadata=_meta("Comma list of item keys to ask (e.g. HumanEval/0,HumanEval/3).")
+    )
+    samples: int = field(
+        default=1, metadata=_meta("Samples per item (n): pass@k is reported for every k <= n.")
+    )
+    temperature: float | None = field(
+        default=None, metadata=_meta(f"Sampling temperature (default 0 for one sample, {DEFAULT_SAMPLED_TEMPERATURE} for more).")
+    )
+    top_p: float = field(default=1.0, metadata=_meta("Nucleus sampling (recorded with the run)."))
+    seed: int = field(default=DEFAULT_SEED, metadata=_meta("Sampling seed; sample i of an item uses seed + i."))
+    max_tokens: int = field(default=768, metadata=_meta("Most tokens generated per answer."))
+    parallel: int | None = field(
+        default=None, metadata=_meta("Requests in flight (default: the host's parallel slots from /props, else 1).")
+    )
+    request_timeout_s: float = field(default=600.0, metadata=_meta("Time limit of one request (s)."))
+    sandbox_wall_s: float = field(default=10.0, metadata=_meta("Wall-clock limit of one test run in the sandbox (s)."))
+    fresh: bool = field(
+        default=False, metadata=_meta("Start a new run even if an unfinished one with the same settings exists.")
+    )
+    restore_host: bool = field(
+        default=True,
+        metadata=_meta("Put the host's models back as they were afterwards.", "--restore-host/--keep-loaded"),
+    )
+    label: str | None = field(default=None, metadata=_meta("Free-text label stored with the run."))
+
+    def __post_init__(self) -> None:
+        if self.samples < 1:
+            raise ValueError("samples must be >= 1")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError("limit must be >= 1")
+        if self.parallel is not None and self.parallel < 1:
+            raise ValueError("parallel must be >= 1")
+
+    @classmethod
+    def from_mapping(cls, params: dict[str, Any]) -> EvalOptions:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise ValueError(f"unknown eval option(s): {', '.join(unknown)}")
+        return cls(**params)
+
+    def as_mapping(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def item_keys(self) -> list[str] | None:
+        if not self.items:
+            return None
+        return [k.strip() for k in self.items.split(",") if k.strip()]
+
+    def sampling(self) -> dict[str, Any]:
+        """What the model was asked with (stored with the run and every score)."""
+        t = self.temperature
+        if t is None:
+            t = 0.0 if self.samples == 1 else DEFAULT_SAMPLED_TEMPERATURE
+        return {"temperature": t, "top_p": self.top_p, "seed": self.seed, "max_tokens": self.max_tokens,
+                "samples": self.samples}  # fmt: skip
+
+
+def eval_params() -> tuple[BenchParam, ...]:
+    """Every `EvalOptions` field, in declaration order, with its shell form."""
+    hints = typing.get_type_hints(EvalOptions)
+    return tuple(
+        _param(f.name, hints[f.name], f.default, f.metadata["help"], f.metadata.get("flag"))
+        for f in fields(EvalOptions)
+    )
+
+
+CONFIRM_TAKEOVER = BenchParam(
+    name="confirm_takeover",
+    annotation=bool,
+    default=False,
+    help="Confirm that the host may be kept busy by the eval (without it the run is refused).",
+    flag="--yes-take-over",
+    kind=bool,
+)
+
+RUN_PARAMS = (CONFIRM_TAKEOVER,)

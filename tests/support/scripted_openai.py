@@ -1,0 +1,110 @@
+"""A small real HTTP server (Starlette on uvicorn, in a thread) answering chat completions from a script.
+
+It stands in for a model whose answers are known, so eval scores can be asserted exactly. It speaks what the
+eval engine uses of a bare llama-server: ``POST /v1/chat/completions`` (non-streaming, with ``usage``),
+``GET /v1/models``, ``GET /props`` (``model_path``, ``total_slots``, ``build_info``: change
+``server.state.model_path`` to simulate a swapped model file) and ``GET /slots`` (the idle gate). Every
+completion request is recorded (its user message and seed), so tests count what was asked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+Script = Callable[[str, int], str]  # (user message, seed) -> answer text
+
+
+@dataclass
+class ScriptState:
+    model_path: str = "/models/scripted-q4.gguf"
+    total_slots: int = 2
+    build_info: str = "b9999-scripted"
+    delay_s: float = 0.0  # per completion (lets a test stop a run mid-suite)
+    asked: list[tuple[str, int]] = field(default_factory=list)  # (user message, seed) per completion
+    in_flight: int = 0
+    peak_in_flight: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def count(self, needle: str) -> int:
+        return sum(1 for m, _ in self.asked if needle in m)
+
+
+@dataclass(frozen=True)
+class ScriptedServer:
+    base_url: str
+    state: ScriptState
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def run_scripted_server(script: Script, state: ScriptState | None = None) -> Iterator[ScriptedServer]:
+    st = state or ScriptState()
+
+    async def completions(request: Request) -> JSONResponse:
+        body: dict[str, Any] = await request.json()
+        msg = str(body["messages"][-1]["content"])
+        seed = int(body.get("seed") or 0)
+        with st.lock:
+            st.asked.append((msg, seed))
+            st.in_flight += 1
+            st.peak_in_flight = max(st.peak_in_flight, st.in_flight)
+        try:
+            if st.delay_s:
+                await asyncio.sleep(st.delay_s)
+            text = script(msg, seed)
+        finally:
+            with st.lock:
+                st.in_flight -= 1
+        return JSONResponse({
+            "id": "chatcmpl-scripted", "object": "chat.completion", "model": body.get("model"),
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
+            "usage": {"prompt_tokens": len(msg.split()), "completion_tokens": len(text.split()),
+                      "total_tokens": len(msg.split()) + len(text.split())},
+        })  # fmt: skip
+
+    async def models(request: Request) -> JSONResponse:
+        return JSONResponse({"object": "list", "data": [{"id": "scripted", "object": "model"}]})
+
+    async def props(request: Request) -> JSONResponse:
+        return JSONResponse({"model_path": st.model_path, "total_slots": st.total_slots,
+                             "build_info": st.build_info})  # fmt: skip
+
+    async def slots(request: Request) -> JSONResponse:
+        return JSONResponse([{"id": i, "is_processing": False} for i in range(st.total_slots)])
+
+    app = Starlette(routes=[
+        Route("/v1/chat/completions", completions, methods=["POST"]),
+        Route("/v1/models", models), Route("/props", props), Route("/slots", slots),
+    ])  # fmt: skip
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the scripted OpenAI-compatible server did not start")
+        time.sleep(0.02)
+    try:
+        yield ScriptedServer(f"http://127.0.0.1:{port}", st)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
