@@ -1,0 +1,632 @@
+"""The eval run engine (plain asyncio; the CLI and the Prefect task are thin shells around `run_eval`).
+
+One run = one suite asked of one provider/model, ``samples`` answers per item, stored as they arrive:
+
+1. the takeover confirmation and the host lease (`warehouse.lease.LeaseKeeper`, scope ``host``), then the
+   bench's idle gate under the lease (`engines.bench.gate.check_takeover` after
+   `engines.bench.runner.wait_until_idle`): an eval keeps the host busy like a benchmark does;
+2. the host is warmed and described (llama-server ``/props`` through llama-swap's ``/upstream`` or
+   directly): the model file (``model_path``), the server version and the parallel slots (``total_slots``,
+   else 1) — the run asks that many items at once;
+3. the suite's version (content hash) and items are registered; the newest unfinished run with the same
+   settings (provider/model, suite version, sampling, samples, items, harness) is continued — only the
+   (item, sample) pairs without a stored answer are asked, answers stored but not yet scored are scored —
+   unless ``fresh``; earlier scores computed under another model file, server, harness, suite version,
+   sampling or judge are marked stale (`stale_reasons`);
+4. each answer is stored at once, then scored: HumanEval code runs in the sandbox
+   (`engines.evals.sandbox`), instruction items through their checks (`engines.evals.ifeval`);
+5. when every pair has an answer, the scores (pass@k / prompt- and instruction-level accuracy) are written;
+6. the host is left as found (the bench's cleanup: the run's leftover requests cancelled, a model it loaded
+   unloaded, evicted ones re-loaded, never while someone else's request is in flight).
+
+Sampling is deterministic: temperature 0 and a fixed seed by default (sample i of an item uses seed + i), and
+stored with the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from sqlalchemy import Engine
+
+from connectors.llama_swap_api import auth_headers
+from core.providers import Provider
+from engines.bench.gate import BENCH_HEADER, check_takeover, require_takeover_confirmation
+from engines.bench.runner import BenchSpec, RunOutcome, _cleanup, wait_until_idle
+from engines.bench.runner import Progress as BenchProgress
+from engines.bench.service import make_host
+from engines.bench.signals import cancel_on_sigterm
+from engines.evals import ifeval, scoring
+from engines.evals.options import EvalOptions
+from engines.evals.sandbox import SandboxBackend, SandboxJob, SandboxLimits, SandboxOutcome, SandboxPool
+from engines.evals.suites import Item, Suite
+from warehouse import eval_store, lease
+
+log = logging.getLogger(__name__)
+
+HARNESS_VERSION = "evals-1"
+"""The scoring code's version: bump when prompts are built or answers scored differently (scores of the old
+version become stale)."""
+
+OUTPUT_CAP = 16 * 1024  # bytes of the sandbox's stdout and of its stderr kept per answer
+
+
+class EvalRefused(RuntimeError):
+    """The run did not start: no confirmation, the host lease is held elsewhere, or the host is busy."""
+
+
+class EvalLeaseLost(RuntimeError):
+    """The host lease was broken or taken over while the run ran; it stopped (resumable)."""
+
+
+@dataclass(frozen=True)
+class EvalProgress:
+    phase: str  # gate | warm | resume | answer | score | done | cleanup
+    done: int = 0
+    total: int = 0
+    message: str = ""
+
+
+@dataclass
+class EvalOutcome:
+    run_id: int
+    run_uid: str
+    suite: str
+    suite_version: str
+    status: str
+    resumed: bool
+    asked: int  # requests sent by this invocation
+    reused: int  # answers found stored (a resumed run)
+    total: int  # (item, sample) pairs of the run
+    parallel: int
+    model_file: str | None
+    metrics: dict[str, float] = field(default_factory=dict)
+    failed_requests: int = 0
+    stale_marked: int = 0
+    cleanup: list[str] = field(default_factory=list)
+    engine_cpu_s: float = 0.0  # this process's CPU time for the whole run (the sandbox's children excluded)
+    wall_s: float = 0.0
+
+
+# ------------------------------------------------------------------------------------------- identity
+
+
+def config_key(
+    provider_id: str,
+    model_id: str,
+    suite: Suite,
+    sampling: Mapping[str, Any],
+    item_keys: Sequence[str],
+    judge: str | None = None,
+) -> str:
+    """What must be equal for a stopped run to be continued by a new invocation."""
+    blob = json.dumps(
+        {"p": provider_id, "m": model_id, "s": suite.name, "v": suite.version, "sampling": dict(sampling),
+         "items": list(item_keys), "judge": judge, "h": HARNESS_VERSION},
+        sort_keys=True,
+    )  # fmt: skip
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+@dataclass(frozen=True)
+class ScoreIdentity:
+    """What a score depends on besides the answers."""
+
+    model_file: str | None
+    server_version: str | None
+    harness_version: str
+    suite_name: str
+    suite_version: str
+    sampling: Mapping[str, Any]
+    judge: str | None = None
+
+
+def stale_reasons(
+    score: Mapping[str, Any], now: ScoreIdentity, metrics: Sequence[str] | None = None
+) -> list[str]:
+    """Why a stored score (an ``eval_scores`` row) no longer describes the model as it is ``now``.
+
+    The model file and the server version count only when ``now`` knows them (a provider without ``/props``
+    says nothing about its file). Suite version, sampling and judge are compared for the same suite; sampling
+    and judge only for the metrics ``now`` produces (a pass@10 run does not make a pass@1 score stale)."""
+    why = []
+    if now.model_file is not None and score.get("model_file") != now.model_file:
+        why.append(f"model file changed: {score.get('model_file')} -> {now.model_file}")
+    if now.server_version is not None and score.get("server_version") != now.server_version:
+        why.append(f"server version changed: {score.get('server_version')} -> {now.server_version}")
+    if score.get("harness_version") != now.harness_version:
+        why.append(f"harness changed: {score.get('harness_version')} -> {now.harness_version}")
+    if score.get("suite_name") == now.suite_name:
+        if score.get("suite_version") != now.suite_version:
+            why.append(f"suite {now.suite_name} changed: {score.get('suite_version')} -> {now.suite_version}")
+        if metrics is not None and score.get("metric") in metrics:
+            if dict(score.get("sampling") or {}) != dict(now.sampling):
+                why.append("sampling changed")
+            if score.get("judge") != now.judge:
+                why.append(f"judge changed: {score.get('judge')} -> {now.judge}")
+    return why
+
+
+def mark_stale(
+    engine: Engine,
+    provider_id: str,
+    model_id: str,
+    now: ScoreIdentity,
+    metrics: Sequence[str] | None = None,
+    exclude_run: int | None = None,
+) -> int:
+    """Mark the provider/model's fresh scores that `stale_reasons` finds stale; returns how many."""
+    with engine.begin() as conn:
+        marks = []
+        for s in eval_store.fresh_scores(conn, provider_id, model_id):
+            if s["run_id"] == exclude_run:
+                continue
+            why = stale_reasons(s, now, metrics)
+            if why:
+                marks.append((int(s["id"]), "; ".join(why)))
+        return eval_store.set_stale(conn, marks)
+
+
+# ------------------------------------------------------------------------------------------ requests
+
+
+@dataclass(frozen=True)
+class Answer:
+    text: str | None
+    finish_reason: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    latency_ms: float
+    timings: dict[str, Any] | None
+    error: str | None
+
+
+async def ask(
+    client: httpx.AsyncClient,
+    url: str,
+    headers: Mapping[str, str],
+    model_id: str,
+    prompt: str,
+    sampling: Mapping[str, Any],
+    seed: int,
+    timeout_s: float,
+) -> Answer:
+    """One non-streaming chat completion; a transport or HTTP error is returned in ``error``, never raised."""
+    body = {
+        "model": model_id,
+        "messages": [{"role": "user", "content": prompt}],
+        "temperature": sampling["temperature"],
+        "top_p": sampling["top_p"],
+        "seed": seed,
+        "max_tokens": sampling["max_tokens"],
+        "stream": False,
+    }
+    t0 = time.perf_counter()
+    try:
+        resp = await client.post(url, json=body, headers=dict(headers), timeout=timeout_s)
+    except httpx.HTTPError as exc:
+        return Answer(None, None, None, None, (time.perf_counter() - t0) * 1000, None,
+                      f"{type(exc).__name__}: {exc}")  # fmt: skip
+    ms = (time.perf_counter() - t0) * 1000
+    if resp.status_code != 200:
+        return Answer(None, None, None, None, ms, None, f"HTTP {resp.status_code}: {resp.text[:300]}")
+    try:
+        data = resp.json()
+        choice = data["choices"][0]
+        text = choice["message"].get("content") or ""
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+        return Answer(None, None, None, None, ms, None, f"unreadable completion: {exc!r}")
+    usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+    timings = data.get("timings") if isinstance(data.get("timings"), dict) else None
+    return Answer(str(text), choice.get("finish_reason"), usage.get("prompt_tokens"),
+                  usage.get("completion_tokens"), ms, timings, None)  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------- scoring
+
+
+def _sandbox_row(o: SandboxOutcome) -> dict[str, Any]:
+    return {
+        "backend": o.backend, "exit_code": o.exit_code, "signal": o.signal, "timed_out": o.timed_out,
+        "killed_reason": o.killed_reason, "stdout": o.stdout[:OUTPUT_CAP], "stderr": o.stderr[:OUTPUT_CAP],
+        "stdout_truncated": o.stdout_truncated or len(o.stdout) > OUTPUT_CAP,
+        "stderr_truncated": o.stderr_truncated or len(o.stderr) > OUTPUT_CAP, "duration_s": o.duration_s,
+    }  # fmt: skip
+
+
+def code_job(item: Item, text: str, wall_s: float) -> SandboxJob:
+    program = scoring.humaneval_program(item.payload, text)
+    limits = SandboxLimits(wall_seconds=wall_s, cpu_seconds=max(1, int(wall_s)), output_bytes=OUTPUT_CAP)
+    return SandboxJob(command=("python3", "main.py"), files={"main.py": program}, limits=limits)
+
+
+async def score_answer(
+    suite: Suite, item: Item, text: str | None, pool: SandboxPool | None, wall_s: float
+) -> tuple[bool, float, dict[str, Any], dict[str, Any] | None]:
+    """(passed, score, detail, sandbox row) of one answer."""
+    if text is None:
+        return False, 0.0, {"error": "no answer"}, None
+    if suite.kind == "code":
+        assert pool is not None
+        outcome = await asyncio.wrap_future(pool.submit(code_job(item, text, wall_s)))
+        ok = outcome.passed
+        return (
+            ok,
+            float(ok),
+            {"exit_code": outcome.exit_code, "killed_reason": outcome.killed_reason},
+            _sandbox_row(outcome),
+        )
+    checks = ifeval.run_checks(text, item.payload["checks"])
+    ok = all(c.passed for c in checks)
+    frac = sum(c.passed for c in checks) / len(checks) if checks else 0.0
+    return ok, frac, {"checks": [c.as_dict() for c in checks]}, None
+
+
+def metrics_of(
+    suite: Suite, items: Sequence[Item], answers: Sequence[Mapping[str, Any]], n: int
+) -> dict[str, float]:
+    """The suite's metrics from the stored, scored answers of a complete run."""
+    by_id: dict[int, list[Mapping[str, Any]]] = {}
+    for a in answers:
+        by_id.setdefault(int(a["item_id"]), []).append(a)
+    if suite.kind == "code":
+        return scoring.code_metrics(
+            {str(k): [bool(a["passed"]) for a in sorted(v, key=lambda a: int(a["sample_idx"]))]
+             for k, v in by_id.items()}, n)  # fmt: skip
+    results = {  # every answer (item, sample) is one instruction-following attempt
+        f"{a['item_id']}:{a['sample_idx']}": [ifeval.CheckResult(c["type"], bool(c["passed"]), c["detail"])
+                                             for c in ((a.get("detail") or {}).get("checks") or [])]
+        for a in answers
+    }  # fmt: skip
+    return scoring.instruction_metrics(results)
+
+
+# --------------------------------------------------------------------------------------------- run
+
+
+def _adapt(progress: Callable[[EvalProgress], None]) -> Callable[[BenchProgress], None]:
+    return lambda p: progress(EvalProgress("gate", message=p.message))
+
+
+async def run_eval(
+    engine: Engine,
+    provider: Provider,
+    model_id: str,
+    suite: Suite,
+    options: EvalOptions,
+    *,
+    confirm_takeover: bool,
+    sandbox: SandboxBackend | None = None,
+    client: httpx.AsyncClient | None = None,
+    progress: Callable[[EvalProgress], None] | None = None,
+    slot_wait_s: float | None = 30.0,
+    idle_wait_s: float = 0.0,
+    environ: Mapping[str, str] | None = None,
+    requested_by: str | None = None,
+    lease_ttl_s: float = lease.DEFAULT_TTL_S,
+) -> EvalOutcome:
+    """Run (or continue) an eval; see the module docstring. Raises `EvalRefused` before asking anything."""
+    emit = progress or (lambda _p: None)
+    items = suite.subset(options.limit, options.item_keys())
+    if suite.kind == "code" and sandbox is None:
+        raise ValueError("the code suite needs a sandbox backend")
+    try:
+        require_takeover_confirmation(confirm_takeover)
+    except Exception as exc:
+        raise EvalRefused(f"refusing to run the eval: {exc}") from None
+    run_uid = uuid.uuid4().hex
+    keeper = lease.LeaseKeeper(
+        engine.url.render_as_string(hide_password=False), provider.id, lease.SCOPE_HOST,
+        f"eval run {run_uid[:12]} ({model_id}, {suite.name})", holder=lease.holder_id("eval"),
+        ttl_s=lease_ttl_s, wait_s=slot_wait_s,
+    )  # fmt: skip
+    own = client is None
+    http = client or httpx.AsyncClient(timeout=httpx.Timeout(options.request_timeout_s, connect=30.0),
+                                       trust_env=False)  # fmt: skip
+    try:
+        try:
+            await keeper.__aenter__()
+        except lease.LeaseHeld as exc:
+            raise EvalRefused(f"refusing to run the eval: {exc}") from None
+        try:
+            return await _with_lease(
+                engine,
+                provider,
+                model_id,
+                suite,
+                items,
+                options,
+                keeper,
+                http,
+                emit,
+                sandbox,
+                run_uid,
+                idle_wait_s,
+                environ,
+                requested_by,
+                confirm_takeover,
+            )
+        finally:
+            await keeper.__aexit__(None, None, None)
+    finally:
+        if own:
+            await http.aclose()
+
+
+async def _with_lease(
+    engine: Engine,
+    provider: Provider,
+    model_id: str,
+    suite: Suite,
+    items: Sequence[Item],
+    options: EvalOptions,
+    keeper: lease.LeaseKeeper,
+    http: httpx.AsyncClient,
+    emit: Callable[[EvalProgress], None],
+    sandbox: SandboxBackend | None,
+    run_uid: str,
+    idle_wait_s: float,
+    environ: Mapping[str, str] | None,
+    requested_by: str | None,
+    confirm_takeover: bool,
+) -> EvalOutcome:
+    tag = f"ev-{run_uid[:12]}"
+    host = make_host(provider, http, environ)
+    host.identify(tag)
+    emit(EvalProgress("gate", message="checking that the host is idle"))
+    snapshot = await wait_until_idle(host, idle_wait_s, _adapt(emit))
+    try:
+        check_takeover(confirm_takeover, snapshot)
+    except Exception as exc:
+        raise EvalRefused(str(exc).replace("refusing to benchmark", "refusing to run the eval")) from None
+    loaded = await host.loaded_models()
+    if loaded is None and snapshot.loaded_models is not None:
+        loaded = set(snapshot.loaded_models)
+    before = tuple(sorted(loaded)) if loaded is not None else None
+    cleanup = RunOutcome(run_uid=run_uid)
+    me = asyncio.current_task()
+    assert me is not None
+    lost = False
+
+    async def watch_lease() -> None:
+        nonlocal lost
+        await keeper.lost.wait()
+        lost = True
+        me.cancel("the host lease was lost")
+
+    watcher = asyncio.get_running_loop().create_task(watch_lease())
+    try:
+        async with host.watch_foreign(tag) as watch:
+            try:
+                emit(EvalProgress("warm", message=f"loading {model_id}"))
+                await host.warm(model_id)
+                info = await host.describe(model_id, tag)
+                return await _ask_all(engine, provider, model_id, suite, items, options, http, emit, sandbox,
+                                      run_uid, tag, environ, requested_by, info.props, info.version, host.kind,
+                                      before)  # fmt: skip
+            finally:
+                emit(EvalProgress("cleanup", message="restoring the host"))
+                await asyncio.shield(_cleanup(host, model_id, tag, before, BenchSpec(restore_host=options.restore_host),
+                                              cleanup, watch))  # fmt: skip
+                for note in cleanup.cleanup:
+                    log.info("eval %s cleanup: %s", run_uid[:12], note)
+    except asyncio.CancelledError:
+        if lost and me.uncancel() == 0:
+            raise EvalLeaseLost("eval stopped: the host lease was lost (run it again to continue)") from None
+        raise
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+
+
+async def _ask_all(
+    engine: Engine,
+    provider: Provider,
+    model_id: str,
+    suite: Suite,
+    items: Sequence[Item],
+    options: EvalOptions,
+    http: httpx.AsyncClient,
+    emit: Callable[[EvalProgress], None],
+    sandbox: SandboxBackend | None,
+    run_uid: str,
+    tag: str,
+    environ: Mapping[str, str] | None,
+    requested_by: str | None,
+    props: Mapping[str, Any] | None,
+    version: Mapping[str, Any],
+    host_kind: str,
+    before: tuple[str, ...] | None,
+) -> EvalOutcome:
+    t_wall, t_cpu = time.perf_counter(), time.process_time()
+    props = dict(props or {})
+    model_file = str(props["model_path"]) if props.get("model_path") else None
+    server_version = str(version.get("version")) if version.get("version") else (
+        str(props["build_info"]) if props.get("build_info") else None)  # fmt: skip
+    slots = props.get("total_slots")
+    parallel = options.parallel or (int(slots) if isinstance(slots, int) and slots > 0 else 1)
+    sampling = options.sampling()
+    n = options.samples
+    keys = [i.key for i in items]
+    ckey = config_key(provider.id, model_id, suite, sampling, keys)
+    now = datetime.now(UTC)
+
+    with engine.begin() as conn:
+        suite_id, item_ids = eval_store.ensure_suite(
+            conn, suite.name, suite.version, suite.kind,
+            [{"key": i.key, "idx": i.idx, "category": i.category, "payload": {"prompt": i.prompt, **i.payload}}
+             for i in suite.items],
+            {"source": suite.source},
+        )  # fmt: skip
+        resumable = None if options.fresh else eval_store.find_resumable(conn, ckey)
+        identity_fields = {"model_file": model_file, "server_version": server_version, "server_props": props or None,
+                           "parallel": parallel, "host_kind": host_kind}  # fmt: skip
+        if resumable is not None:
+            run_id = int(resumable["id"])
+            run_uid = str(resumable["run_uid"])
+            eval_store.mark_resumed(conn, run_id, now, identity_fields)
+        else:
+            run_id = eval_store.insert_run(conn, {
+                "run_uid": run_uid, "suite_id": suite_id, "provider_id": provider.id, "model_id": model_id,
+                "status": "running", "config_key": ckey, "harness_version": HARNESS_VERSION,
+                "sampling": sampling, "samples_per_item": n, "judge": None, "item_keys": keys,
+                "params": options.as_mapping(), "requested_by": requested_by, "started_at": now,
+                "extra": {"loaded_before": list(before) if before is not None else None}, **identity_fields,
+            })  # fmt: skip
+        stored = eval_store.stored_answers(conn, run_id)
+    identity = ScoreIdentity(model_file, server_version, HARNESS_VERSION, suite.name, suite.version, sampling)
+    stale = await asyncio.to_thread(mark_stale, engine, provider.id, model_id, identity, None, run_id)
+    outcome = EvalOutcome(run_id, run_uid, suite.name, suite.version, "running", resumable is not None, 0, 0,
+                          len(items) * n, parallel, model_file, stale_marked=stale)  # fmt: skip
+    by_id = {item_ids[i.key]: i for i in items}
+    have = {(int(a["item_id"]), int(a["sample_idx"])) for a in stored if a["error"] is None}
+    unscored = [a for a in stored if a["error"] is None and a["scored_at"] is None]
+    retry = [a for a in stored if a["error"] is not None]
+    outcome.reused = len(have)
+    if resumable is not None:
+        emit(EvalProgress("resume", len(have), outcome.total,
+                          f"continuing run #{run_id}: {len(have)} of {outcome.total} answers stored"))  # fmt: skip
+    todo = [(i, s) for i in items for s in range(n) if (item_ids[i.key], s) not in have]
+    url = provider.spec.openai_base_url(provider.base_url) + "/chat/completions"
+    headers = {**auth_headers(provider, environ), BENCH_HEADER: tag}
+    pool = SandboxPool(sandbox, workers=parallel) if sandbox is not None and suite.kind == "code" else None
+    sem = asyncio.Semaphore(parallel)
+    done = len(have)
+    status, stop_reason, error = "running", None, None
+
+    async def score_and_store(answer_id: int, item: Item, text: str | None) -> None:
+        ok, sc, detail, box = await score_answer(suite, item, text, pool, options.sandbox_wall_s)
+        await asyncio.to_thread(_store_verdict, engine, answer_id, ok, sc, detail, box)
+
+    async def one(item: Item, sample: int) -> None:
+        nonlocal done
+        async with sem:
+            ans = await ask(http, url, headers, model_id, item.prompt, sampling, int(sampling["seed"]) + sample,
+                            options.request_timeout_s)  # fmt: skip
+            outcome.asked += 1
+        row = {"run_id": run_id, "item_id": item_ids[item.key], "sample_idx": sample,
+               "seed": int(sampling["seed"]) + sample, "text": ans.text, "finish_reason": ans.finish_reason,
+               "prompt_tokens": ans.prompt_tokens, "completion_tokens": ans.completion_tokens,
+               "latency_ms": ans.latency_ms, "timings": ans.timings, "error": ans.error,
+               "answered_at": datetime.now(UTC)}  # fmt: skip
+        answer_id = await asyncio.to_thread(_store_answer, engine, row)
+        if ans.error is not None:
+            outcome.failed_requests += 1
+        elif answer_id is not None:
+            await score_and_store(answer_id, item, ans.text)
+        done += 1
+        emit(EvalProgress("answer", done, outcome.total, item.key))
+
+    try:
+        if retry:
+            await asyncio.to_thread(_drop_answers, engine, [int(a["id"]) for a in retry])
+        for a in unscored:
+            await score_and_store(int(a["id"]), by_id[int(a["item_id"])], a["text"])
+        tasks = [asyncio.create_task(one(i, s)) for i, s in todo]
+        try:
+            await asyncio.gather(*tasks)
+        except BaseException:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        if outcome.failed_requests:
+            status = "failed"
+            stop_reason = (f"{outcome.failed_requests} request(s) failed; run the same command again to ask "
+                           "only those")  # fmt: skip
+        else:
+            with engine.connect() as conn:
+                answers = [a for a in eval_store.stored_answers(conn, run_id) if int(a["item_id"]) in by_id]
+            outcome.metrics = metrics_of(suite, items, answers, n)
+            status = "completed"
+    except asyncio.CancelledError as exc:
+        status, stop_reason = "cancelled", str(exc.args[0]) if exc.args else "cancelled"
+        raise
+    except Exception as exc:
+        status, error = "failed", f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        if pool is not None:
+            pool.close()
+        outcome.status = status
+        outcome.wall_s = time.perf_counter() - t_wall
+        outcome.engine_cpu_s = time.process_time() - t_cpu
+        _finish(engine, run_id, outcome, suite, identity, provider.id, model_id, stop_reason, error)
+    emit(EvalProgress("done", done, outcome.total, status))
+    return outcome
+
+
+def _store_answer(engine: Engine, row: Mapping[str, Any]) -> int | None:
+    with engine.begin() as conn:
+        return eval_store.insert_answer(conn, row)
+
+
+def _store_verdict(
+    engine: Engine,
+    answer_id: int,
+    ok: bool,
+    sc: float,
+    detail: Mapping[str, Any],
+    box: Mapping[str, Any] | None,
+) -> None:
+    with engine.begin() as conn:
+        eval_store.record_verdict(conn, answer_id, ok, sc, detail, box)
+
+
+def _drop_answers(engine: Engine, ids: Sequence[int]) -> None:
+    with engine.begin() as conn:
+        eval_store.drop_answers(conn, ids)
+
+
+def _finish(
+    engine: Engine,
+    run_id: int,
+    o: EvalOutcome,
+    suite: Suite,
+    identity: ScoreIdentity,
+    provider_id: str,
+    model_id: str,
+    stop_reason: str | None,
+    error: str | None,
+) -> None:
+    with engine.begin() as conn:
+        eval_store.finish_run(
+            conn, run_id,
+            {"status": o.status, "finished_at": datetime.now(UTC), "stop_reason": stop_reason, "error": error},
+            {"asked": o.asked, "reused": o.reused, "failed_requests": o.failed_requests,
+             "engine_cpu_s": o.engine_cpu_s, "wall_s": o.wall_s, "stale_marked": o.stale_marked},
+        )  # fmt: skip
+        if o.status == "completed" and o.metrics:
+            eval_store.write_scores(conn, run_id, [
+                {"metric": m, "value": v, "n_items": o.total // max(1, int(identity.sampling["samples"])),
+                 "suite_name": suite.name, "suite_version": suite.version, "provider_id": provider_id,
+                 "model_id": model_id, "model_file": identity.model_file, "server_version": identity.server_version,
+                 "harness_version": identity.harness_version, "sampling": dict(identity.sampling),
+                 "judge": identity.judge}
+                for m, v in o.metrics.items()
+            ])  # fmt: skip
+    if o.status == "completed" and o.metrics:
+        o.stale_marked += mark_stale(engine, provider_id, model_id, identity, list(o.metrics), run_id)
+
+
+def run_eval_sync(
+    engine: Engine, provider: Provider, model_id: str, suite: Suite, options: EvalOptions, **kwargs: Any
+) -> EvalOutcome:
+    """`run_eval` to completion in a fresh event loop; Ctrl-C and SIGTERM cancel it cleanly (the run is stored
+    as ``cancelled`` and the next identical command continues it)."""
+    with asyncio.Runner() as runner:
+        return runner.run(
+            cancel_on_sigterm(lambda: run_eval(engine, provider, model_id, suite, options, **kwargs))
+        )
