@@ -60,7 +60,9 @@ def run_bench_sweep(
             logger.info("%s", exc)
             return {"run_uid": None, "status": "skipped", "stop_reason": str(exc), "points": [], "cleanup": []}
         return {
+            "run_id": outcome.run_id,  # the number `bench show`/`compare` and the Benchmarks page use
             "run_uid": outcome.run_uid,
+            "simulated": outcome.simulated,
             "status": outcome.status,
             "stop_reason": outcome.stop_reason,
             "points": [

@@ -47,6 +47,7 @@ def test_flow_runs_a_sweep_and_stores_it(prefect_harness: None, lab_env: Engine)
     runs = q.list_runs(lab_env, "lab", TINY)
     assert runs.height == 1 and runs["status"][0] == "completed" and runs["label"][0] == "flow-test"
     assert runs["requested_by"][0].startswith("prefect:") and runs["points"][0] == 2
+    assert (result["run_id"], result["simulated"]) == (runs["run_id"][0], False)  # one run id; a real host
     assert q.run_requests(lab_env, int(runs["run_id"][0])).height == 8
 
 
