@@ -245,7 +245,14 @@ class LeaseKeeper:
 
     def _beat_once(self) -> bool:
         with _connect(self.dsn) as conn:
-            return heartbeat(conn, self.provider_id, self.scope, self.holder, self.ttl_s)
+            return heartbeat(conn, self.provider_id, self.scope, self.holder, self.ttl_s, purpose=self.purpose)
+
+    def rename(self, purpose: str) -> None:
+        """Say what the lease is for from now on (a benchmark, once its run has a number): written at once (one
+        short statement) and with every heartbeat."""
+        self.purpose = purpose
+        with contextlib.suppress(psycopg.Error):
+            self._beat_once()
 
     async def __aexit__(self, *exc: object) -> None:
         if self._beat is not None:

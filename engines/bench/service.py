@@ -217,14 +217,18 @@ def outcome_fields(o: RunOutcome) -> dict[str, Any]:
 class StoreSink:
     """Writes a run to Postgres progressively (each write in its own short transaction)."""
 
-    def __init__(self, engine: Engine, requested_by: str | None = None) -> None:
+    def __init__(self, engine: Engine, requested_by: str | None = None,
+                 on_stored: Callable[[int], None] | None = None) -> None:
         self.engine = engine
         self.requested_by = requested_by
+        self.on_stored = on_stored  # called with the run's number once its row exists
         self.run_id: int | None = None  # the run's number (``bench list``/``show``/``compare``), once stored
 
     def run_started(self, header: RunHeader) -> None:
         with self.engine.begin() as conn:
             self.run_id = bench_store.insert_run(conn, run_row(header, self.requested_by))
+        if self.on_stored is not None:
+            self.on_stored(self.run_id)
 
     def point_finished(self, header: RunHeader, point: PointResult) -> None:
         with self.engine.begin() as conn:
@@ -343,7 +347,10 @@ async def execute(
                     why = await idle_refusal(host, unattended_idle_s)
                     if why is not None:
                         raise BenchSkipped(f"unattended run skipped: {why}")
-                sink = StoreSink(engine, requested_by)
+                def stored(run_id: int) -> None:  # the lease says the run's number from now on, like every shell
+                    keeper.rename(f"bench run #{run_id} ({model_id})" + (", unattended" if unattended else ""))
+
+                sink = StoreSink(engine, requested_by, stored)
                 outcome = await run_sweep(
                     host,
                     model_id,

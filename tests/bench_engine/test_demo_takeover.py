@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, text
 
 from cli.bench import bench
 from connectors.llama_swap import says_simulated
@@ -89,12 +89,19 @@ def test_a_busy_demo_host_is_benchmarked_after_its_traffic_pauses(db: Engine) ->
     """The demo host is never idle on its own; the gate waits (with a countdown) while the simulator, seeing the
     engine's tagged connections, pauses its traffic: the run completes with no foreign request, labelled simulated."""
     seen: list[Progress] = []
+    purposes: list[str] = []
+
+    def progress(p: Progress) -> None:
+        seen.append(p)
+        if p.phase == "point":  # what `lease list` and the Fleet page show while the run holds the host
+            with db.connect() as conn:
+                purposes.append(conn.execute(text("SELECT purpose FROM leases WHERE provider_id = 'demo-01'")).scalar_one())
 
     async def main() -> tuple[list[str], int, int | None, int | None, bool]:
         async with busy_host() as (provider, c, fleet):
             untagged = await read_inflight_snapshot(c, provider.base_url)  # what the old instant gate saw
             out = await execute(db, provider, "m", QUICK, confirm_takeover=True, client=c, idle_wait_s=30.0,
-                                progress=seen.append)
+                                progress=progress)
             return ([str(r.get("id")) for r in untagged.requests], fleet.takeovers[0].paused_calls, out.run_id,
                     out.foreign_requests, out.simulated)
 
@@ -105,6 +112,7 @@ def test_a_busy_demo_host_is_benchmarked_after_its_traffic_pauses(db: Engine) ->
     assert countdown and "in flight" in countdown[0] and countdown[0].endswith("s left")
     assert foreign == 0 and simulated is True
     assert stored(db) == [(run_id, "completed", True)]
+    assert purposes == [f"bench run #{run_id} (m)"]  # one run id everywhere, the lease included
 
 
 def test_a_host_still_busy_after_the_wait_is_refused_saying_so(db: Engine) -> None:
