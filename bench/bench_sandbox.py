@@ -8,9 +8,12 @@ runs a few asserts. The two ways alternate sample by sample (so load on the mach
   namespaces and mounts, capped output capture, the wall-clock watch and the uid sweep after the job.
 
 Printed side by side: wall time per sample (median, p95) and the added milliseconds (difference of the
-medians, and median and p95 of the per-sample differences). No CPU column: the job's processes in the
-sandbox are reaped by the sandbox's pid 1, whose own zombie goes to the host's init, so the kernel's
-rusage of this process's children never sees them.
+medians, and median and p95 of the per-sample differences). Wall time on a loaded machine stretches
+with the load (every step waits for a core), so the CPU time per sample is printed too, from two cgroup
+v1 ``cpuacct`` groups: one holding this process (its children's CPU: the bare runs, minus this
+process's own), one holding the sandbox's launcher helper and so everything it starts (launcher, bwrap,
+the job). rusage cannot do it: the sandbox's pid 1 is reaped by the host's init. Without a writable
+/sys/fs/cgroup/cpuacct the CPU columns say n/a.
 Target (issue 11): ≤ 30 ms added per sample. Needs root and bwrap (as the test suite).
 
     .venv/bin/python bench/bench_sandbox.py
@@ -34,6 +37,8 @@ sys.path.insert(0, str(ROOT))
 
 from engines.evals.sandbox import BubblewrapSandbox, SandboxJob, SandboxPool  # noqa: E402
 
+CPUACCT = Path("/sys/fs/cgroup/cpuacct")
+
 PYTHON = "/usr/bin/python3"
 SOLUTION = '''\
 def is_palindrome(text: str) -> bool:
@@ -50,6 +55,31 @@ assert not is_palindrome("hello")
 assert is_palindrome("No 'x' in Nixon")
 print("4 passed")
 """
+
+
+class CpuGroup:
+    """A cgroup v1 cpuacct group: total CPU of its processes and their descendants, in seconds."""
+
+    def __init__(self, name: str) -> None:
+        self.path = CPUACCT / f"boocontrol-bench-sandbox-{name}-{os.getpid()}"
+        self.path.mkdir()
+
+    def add(self, pid: int) -> None:
+        (self.path / "cgroup.procs").write_text(f"{pid}\n")
+
+    def usage(self) -> float:
+        return int((self.path / "cpuacct.usage").read_text()) / 1e9
+
+    def remove(self) -> None:
+        for pid in (self.path / "cgroup.procs").read_text().split():
+            try:
+                (CPUACCT / "cgroup.procs").write_text(f"{pid}\n")
+            except OSError:
+                pass
+        try:
+            self.path.rmdir()
+        except OSError:
+            pass
 
 
 def pct(values: list[float], q: float) -> float:
@@ -72,45 +102,80 @@ def main() -> None:
     (workdir / "test.py").write_text(TEST)
     env = {"PATH": "/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1", "LANG": "C.UTF-8"}
 
-    def bare() -> float:
-        t0 = time.perf_counter()
-        done = subprocess.run([PYTHON, "test.py"], cwd=workdir, env=env, capture_output=True, check=True)
-        wall = time.perf_counter() - t0
-        assert done.stdout == b"4 passed\n"
-        return wall
+    groups: dict[str, CpuGroup] = {}
 
-    def boxed() -> float:
-        t0 = time.perf_counter()
+    def cpu_now(name: str) -> float:
+        if name not in groups:
+            return 0.0
+        used = groups[name].usage()
+        return used - time.process_time() if name == "bare" else used
+
+    def bare() -> tuple[float, float]:
+        c0, t0 = cpu_now("bare"), time.perf_counter()
+        done = subprocess.run([PYTHON, "test.py"], cwd=workdir, env=env, capture_output=True, check=True)
+        wall, cpu = time.perf_counter() - t0, cpu_now("bare") - c0
+        assert done.stdout == b"4 passed\n"
+        return wall, cpu
+
+    def boxed() -> tuple[float, float]:
+        c0, t0 = cpu_now("sandbox"), time.perf_counter()
         out = sandbox.run(job)
-        wall = time.perf_counter() - t0
+        wall, cpu = time.perf_counter() - t0, cpu_now("sandbox") - c0
         assert (out.exit_code, out.stdout, out.leftovers_killed) == (0, "4 passed\n", 0), out
-        return wall
+        return wall, cpu
 
     for _ in range(args.warmup):
         bare()
         boxed()
+    try:
+        groups["sandbox"] = CpuGroup("box")
+        groups["sandbox"].add(sandbox._launcher(0).proc.pid)
+        groups["bare"] = CpuGroup("bare")
+        groups["bare"].add(os.getpid())
+    except OSError as exc:
+        for g in groups.values():
+            g.remove()
+        groups.clear()
+        print(f"(no CPU columns: {exc})")
     walls: dict[str, list[float]] = {"bare": [], "sandbox": []}
+    cpus: dict[str, list[float]] = {"bare": [], "sandbox": []}
     added: list[float] = []
-    for _ in range(args.samples):
-        bw = bare()
-        sw = boxed()
-        walls["bare"].append(bw)
-        walls["sandbox"].append(sw)
-        added.append(sw - bw)
+    try:
+        for _ in range(args.samples):
+            bw, bc = bare()
+            sw, sc = boxed()
+            walls["bare"].append(bw)
+            walls["sandbox"].append(sw)
+            cpus["bare"].append(bc)
+            cpus["sandbox"].append(sc)
+            added.append(sw - bw)
+    finally:
+        for g in groups.values():
+            g.remove()
 
     ms = 1000.0
     print(
         f"sandbox overhead: {args.samples} samples each, alternating; python {PYTHON}; load {os.getloadavg()[0]:.1f}"
     )
-    print(f"{'':10} {'wall p50':>9} {'wall p95':>9}   (ms per sample)")
+
+    def cpu_cols(c: list[float]) -> str:
+        return (
+            f" {statistics.median(c) * ms:9.1f} {pct(c, 0.95) * ms:9.1f}"
+            if groups
+            else f" {'n/a':>9} {'n/a':>9}"
+        )
+
+    print(f"{'':10} {'wall p50':>9} {'wall p95':>9} {'cpu p50':>9} {'cpu p95':>9}   (ms per sample)")
     for name in ("bare", "sandbox"):
         w = walls[name]
-        print(f"{name:10} {statistics.median(w) * ms:9.1f} {pct(w, 0.95) * ms:9.1f}")
+        print(f"{name:10} {statistics.median(w) * ms:9.1f} {pct(w, 0.95) * ms:9.1f}" + cpu_cols(cpus[name]))
     med_added = statistics.median(walls["sandbox"]) - statistics.median(walls["bare"])
+    cpu_added = statistics.median(cpus["sandbox"]) - statistics.median(cpus["bare"])
     print(
         f"added      wall: median {med_added * ms:.1f} ms (p50 of per-sample differences"
         f" {statistics.median(added) * ms:.1f}, p95 {pct(added, 0.95) * ms:.1f})"
-        f"   target <= 30 ms: {'met' if med_added * ms <= 30 else 'NOT met'}"
+        + (f"; cpu: median {cpu_added * ms:.1f} ms" if groups else "")
+        + f"   target <= 30 ms: {'met' if med_added * ms <= 30 else 'NOT met'} (wall)"
     )
 
     if args.workers > 1:
@@ -122,7 +187,12 @@ def main() -> None:
         assert all(o.passed for o in outcomes)
         with ThreadPoolExecutor(args.workers) as ex:
             t0 = time.perf_counter()
-            list(ex.map(lambda _: bare(), range(n)))
+            list(
+                ex.map(
+                    lambda _: subprocess.run([PYTHON, "test.py"], cwd=workdir, env=env, capture_output=True),
+                    range(n),
+                )
+            )
             took_bare = time.perf_counter() - t0
         print(
             f"{args.workers} at once: {n / took:.1f} sandboxed jobs/s vs {n / took_bare:.1f} bare"

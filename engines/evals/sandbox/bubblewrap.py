@@ -1,7 +1,7 @@
 """The bubblewrap backend: each job runs as its own unprivileged uid inside fresh namespaces.
 
-The job's chain: fork; in the child drop from root to the job's own uid (no supplementary groups) and set
-the rlimits; exec ``bwrap`` (user, pid, net, ipc, uts, cgroup namespaces; no nested user
+The job's chain: a small root helper (launcher.py, one per pool slot) forks; the child drops from root to
+the job's own uid (no supplementary groups), sets the rlimits and execs ``bwrap`` (user, pid, net, ipc, uts, cgroup namespaces; no nested user
 namespaces; read-only /usr; size-capped tmpfs /tmp and /job; the root remounted read-only; dies with its
 parent) -> the job's command. The wall clock is enforced from outside: the chain is SIGKILLed, which
 takes the sandbox's pid 1 and so every process of its pid namespace with it, and a final sweep kills
@@ -10,20 +10,26 @@ anything still running as the job's uid. See docs/evals-sandbox.md.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import resource
 import selectors
 import shutil
 import signal
+import socket
 import subprocess
+import sys
 import threading
 import time
-from collections.abc import Callable, Container, Sequence
+from collections.abc import Container, Sequence
+from pathlib import Path
+from typing import Any
 
 from engines.evals.sandbox.model import (
     JOB_DIR,
     CappedBuffer,
+    SandboxError,
     SandboxJob,
     SandboxLimits,
     SandboxOutcome,
@@ -40,6 +46,10 @@ sandbox's pid 1 is reaped by the host's init, which may take seconds (~2 s in so
 until then its zombie counts against its uid's process limit."""
 
 UIDS_PER_SLOT = 4096
+MAX_FILES = 512
+FIRST_FILE_FD = 10
+"""The job's files reach bwrap as memfds at fds 10, 11, ... (``--file FD DEST``)."""
+LAUNCHER_PATH = str(Path(__file__).with_name("launcher.py"))
 _TURNS: dict[int, int] = {}
 _TURN_LOCK = threading.Lock()
 
@@ -87,6 +97,8 @@ class BubblewrapSandbox:
 
     def __init__(self, *, base_uid: int = DEFAULT_BASE_UID, bwrap: str | None = None) -> None:
         self.base_uid = base_uid
+        self._launchers: dict[int, Launcher] = {}
+        self._launchers_lock = threading.Lock()
         self.bwrap = bwrap or shutil.which("bwrap") or ""
         self._system_binds = system_binds()
 
@@ -153,44 +165,67 @@ class BubblewrapSandbox:
 
     def run(self, job: SandboxJob, *, slot: int = 0) -> SandboxOutcome:
         self.check()
+        if len(job.files) > MAX_FILES:
+            raise SandboxError(f"a bubblewrap job holds at most {MAX_FILES} files, got {len(job.files)}")
         uid = self.next_uid(slot)
-        fds: list[tuple[str, int, bool]] = []
+        launcher = self._launcher(slot)
+        fds: list[int] = []
         try:
-            for path, data in job.file_bytes().items():
-                fd = os.memfd_create("sandbox-file")  # close-on-exec; Popen(pass_fds) hands it to bwrap only
-                fds.append((path, fd, path in job.executable))
+            for data in job.file_bytes().values():
+                fd = os.memfd_create("sandbox-file")
+                fds.append(fd)
                 _write_all(fd, data)
                 os.lseek(fd, 0, os.SEEK_SET)
-            argv = self.command_line(job, fds)
-            return self._execute(job, argv, uid, [fd for _, fd, _ in fds])
+            targets = [FIRST_FILE_FD + i for i in range(len(fds))]
+            file_fds = [(path, t, path in job.executable) for path, t in zip(job.files, targets, strict=True)]
+            argv = self.command_line(job, file_fds)
+            with launcher.lock:
+                return self._execute(job, argv, uid, launcher, fds, targets)
         finally:
-            for _, fd, _ in fds:
+            for fd in fds:
                 os.close(fd)
 
-    def _execute(self, job: SandboxJob, argv: list[str], uid: int, pass_fds: list[int]) -> SandboxOutcome:
+    def _launcher(self, slot: int) -> Launcher:
+        with self._launchers_lock:
+            launcher = self._launchers.get(slot)
+            if launcher is None or not launcher.alive():
+                launcher = self._launchers[slot] = Launcher()
+            return launcher
+
+    def close(self) -> None:
+        """Stop the launcher helpers (they also stop by themselves when this process ends)."""
+        with self._launchers_lock:
+            for launcher in self._launchers.values():
+                launcher.close()
+            self._launchers.clear()
+
+    def _execute(
+        self,
+        job: SandboxJob,
+        argv: list[str],
+        uid: int,
+        launcher: Launcher,
+        fds: list[int],
+        targets: list[int],
+    ) -> SandboxOutcome:
         lim = job.limits
         out, err = CappedBuffer(lim.output_bytes), CappedBuffer(lim.output_bytes)
         start = time.monotonic()
         deadline = start + lim.wall_seconds
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            pass_fds=pass_fds,
-            cwd="/",
-            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
-            start_new_session=True,
-            user=uid,
-            group=uid,
-            extra_groups=[],
-            preexec_fn=_rlimits_setter(lim),
-        )
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        try:
+            pid = launcher.start(
+                argv=argv, uid=uid, rlimits=rlimits(lim), fds=[out_w, err_w, *fds], targets=targets
+            )
+        finally:
+            os.close(out_w)
+            os.close(err_w)
         timed_out = False
-        assert proc.stdout is not None and proc.stderr is not None
+        status: int | None = None
         with selectors.DefaultSelector() as sel:
-            sel.register(proc.stdout, selectors.EVENT_READ, out)
-            sel.register(proc.stderr, selectors.EVENT_READ, err)
+            sel.register(out_r, selectors.EVENT_READ, out)
+            sel.register(err_r, selectors.EVENT_READ, err)
             while sel.get_map():
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -203,17 +238,17 @@ class BubblewrapSandbox:
                     else:
                         sel.unregister(key.fileobj)
         if not timed_out:
-            try:
-                proc.wait(max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                timed_out = True
+            status = launcher.status(timeout=max(0.0, deadline - time.monotonic()))
+            timed_out = status is None
         if timed_out:
-            _kill_tree(proc)
-            proc.wait()
+            _kill_tree(pid)
+            status = launcher.status(timeout=None)
         duration = time.monotonic() - start
         leftovers = kill_uid_processes(uid)
-        _drain(proc, out, err)
-        exit_code, sig = split_status(proc.returncode)
+        for fd, buf in ((out_r, out), (err_r, err)):
+            _drain(fd, buf)
+        assert status is not None
+        exit_code, sig = split_status(status)
         if timed_out:
             exit_code, sig = None, signal.SIGKILL
         return SandboxOutcome(
@@ -234,9 +269,81 @@ class BubblewrapSandbox:
         )
 
 
+class Launcher:
+    """Client of one launcher helper (engines/evals/sandbox/launcher.py), one job at a time (``lock``)."""
+
+    def __init__(self) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-I", LAUNCHER_PATH, str(theirs.fileno())],
+            pass_fds=[theirs.fileno()],
+            stdin=subprocess.DEVNULL,
+            cwd="/",
+            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+        )
+        theirs.close()
+        self.sock = ours
+        self.lock = threading.Lock()
+        self._buf = b""
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def start(self, *, argv: list[str], uid: int, rlimits: list[tuple[int, tuple[int, int]]], fds: list[int],
+              targets: list[int]) -> int:  # fmt: skip
+        req = {
+            "argv": argv,
+            "uid": uid,
+            "rlimits": [[r, s, h] for r, (s, h) in rlimits],
+            "file_targets": targets,
+        }
+        self.sock.settimeout(None)
+        socket.send_fds(self.sock, [json.dumps(req).encode() + b"\n"], fds)
+        reply = self._line(None)
+        if reply is None or "pid" not in reply:
+            raise SandboxUnavailable(f"the sandbox launcher did not start the job (answered {reply!r})")
+        return int(reply["pid"])
+
+    def status(self, timeout: float | None) -> int | None:
+        """The job's Popen-style returncode, or None if it is still running after ``timeout`` seconds."""
+        reply = self._line(timeout)
+        if reply is None:
+            return None
+        if "status" not in reply:
+            raise SandboxUnavailable(f"the sandbox launcher answered {reply!r}")
+        return int(reply["status"])
+
+    def _line(self, timeout: float | None) -> dict[str, Any] | None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while b"\n" not in self._buf:
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self.sock.settimeout(left)
+            try:
+                chunk = self.sock.recv(65536)
+            except TimeoutError:
+                return None
+            if not chunk:
+                raise SandboxUnavailable("the sandbox launcher exited (see its stderr)")
+            self._buf += chunk
+        line, _, self._buf = self._buf.partition(b"\n")
+        reply: dict[str, Any] = json.loads(line)
+        return reply
+
+    def close(self) -> None:
+        self.sock.close()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
 def rlimits(limits: SandboxLimits) -> list[tuple[int, tuple[int, int]]]:
-    """(resource, (soft, hard)) for a job; set in the child between fork and exec of bwrap, after the
-    uid drop, so bwrap and everything it starts inherit them."""
+    """(resource, (soft, hard)) for a job; the launcher sets them in the child after the uid drop and
+    before exec of bwrap, so bwrap and everything it starts inherit them."""
     mb = 1024 * 1024
     return [
         (resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 1)),
@@ -248,19 +355,6 @@ def rlimits(limits: SandboxLimits) -> list[tuple[int, tuple[int, int]]]:
     ]
 
 
-def _rlimits_setter(limits: SandboxLimits) -> Callable[[], None]:
-    # Built before fork: the child only makes setrlimit calls (no imports, no locks), which is what
-    # keeps preexec_fn safe next to the pool's other threads.
-    pairs = rlimits(limits)
-    setrlimit = resource.setrlimit
-
-    def apply() -> None:
-        for res, value in pairs:
-            setrlimit(res, value)
-
-    return apply
-
-
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -268,28 +362,26 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[n:]
 
 
-def _kill_tree(proc: subprocess.Popen[bytes]) -> None:
-    """SIGKILL the chain's process group; bwrap's --die-with-parent then kills the sandbox's pid 1, and
-    the kernel kills the rest of its pid namespace (including processes that called setsid)."""
+def _kill_tree(pid: int) -> None:
+    """SIGKILL the job's process group (the launcher made bwrap a session leader); bwrap's
+    --die-with-parent then kills the sandbox's pid 1, and the kernel kills the rest of its pid namespace
+    (including processes that called setsid)."""
     for kill in (os.killpg, os.kill):
         try:
-            kill(proc.pid, signal.SIGKILL)
+            kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
 
 
-def _drain(proc: subprocess.Popen[bytes], out: CappedBuffer, err: CappedBuffer) -> None:
-    """Read what is left in the pipes without blocking (every writer is dead by now), then close them."""
-    for pipe, buf in ((proc.stdout, out), (proc.stderr, err)):
-        if pipe is None:
-            continue
-        os.set_blocking(pipe.fileno(), False)
-        try:
-            while chunk := os.read(pipe.fileno(), 65536):
-                buf.add(chunk)
-        except (BlockingIOError, OSError):
-            pass
-        pipe.close()
+def _drain(fd: int, buf: CappedBuffer) -> None:
+    """Read what is left in a pipe without blocking (every writer is dead by now), then close it."""
+    os.set_blocking(fd, False)
+    try:
+        while chunk := os.read(fd, 65536):
+            buf.add(chunk)
+    except OSError:
+        pass
+    os.close(fd)
 
 
 def uid_pids(uids: Container[int], proc_root: str = "/proc") -> list[int]:
