@@ -340,9 +340,11 @@ def prefect_cmd(ctx: click.Context, args: tuple[str, ...]) -> None:
 
 def _register_subgroups() -> None:
     from cli.bench import bench
+    from cli.evals import evals
     from cli.lease import lease
 
     cli.add_command(bench)
+    cli.add_command(evals)
     cli.add_command(lease)
 
 

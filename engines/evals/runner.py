@@ -42,7 +42,7 @@ from sqlalchemy import Engine
 
 from connectors.llama_swap_api import auth_headers
 from core.providers import Provider
-from engines.bench.gate import BENCH_HEADER, check_takeover, require_takeover_confirmation
+from engines.bench.gate import BENCH_HEADER, TakeoverRefused, check_takeover, require_takeover_confirmation
 from engines.bench.runner import BenchSpec, RunOutcome, _cleanup, wait_until_idle
 from engines.bench.runner import Progress as BenchProgress
 from engines.bench.service import make_host
@@ -323,8 +323,11 @@ async def run_eval(
         raise ValueError("the code suite needs a sandbox backend")
     try:
         require_takeover_confirmation(confirm_takeover)
-    except Exception as exc:
-        raise EvalRefused(f"refusing to run the eval: {exc}") from None
+    except TakeoverRefused:
+        raise EvalRefused(
+            "refusing to run the eval without an explicit takeover confirmation: it keeps the host's slots busy "
+            "and every other client on it sees the slowdown (pass --yes-take-over / confirm_takeover=True)"
+        ) from None
     run_uid = uuid.uuid4().hex
     keeper = lease.LeaseKeeper(
         engine.url.render_as_string(hide_password=False), provider.id, lease.SCOPE_HOST,
@@ -388,7 +391,7 @@ async def _with_lease(
     snapshot = await wait_until_idle(host, idle_wait_s, _adapt(emit))
     try:
         check_takeover(confirm_takeover, snapshot)
-    except Exception as exc:
+    except TakeoverRefused as exc:
         raise EvalRefused(str(exc).replace("refusing to benchmark", "refusing to run the eval")) from None
     loaded = await host.loaded_models()
     if loaded is None and snapshot.loaded_models is not None:

@@ -1,0 +1,182 @@
+"""``boocontrol eval`` — quality evals of a provider/model, stored in Postgres (see docs/evals.md).
+
+boocontrol eval run gpu-box/qwen-7b --suite humaneval --yes-take-over
+boocontrol eval run gpu-box/qwen-7b --suite ifeval --limit 5 --yes-take-over
+boocontrol eval run gpu-box/qwen-7b --suite humaneval --samples 10 --yes-take-over   # pass@1, @5, @10
+boocontrol eval list
+boocontrol eval show 3
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from cli.bench import _click_option, _engine, _fmt, _resolve, _table
+from cli.errors import fail
+from engines.evals.options import RUN_PARAMS, EvalOptions, eval_params
+
+
+@click.group("eval")
+def evals() -> None:
+    """Quality evals: HumanEval (code, run in the sandbox) and instruction following (checked by code)."""
+
+
+def eval_options(f: Any) -> Any:
+    for p in reversed((*RUN_PARAMS, *eval_params())):
+        f = _click_option(p)(f)
+    return f
+
+
+def sandbox_for(suite: str) -> Any:
+    """The bubblewrap sandbox for code suites (a machine that cannot run it is a one-line error)."""
+    if suite != "humaneval":
+        return None
+    from engines.evals.sandbox import BubblewrapSandbox, SandboxUnavailable
+
+    sb = BubblewrapSandbox()
+    try:
+        sb.check()
+    except SandboxUnavailable as exc:
+        fail(f"cannot run generated code here: {exc}")
+    return sb
+
+
+@evals.command("run")
+@click.argument("model")
+@eval_options
+@click.option("--slot-wait", type=float, default=30.0, show_default=True, help="Seconds to wait for the host lease.")
+@click.option("--idle-wait", type=float, default=60.0, show_default=True,
+              help="Seconds to wait for requests in flight on the host to finish before refusing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def run_cmd(model: str, confirm_takeover: bool, slot_wait: float, idle_wait: float, as_json: bool,
+            **opts: Any) -> None:
+    """Ask MODEL (``provider/model``) a suite and store answers and scores; an interrupted run is continued
+    by the same command."""
+    from engines.evals.runner import EvalLeaseLost, EvalProgress, EvalRefused, run_eval_sync
+    from engines.evals.suites import load_suite
+
+    try:
+        options = EvalOptions.from_mapping(opts)
+        suite = load_suite(options.suite)
+        items = suite.subset(options.limit, options.item_keys())
+    except ValueError as exc:
+        fail(str(exc))
+    provider, model_id = _resolve(model)
+    sandbox = sandbox_for(options.suite)
+    engine = _engine()
+    total = len(items) * options.samples
+    click.echo(f"eval {provider.id}/{model_id}: {suite.name} {suite.version}, {len(items)} items x "
+               f"{options.samples} sample(s)", err=True)  # fmt: skip
+    bar = click.progressbar(length=total, label="gate", file=sys.stderr, show_pos=True)
+
+    def progress(p: EvalProgress) -> None:
+        if p.phase in ("answer", "resume"):
+            bar.label = suite.name
+            bar.update(p.done - bar.pos)
+        else:
+            bar.label = p.message if p.phase == "gate" and p.message.startswith("waiting") else p.phase
+            bar.render_progress()
+
+    try:
+        with bar:
+            out = run_eval_sync(engine, provider, model_id, suite, options, confirm_takeover=confirm_takeover,
+                                sandbox=sandbox, progress=progress, slot_wait_s=slot_wait, idle_wait_s=idle_wait,
+                                requested_by="cli")  # fmt: skip
+    except EvalRefused as exc:
+        fail(str(exc))
+    except EvalLeaseLost as exc:
+        click.echo(f"\n{exc}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        click.echo("\ncancelled: answers so far are stored; the same command continues the run", err=True)
+        sys.exit(130)
+    finally:
+        engine.dispose()
+    if as_json:
+        click.echo(json.dumps({"run_id": out.run_id, "status": out.status, "suite": out.suite,
+                               "suite_version": out.suite_version, "metrics": out.metrics, "asked": out.asked,
+                               "reused": out.reused, "resumed": out.resumed, "parallel": out.parallel,
+                               "model_file": out.model_file, "stale_marked": out.stale_marked}))  # fmt: skip
+        return
+    what = f"continued run #{out.run_id} ({out.reused} answers reused)" if out.resumed else f"run #{out.run_id}"
+    click.echo(f"{what}: {out.status}, {out.asked} asked, {out.parallel} in parallel")
+    for m, v in out.metrics.items():
+        click.echo(f"  {m}: {v:.3f}")
+    if out.failed_requests:
+        click.echo(f"  {out.failed_requests} request(s) failed: run the same command again to ask only those")
+    if out.stale_marked:
+        click.echo(f"  {out.stale_marked} earlier score(s) marked stale (`eval list --scores` says why)")
+
+
+@evals.command("list")
+@click.argument("model", required=False)
+@click.option("--scores", "show_scores", is_flag=True, help="List scores (with why a score is stale).")
+def list_cmd(model: str | None, show_scores: bool) -> None:
+    """Eval runs (newest first), or their scores."""
+    from warehouse import eval_store
+
+    provider_id = model_id = None
+    if model:
+        provider, model_id = _resolve(model)
+        provider_id = provider.id
+    engine = _engine()
+    try:
+        with engine.connect() as conn:
+            if show_scores:
+                rows = eval_store.scores(conn, provider_id, model_id)
+                click.echo(_table(
+                    ["run", "model", "suite", "metric", "value", "model file", "stale"],
+                    [[str(r["run_id"]), f"{r['provider_id']}/{r['model_id']}", r["suite_name"], r["metric"],
+                      _fmt(r["value"], 3), str(r["model_file"] or "-"), r["stale_reason"] or ""] for r in rows],
+                ))  # fmt: skip
+                return
+            runs = eval_store.list_runs(conn, provider_id, model_id)
+    finally:
+        engine.dispose()
+    click.echo(_table(
+        ["#", "model", "suite", "status", "answers", "n", "started", "note"],
+        [[str(r["id"]), f"{r['provider_id']}/{r['model_id']}", r["suite"], r["status"], str(r["answers"]),
+          str(r["samples_per_item"]), r["started_at"].strftime("%Y-%m-%d %H:%M"),
+          (f"resumed {r['resumes']}x " if r["resumes"] else "") + (r["stop_reason"] or "")] for r in runs],
+    ))  # fmt: skip
+
+
+@evals.command("show")
+@click.argument("run_id", type=int)
+def show_cmd(run_id: int) -> None:
+    """One run: its identity, scores and every item's verdict."""
+    from warehouse import eval_store
+
+    engine = _engine()
+    try:
+        with engine.connect() as conn:
+            try:
+                run = eval_store.get_run(conn, run_id)
+            except eval_store.UnknownEvalRun as exc:
+                fail(f"{exc.args[0]} (see `boocontrol eval list`)")
+            scores = [s for s in eval_store.scores(conn) if s["run_id"] == run_id]
+            items = eval_store.run_items(conn, run_id)
+    finally:
+        engine.dispose()
+    click.echo(f"run #{run_id} {run['provider_id']}/{run['model_id']}: {run['status']}"
+               + (f" ({run['stop_reason']})" if run["stop_reason"] else ""))  # fmt: skip
+    click.echo(f"  model file {run['model_file'] or '-'}, server {run['server_version'] or '-'}, "
+               f"harness {run['harness_version']}, {run['parallel']} in parallel")  # fmt: skip
+    click.echo(f"  sampling {json.dumps(run['sampling'], sort_keys=True)}")
+    for s in scores:
+        click.echo(f"  {s['metric']}: {s['value']:.3f}" + (f"  (stale: {s['stale_reason']})" if s["stale_reason"] else ""))
+    click.echo(_table(
+        ["item", "sample", "verdict", "tokens", "ms", "note"],
+        [[r["item_key"], str(r["sample_idx"]), "pass" if r["passed"] else ("fail" if r["passed"] is False else "-"),
+          _fmt(r["completion_tokens"]), _fmt(r["latency_ms"], 0),
+          r["error"] or (r["killed_reason"] or "") or _failed_checks(r["detail"])] for r in items],
+    ))  # fmt: skip
+
+
+def _failed_checks(detail: Any) -> str:
+    checks = (detail or {}).get("checks") or []
+    return ", ".join(f"{c['type']}: {c['detail']}" for c in checks if not c["passed"])
