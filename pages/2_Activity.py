@@ -1,9 +1,9 @@
-"""Activity: every request across the fleet, filtered and paginated on the server; speeds; captures."""
+"""Activity: every request across the fleet, filtered and paginated on the server; speeds; captures; gaps."""
 
 import streamlit as st
 
 from reports import figures
-from ui import activity_controls, capture_view, data, widgets
+from ui import activity_controls, capture_view, data, gap_view, widgets
 
 widgets.page_setup("Activity", "📡")
 
@@ -63,7 +63,16 @@ def live_speeds() -> None:
         )
 
 
+@st.fragment(run_every=10)
+def live_gaps() -> None:
+    """Rows the connector knows may be missing in the window (restarts, ring overflow, dropped captures)."""
+    gap_view.gaps_section(data.gaps(*widgets.window_bounds(window), providers))
+
+
 live_requests()
 
 st.subheader("Speeds")
 live_speeds()
+
+st.subheader("Gaps (rows that may be missing)")
+live_gaps()

@@ -24,6 +24,7 @@ from warehouse.db import make_engine
 from warehouse.queries import actions as q_actions
 from warehouse.queries import activity as q_activity
 from warehouse.queries import fleet as q_fleet
+from warehouse.queries import gaps as q_gaps
 from warehouse.queries import leases as q_leases
 from warehouse.queries import logs as q_logs
 from warehouse.queries import models as q_models
@@ -155,6 +156,11 @@ def capture(provider_id: str, epoch: str, upstream_id: int) -> StoredCapture | N
 @st.cache_data(ttl=10, show_spinner=False, max_entries=MAX_ENTRIES)
 def current_epoch(provider_id: str) -> str | None:
     return q_activity.current_epoch(engine(), provider_id)
+
+
+@st.cache_data(ttl=10, show_spinner=False, max_entries=MAX_ENTRIES)
+def gaps(start: datetime, end: datetime, provider_ids: tuple[str, ...]) -> pl.DataFrame:
+    return q_gaps.gaps(engine(), start, end, tuple(provider_ids))
 
 
 # --- Logs ---------------------------------------------------------------------------------------

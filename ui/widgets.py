@@ -78,9 +78,11 @@ def provider_picker(
     ids = providers["provider_id"].to_list()
     labels = dict(zip(ids, providers["label"].to_list(), strict=True))
     status = dict(zip(ids, providers["status"].to_list(), strict=True))
+    simulated = set(providers.filter(pl.col("simulated"))["provider_id"]) if "simulated" in providers.columns else set()
 
-    def show(pid: str) -> str:
-        return f"{fmt.STATUS_ICONS.get(status.get(pid, 'unknown'), '⚪')} {pid} · {labels.get(pid, pid)}"
+    def show(pid: str) -> str:  # a simulated host (the demo fleet) says so wherever it is picked
+        sim = " (simulated)" if pid in simulated else ""
+        return f"{fmt.STATUS_ICONS.get(status.get(pid, 'unknown'), '⚪')} {pid} · {labels.get(pid, pid)}{sim}"
 
     if multi:
         default = ids[:default_max] if default_max else []
@@ -150,6 +152,7 @@ def fleet_table(board: pl.DataFrame) -> None:
         "version",
         "uptime",
         "boots",
+        "gaps_recent",
         "loaded_models",
         "inflight",
         "gpu_temp_c",
@@ -174,6 +177,11 @@ def fleet_table(board: pl.DataFrame) -> None:
             "version": cc.TextColumn("llama-swap"),
             "uptime": cc.TextColumn("Uptime"),
             "boots": cc.NumberColumn("Boots", format="%d"),
+            "gaps_recent": cc.NumberColumn(
+                "Gaps 24 h",
+                format="%d",
+                help="gaps detected in the last 24 h: rows that may be missing (Activity page, Gaps)",
+            ),
             "loaded_models": cc.TextColumn("Loaded models", width="medium"),
             "inflight": cc.NumberColumn("In flight", format="%d req"),
             "gpu_temp_c": cc.TextColumn("GPU temp"),

@@ -210,3 +210,31 @@ def log(conn: Connection, pid: str, source: str, at: datetime, text: str) -> Non
 
 def favorite(conn: Connection, pid: str, mid: str) -> None:
     conn.execute(insert(s.favorites).values(provider_id=pid, model_id=mid))
+
+
+def gap(
+    conn: Connection,
+    pid: str,
+    stream: str,
+    epoch: str | None,
+    from_id: int | None,
+    to_id: int | None,
+    *,
+    detected: datetime,
+    reason: str,
+    from_at: datetime | None = None,
+    to_at: datetime | None = None,
+) -> None:
+    conn.execute(
+        insert(s.gaps).values(
+            provider_id=pid,
+            stream=stream,
+            epoch=epoch,
+            from_id=from_id,
+            to_id=to_id,
+            from_at=from_at,
+            to_at=to_at,
+            detected_at=detected,
+            reason=reason,
+        )
+    )

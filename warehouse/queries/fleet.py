@@ -14,8 +14,10 @@ import polars as pl
 from sqlalchemy import text
 
 from warehouse.queries._frames import UTC_TS, Db, connected, frame
+from warehouse.queries.gaps import gap_counts
 
 LOADED_STATES = ("starting", "ready", "stopping")
+GAPS_BOARD_HOURS = 24
 
 _OVERVIEW_SQL = text(
     """
@@ -233,7 +235,8 @@ def sparklines(db: Db, now: datetime, minutes: int = 60, points: int = 30) -> pl
 
 
 def fleet_board(db: Db, now: datetime, spark_minutes: int = 60, stale_after_s: int = 120) -> pl.DataFrame:
-    """The Fleet page's table: `fleet_overview` + per-provider GPU summary + sparkline lists.
+    """The Fleet page's table: `fleet_overview` + per-provider GPU summary + sparkline lists + ``gaps_recent``
+    (gaps detected in the last `GAPS_BOARD_HOURS`).
 
     GPU columns summarise all GPUs of a host: hottest temperature, summed VRAM and power, mean
     utilisation. ``perf_stale``/``gpu_stale`` are true when the newest sample is older than
@@ -252,6 +255,11 @@ def fleet_board(db: Db, now: datetime, spark_minutes: int = 60, stale_after_s: i
         pl.col("sampled_at").max().alias("gpu_at"),
     )
     out = ov.join(g, on="provider_id", how="left").join(spark, on="provider_id", how="left")
+    # rows that may be missing, per provider (the gaps table holds a few rows per restart: a scan is cheap)
+    counts = gap_counts(db, now - timedelta(hours=GAPS_BOARD_HOURS)).select(
+        "provider_id", pl.col("gaps").alias("gaps_recent")
+    )
+    out = out.join(counts, on="provider_id", how="left").with_columns(pl.col("gaps_recent").fill_null(0))
     cutoff = now - timedelta(seconds=stale_after_s)
     up = pl.col("booted_at").is_not_null() & (pl.col("status") == "connected")
     return out.with_columns(
