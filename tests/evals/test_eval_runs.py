@@ -86,7 +86,7 @@ def test_humaneval_pass_at_k_exact(db: Engine, sandbox: BubblewrapSandbox) -> No
             return good
         return wrong[i]
 
-    with run_scripted_server(script) as srv:
+    with run_scripted_server(script, ScriptState(delay_s=0.2)) as srv:  # answers overlap: slots are used
         out = run(db, srv.base_url, "humaneval", sandbox, items="HumanEval/0,HumanEval/2,HumanEval/4", samples=5,
                   sandbox_wall_s=3.0)  # fmt: skip
     assert out.status == "completed" and out.asked == 15 and out.parallel == 2  # /props total_slots
