@@ -20,3 +20,6 @@ def test_fleet_page_labels_a_simulated_host(live_fleet: datetime, app_env) -> No
         "alpha": "v250 (simulated)", "beta": "v250", "gamma": "v250"}
     assert [m.value for m in at.metric if m.label == "llama-swap (simulated)"] == ["v250"]  # alpha's tiles
     assert any("simulated" in md.value for md in at.markdown if "GPU 0" in md.value)
+    # every page's provider picker says so too (the same widget on Activity, Logs, Models, Performance, ...)
+    options = at.selectbox(key="fleet_provider").options
+    assert [o.split()[1] for o in options if o.endswith(" (simulated)")] == ["alpha"] and len(options) == 3

@@ -161,13 +161,21 @@ GROUP BY u.provider_id, u.gpu_key, t ORDER BY u.provider_id, gpu_index, t
 
 
 def provider_choices(db: Db) -> pl.DataFrame:
-    """Providers for pickers: id, label, whether it is active and connected."""
+    """Providers for pickers: id, label, whether it is active and connected, and whether it is a simulated host
+    (its newest boot's /api/hardware said ``"simulated": true``: the demo fleet)."""
     sql = text(
         """
-SELECT p.id AS provider_id, p.label, p.active, COALESCE(h.status, 'unknown') AS status
-FROM providers p LEFT JOIN connector_health h ON h.provider_id = p.id ORDER BY p.id
+SELECT p.id AS provider_id, p.label, p.active, COALESCE(h.status, 'unknown') AS status,
+       COALESCE(b.simulated, false) AS simulated
+FROM providers p LEFT JOIN connector_health h ON h.provider_id = p.id
+LEFT JOIN LATERAL (
+    SELECT ib.hardware->'simulated' = 'true'::jsonb AS simulated FROM instance_boots ib
+    WHERE ib.provider_id = p.id ORDER BY ib.first_seen_at DESC LIMIT 1
+) b ON true
+ORDER BY p.id
 """
     )
     return frame(
-        db, sql, {}, {"provider_id": pl.Utf8, "label": pl.Utf8, "active": pl.Boolean, "status": pl.Utf8}
+        db, sql, {},
+        {"provider_id": pl.Utf8, "label": pl.Utf8, "active": pl.Boolean, "status": pl.Utf8, "simulated": pl.Boolean},
     )
