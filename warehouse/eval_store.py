@@ -91,6 +91,10 @@ def finish_run(conn: Connection, run_id: int, fields: Mapping[str, Any], extra: 
     conn.execute(update(eval_runs).where(eval_runs.c.id == run_id).values(**fields, extra=merged))
 
 
+def merge_extra(conn: Connection, run_id: int, extra: Mapping[str, Any]) -> None:
+    finish_run(conn, run_id, {}, extra)
+
+
 def drop_answers(conn: Connection, answer_ids: Sequence[int]) -> None:
     """Forget answers (failed requests, asked again by the resumed run); their sandbox rows go with them."""
     if answer_ids:

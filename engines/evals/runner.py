@@ -409,21 +409,26 @@ async def _with_lease(
         me.cancel("the host lease was lost")
 
     watcher = asyncio.get_running_loop().create_task(watch_lease())
+    result: EvalOutcome | None = None
     try:
         async with host.watch_foreign(tag) as watch:
             try:
                 emit(EvalProgress("warm", message=f"loading {model_id}"))
                 await host.warm(model_id)
                 info = await host.describe(model_id, tag)
-                return await _ask_all(engine, provider, model_id, suite, items, options, http, emit, sandbox,
-                                      run_uid, tag, environ, requested_by, info.props, info.version, host.kind,
-                                      before)  # fmt: skip
+                result = await _ask_all(engine, provider, model_id, suite, items, options, http, emit, sandbox,
+                                        run_uid, tag, environ, requested_by, info.props, info.version, host.kind,
+                                        before)  # fmt: skip
             finally:
                 emit(EvalProgress("cleanup", message="restoring the host"))
                 await asyncio.shield(_cleanup(host, model_id, tag, before, BenchSpec(restore_host=options.restore_host),
                                               cleanup, watch))  # fmt: skip
                 for note in cleanup.cleanup:
                     log.info("eval %s cleanup: %s", run_uid[:12], note)
+        result.cleanup = list(cleanup.cleanup)
+        with engine.begin() as conn:
+            eval_store.merge_extra(conn, result.run_id, {"cleanup": result.cleanup})
+        return result
     except asyncio.CancelledError:
         if lost and me.uncancel() == 0:
             raise EvalLeaseLost("eval stopped: the host lease was lost (run it again to continue)") from None
