@@ -16,10 +16,11 @@ TEST_BASE_UID = 2_100_100_000
 
 
 @pytest.fixture()
-def sandbox() -> BubblewrapSandbox:
+def sandbox() -> Iterator[BubblewrapSandbox]:
     sb = BubblewrapSandbox(base_uid=TEST_BASE_UID)
     sb.check()  # on CI this must run: a missing bwrap or a non-root run fails loudly, never skips
-    return sb
+    yield sb
+    sb.close()
 
 
 def script_job(code: str, **limits: float) -> SandboxJob:

@@ -17,7 +17,7 @@ from engines.evals.sandbox import (
     SandboxPool,
     SandboxUnavailable,
 )
-from engines.evals.sandbox.bubblewrap import kill_uid_processes, uid_pids
+from engines.evals.sandbox.bubblewrap import Launcher, kill_uid_processes, uid_pids
 from engines.evals.sandbox.model import split_status
 from tests.evals.conftest import UidWatcher, script_job
 
@@ -228,3 +228,20 @@ def test_sweep_kills_processes_of_the_uid(sandbox: BubblewrapSandbox) -> None:
         assert proc.wait(5) == -signal.SIGKILL
     finally:
         proc.kill()
+
+
+def test_launcher_takes_the_job_down_when_its_client_goes_away(sandbox: BubblewrapSandbox) -> None:
+    uid = sandbox.next_uid(7)
+    launcher = Launcher()
+    r, w = os.pipe()
+    try:
+        pid = launcher.start(argv=["/bin/sleep", "3600"], uid=uid, rlimits=[], fds=[w, w], targets=[])
+        os.close(w)
+        assert uid_pids((uid,)) == [pid]  # the job runs, as the job's uid
+        launcher.sock.close()  # the client dies
+        assert launcher.proc.wait(10) == 0
+        assert uid_pids((uid,)) == []
+        assert os.read(r, 10) == b""  # every holder of the job's stdout is gone
+    finally:
+        os.close(r)
+        launcher.proc.kill()
