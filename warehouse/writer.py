@@ -5,9 +5,10 @@ Producers (the connector's followers, later evals and the gateway) hand `Writer.
 `warehouse.ingest.write_batch` in a worker thread. When Postgres is away, batches go to the on-disk
 `Spool` and are replayed in order, without duplicates (every table deduplicates by constraint), when it
 returns. Past ``buffer_rows`` pending records, new records spill straight to disk so memory stays bounded.
-A batch Postgres rejects for its content (a constraint or data error, not a lost connection) would fail the same
-way forever and block every later one: it is set aside on disk (``Spool.set_aside``), logged and counted, and the
-writer goes on with the rest.
+A batch Postgres rejects for its content (a constraint or data error, a value that cannot be encoded; not a lost
+connection) would fail the same way on every replay and block every later one: its halves are written until the
+rejected records are isolated, those are set aside on disk (``<seq>.bad``, `Spool.put_aside`), logged in one line
+and counted, and the writer goes on with the rest.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -29,15 +29,23 @@ from warehouse.spool import Spool, SpoolFull
 
 log = logging.getLogger(__name__)
 
-# Errors caused by a batch's content: retrying the same batch fails the same way. Anything else (a lost connection,
-# a missing schema, a permission) is about the database and is retried from the spool once it is back.
-REJECTED = (psycopg.DataError, psycopg.IntegrityError)
+MAX_SPLIT_WRITES = 64  # writes spent isolating the rejected records of one batch; past that, parts go aside whole
+
+
+def rejected_for_content(exc: Exception) -> bool:
+    """True for errors a batch's content causes, which retrying the same records repeats: Postgres refusing a
+    value or a constraint (DataError, IntegrityError), or a record that cannot be encoded at all (a lone UTF-16
+    surrogate in a text, an integer beyond bigint: Python errors, raised before Postgres sees the row). Anything
+    else from Postgres (a lost connection, a missing schema, a permission) is about the database: the batch is
+    kept in the spool and retried once it is back."""
+    if isinstance(exc, psycopg.Error):
+        return isinstance(exc, (psycopg.DataError, psycopg.IntegrityError))
+    return True
 
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return f"{exc.__class__.__name__}: {text.splitlines()[0] if text else ''}"[:500]
-
 
 @dataclass(frozen=True)
 class WriteOptions:
@@ -63,7 +71,8 @@ class Writer:
         self.last_error: str | None = None
         self.replayed_batches = 0  # spool files written to Postgres so far (state loaded before a replay is stale)
         self.dropped_records = 0  # records lost because the spool was over its budget (each logged as an error)
-        self.set_aside_batches = 0  # batches Postgres rejected for their content, kept on disk as .bad files
+        self.set_aside_batches = 0  # .bad files of records Postgres rejected for their content (kept on disk)
+        self.set_aside_records = 0
         self._spill_lock = asyncio.Lock()
         self._flushes_started = 0  # generations, so `drain` knows which flush carries a given record
         self._flushes_done = 0
@@ -107,36 +116,72 @@ class Writer:
             self._conn = None
             raise
 
-    def _set_aside(self, path: Path | None, records: Sequence[Record], exc: Exception) -> None:
+    def _write_isolating(self, records: Sequence[Record]) -> tuple[list[Record], Exception | None]:
+        """Write ``records``; when they are rejected for their content, write the halves Postgres accepts (in order:
+        the last write still wins, as with any batch boundary) and return the records rejected one by one (or, past
+        `MAX_SPLIT_WRITES`, in the part that held them) with the first error. Other errors propagate: the caller
+        keeps the whole batch for a replay, which is idempotent."""
+        rejected: list[Record] = []
+        errors: list[Exception] = []
+        budget = MAX_SPLIT_WRITES
+
+        def write(part: Sequence[Record]) -> None:
+            nonlocal budget
+            budget -= 1
+            try:
+                self._write(part)
+            except Exception as exc:
+                if not rejected_for_content(exc):
+                    raise
+                if len(part) == 1 or budget <= 0:
+                    rejected.extend(part)
+                    errors.append(exc)
+                    return
+                write(part[: len(part) // 2])
+                write(part[len(part) // 2 :])
+
+        write(records)
+        return rejected, (errors[0] if errors else None)
+
+    def _rejected(self, origin: str, total: int, rejected: list[Record], exc: Exception | None) -> None:
+        """Keep what Postgres rejected in a ``.bad`` file beside the spool and say so in one line."""
+        assert exc is not None
+        try:
+            path = self.spool.put_aside(rejected)
+        except SpoolFull as full:
+            self.dropped_records += len(rejected)
+            log.error("%s: dropping %d of %d records rejected by Postgres (%s): %s", origin, len(rejected), total,
+                      _first_line(exc), full)
+            return
         self.set_aside_batches += 1
-        log.error("batch of %d records rejected by Postgres (%s); set aside as %s, writing the rest",
-                  len(records), _first_line(exc), path if path is not None else "(taken by another connector)")
+        self.set_aside_records += len(rejected)
+        log.error("%s: %d of %d records rejected by Postgres (%s); set aside as %s, the other %d written",
+                  origin, len(rejected), total, _first_line(exc),
+                  path if path is not None else "(taken meanwhile by a connector sharing the spool)",
+                  total - len(rejected))
 
     def _drain_spool(self) -> int:
         n = 0
         while (item := self.spool.peek()) is not None:
             path, records = item
-            try:
-                self._write(records)
-            except REJECTED as exc:
-                self._set_aside(self.spool.set_aside(path), records, exc)
-                continue
+            rejected, exc = self._write_isolating(records)
+            if rejected:
+                self._rejected(f"spool file {path.name}", len(records), rejected, exc)
             self.spool.ack(path)
             self.replayed_batches += 1
-            n += len(records)
+            n += len(records) - len(rejected)
         return n
 
     def _flush_sync(self, batch: list[Record]) -> None:
         try:
             if len(self.spool):
                 self._drain_spool()
+            rejected: list[Record] = []
             if batch:
-                try:
-                    self._write(batch)
-                except REJECTED as exc:
-                    self._put_aside(batch, exc)
-                    batch = []
-            self.rows_written += len(batch)
+                rejected, exc = self._write_isolating(batch)
+                if rejected:
+                    self._rejected("batch", len(batch), rejected, exc)
+            self.rows_written += len(batch) - len(rejected)
             if not self.db_ok:
                 log.info("Postgres is back; spool replayed")
             self.db_ok, self.last_error = True, None
@@ -151,15 +196,6 @@ class Writer:
                 except SpoolFull as full:
                     self.dropped_records += len(batch)
                     log.error("dropping %d records: %s", len(batch), full)
-
-    def _put_aside(self, batch: list[Record], exc: Exception) -> None:
-        try:
-            path = self.spool.put_aside(batch)
-        except SpoolFull as full:
-            self.dropped_records += len(batch)
-            log.error("dropping %d records rejected by Postgres (%s): %s", len(batch), _first_line(exc), full)
-            return
-        self._set_aside(path, batch, exc)
 
     async def flush(self) -> None:
         batch, self.pending = self.pending, []
@@ -198,7 +234,7 @@ class Writer:
         avg = 1000 * self.flush_seconds / self.flushes if self.flushes else 0.0
         line = (f"writer: {self.rows_written} records in {self.flushes} batches (avg {avg:.0f} ms), "
                 f"pending {len(self.pending)}, spooled batches {len(self.spool)}"
-                + (f", set aside (rejected) {self.set_aside_batches}" if self.set_aside_batches else ""))
+                + (f", rejected records set aside {self.set_aside_records}" if self.set_aside_records else ""))
         self.flushes, self.flush_seconds, self.rows_written = 0, 0.0, 0
         return line
 

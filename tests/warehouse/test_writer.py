@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import pickle
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -141,31 +142,44 @@ def poison(i: int) -> Activity:
                     10, 5, -1, -1, -1, 0.0, 20.0, 100, False, None, None)
 
 
-def test_a_batch_postgres_rejects_is_set_aside_and_the_rest_is_written(dsn, tmp_path, caplog):
+def test_records_postgres_rejects_are_set_aside_and_the_rest_is_written(dsn, tmp_path, caplog):
     sp = Spool(tmp_path / "sp")
     sp.put([act(1)])
-    sp.put([poison(7), act(90)])  # replayed from the spool: rejected, and it must not block what follows
+    sp.put([act(89), poison(7), act(90)])  # replayed from the spool: must not block what follows
     sp.put([act(2)])
     w = writer(dsn, tmp_path / "sp")
     emit_flush(w, [act(3)])
-    assert w.db_ok and w.last_error is None and rows(dsn) == [1, 2, 3]
-    assert w.set_aside_batches == 1 and w.replayed_batches == 2 and len(w.spool) == 0
-    assert sorted(p.name for p in (tmp_path / "sp").iterdir()) == ["000000000001.bad"]
-    with open(tmp_path / "sp" / "000000000001.bad", "rb") as f:
-        assert pickle.load(f) == [poison(7), act(90)]  # nothing deleted: kept for inspection
+    assert w.db_ok and w.last_error is None and rows(dsn) == [1, 2, 3, 89, 90]  # only the rejected row is missing
+    assert (w.set_aside_batches, w.set_aside_records, w.replayed_batches, len(w.spool)) == (1, 1, 3, 0)
+    bad = tmp_path / "sp" / "000000000003.bad"
+    assert sorted(p.name for p in (tmp_path / "sp").iterdir()) == [bad.name]
+    with open(bad, "rb") as f:
+        assert pickle.load(f) == [poison(7)]  # nothing deleted: kept for inspection
     lines = [r.getMessage() for r in caplog.records if "rejected by Postgres" in r.getMessage()]
     assert len(lines) == 1 and "\n" not in lines[0]
-    assert lines[0].startswith("batch of 2 records rejected by Postgres (ForeignKeyViolation: ")
-    assert lines[0].endswith(f"set aside as {tmp_path / 'sp' / '000000000001.bad'}, writing the rest")
+    assert lines[0].startswith("spool file 000000000001.batch: 1 of 3 records rejected by Postgres "
+                               "(ForeignKeyViolation: ")
+    assert lines[0].endswith(f"set aside as {bad}, the other 2 written")
 
-    emit_flush(w, [poison(8)])  # a fresh batch rejected: straight to a set-aside file, never in the replay order
-    assert w.db_ok and w.set_aside_batches == 2 and len(w.spool) == 0
-    emit_flush(w, [act(4)])
-    assert w.db_ok and rows(dsn) == [1, 2, 3, 4]
-    assert sorted(p.name for p in (tmp_path / "sp").iterdir()) == ["000000000001.bad", "000000000003.bad"]
-    with open(tmp_path / "sp" / "000000000003.bad", "rb") as f:
-        assert pickle.load(f) == [poison(8)]
+    # a fresh batch: its rejected records straight to a set-aside file, never into the replay order
+    emit_flush(w, [act(4), poison(8), act(5), poison(9), act(6)])
+    assert w.db_ok and (w.set_aside_batches, w.set_aside_records, len(w.spool)) == (2, 3, 0)
+    assert rows(dsn) == [1, 2, 3, 4, 5, 6, 89, 90]
+    with open(tmp_path / "sp" / "000000000004.bad", "rb") as f:
+        assert pickle.load(f) == [poison(8), poison(9)]
     assert w.dropped_records == 0
+
+
+def test_a_record_that_cannot_be_encoded_is_set_aside_and_the_writer_lives(dsn, tmp_path):
+    """A lone UTF-16 surrogate (JSON's ``\\ud800`` decodes to one) or an integer beyond bigint fails in Python, before
+    Postgres: it raised out of the flush (the writer task died and the batch was lost)."""
+    w = writer(dsn, tmp_path / "sp")
+    surrogate = replace(act(11), model_id="qwen\ud800")
+    huge = replace(act(12), input_tokens=2**70)
+    emit_flush(w, [act(10), surrogate, huge, act(13)])
+    assert w.db_ok and rows(dsn) == [10, 13]
+    with open(tmp_path / "sp" / "000000000000.bad", "rb") as f:
+        assert pickle.load(f) == [surrogate, huge]
 
 
 def test_set_aside_never_replaces_an_earlier_bad_file(tmp_path):
