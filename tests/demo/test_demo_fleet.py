@@ -36,6 +36,16 @@ def test_registry_lists_every_demo_host(tmp_path: Path) -> None:
                                    "kind": "llama-swap", "labels": {"demo": "true"}}
 
 
+def test_default_fleet_model_names_look_like_a_real_fleet() -> None:
+    """What `boocontrol up` / `demo-fleet` serve: only catalog models (hostile names are for tests)."""
+    from demo.fleet import MODEL_CATALOG
+
+    catalog = {m[0] for m in MODEL_CATALOG} | {m[0].split("-")[0] + "-latest" for m in MODEL_CATALOG}
+    with demo_fleet_in_thread(3) as fleet:
+        ids = {m["id"] for url in fleet.base_urls for m in httpx.get(url + "/v1/models").json()["data"]}
+    assert ids and ids <= catalog, ids - catalog
+
+
 def test_thread_fleet_serves_hostile_names_escaped() -> None:
     with demo_fleet_in_thread(2, hostile=True) as fleet:
         raw = httpx.get(fleet.base_urls[1] + "/v1/models").text
