@@ -261,6 +261,8 @@ def run_cmd(model: str, confirm_takeover: bool, unattended: bool, slot_wait: flo
 @click.option("--all", "show_all", is_flag=True, help="Also list attempts that never ran (refused, skipped).")
 def list_cmd(model: str | None, limit: int, show_all: bool) -> None:
     """Recent runs (of MODEL when given), with drift against the baseline; ``sim`` marks a simulated host."""
+    import polars as pl
+
     from engines.bench.report import drift_by_run
     from warehouse.queries import bench as q
 
@@ -269,7 +271,13 @@ def list_cmd(model: str | None, limit: int, show_all: bool) -> None:
         if model:
             provider, model_id = _resolve(model)
             runs = drift_by_run(engine, provider.id, model_id, limit=limit)
-            hidden = q.count_attempts(engine, provider.id, model_id)
+            hidden = 0 if show_all else q.count_attempts(engine, provider.id, model_id)
+            if show_all:  # the attempts too, newest first among the runs (no drift: they never ran)
+                tried = q.list_runs(engine, provider.id, model_id, limit=limit, include_refused=True)
+                tried = tried.filter(pl.col("status").is_in(["refused", "skipped"])).with_columns(
+                    pl.lit(None, pl.Utf8).alias("drift"), pl.lit(None, pl.Utf8).alias("drift_detail"))
+                runs = pl.concat([runs, tried.select(runs.columns)]).sort(
+                    ["started_at", "run_id"], descending=True).head(limit)
         else:
             runs = q.list_runs(engine, limit=limit, include_refused=show_all)
             hidden = 0 if show_all else q.count_attempts(engine)
@@ -295,7 +303,8 @@ def list_cmd(model: str | None, limit: int, show_all: bool) -> None:
     if runs["simulated"].any():
         click.echo(f"sim: {SIMULATED_NOTE}")
     if hidden:
-        click.echo(f"{hidden} attempt(s) that never ran (refused, skipped) not listed: `bench list --all`")
+        click.echo(f"{hidden} attempt(s) that never ran (refused, skipped) not listed: "
+                   f"`bench list{' ' + model if model else ''} --all`")
 
 
 @bench.command("show")

@@ -82,7 +82,9 @@ def test_cli_run_list_show_baseline(lab_env: Engine) -> None:
     listed = runner.invoke(bench, ["list", f"lab/{TINY}"])
     assert listed.exit_code == 0 and "baseline" in listed.output and " sim " not in listed.output
     assert listed.output.splitlines()[-1] == (
-        "1 attempt(s) that never ran (refused, skipped) not listed: `bench list --all`")
+        f"1 attempt(s) that never ran (refused, skipped) not listed: `bench list lab/{TINY} --all`")
+    listed_all = runner.invoke(bench, ["list", f"lab/{TINY}", "--all"])
+    assert [ln.split()[4] for ln in listed_all.output.splitlines()[2:]] == ["completed", "refused"]
     drift = runner.invoke(bench, ["drift", f"lab/{TINY}"])
     assert drift.exit_code == 0
     # a second run of the same workload compares side by side; the GGUF file comes from llama-server /props
