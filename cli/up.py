@@ -1,5 +1,9 @@
 """`boocontrol up`: the whole cockpit on embedded defaults, stopped cleanly with Ctrl-C.
 
+Preflight first (`cli.preflight`): the data directory, every port it will use (named with the process holding
+it and the other `up` it belongs to) and an external database; nothing starts unless all are fine. The
+state file and the pointer to it (`cli.instance`) let every other command find this cockpit.
+
 Start order: Postgres (embedded unless BOOCONTROL_DATABASE_URL is set) → migrations → demo fleet (only
 when no provider is configured) → connector → action executor → Prefect server → deployments and a
 Prefect worker → Streamlit. Stop order is the reverse; Postgres last, and only if `up` started it.
