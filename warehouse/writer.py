@@ -19,12 +19,14 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import psycopg
 
 from warehouse.ingest import write_batch
-from warehouse.records import Record
+from warehouse.records import Activity, Capture, Gap, Record
 from warehouse.spool import Spool, SpoolFull
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,26 @@ def rejected_for_content(exc: Exception) -> bool:
     if isinstance(exc, psycopg.Error):
         return isinstance(exc, (psycopg.DataError, psycopg.IntegrityError))
     return True
+
+
+_BIGINT = 2**63 - 1
+
+
+def rejection_gaps(records: Sequence[Record], kept_in: str, why: str, now: datetime) -> list[Gap]:
+    """A `Gap` for every activity row or capture among rejected records, so the cockpit shows them as missing
+    (Activity page, Gaps) and says where they are kept; other record types are only in the ``.bad`` file."""
+    gaps: list[Gap] = []
+    for r in records:
+        if isinstance(r, (Activity, Capture)):
+            uid = r.upstream_id if isinstance(r.upstream_id, int) and 0 <= r.upstream_id <= _BIGINT else None
+            at = r.finished_at if isinstance(r, Activity) else None
+            stream = "activity" if isinstance(r, Activity) else "capture"
+            what = "row" if isinstance(r, Activity) else "capture of row"
+            reason = f"{what} {r.upstream_id} rejected by Postgres ({why}); kept in {kept_in}"
+            # the error text may quote the offending value: never let it fail the same way again
+            reason = reason.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+            gaps.append(Gap(r.provider_id, stream, r.epoch, uid, uid, at, at, now, reason))
+    return gaps
 
 
 def _first_line(exc: BaseException) -> str:
@@ -116,13 +138,12 @@ class Writer:
             self._conn = None
             raise
 
-    def _write_isolating(self, records: Sequence[Record]) -> tuple[list[Record], Exception | None]:
+    def _write_isolating(self, records: Sequence[Record]) -> list[tuple[list[Record], Exception]]:
         """Write ``records``; when they are rejected for their content, write the halves Postgres accepts (in order:
-        the last write still wins, as with any batch boundary) and return the records rejected one by one (or, past
-        `MAX_SPLIT_WRITES`, in the part that held them) with the first error. Other errors propagate: the caller
-        keeps the whole batch for a replay, which is idempotent."""
-        rejected: list[Record] = []
-        errors: list[Exception] = []
+        the last write still wins, as with any batch boundary) and return the rejected parts, each with its error:
+        single records, or past `MAX_SPLIT_WRITES` the part that held them. Other errors propagate: the caller keeps
+        the whole batch for a replay, which is idempotent."""
+        rejected: list[tuple[list[Record], Exception]] = []
         budget = MAX_SPLIT_WRITES
 
         def write(part: Sequence[Record]) -> None:
@@ -134,54 +155,69 @@ class Writer:
                 if not rejected_for_content(exc):
                     raise
                 if len(part) == 1 or budget <= 0:
-                    rejected.extend(part)
-                    errors.append(exc)
+                    rejected.append((list(part), exc))
                     return
                 write(part[: len(part) // 2])
                 write(part[len(part) // 2 :])
 
         write(records)
-        return rejected, (errors[0] if errors else None)
+        return rejected
 
-    def _rejected(self, origin: str, total: int, rejected: list[Record], exc: Exception | None) -> None:
-        """Keep what Postgres rejected in a ``.bad`` file beside the spool and say so in one line."""
-        assert exc is not None
+    def _set_aside(
+        self, origin: str, total: int, parts: list[tuple[list[Record], Exception]], spooled: Path | None = None
+    ) -> int:
+        """Keep what Postgres rejected in a ``.bad`` file beside the spool, say so in one line, and record the rows
+        among them as gaps. Returns how many records were rejected. With no room for a new file, a ``spooled``
+        batch is set aside whole instead (its accepted records are in Postgres too: a replay deduplicates them)."""
+        rejected = [r for part, _ in parts for r in part]
+        if not rejected:
+            return 0
+        first = _first_line(parts[0][1])
+        more = f" and {len(parts) - 1} more" if len(parts) > 1 else ""
         try:
             path = self.spool.put_aside(rejected)
         except SpoolFull as full:
+            if spooled is not None:
+                path = self.spool.set_aside(spooled)
+                self.set_aside_batches += 1
+                self.set_aside_records += len(rejected)
+                log.error("%s: %d of %d records rejected by Postgres (%s%s); no room for them alone (%s): the whole "
+                          "file set aside as %s", origin, len(rejected), total, first, more, full, path)
+                return len(rejected)
             self.dropped_records += len(rejected)
-            log.error("%s: dropping %d of %d records rejected by Postgres (%s): %s", origin, len(rejected), total,
-                      _first_line(exc), full)
-            return
+            log.error("%s: dropping %d of %d records rejected by Postgres (%s%s): %s", origin, len(rejected), total,
+                      first, more, full)
+            return len(rejected)
         self.set_aside_batches += 1
         self.set_aside_records += len(rejected)
-        log.error("%s: %d of %d records rejected by Postgres (%s); set aside as %s, the other %d written",
-                  origin, len(rejected), total, _first_line(exc),
-                  path if path is not None else "(taken meanwhile by a connector sharing the spool)",
-                  total - len(rejected))
+        kept_in = str(path) if path is not None else f"{self.spool.dir} (set aside by a connector sharing it)"
+        log.error("%s: %d of %d records rejected by Postgres (%s%s); set aside as %s, the other %d written",
+                  origin, len(rejected), total, first, more, kept_in, total - len(rejected))
+        now = datetime.now(UTC)
+        gaps = [g for part, exc in parts for g in rejection_gaps(part, kept_in, _first_line(exc), now)]
+        if gaps:
+            try:
+                self._write(gaps)
+            except Exception as gap_exc:  # noqa: BLE001 - the records are on disk and logged; the gap is a courtesy
+                log.error("%s: could not record the rejected rows as gaps (%s)", origin, _first_line(gap_exc))
+        return len(rejected)
 
     def _drain_spool(self) -> int:
         n = 0
         while (item := self.spool.peek()) is not None:
             path, records = item
-            rejected, exc = self._write_isolating(records)
-            if rejected:
-                self._rejected(f"spool file {path.name}", len(records), rejected, exc)
+            rejected = self._set_aside(f"spool file {path.name}", len(records), self._write_isolating(records), path)
             self.spool.ack(path)
             self.replayed_batches += 1
-            n += len(records) - len(rejected)
+            n += len(records) - rejected
         return n
 
     def _flush_sync(self, batch: list[Record]) -> None:
         try:
             if len(self.spool):
                 self._drain_spool()
-            rejected: list[Record] = []
-            if batch:
-                rejected, exc = self._write_isolating(batch)
-                if rejected:
-                    self._rejected("batch", len(batch), rejected, exc)
-            self.rows_written += len(batch) - len(rejected)
+            rejected = self._set_aside("batch", len(batch), self._write_isolating(batch)) if batch else 0
+            self.rows_written += len(batch) - rejected
             if not self.db_ok:
                 log.info("Postgres is back; spool replayed")
             self.db_ok, self.last_error = True, None

@@ -170,6 +170,18 @@ def test_records_postgres_rejects_are_set_aside_and_the_rest_is_written(dsn, tmp
     assert w.dropped_records == 0
 
 
+def test_with_no_room_for_the_rejected_records_alone_the_spooled_file_is_set_aside_whole(dsn, tmp_path):
+    batch: list[Record] = [act(89), poison(7), act(90)]
+    one = len(pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL))
+    Spool(tmp_path / "sp").put(batch)
+    w = Writer(dsn, Spool(tmp_path / "sp", max_bytes=one + 10), WriteOptions())
+    emit_flush(w)
+    assert w.db_ok and rows(dsn) == [89, 90] and w.dropped_records == 0 and len(w.spool) == 0
+    with open(tmp_path / "sp" / "000000000000.bad", "rb") as f:
+        assert pickle.load(f) == batch  # never acknowledged away: nothing deleted
+    assert sorted(p.name for p in (tmp_path / "sp").iterdir()) == ["000000000000.bad"]
+
+
 def test_a_record_that_cannot_be_encoded_is_set_aside_and_the_writer_lives(dsn, tmp_path):
     """A lone UTF-16 surrogate (JSON's ``\\ud800`` decodes to one) or an integer beyond bigint fails in Python, before
     Postgres: it raised out of the flush (the writer task died and the batch was lost)."""
@@ -178,8 +190,18 @@ def test_a_record_that_cannot_be_encoded_is_set_aside_and_the_writer_lives(dsn, 
     huge = replace(act(12), input_tokens=2**70)
     emit_flush(w, [act(10), surrogate, huge, act(13)])
     assert w.db_ok and rows(dsn) == [10, 13]
-    with open(tmp_path / "sp" / "000000000000.bad", "rb") as f:
+    bad = tmp_path / "sp" / "000000000000.bad"
+    with open(bad, "rb") as f:
         assert pickle.load(f) == [surrogate, huge]
+    # the cockpit shows them as missing rows (Activity page, Gaps), saying where they are kept
+    with psycopg.connect(dsn) as conn:
+        gaps = conn.execute("SELECT stream, epoch, from_id, to_id, from_at, to_at, reason FROM gaps "
+                            "WHERE provider_id='w' ORDER BY from_id").fetchall()
+    assert [g[:6] for g in gaps] == [("activity", EPOCH, 11, 11, act(11).finished_at, act(11).finished_at),
+                                     ("activity", EPOCH, 12, 12, act(12).finished_at, act(12).finished_at)]
+    assert gaps[0][6] == (f"row 11 rejected by Postgres (UnicodeEncodeError: 'utf-8' codec can't encode character "
+                          f"'\\ud800' in position 4: surrogates not allowed); kept in {bad}")
+    assert gaps[1][6] == f"row 12 rejected by Postgres (OverflowError: int too big to convert); kept in {bad}"
 
 
 def test_set_aside_never_replaces_an_earlier_bad_file(tmp_path):
