@@ -245,3 +245,17 @@ def test_launcher_takes_the_job_down_when_its_client_goes_away(sandbox: Bubblewr
     finally:
         os.close(r)
         launcher.proc.kill()
+
+
+def test_many_files_reach_the_job_and_no_fd_leaks_in(sandbox: BubblewrapSandbox) -> None:
+    files: dict[str, bytes | str] = {f"d/f{i}.txt": str(i) for i in range(199)}
+    files["main.py"] = (
+        "import os\n"
+        "names = os.listdir('d')\n"
+        "print(len(names), sum(int(open('d/' + n).read()) for n in names), sorted(os.listdir('/proc/self/fd')))\n"
+    )
+    out = sandbox.run(SandboxJob(command=("python3", "main.py"), files=files))  # 200 files: the most allowed
+    # every file arrived; the job holds only stdin/stdout/stderr (+ the fd listing /proc/self/fd)
+    assert (out.exit_code, out.stdout, out.stderr) == (0, "199 19701 ['0', '1', '2', '3']\n", "")
+    with pytest.raises(SandboxError, match="at most 200 files"):
+        sandbox.run(SandboxJob(command=("true",), files={**files, "one-more": ""}))

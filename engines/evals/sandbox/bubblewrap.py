@@ -46,7 +46,8 @@ sandbox's pid 1 is reaped by the host's init, which may take seconds (~2 s in so
 until then its zombie counts against its uid's process limit."""
 
 UIDS_PER_SLOT = 4096
-MAX_FILES = 512
+MAX_FILES = 200
+"""Files per job (each reaches bwrap as one fd; the launcher takes up to 256 fds per job)."""
 FIRST_FILE_FD = 10
 """The job's files reach bwrap as memfds at fds 10, 11, ... (``--file FD DEST``)."""
 LAUNCHER_PATH = str(Path(__file__).with_name("launcher.py"))

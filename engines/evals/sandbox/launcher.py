@@ -15,6 +15,7 @@ root) by its process group. When the client goes away, the helper kills the runn
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import resource
@@ -23,7 +24,6 @@ import signal
 import socket
 import sys
 
-HIGH_FD = 1000
 MAX_FDS = 256
 CHILD_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -32,7 +32,8 @@ def _child(req: dict[str, object], fds: list[int]) -> None:
     """In the forked child: never returns."""
     try:
         targets = [1, 2, *req["file_targets"]]  # type: ignore[misc]
-        high = [os.dup2(fd, HIGH_FD + i, inheritable=False) for i, fd in enumerate(fds)]
+        floor = max(targets) + 1  # move the received fds above every target first, then into place
+        high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, floor) for fd in fds]
         devnull = os.open("/dev/null", os.O_RDONLY)
         os.dup2(devnull, 0)
         for src, dst in zip(high, targets, strict=True):
@@ -43,7 +44,7 @@ def _child(req: dict[str, object], fds: list[int]) -> None:
             if fd > prev + 1:  # closerange(a, a) would close everything from a on
                 os.closerange(prev + 1, fd)
             prev = fd
-        os.closerange(prev + 1, HIGH_FD + MAX_FDS + 1)
+        os.closerange(prev + 1, 1 << 20)
         os.setsid()
         uid = int(req["uid"])  # type: ignore[call-overload]
         os.setgroups([])
