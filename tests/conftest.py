@@ -21,6 +21,8 @@ pytest_plugins = ("tests.support.scenario_report",)  # target_kind fixture; real
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.pop("PREFECT_API_URL", None)
+# commands run by the tests never find a cockpit the developer runs (`boocontrol up` writes its pointer here)
+os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="boocontrol-test-state-")
 
 
 def free_port() -> int:
