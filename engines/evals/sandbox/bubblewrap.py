@@ -251,7 +251,7 @@ class BubblewrapSandbox:
         assert status is not None
         exit_code, sig = split_status(status)
         if timed_out:
-            exit_code, sig = None, signal.SIGKILL
+            exit_code, sig = None, int(signal.SIGKILL)
         return SandboxOutcome(
             exit_code=exit_code,
             signal=sig,

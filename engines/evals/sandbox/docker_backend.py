@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import io
+import signal
 import tarfile
 import time
 import uuid
@@ -175,7 +176,7 @@ class DockerSandbox:
             container.remove(force=True)
         exit_code, sig = split_status(status)
         if timed_out:
-            exit_code, sig = None, 9
+            exit_code, sig = None, int(signal.SIGKILL)
         reason = "memory" if oom and not timed_out else killed_reason(sig, timed_out)
         return SandboxOutcome(
             exit_code=exit_code,
