@@ -53,8 +53,10 @@ from warehouse.records import (
     ConfigReload,
     Epoch,
     Gap,
+    GpuSample,
     Inflight,
     LogChunk,
+    PerfSample,
     ProviderState,
     RawEvent,
     Record,
@@ -146,6 +148,16 @@ def older_cursor(*cursors: str | None) -> str | None:
             except proto.ProtocolError:
                 return None
     return min(keyed, key=lambda k: k[0])[1] if keyed else None
+
+
+def newest_cursor(cursors: Sequence[str]) -> str | None:
+    """The latest of parsed samples' llama-swap timestamps, as its raw string (compared as times, see
+    `older_cursor`); None when there is none that parses."""
+    keyed: list[tuple[int, str]] = []
+    for raw in cursors:
+        with contextlib.suppress(proto.ProtocolError):
+            keyed.append((proto.timestamp_ns(raw), raw))
+    return max(keyed, key=lambda k: k[0])[1] if keyed else None
 
 
 class LlamaSwapFollower:
@@ -449,10 +461,9 @@ class LlamaSwapFollower:
             return
         records.append(self._raw("poll:/api/performance", {"sys_stats": sys_stats, "gpu_stats": gpu_stats}))
         await self.emit(records)
-        if sys_stats:
-            st.sys_after = str(sys_stats[-1]["timestamp"])
-        if gpu_stats:
-            st.gpu_after = str(gpu_stats[-1]["timestamp"])
+        # the newest sample read, by time (not the last list entry: it may be one skipped as malformed)
+        st.sys_after = newest_cursor([r.raw_ts for r in records if isinstance(r, PerfSample)]) or st.sys_after
+        st.gpu_after = newest_cursor([r.raw_ts for r in records if isinstance(r, GpuSample)]) or st.gpu_after
 
     # -- SSE -----------------------------------------------------------------------------------
     async def handle_message(self, message: str | Event) -> None:

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from connectors import llama_swap as proto
-from connectors.follower import LlamaSwapFollower, older_cursor
+from connectors.follower import LlamaSwapFollower, newest_cursor, older_cursor
 from connectors.llama_swap_api import LlamaSwapAPI
 from core.providers import Provider
 from warehouse.records import GpuSample, PerfSample, ProviderState
@@ -104,4 +104,35 @@ def test_sync_performance_asks_after_the_older_cursor_and_misses_no_gpu_sample()
     # .71 again (the database deduplicates it) and the new one
     assert [s.raw_ts for s in emitted if isinstance(s, PerfSample)] == ["2026-11-21T10:00:15.71Z",
                                                                         "2026-11-21T10:00:20.71Z"]
+    assert (st.sys_after, st.gpu_after) == ("2026-11-21T10:00:20.71Z", "2026-11-21T10:00:20.7Z")
+
+
+def test_newest_cursor_is_the_latest_time_not_the_last_string():
+    assert newest_cursor(["2026-11-21T10:00:15.7Z", "2026-11-21T10:00:15.71Z", "2026-11-21T10:00:15.705Z"]) == \
+        "2026-11-21T10:00:15.71Z"
+    assert newest_cursor(["2026-11-21T12:00:15.5+02:00", "2026-11-21T10:00:15.4Z"]) == "2026-11-21T12:00:15.5+02:00"
+    assert newest_cursor(["2026-11-21T10:00:15.1234567891Z"]) is None  # more than nanoseconds: not Go's
+    assert newest_cursor([]) is None
+
+
+def test_a_malformed_last_sample_does_not_become_the_cursor():
+    """The cursor was the list's last timestamp as sent, even when that sample was skipped as malformed: an
+    unparseable cursor then made every later poll ask for everything."""
+    class Upstream:
+        def __call__(self, request: httpx.Request) -> httpx.Response:
+            return httpx.Response(200, json={
+                "sys_stats": [{"timestamp": "2026-11-21T10:00:20.71Z"}, {"timestamp": "not a time"}],
+                "gpu_stats": [{"timestamp": "2026-11-21T10:00:20.7Z", "id": 0}, {"timestamp": 17, "id": 0}]})
+
+    async def emit(records) -> None:
+        pass
+
+    async def main() -> ProviderState:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(Upstream())) as client:
+            st = ProviderState(boot_marker="b", epoch="b")
+            f = LlamaSwapFollower(LlamaSwapAPI(Provider(id="p", label="p", base_url="http://ls"), client), st, emit)
+            await f.sync_performance()
+            return st
+
+    st = asyncio.run(main())
     assert (st.sys_after, st.gpu_after) == ("2026-11-21T10:00:20.71Z", "2026-11-21T10:00:20.7Z")
