@@ -69,6 +69,7 @@ def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return f"{exc.__class__.__name__}: {text.splitlines()[0] if text else ''}"[:500]
 
+
 @dataclass(frozen=True)
 class WriteOptions:
     batch_rows: int = 2000
