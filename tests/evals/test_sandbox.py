@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 import pytest
 
@@ -237,6 +238,10 @@ def test_launcher_takes_the_job_down_when_its_client_goes_away(sandbox: Bubblewr
     try:
         pid = launcher.start(argv=["/bin/sleep", "3600"], uid=uid, rlimits=[], fds=[w, w], targets=[])
         os.close(w)
+        for _ in range(500):  # the launcher answers right after fork, before the child's uid drop
+            if uid_pids((uid,)):
+                break
+            time.sleep(0.01)
         assert uid_pids((uid,)) == [pid]  # the job runs, as the job's uid
         launcher.sock.close()  # the client dies
         assert launcher.proc.wait(10) == 0
