@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -46,6 +48,30 @@ def rejected_for_content(exc: Exception) -> bool:
 
 
 _BIGINT = 2**63 - 1
+_UNENCODABLE = re.compile("[\x00\ud800-\udfff]")  # NUL and lone UTF-16 surrogates: no text or jsonb holds them
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, str):
+        return _UNENCODABLE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_clean(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_clean(v) for v in value)
+    return value
+
+
+def encodable(record: Record) -> Record | None:
+    """``record`` with every NUL and lone UTF-16 surrogate in its texts (nested JSON too) replaced by U+FFFD, or
+    None when it has none. JSON's ``\\ud800`` decodes to a lone surrogate; neither Postgres' text nor jsonb can
+    hold one, so such a record is written this way rather than set aside."""
+    changes = {}
+    for f in dataclasses.fields(record):  # type: ignore[arg-type]
+        value = getattr(record, f.name)
+        cleaned = _clean(value)
+        if cleaned != value:
+            changes[f.name] = cleaned
+    return dataclasses.replace(record, **changes) if changes else None  # type: ignore[type-var]
 
 
 def rejection_gaps(records: Sequence[Record], kept_in: str, why: str, now: datetime) -> list[Gap]:
@@ -155,6 +181,15 @@ class Writer:
             except Exception as exc:
                 if not rejected_for_content(exc):
                     raise
+                if len(part) == 1 and (fixed := encodable(part[0])) is not None:
+                    try:
+                        self._write([fixed])
+                        log.warning("a %s record with NUL or lone surrogate characters was written with U+FFFD "
+                                    "in their place", type(fixed).__name__)
+                        return
+                    except Exception as again:
+                        if not rejected_for_content(again):
+                            raise
                 if len(part) == 1 or budget <= 0:
                     rejected.append((list(part), exc))
                     return

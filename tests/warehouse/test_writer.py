@@ -17,9 +17,9 @@ from core.providers import Provider
 from warehouse.db import psycopg_dsn
 from warehouse.ingest import sync_providers
 from warehouse.migrate import upgrade
-from warehouse.records import Activity, Epoch, Health, ModelInfo, Record
+from warehouse.records import Activity, Capture, Epoch, Health, ModelInfo, RawEvent, Record
 from warehouse.spool import Spool
-from warehouse.writer import WriteOptions, Writer
+from warehouse.writer import WriteOptions, Writer, rejection_gaps
 
 T0 = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
 EPOCH = "2026-11-21T09:00:00Z"
@@ -182,26 +182,42 @@ def test_with_no_room_for_the_rejected_records_alone_the_spooled_file_is_set_asi
     assert sorted(p.name for p in (tmp_path / "sp").iterdir()) == ["000000000000.bad"]
 
 
-def test_a_record_that_cannot_be_encoded_is_set_aside_and_the_writer_lives(dsn, tmp_path):
+def test_records_that_cannot_be_encoded_never_kill_the_writer(dsn, tmp_path):
     """A lone UTF-16 surrogate (JSON's ``\\ud800`` decodes to one) or an integer beyond bigint fails in Python, before
-    Postgres: it raised out of the flush (the writer task died and the batch was lost)."""
+    Postgres: it raised out of the flush (the writer task died and the batch was lost). Texts with a lone surrogate
+    or NUL (Postgres' text and jsonb hold neither) are written with U+FFFD in their place; the integer is set aside
+    and shown as a missing row."""
     w = writer(dsn, tmp_path / "sp")
-    surrogate = replace(act(11), model_id="qwen\ud800")
+    surrogate = replace(act(11), model_id="qwen\ud800", error_msg="a\x00b")
     huge = replace(act(12), input_tokens=2**70)
-    emit_flush(w, [act(10), surrogate, huge, act(13)])
-    assert w.db_ok and rows(dsn) == [10, 13]
+    raw = RawEvent("w", None, T0, "sse:x", {"k\ud801": ["v\udfff", {"n": "\x00"}]})
+    emit_flush(w, [act(10), surrogate, huge, raw, act(13)])
+    assert w.db_ok and rows(dsn) == [10, 11, 13]
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT model_id, error_msg FROM activity WHERE upstream_id = 11").fetchone() == (
+            "qwen\ufffd", "a\ufffdb")
+        assert conn.execute("SELECT payload FROM raw_events WHERE type = 'sse:x'").fetchone() == (
+            {"k\ufffd": ["v\ufffd", {"n": "\ufffd"}]},)
     bad = tmp_path / "sp" / "000000000000.bad"
     with open(bad, "rb") as f:
-        assert pickle.load(f) == [surrogate, huge]
-    # the cockpit shows them as missing rows (Activity page, Gaps), saying where they are kept
+        assert pickle.load(f) == [huge]
+    assert (w.set_aside_batches, w.set_aside_records) == (1, 1)
+    # the cockpit shows it as a missing row (Activity page, Gaps), saying where it is kept
     with psycopg.connect(dsn) as conn:
         gaps = conn.execute("SELECT stream, epoch, from_id, to_id, from_at, to_at, reason FROM gaps "
-                            "WHERE provider_id='w' ORDER BY from_id").fetchall()
-    assert [g[:6] for g in gaps] == [("activity", EPOCH, 11, 11, act(11).finished_at, act(11).finished_at),
-                                     ("activity", EPOCH, 12, 12, act(12).finished_at, act(12).finished_at)]
-    assert gaps[0][6] == (f"row 11 rejected by Postgres (UnicodeEncodeError: 'utf-8' codec can't encode character "
-                          f"'\\ud800' in position 4: surrogates not allowed); kept in {bad}")
-    assert gaps[1][6] == f"row 12 rejected by Postgres (OverflowError: int too big to convert); kept in {bad}"
+                            "WHERE provider_id='w'").fetchall()
+    assert gaps == [("activity", EPOCH, 12, 12, act(12).finished_at, act(12).finished_at,
+                     f"row 12 rejected by Postgres (OverflowError: int too big to convert); kept in {bad}")]
+
+
+def test_rejection_gaps_name_the_row_and_never_carry_unencodable_text():
+    cap = Capture("w", EPOCH, 7, {}, T0)
+    gaps = rejection_gaps([act(5), model("ready", 1), cap, replace(act(6), upstream_id=2**70)], "sp/3.bad",
+                          "E: bad '\ud800' \x00", T0)
+    assert [(g.stream, g.from_id, g.to_id, g.from_at) for g in gaps] == [
+        ("activity", 5, 5, act(5).finished_at), ("capture", 7, 7, None), ("activity", None, None, act(6).finished_at)]
+    assert gaps[0].reason == "row 5 rejected by Postgres (E: bad '\\ud800' \\x00); kept in sp/3.bad"
+    assert gaps[1].reason.startswith("capture of row 7 rejected by Postgres (")
 
 
 def test_set_aside_never_replaces_an_earlier_bad_file(tmp_path):
