@@ -101,7 +101,7 @@ def run_cmd(model: str, confirm_takeover: bool, slot_wait: float, idle_wait: flo
                                "suite_version": out.suite_version, "metrics": out.metrics, "asked": out.asked,
                                "reused": out.reused, "resumed": out.resumed, "parallel": out.parallel,
                                "model_file": out.model_file, "stale_marked": out.stale_marked}))  # fmt: skip
-        return
+        sys.exit(0 if out.status == "completed" else 1)
     what = f"continued run #{out.run_id} ({out.reused} answers reused)" if out.resumed else f"run #{out.run_id}"
     click.echo(f"{what}: {out.status}, {out.asked} asked, {out.parallel} in parallel")
     for m, v in out.metrics.items():
@@ -110,6 +110,8 @@ def run_cmd(model: str, confirm_takeover: bool, slot_wait: float, idle_wait: flo
         click.echo(f"  {out.failed_requests} request(s) failed: run the same command again to ask only those")
     if out.stale_marked:
         click.echo(f"  {out.stale_marked} earlier score(s) marked stale (`eval list --scores` says why)")
+    if out.status != "completed":
+        sys.exit(1)
 
 
 @evals.command("list")

@@ -221,3 +221,29 @@ def test_refused_without_confirmation_or_while_the_host_lease_is_held(db: Engine
                 lease.release(c, "scripted", lease.SCOPE_HOST, "someone")
         assert srv.state.asked == []
     assert held is not None
+
+
+def test_failed_requests_are_recorded_and_asked_again(db: Engine) -> None:
+    suite = load_ifeval()
+    by_prompt = {i.prompt: i.key for i in suite.items}
+    broken = {"words-min-120"}
+
+    def script(msg: str, seed: int) -> str:
+        if by_prompt[msg] in broken:
+            raise RuntimeError("upstream exploded")  # → HTTP 500
+        return "- x"
+
+    with run_scripted_server(script) as srv:
+        first = run(db, srv.base_url, "ifeval", limit=3)
+        assert first.status == "failed" and first.failed_requests == 1 and first.metrics == {}
+        with db.connect() as conn:
+            row = eval_store.get_run(conn, first.run_id)
+            errors = [a["error"] for a in eval_store.stored_answers(conn, first.run_id) if a["error"]]
+            assert eval_store.scores(conn) == []  # no score from an incomplete run
+        assert row["stop_reason"].startswith("1 request(s) failed") and errors[0].startswith("HTTP 500")
+        broken.clear()
+        n = len(srv.state.asked)
+        second = run(db, srv.base_url, "ifeval", limit=3)
+        assert [by_prompt[m] for m, _ in srv.state.asked[n:]] == ["words-min-120"]
+    assert second.resumed and second.run_id == first.run_id and second.status == "completed"
+    assert second.asked == 1 and second.reused == 2
