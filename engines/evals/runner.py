@@ -461,8 +461,9 @@ async def _ask_all(
     t_wall, t_cpu = time.perf_counter(), time.process_time()
     props = dict(props or {})
     model_file = str(props["model_path"]) if props.get("model_path") else None
-    server_version = str(version.get("version")) if version.get("version") else (
-        str(props["build_info"]) if props.get("build_info") else None)  # fmt: skip
+    # the inference engine's build (llama-server build_info) decides the answers; else the server's own version
+    server_version = str(props["build_info"]) if props.get("build_info") else (
+        str(version.get("version")) if version.get("version") else None)  # fmt: skip
     slots = props.get("total_slots")
     parallel = options.parallel or (int(slots) if isinstance(slots, int) and slots > 0 else 1)
     sampling = options.sampling()
