@@ -249,7 +249,37 @@ def test_launcher_takes_the_job_down_when_its_client_goes_away(sandbox: Bubblewr
         assert os.read(r, 10) == b""  # every holder of the job's stdout is gone
     finally:
         os.close(r)
+        launcher.sock.close()
         launcher.proc.kill()
+        launcher.proc.wait()
+
+
+def test_job_dies_with_a_killed_launcher(sandbox: BubblewrapSandbox) -> None:
+    # bwrap's --die-with-parent (parent = the launcher) and the pid namespace do it; fails without them
+    uid = sandbox.next_uid(7)
+    launcher = Launcher()
+    r, w = os.pipe()
+    try:
+        argv = sandbox.command_line(SandboxJob(command=("sleep", "3600")), [])
+        pid = launcher.start(argv=argv, uid=uid, rlimits=[], fds=[w, w], targets=[])
+        os.close(w)
+        for _ in range(500):  # bwrap's monitor, the sandbox's pid 1 and sleep
+            if len(uid_pids((uid,))) == 3:
+                break
+            time.sleep(0.01)
+        assert pid in uid_pids((uid,)) and len(uid_pids((uid,))) == 3
+        launcher.proc.kill()  # SIGKILL: the launcher cannot clean up
+        launcher.proc.wait()
+        assert os.read(r, 10) == b""  # returns once every process holding the job's stdout is dead
+        for _ in range(500):
+            if not uid_pids((uid,)):
+                break
+            time.sleep(0.01)
+        assert uid_pids((uid,)) == []
+    finally:
+        os.close(r)
+        launcher.sock.close()
+        kill_uid_processes(uid, grace_s=0)
 
 
 def test_many_files_reach_the_job_and_no_fd_leaks_in(sandbox: BubblewrapSandbox) -> None:

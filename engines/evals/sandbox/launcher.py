@@ -10,11 +10,13 @@ Protocol on a Unix socket (one job at a time): the client sends one JSON line wi
 rlimits and the target fd numbers of its files, together with the fds (stdout and stderr write ends,
 then the files) as SCM_RIGHTS; the helper answers ``{"pid": N}`` once the child is forked and
 ``{"status": S}`` (Popen-style returncode) once it is reaped. The client kills the job itself (it is
-root) by its process group. When the client goes away, the helper kills the running job and exits.
+root) by its process group. When the client goes away, the helper kills the running job and exits;
+when the helper itself dies, the job gets SIGKILL (parent-death signal).
 """
 
 from __future__ import annotations
 
+import ctypes
 import fcntl
 import json
 import os
@@ -28,7 +30,11 @@ MAX_FDS = 256
 CHILD_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-def _child(req: dict[str, object], fds: list[int]) -> None:
+_libc = ctypes.CDLL(None, use_errno=True)
+PR_SET_PDEATHSIG = 1
+
+
+def _child(req: dict[str, object], fds: list[int], launcher_pid: int) -> None:
     """In the forked child: never returns."""
     try:
         targets = [1, 2, *req["file_targets"]]  # type: ignore[misc]
@@ -50,6 +56,10 @@ def _child(req: dict[str, object], fds: list[int]) -> None:
         os.setgroups([])
         os.setresgid(uid, uid, uid)
         os.setresuid(uid, uid, uid)
+        # after the uid change (which clears it): if the launcher dies before bwrap runs, the child dies
+        # too; once bwrap runs, its --die-with-parent does the same for bwrap and the whole sandbox
+        if _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL) != 0 or os.getppid() != launcher_pid:
+            os._exit(127)
         for res, soft, hard in req["rlimits"]:  # type: ignore[attr-defined]
             resource.setrlimit(res, (soft, hard))
         argv = [str(a) for a in req["argv"]]  # type: ignore[attr-defined]
@@ -66,6 +76,7 @@ def _status(wait_status: int) -> int:
 
 
 def serve(sock: socket.socket) -> None:
+    launcher_pid = os.getpid()
     buf, fds = b"", []
     while True:
         msg, more_fds, _, _ = socket.recv_fds(sock, 1 << 20, MAX_FDS)
@@ -80,7 +91,7 @@ def serve(sock: socket.socket) -> None:
         pid = os.fork()
         if pid == 0:
             sock.close()
-            _child(req, fds)
+            _child(req, fds, launcher_pid)
         for fd in fds:
             os.close(fd)
         fds = []
