@@ -67,7 +67,12 @@ def provider_refusal(provider_id: str) -> str | None:
     return kind_refusal(provider)
 
 
-def _confirmed(key: str, text: str) -> bool:
+def _confirmed(key: str, text: str, target: object = None) -> bool:
+    """A confirmation tick that holds for one target only: when the live choices move under it (the picked
+    request finished, another one is picked now), the tick is cleared instead of confirming something else."""
+    if st.session_state.get(key + "_for") != target:
+        st.session_state[key] = False
+    st.session_state[key + "_for"] = target
     return bool(st.checkbox(text, key=key))
 
 
@@ -92,7 +97,7 @@ def actions_panel(
     with unload_col:
         st.markdown("**Unload**")
         victim = st.selectbox("Loaded model", loaded, key=f"{key}_unload_model", disabled=not loaded)
-        ok = _confirmed(f"{key}_unload_ok", "Cut off its requests")
+        ok = _confirmed(f"{key}_unload_ok", "Cut off its requests", victim)
         if st.button("Unload model", key=f"{key}_unload", disabled=not (victim and ok), icon="⏏️"):
             submit(provider_id, "unload", victim, key)
         action_outcome(key, "unload")
@@ -107,7 +112,7 @@ def actions_panel(
         rid = st.selectbox(
             "In-flight request", inflight_ids, key=f"{key}_cancel_id", disabled=not inflight_ids
         )
-        ok_c = _confirmed(f"{key}_cancel_ok", "Abort it")
+        ok_c = _confirmed(f"{key}_cancel_ok", "Abort it", rid)
         if st.button("Cancel request", key=f"{key}_cancel", disabled=not (rid and ok_c), icon="✂️"):
             submit(provider_id, "cancel_inflight", rid, key)
         action_outcome(key, "cancel_inflight")

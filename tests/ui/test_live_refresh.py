@@ -238,3 +238,26 @@ def test_home_refresh_redraws_the_action_queue(live_fleet: datetime, app_env: En
     log = frame_with(at, "action")
     assert (log["provider_id"].tolist(), log["action"].tolist(), log["status"].tolist()) == (
         ["alpha"], ["warm"], ["⏳ queued"])  # fmt: skip
+
+
+def test_a_tick_confirms_only_the_request_it_was_given_for(live_fleet: datetime, app_env: Engine) -> None:
+    """'Abort it' was ticked for request 11; 11 finished and the choices moved to 16 and 14: the refresh clears
+    the tick instead of letting one click cancel a request nobody confirmed."""
+    at = run_page("pages/1_Fleet.py")
+    at.checkbox(key="fleet_alpha_cancel_ok").check()
+    at.run()
+    assert button(at, "Cancel request").disabled is False
+    with app_env.begin() as c:
+        seed.inflight(c, "alpha", live_fleet + timedelta(seconds=1), [
+            {"id": "14", "model": "qwen", "elapsed_ms": 900}, {"id": "16", "model": "qwen", "elapsed_ms": 2500}])  # fmt: skip
+    st.cache_data.clear()
+    refresh(at)
+    assert at.selectbox(key="fleet_alpha_cancel_id").value == "16"
+    assert at.checkbox(key="fleet_alpha_cancel_ok").value is False
+    assert button(at, "Cancel request").disabled is True
+    at.checkbox(key="fleet_alpha_cancel_ok").check()
+    at.run()
+    button(at, "Cancel request").click()
+    at.run()
+    with app_env.connect() as c:
+        assert c.execute(text("SELECT action, target FROM actions")).all() == [("cancel_inflight", "16")]
