@@ -99,3 +99,28 @@ def test_instruction_metrics() -> None:
         "b": r("X", [{"type": "lowercase"}]),  # 0/1
     }
     assert scoring.instruction_metrics(results) == {"prompt_strict": 0.5, "instruction_strict": pytest.approx(2 / 3)}
+
+
+def test_stale_reasons_name_every_change() -> None:
+    from engines.evals.runner import HARNESS_VERSION, ScoreIdentity, stale_reasons
+
+    sampling = {"temperature": 0.0, "seed": 1}
+    score = {"metric": "pass@1", "model_file": "/m/a.gguf", "server_version": "b1", "harness_version": HARNESS_VERSION,
+             "suite_name": "humaneval", "suite_version": "v1", "sampling": sampling, "judge": None}  # fmt: skip
+    same = ScoreIdentity("/m/a.gguf", "b1", HARNESS_VERSION, "humaneval", "v1", sampling)
+    assert stale_reasons(score, same, ["pass@1"]) == []
+    unknown_file = ScoreIdentity(None, None, HARNESS_VERSION, "humaneval", "v1", sampling)
+    assert stale_reasons(score, unknown_file) == []  # a provider without /props says nothing about its file
+    changed = ScoreIdentity("/m/b.gguf", "b2", "evals-0", "humaneval", "v2", {"temperature": 0.8}, "judge/x")
+    assert stale_reasons(score, changed, ["pass@1"]) == [
+        "model file changed: /m/a.gguf -> /m/b.gguf",
+        "server version changed: b1 -> b2",
+        f"harness changed: {HARNESS_VERSION} -> evals-0",
+        "suite humaneval changed: v1 -> v2",
+        "sampling changed",
+        "judge changed: None -> judge/x",
+    ]
+    other_suite = ScoreIdentity("/m/a.gguf", "b1", HARNESS_VERSION, "ifeval", "w9", {"temperature": 0.8})
+    assert stale_reasons(score, other_suite, ["prompt_strict"]) == []
+    other_metric = ScoreIdentity("/m/a.gguf", "b1", HARNESS_VERSION, "humaneval", "v1", {"temperature": 0.8})
+    assert stale_reasons(score, other_metric, ["pass@10"]) == []  # a pass@10 run leaves pass@1 alone
