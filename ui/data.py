@@ -278,7 +278,8 @@ def action_status(action_id: int) -> StatusLine:
     load_s: float | None = None
     busy: dict[str, int] = {}
     if p.status in ("queued", "running") and p.target and p.action == "warm":
-        load_s = measured_load_s(model_loads(p.provider_id, p.target)["load_ms"].to_list())
+        # not the page's 30 s cache of the load history: the load that just ended counts at once
+        load_s = measured_load_s(q_models.model_loads(engine(), p.provider_id, p.target)["load_ms"].to_list())
     if p.status == "running" and p.target:
         counts = inflight_requests(p.provider_id).group_by("model_id").len().drop_nulls("model_id")
         busy = {str(m): int(n) for m, n in counts.iter_rows()}
@@ -287,7 +288,7 @@ def action_status(action_id: int) -> StatusLine:
 
 def action_finished() -> None:
     """An action just ended: drop the cached reads it may have changed (queue, log, leases, model states)."""
-    for cached in (action_log, queue_summary, leases, model_states, provider_models, inflight_requests):
+    for cached in (action_log, queue_summary, leases, model_states, provider_models, inflight_requests, model_loads):
         cached.clear()
 
 
