@@ -120,7 +120,7 @@ def _case(text: str, spec: Mapping[str, Any]) -> CheckResult:
 
 def _ends_with(text: str, spec: Mapping[str, Any]) -> CheckResult:
     ok = text.rstrip().endswith(spec["text"])
-    return CheckResult("ends_with", ok, f"ends with {text.rstrip()[-len(spec['text']) - 10:]!r}")
+    return CheckResult("ends_with", ok, f"ends with {text.rstrip()[-len(spec['text']) - 10 :]!r}")
 
 
 def _starts_with(text: str, spec: Mapping[str, Any]) -> CheckResult:
@@ -196,7 +196,9 @@ CHECKS: dict[str, Callable[[str, Mapping[str, Any]], CheckResult]] = {
 def validate(checks: Sequence[Mapping[str, Any]]) -> None:
     for c in checks:
         if c.get("type") not in CHECKS:
-            raise ValueError(f"unknown instruction check {c.get('type')!r} (known: {', '.join(sorted(CHECKS))})")
+            raise ValueError(
+                f"unknown instruction check {c.get('type')!r} (known: {', '.join(sorted(CHECKS))})"
+            )
 
 
 def run_checks(text: str, checks: Sequence[Mapping[str, Any]]) -> list[CheckResult]:

