@@ -104,16 +104,19 @@ class Ownership:
         ok(t0)
         return held
 
-    def tick(self, following: set[str], ok: Callable[[float], None]) -> Plan:
+    def tick(self, following: set[str], ok: Callable[[float], None], hold_back: set[str] | None = None) -> Plan:
         """One heartbeat + balance + state round. ``ok(t)`` is called after each successful heartbeat that
-        started at monotonic time ``t`` (the runner's watchdog counts from it)."""
+        started at monotonic time ``t`` (the runner's watchdog counts from it). Providers in ``hold_back`` get
+        no state and no start this round (``None``: none does) — their previous follower has not ended yet, or
+        its records are not all in Postgres yet."""
         try:
-            return self._tick(self._connection(), following, ok)
+            return self._tick(self._connection(), following, ok, hold_back)
         except psycopg.Error:
             self.close()
             raise
 
-    def _tick(self, conn: psycopg.Connection[Any], following: set[str], ok: Callable[[float], None]) -> Plan:
+    def _tick(self, conn: psycopg.Connection[Any], following: set[str], ok: Callable[[float], None],
+              hold_back: set[str] | None) -> Plan:
         from warehouse.ingest import load_state
 
         held = self._beat(conn, ok)
@@ -159,6 +162,10 @@ class Ownership:
                 if lease.try_acquire(conn, pid, lease.SCOPE_FOLLOW, self.holder, PURPOSE, self.ttl_s) is not None:
                     held.add(pid)
         for pid in sorted(held - following - set(plan.release)):
+            if self.closing or hold_back is None:
+                break
+            if pid in hold_back:
+                continue
             if self.closing:
                 break
             keep_alive()

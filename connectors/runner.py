@@ -92,6 +92,8 @@ class Connector:
         self.following: dict[str, asyncio.Task[None]] = {}  # providers whose follow lease we hold, and their task
         self._last_beat = 0.0  # monotonic start of the last heartbeat that reached Postgres
         self._loop_alive = time.monotonic()  # the event loop last ran (the heartbeat thread checks it)
+        self._stopping: dict[str, asyncio.Task[None]] = {}  # cancelled followers that have not ended yet
+        self._undrained = False  # followers stopped without waiting for their records to land
         self._replays_seen = 0  # writer.replayed_batches when the previous plan was applied
 
     def _prepare_db(self) -> None:
@@ -243,13 +245,35 @@ class Connector:
         return time.monotonic() - self._last_beat > self.opts.lease_ttl_s / 2
 
     async def _stop_following(self, provider_ids: list[str]) -> None:
-        tasks = [self.following.pop(p) for p in provider_ids if p in self.following]
+        pairs = [(p, self.following.pop(p)) for p in provider_ids if p in self.following]
+        tasks = [t for _, t in pairs]
         for t in tasks:
             t.cancel()
         if tasks:
+            self._undrained = True
             _, stuck = await asyncio.wait(tasks, timeout=10)
-            if stuck:  # never wait forever on a follower that does not end when cancelled
-                log.error("%d follower(s) did not stop within 10 s of being cancelled", len(stuck))
+            if stuck:  # never wait forever on a follower that does not end when cancelled; never start a second one
+                log.error("%d follower(s) did not stop within 10 s of being cancelled; not restarted until they "
+                          "end", len(stuck))
+                self._stopping.update((p, t) for p, t in pairs if t in stuck)
+
+    async def _hold_back(self) -> set[str] | None:
+        """Providers that must not be (re)started now: a follower of theirs has not ended, or (None: all of
+        them) records of stopped followers are not all in Postgres yet, so `load_state` would miss them."""
+        self._stopping = {p: t for p, t in self._stopping.items() if not t.done()}
+        if self._undrained:
+            if not await self._drained():
+                return None
+            self._undrained = False
+        return set(self._stopping)
+
+    async def _drained(self) -> bool:
+        """Every record emitted so far is in Postgres (bounded wait: the writer stops on shutdown)."""
+        try:
+            ok = await asyncio.wait_for(self.writer.drain(), self.opts.lease_ttl_s / 2)
+        except TimeoutError:
+            return False
+        return ok and not len(self.writer.spool)
 
     async def _own(self, own: Ownership, stop: asyncio.Event,
                    client_for: Callable[[str], httpx.AsyncClient]) -> None:
@@ -258,7 +282,8 @@ class Connector:
         failing = False
         while not stop.is_set():
             try:
-                plan = await asyncio.to_thread(own.tick, set(self.following), self._beat_ok)
+                hold_back = await self._hold_back()
+                plan = await asyncio.to_thread(own.tick, set(self.following), self._beat_ok, hold_back)
                 if failing:
                     log.info("follow leases: Postgres answers again")
                 failing = False
@@ -284,7 +309,7 @@ class Connector:
         given: list[str] = []
         if plan.release:  # above our share: stop, land what was observed, then hand over
             await self._stop_following(plan.release)
-            if await self.writer.drain():
+            if await self._drained():
                 given = await asyncio.to_thread(own.release, plan.release)
         started = 0
         replays, self._replays_seen = self._replays_seen, self.writer.replayed_batches
