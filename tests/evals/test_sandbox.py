@@ -20,7 +20,7 @@ from engines.evals.sandbox import (
 )
 from engines.evals.sandbox.bubblewrap import Launcher, kill_uid_processes, uid_pids
 from engines.evals.sandbox.model import split_status
-from tests.evals.conftest import UidWatcher, script_job
+from tests.evals.conftest import TEST_BASE_UID, UidWatcher, script_job
 
 SOLUTION = "def add(a, b):\n    return a + b\n"
 BUGGY = "def add(a, b):\n    return a - b\n"
@@ -294,3 +294,46 @@ def test_many_files_reach_the_job_and_no_fd_leaks_in(sandbox: BubblewrapSandbox)
     assert (out.exit_code, out.stdout, out.stderr) == (0, "199 19701 ['0', '1', '2', '3']\n", "")
     with pytest.raises(SandboxError, match="at most 200 files"):
         sandbox.run(SandboxJob(command=("true",), files={**files, "one-more": ""}))
+
+
+def test_forked_memory_bomb_capped_for_the_whole_job(sandbox: BubblewrapSandbox, no_leftovers: None) -> None:
+    if sandbox.cgroups is None:
+        pytest.skip("no writable cgroup hierarchy here: jobs run on per-process rlimits only")
+    # six processes, each allowed 128 MB of address space: 6 x ~120 MB without a job-wide limit
+    code = """
+        import os, time
+        for _ in range(6):
+            if os.fork() == 0:
+                hog = []
+                try:
+                    while True:
+                        hog.append(b"x" * (4 * 1024 * 1024))
+                except MemoryError:
+                    time.sleep(2)
+                os._exit(0)
+        print(sorted(os.wait()[1] for _ in range(6)))
+    """
+    out = sandbox.run(script_job(code, memory_mb=128, wall_seconds=60))
+    mb = 1024 * 1024
+    assert out.memory_peak_bytes is not None and 64 * mb < out.memory_peak_bytes <= 128 * mb
+    assert out.oom_kills >= 1
+    if out.exit_code == 0:  # the small parent survived and saw its children killed by the OOM killer
+        statuses = [int(s) for s in out.stdout.strip("[]\n").split(", ")]
+        assert statuses.count(signal.SIGKILL) == out.oom_kills
+    else:
+        assert (out.signal, out.killed_reason) == (signal.SIGKILL, "memory")
+
+
+def test_cgroups_can_be_turned_off() -> None:
+    sb = BubblewrapSandbox(base_uid=TEST_BASE_UID, cgroups=False)
+    try:
+        out = sb.run(script_job("print('x')"))
+    finally:
+        sb.close()
+    assert (out.exit_code, out.stdout, out.memory_peak_bytes, out.oom_kills, sb.cgroups) == (
+        0,
+        "x\n",
+        None,
+        0,
+        None,
+    )

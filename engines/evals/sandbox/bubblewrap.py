@@ -22,10 +22,12 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Container, Sequence
 from pathlib import Path
 from typing import Any
 
+from engines.evals.sandbox.cgroup import JobCgroups, JobGroup
 from engines.evals.sandbox.model import (
     JOB_DIR,
     CappedBuffer,
@@ -96,8 +98,14 @@ class BubblewrapSandbox:
 
     name = "bubblewrap"
 
-    def __init__(self, *, base_uid: int = DEFAULT_BASE_UID, bwrap: str | None = None) -> None:
+    def __init__(
+        self, *, base_uid: int = DEFAULT_BASE_UID, bwrap: str | None = None, cgroups: bool | None = None
+    ) -> None:
+        """``cgroups``: None = a cgroup per job where the machine allows it, True = required, False = off."""
         self.base_uid = base_uid
+        self.want_cgroups = cgroups
+        self._cgroups: JobCgroups | None = None
+        self._cgroups_checked = False
         self._launchers: dict[int, Launcher] = {}
         self._launchers_lock = threading.Lock()
         self.bwrap = bwrap or shutil.which("bwrap") or ""
@@ -114,6 +122,16 @@ class BubblewrapSandbox:
                 "the bubblewrap sandbox must start as root to run each job as its own unprivileged uid "
                 "(run the eval as root, or use the docker backend)"
             )
+        if not self._cgroups_checked:
+            self._cgroups = JobCgroups.detect() if self.want_cgroups is not False else None
+            self._cgroups_checked = True
+        if self.want_cgroups and self._cgroups is None:
+            raise SandboxUnavailable("no writable cgroup hierarchy with memory and pids controllers here")
+
+    @property
+    def cgroups(self) -> JobCgroups | None:
+        """Where per-job cgroups are made (None: rlimits only); known after ``check()``."""
+        return self._cgroups
 
     def uid_range(self, slot: int) -> range:
         """The uids slot ``slot`` hands out, one per job, in turn."""
@@ -180,8 +198,19 @@ class BubblewrapSandbox:
             targets = [FIRST_FILE_FD + i for i in range(len(fds))]
             file_fds = [(path, t, path in job.executable) for path, t in zip(job.files, targets, strict=True)]
             argv = self.command_line(job, file_fds)
-            with launcher.lock:
-                return self._execute(job, argv, uid, launcher, fds, targets)
+            group = None
+            if self._cgroups is not None:
+                group = self._cgroups.create(
+                    f"job-{uid}-{uuid.uuid4().hex[:8]}",
+                    memory_bytes=job.limits.memory_mb * 1024 * 1024,
+                    processes=job.limits.processes,
+                )
+            try:
+                with launcher.lock:
+                    return self._execute(job, argv, uid, launcher, fds, targets, group)
+            finally:
+                if group is not None:
+                    group.remove_later()
         finally:
             for fd in fds:
                 os.close(fd)
@@ -208,6 +237,7 @@ class BubblewrapSandbox:
         launcher: Launcher,
         fds: list[int],
         targets: list[int],
+        group: JobGroup | None,
     ) -> SandboxOutcome:
         lim = job.limits
         out, err = CappedBuffer(lim.output_bytes), CappedBuffer(lim.output_bytes)
@@ -217,7 +247,12 @@ class BubblewrapSandbox:
         err_r, err_w = os.pipe()
         try:
             pid = launcher.start(
-                argv=argv, uid=uid, rlimits=rlimits(lim), fds=[out_w, err_w, *fds], targets=targets
+                argv=argv,
+                uid=uid,
+                rlimits=rlimits(lim),
+                fds=[out_w, err_w, *fds],
+                targets=targets,
+                cgroups=group.procs_files if group else (),
             )
         finally:
             os.close(out_w)
@@ -246,6 +281,8 @@ class BubblewrapSandbox:
             status = launcher.status(timeout=None)
         duration = time.monotonic() - start
         leftovers = kill_uid_processes(uid)
+        peak = group.memory_peak_bytes() if group else None
+        ooms = group.oom_kills() if group else 0
         for fd, buf in ((out_r, out), (err_r, err)):
             _drain(fd, buf)
         assert status is not None
@@ -256,7 +293,7 @@ class BubblewrapSandbox:
             exit_code=exit_code,
             signal=sig,
             timed_out=timed_out,
-            killed_reason=killed_reason(sig, timed_out),
+            killed_reason=killed_reason(sig, timed_out, ooms),
             stdout=out.text(),
             stderr=err.text(),
             stdout_truncated=out.truncated,
@@ -267,6 +304,8 @@ class BubblewrapSandbox:
             backend=self.name,
             leftovers_killed=leftovers,
             host_uid=uid,
+            memory_peak_bytes=peak,
+            oom_kills=ooms,
         )
 
 
@@ -291,12 +330,13 @@ class Launcher:
         return self.proc.poll() is None
 
     def start(self, *, argv: list[str], uid: int, rlimits: list[tuple[int, tuple[int, int]]], fds: list[int],
-              targets: list[int]) -> int:  # fmt: skip
+              targets: list[int], cgroups: Sequence[str] = ()) -> int:  # fmt: skip
         req = {
             "argv": argv,
             "uid": uid,
             "rlimits": [[r, s, h] for r, (s, h) in rlimits],
             "file_targets": targets,
+            "cgroups": list(cgroups),
         }
         self.sock.settimeout(None)
         socket.send_fds(self.sock, [json.dumps(req).encode() + b"\n"], fds)

@@ -52,6 +52,9 @@ def _child(req: dict[str, object], fds: list[int], launcher_pid: int) -> None:
             prev = fd
         os.closerange(prev + 1, 1 << 20)
         os.setsid()
+        for procs in req.get("cgroups", []):  # type: ignore[attr-defined]
+            with open(procs, "w") as f:  # join the job's cgroups while still root
+                f.write(f"{os.getpid()}\n")
         uid = int(req["uid"])  # type: ignore[call-overload]
         os.setgroups([])
         os.setresgid(uid, uid, uid)

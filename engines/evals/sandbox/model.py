@@ -27,9 +27,11 @@ class SandboxLimits:
     cpu_seconds: int = 10
     """CPU time per process; then SIGXCPU (SIGKILL one second later)."""
     memory_mb: int = 512
-    """Address space per process (bubblewrap) / memory of the container (docker)."""
+    """Address space per process (bubblewrap's RLIMIT_AS), and memory of the whole job where it has a
+    cgroup (bubblewrap with a writable cgroup hierarchy; docker's container limit)."""
     processes: int = 64
-    """Processes and threads of the job's uid (bubblewrap, includes bwrap's own two) / the container's pids."""
+    """Processes and threads of the job (bubblewrap: its uid and its cgroup, bwrap's own two included;
+    docker: the container's pids)."""
     file_size_mb: int = 16
     """Largest file the job may write (EFBIG beyond it; Python ignores SIGXFSZ)."""
     open_files: int = 64
@@ -103,6 +105,10 @@ class SandboxOutcome:
     """Processes of the job found alive after it ended and killed (bubblewrap's uid sweep); 0 expected."""
     host_uid: int | None = None
     """The unprivileged host uid the job ran as (bubblewrap); None on docker."""
+    memory_peak_bytes: int | None = None
+    """Peak memory of the whole job (its cgroup), when the backend had one."""
+    oom_kills: int = 0
+    """Processes of the job the kernel's OOM killer killed at the job's memory limit (cgroup)."""
 
     @property
     def passed(self) -> bool:
@@ -159,9 +165,11 @@ def split_status(returncode: int) -> tuple[int | None, int | None]:
 _SIGNALS = {int(s) for s in _signal.Signals}
 
 
-def killed_reason(signal: int | None, timed_out: bool) -> str | None:
+def killed_reason(signal: int | None, timed_out: bool, oom_kills: int = 0) -> str | None:
     if timed_out:
         return "wall_clock"
+    if signal == _signal.SIGKILL and oom_kills:
+        return "memory"
     if signal is None:
         return None
     if signal == _signal.SIGXCPU:
