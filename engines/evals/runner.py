@@ -197,15 +197,17 @@ async def ask(
     url: str,
     headers: Mapping[str, str],
     model_id: str,
-    prompt: str,
+    prompt: str | Sequence[Mapping[str, str]],
     sampling: Mapping[str, Any],
     seed: int,
     timeout_s: float,
 ) -> Answer:
-    """One non-streaming chat completion; a transport or HTTP error is returned in ``error``, never raised."""
+    """One non-streaming chat completion of a user prompt (or of a whole conversation, a list of messages); a
+    transport or HTTP error is returned in ``error``, never raised."""
+    messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else [dict(m) for m in prompt]
     body = {
         "model": model_id,
-        "messages": [{"role": "user", "content": prompt}],
+        "messages": messages,
         "temperature": sampling["temperature"],
         "top_p": sampling["top_p"],
         "seed": seed,
