@@ -30,7 +30,7 @@ HUMANEVAL_TEMPLATE = (
     "Complete the following Python function. Answer with the whole function (its signature and body, plus any "
     "imports it needs) in one ```python code block, and nothing else.\n\n```python\n{prompt}```"
 )
-PROMPT_VERSION = {"humaneval": "he-chat-1", "ifeval": "if-plain-1"}
+PROMPT_VERSION = {"humaneval": "he-chat-1", "ifeval": "if-plain-1", "chat": "chat-turns-1", "mt-bench": "chat-turns-1"}
 
 
 @dataclass(frozen=True)
@@ -129,4 +129,8 @@ def load_suite(name: str) -> Suite:
         return load_humaneval()
     if name == "ifeval":
         return load_ifeval()
+    if name == "chat":  # judged chat questions: engines.evals.chat (mt-bench: chat.load_questions(path))
+        from engines.evals.chat import load_chat
+
+        return load_chat()
     raise ValueError(f"unknown eval suite {name!r} (one of {', '.join(SUITES)})")

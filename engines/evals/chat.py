@@ -1,0 +1,282 @@
+"""Chat-assistant quality: question sets in the MT-bench format, multi-turn asking, and grading by a judge model.
+
+Question sets (`load_questions`): JSON lines with ``question_id`` (int or str), ``category`` (str),
+``turns`` (a non-empty list of str: the user's messages, asked one after the other in one conversation) and an
+optional ``reference`` (a list of str: a correct answer per turn, used for math / reasoning / coding). The
+project's own set (``engines/evals/data/chat.jsonl``, 10 two-turn items written for BooControl) is the
+``chat`` suite; any file of that format — e.g. MT-bench's ``question.jsonl`` from a path the user gives — is
+the ``mt-bench`` suite (``--questions PATH``). A malformed file is a one-line error naming the line.
+
+A chat answer is stored as one ``eval_answers`` row whose ``text`` is a JSON array with the assistant's reply
+to each turn. Each turn is graded by the judge (`engines.evals.judge`, the whole conversation up to that
+turn shown, the item's reference when its category uses one): one ``eval_judgments`` row per turn with the raw
+judge text, whether it parsed, the rating, the judge model and model file, the prompt version, the judge's
+sampling, the turn, and ``self_judged`` when the judge is the candidate. The answer's score is the mean of its
+parsed turn ratings (NULL when none parsed — an unparseable judgment is never a score).
+
+Metrics of a run (`chat_metrics`): ``judge_score`` (mean of parsed turn ratings, 1-10), ``judge_score/turn<k>``,
+``judge_score/<category>``, and ``judge_unparseable`` (the share of judgments that did not parse).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from engines.evals import judge as judging
+from engines.evals.suites import Item, Suite, content_version
+
+
+@dataclass(frozen=True)
+class JudgeModel:
+    """The judge a run uses: where it is asked, and what is stored with each judgment."""
+
+    provider_id: str
+    model_id: str
+    url: str  # its chat-completions URL
+    headers: Mapping[str, str] = field(default_factory=dict)
+    sampling: Mapping[str, Any] = field(default_factory=lambda: dict(judging.DEFAULT_JUDGE_SAMPLING))
+    model_file: str | None = None
+    timeout_s: float = 600.0
+
+    @property
+    def identity(self) -> str:
+        """Stored as the run's and every score's ``judge``: a changed judge or judge prompt makes scores stale."""
+        return f"{self.provider_id}/{self.model_id}@{judging.PROMPT_VERSION}"
+
+
+# -------------------------------------------------------------------------------------------- questions
+
+
+def parse_questions(text: str, source: str) -> list[dict[str, Any]]:
+    """Validated question records from MT-bench-format JSON lines (a one-line ValueError names the bad line)."""
+    out: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{source} line {n}"
+        try:
+            q = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{where}: not JSON ({exc.msg})") from None
+        if not isinstance(q, dict):
+            raise ValueError(f"{where}: expected a JSON object")
+        qid, cat, turns, ref = q.get("question_id"), q.get("category"), q.get("turns"), q.get("reference")
+        if not isinstance(qid, (int, str)) or isinstance(qid, bool) or str(qid) == "":
+            raise ValueError(f"{where}: question_id must be an int or a non-empty string")
+        if not isinstance(cat, str) or not cat:
+            raise ValueError(f"{where}: category must be a non-empty string")
+        if not isinstance(turns, list) or not turns or not all(isinstance(t, str) and t for t in turns):
+            raise ValueError(f"{where}: turns must be a non-empty list of non-empty strings")
+        if ref is not None and (not isinstance(ref, list) or not all(isinstance(r, str) for r in ref)):
+            raise ValueError(f"{where}: reference must be a list of strings")
+        if str(qid) in seen:
+            raise ValueError(f"{where}: duplicate question_id {qid}")
+        seen.add(str(qid))
+        rec: dict[str, Any] = {"question_id": str(qid), "category": cat, "turns": list(turns)}
+        if ref:
+            rec["reference"] = list(ref)
+        out.append(rec)
+    if not out:
+        raise ValueError(f"{source}: no questions")
+    return out
+
+
+def _suite(name: str, records: Sequence[Mapping[str, Any]], source: str) -> Suite:
+    items = tuple(
+        Item(str(r["question_id"]), idx, str(r["category"]), str(r["turns"][0]),
+             {k: r[k] for k in ("turns", "reference") if k in r})
+        for idx, r in enumerate(records)
+    )  # fmt: skip
+    return Suite(name, "chat", items, source, content_version(name, items))
+
+
+def load_questions(path: str | Path, name: str = "mt-bench") -> Suite:
+    """An MT-bench-format question file the user gives."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise ValueError(f"no question file at {p}")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read {p}: {exc}") from None
+    return _suite(name, parse_questions(text, str(p)), str(p))
+
+
+def load_chat() -> Suite:
+    """The project's own chat questions (package data)."""
+    text = resources.files("engines.evals").joinpath("data", "chat.jsonl").read_text(encoding="utf-8")
+    return _suite("chat", parse_questions(text, "engines/evals/data/chat.jsonl"), "engines/evals/data/chat.jsonl")
+
+
+# ------------------------------------------------------------------------------------------------ asking
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str | None
+    finish_reason: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    latency_ms: float
+    timings: dict[str, Any] | None
+    error: str | None
+
+
+async def complete(
+    client: httpx.AsyncClient,
+    url: str,
+    headers: Mapping[str, str],
+    model_id: str,
+    messages: Sequence[Mapping[str, str]],
+    sampling: Mapping[str, Any],
+    seed: int,
+    timeout_s: float,
+) -> Completion:
+    """One non-streaming chat completion; a transport, HTTP or format error is returned, never raised."""
+    body = {"model": model_id, "messages": [dict(m) for m in messages], "temperature": sampling["temperature"],
+            "top_p": sampling.get("top_p", 1.0), "seed": seed, "max_tokens": sampling["max_tokens"],
+            "stream": False}  # fmt: skip
+    t0 = time.perf_counter()
+    try:
+        resp = await client.post(url, json=body, headers=dict(headers), timeout=timeout_s)
+    except httpx.HTTPError as exc:
+        return Completion(None, None, None, None, (time.perf_counter() - t0) * 1000, None,
+                          f"{type(exc).__name__}: {exc}")  # fmt: skip
+    ms = (time.perf_counter() - t0) * 1000
+    if resp.status_code != 200:
+        return Completion(None, None, None, None, ms, None, f"HTTP {resp.status_code}: {resp.text[:300]}")
+    try:
+        data = resp.json()
+        choice = data["choices"][0]
+        text = choice["message"].get("content") or ""
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+        return Completion(None, None, None, None, ms, None, f"unreadable completion: {exc!r}")
+    usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+    timings = data.get("timings") if isinstance(data.get("timings"), dict) else None
+    return Completion(str(text), choice.get("finish_reason"), usage.get("prompt_tokens"),
+                      usage.get("completion_tokens"), ms, timings, None)  # fmt: skip
+
+
+async def ask_conversation(
+    client: httpx.AsyncClient,
+    url: str,
+    headers: Mapping[str, str],
+    model_id: str,
+    turns: Sequence[str],
+    sampling: Mapping[str, Any],
+    seed: int,
+    timeout_s: float,
+) -> Completion:
+    """Every turn in one conversation (each reply fed back); ``text`` is the JSON array of replies. Tokens and
+    latency are summed over the turns; the first failing turn ends it with its error."""
+    history: list[dict[str, str]] = []
+    replies: list[str] = []
+    ptok = ctok = 0
+    ms = 0.0
+    last: Completion | None = None
+    for turn in turns:
+        history.append({"role": "user", "content": turn})
+        last = await complete(client, url, headers, model_id, history, sampling, seed, timeout_s)
+        ms += last.latency_ms
+        if last.error is not None or last.text is None:
+            return Completion(None, None, None, None, ms, None, last.error or "no reply")
+        replies.append(last.text)
+        history.append({"role": "assistant", "content": last.text})
+        ptok += last.prompt_tokens or 0
+        ctok += last.completion_tokens or 0
+    assert last is not None
+    return Completion(json.dumps(replies, ensure_ascii=False), last.finish_reason, ptok, ctok, ms,
+                      {"turns": len(replies)}, None)  # fmt: skip
+
+
+def replies_of(text: str | None) -> list[str]:
+    """The per-turn replies stored in a chat answer's ``text`` ([] when it is not a chat answer)."""
+    if not text:
+        return []
+    try:
+        v = json.loads(text)
+    except ValueError:
+        return []
+    return [str(x) for x in v] if isinstance(v, list) else []
+
+
+# ----------------------------------------------------------------------------------------------- grading
+
+
+@dataclass(frozen=True)
+class TurnJudgment:
+    turn: int  # 1-based
+    raw: str | None  # the judge's text (None when the request failed)
+    parsed: bool
+    score: float | None
+    reason: str  # the parser's note, or the request error
+    messages: list[dict[str, str]]
+
+
+async def judge_turns(
+    client: httpx.AsyncClient, jm: JudgeModel, item: Item, replies: Sequence[str]
+) -> list[TurnJudgment]:
+    """One judgment per answered turn (the conversation up to that turn, the item's reference if it uses one)."""
+    turns = list(item.payload.get("turns") or [item.prompt])
+    reference = item.payload.get("reference")
+    out = []
+    for k in range(1, len(replies) + 1):
+        msgs = judging.single_messages(turns[:k], replies[:k], item.category, reference)
+        c = await complete(client, jm.url, jm.headers, jm.model_id, msgs, jm.sampling, int(jm.sampling["seed"]),
+                           jm.timeout_s)  # fmt: skip
+        if c.error is not None:
+            out.append(TurnJudgment(k, None, False, None, f"judge request failed: {c.error}", msgs))
+            continue
+        r = judging.parse_rating(c.text)
+        out.append(TurnJudgment(k, c.text, r.parsed, r.score, r.reason, msgs))
+    return out
+
+
+def answer_score(judgments: Sequence[TurnJudgment]) -> float | None:
+    """The mean of the parsed turn ratings; None when none parsed."""
+    vals = [j.score for j in judgments if j.parsed and j.score is not None]
+    return sum(vals) / len(vals) if vals else None
+
+
+def judgment_rows(
+    answer_id: int, jm: JudgeModel, judgments: Sequence[TurnJudgment], self_judged: bool
+) -> list[dict[str, Any]]:
+    """``eval_judgments`` rows (the verdict column keeps the turn and what was read: ``turn 2: [[7]]``)."""
+    return [
+        {"answer_id": answer_id, "swapped": False, "judge_provider_id": jm.provider_id,
+         "judge_model_id": jm.model_id, "judge_model_file": jm.model_file, "prompt_version": judging.PROMPT_VERSION,
+         "sampling": dict(jm.sampling), "raw": j.raw, "parsed": j.parsed,
+         "verdict": f"turn {j.turn}: {j.reason}", "score": j.score if j.parsed else None,
+         "self_judged": self_judged}
+        for j in judgments
+    ]  # fmt: skip
+
+
+def chat_metrics(
+    categories: Mapping[int, str | None], judgments: Sequence[Mapping[str, Any]]
+) -> dict[str, float]:
+    """``categories``: item id -> category; ``judgments``: rows with ``item_id``, ``turn``, ``parsed``, ``score``.
+    See the module docstring for the metric names."""
+    if not judgments:
+        return {}
+    parsed = [j for j in judgments if j["parsed"] and j["score"] is not None]
+    out: dict[str, float] = {"judge_unparseable": 1 - len(parsed) / len(judgments)}
+    if parsed:
+        out["judge_score"] = sum(float(j["score"]) for j in parsed) / len(parsed)
+    groups: dict[str, list[float]] = {}
+    for j in parsed:
+        groups.setdefault(f"judge_score/turn{j['turn']}", []).append(float(j["score"]))
+        cat = categories.get(int(j["item_id"]))
+        if cat:
+            groups.setdefault(f"judge_score/{cat}", []).append(float(j["score"]))
+    out.update({k: sum(v) / len(v) for k, v in sorted(groups.items())})
+    return out
