@@ -14,6 +14,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from warehouse.schema_evals import (
     eval_answers,
     eval_items,
+    eval_judgments,
     eval_runs,
     eval_sandbox_outcomes,
     eval_scores,
@@ -246,3 +247,30 @@ def run_items(conn: Connection, run_id: int) -> list[dict[str, Any]]:
         .order_by(eval_items.c.idx, eval_answers.c.sample_idx)
     )  # fmt: skip
     return [dict(r) for r in conn.execute(q).mappings().all()]
+
+
+def record_judged(
+    conn: Connection, answer_id: int, score: float | None, detail: Mapping[str, Any],
+    judgments: Sequence[Mapping[str, Any]],
+) -> None:
+    """A judged answer: its judgments (replacing earlier ones of this answer) and its score (NULL when no
+    judgment parsed: an unparseable judgment is never a score)."""
+    conn.execute(delete(eval_judgments).where(eval_judgments.c.answer_id == answer_id))
+    if judgments:
+        conn.execute(insert(eval_judgments), [dict(j) for j in judgments])
+    conn.execute(
+        update(eval_answers)
+        .where(eval_answers.c.id == answer_id)
+        .values(passed=score is not None, score=score, detail=dict(detail), scored_at=func.now())
+    )
+
+
+def run_judgments(conn: Connection, run_id: int) -> list[dict[str, Any]]:
+    """The run's judgments with the item each judged answer belongs to."""
+    rows = conn.execute(
+        select(eval_answers.c.item_id, eval_answers.c.sample_idx, eval_judgments)
+        .join(eval_answers, eval_answers.c.id == eval_judgments.c.answer_id)
+        .where(eval_answers.c.run_id == run_id)
+        .order_by(eval_judgments.c.id)
+    ).mappings().all()
+    return [dict(r) for r in rows]

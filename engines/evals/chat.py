@@ -21,17 +21,22 @@ Metrics of a run (`chat_metrics`): ``judge_score`` (mean of parsed turn ratings,
 from __future__ import annotations
 
 import json
-import time
+import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from connectors.llama_swap_api import auth_headers
+from core.providers import Provider
 from engines.evals import judge as judging
 from engines.evals.suites import Item, Suite, content_version
+
+if TYPE_CHECKING:
+    from engines.evals.runner import Answer
 
 
 @dataclass(frozen=True)
@@ -45,11 +50,32 @@ class JudgeModel:
     sampling: Mapping[str, Any] = field(default_factory=lambda: dict(judging.DEFAULT_JUDGE_SAMPLING))
     model_file: str | None = None
     timeout_s: float = 600.0
+    self_judged: bool = False  # set by `with_run`: the judge is the candidate
 
     @property
     def identity(self) -> str:
         """Stored as the run's and every score's ``judge``: a changed judge or judge prompt makes scores stale."""
         return f"{self.provider_id}/{self.model_id}@{judging.PROMPT_VERSION}"
+
+
+def judge_for(provider: Provider, model_id: str, environ: Mapping[str, str] | None = None,
+              timeout_s: float = 600.0) -> JudgeModel:  # fmt: skip
+    """The judge ``provider/model`` of the registry, asked like any candidate (its API key from the
+    environment, never stored)."""
+    url = provider.spec.openai_base_url(provider.base_url) + "/chat/completions"
+    return JudgeModel(provider.id, model_id, url, auth_headers(provider, environ), timeout_s=timeout_s)
+
+
+def with_run(
+    jm: JudgeModel, headers: Mapping[str, str], candidate_file: str | None, provider_id: str, model_id: str
+) -> JudgeModel:
+    """The judge as one run uses it: the run's headers, and whether it is the candidate itself (the same
+    provider/model, or the same model file)."""
+    same = (jm.provider_id, jm.model_id) == (provider_id, model_id)
+    model_file = candidate_file if same else jm.model_file
+    self_judged = judging.is_self_judged((provider_id, model_id), (jm.provider_id, jm.model_id), candidate_file,
+                                         model_file)  # fmt: skip
+    return replace(jm, headers=dict(headers), model_file=model_file, self_judged=self_judged)
 
 
 # -------------------------------------------------------------------------------------------- questions
@@ -120,52 +146,6 @@ def load_chat() -> Suite:
 # ------------------------------------------------------------------------------------------------ asking
 
 
-@dataclass(frozen=True)
-class Completion:
-    text: str | None
-    finish_reason: str | None
-    prompt_tokens: int | None
-    completion_tokens: int | None
-    latency_ms: float
-    timings: dict[str, Any] | None
-    error: str | None
-
-
-async def complete(
-    client: httpx.AsyncClient,
-    url: str,
-    headers: Mapping[str, str],
-    model_id: str,
-    messages: Sequence[Mapping[str, str]],
-    sampling: Mapping[str, Any],
-    seed: int,
-    timeout_s: float,
-) -> Completion:
-    """One non-streaming chat completion; a transport, HTTP or format error is returned, never raised."""
-    body = {"model": model_id, "messages": [dict(m) for m in messages], "temperature": sampling["temperature"],
-            "top_p": sampling.get("top_p", 1.0), "seed": seed, "max_tokens": sampling["max_tokens"],
-            "stream": False}  # fmt: skip
-    t0 = time.perf_counter()
-    try:
-        resp = await client.post(url, json=body, headers=dict(headers), timeout=timeout_s)
-    except httpx.HTTPError as exc:
-        return Completion(None, None, None, None, (time.perf_counter() - t0) * 1000, None,
-                          f"{type(exc).__name__}: {exc}")  # fmt: skip
-    ms = (time.perf_counter() - t0) * 1000
-    if resp.status_code != 200:
-        return Completion(None, None, None, None, ms, None, f"HTTP {resp.status_code}: {resp.text[:300]}")
-    try:
-        data = resp.json()
-        choice = data["choices"][0]
-        text = choice["message"].get("content") or ""
-    except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
-        return Completion(None, None, None, None, ms, None, f"unreadable completion: {exc!r}")
-    usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
-    timings = data.get("timings") if isinstance(data.get("timings"), dict) else None
-    return Completion(str(text), choice.get("finish_reason"), usage.get("prompt_tokens"),
-                      usage.get("completion_tokens"), ms, timings, None)  # fmt: skip
-
-
 async def ask_conversation(
     client: httpx.AsyncClient,
     url: str,
@@ -175,26 +155,28 @@ async def ask_conversation(
     sampling: Mapping[str, Any],
     seed: int,
     timeout_s: float,
-) -> Completion:
+) -> Answer:
     """Every turn in one conversation (each reply fed back); ``text`` is the JSON array of replies. Tokens and
     latency are summed over the turns; the first failing turn ends it with its error."""
+    from engines.evals.runner import Answer, ask
+
     history: list[dict[str, str]] = []
     replies: list[str] = []
     ptok = ctok = 0
     ms = 0.0
-    last: Completion | None = None
+    last: Answer | None = None
     for turn in turns:
         history.append({"role": "user", "content": turn})
-        last = await complete(client, url, headers, model_id, history, sampling, seed, timeout_s)
+        last = await ask(client, url, headers, model_id, history, sampling, seed, timeout_s)
         ms += last.latency_ms
         if last.error is not None or last.text is None:
-            return Completion(None, None, None, None, ms, None, last.error or "no reply")
+            return Answer(None, None, None, None, ms, None, last.error or "no reply")
         replies.append(last.text)
         history.append({"role": "assistant", "content": last.text})
         ptok += last.prompt_tokens or 0
         ctok += last.completion_tokens or 0
     assert last is not None
-    return Completion(json.dumps(replies, ensure_ascii=False), last.finish_reason, ptok, ctok, ms,
+    return Answer(json.dumps(replies, ensure_ascii=False), last.finish_reason, ptok, ctok, ms,
                       {"turns": len(replies)}, None)  # fmt: skip
 
 
@@ -228,10 +210,12 @@ async def judge_turns(
     """One judgment per answered turn (the conversation up to that turn, the item's reference if it uses one)."""
     turns = list(item.payload.get("turns") or [item.prompt])
     reference = item.payload.get("reference")
+    from engines.evals.runner import ask
+
     out = []
     for k in range(1, len(replies) + 1):
         msgs = judging.single_messages(turns[:k], replies[:k], item.category, reference)
-        c = await complete(client, jm.url, jm.headers, jm.model_id, msgs, jm.sampling, int(jm.sampling["seed"]),
+        c = await ask(client, jm.url, jm.headers, jm.model_id, msgs, jm.sampling, int(jm.sampling["seed"]),
                            jm.timeout_s)  # fmt: skip
         if c.error is not None:
             out.append(TurnJudgment(k, None, False, None, f"judge request failed: {c.error}", msgs))
@@ -239,6 +223,21 @@ async def judge_turns(
         r = judging.parse_rating(c.text)
         out.append(TurnJudgment(k, c.text, r.parsed, r.score, r.reason, msgs))
     return out
+
+
+async def grade(
+    client: httpx.AsyncClient, jm: JudgeModel, item: Item, text: str | None, provider_id: str, model_id: str,
+    answer_id: int,
+) -> tuple[dict[str, Any], list[dict[str, Any]], float | None]:
+    """(answer detail, judgment rows, answer score) of one stored chat answer."""
+    replies = replies_of(text)
+    if not replies:
+        return {"error": "no replies to judge"}, [], None
+    js = await judge_turns(client, jm, item, replies)
+    score = answer_score(js)
+    detail = {"judge": jm.identity, "self_judged": jm.self_judged,
+              "turns": [{"turn": j.turn, "parsed": j.parsed, "score": j.score, "note": j.reason} for j in js]}
+    return detail, judgment_rows(answer_id, jm, js, jm.self_judged), score  # fmt: skip
 
 
 def answer_score(judgments: Sequence[TurnJudgment]) -> float | None:
@@ -261,11 +260,19 @@ def judgment_rows(
     ]  # fmt: skip
 
 
+_TURN = re.compile(r"^turn (\d+):")
+
+
+def turn_of(verdict: str | None) -> int | None:
+    m = _TURN.match(verdict or "")
+    return int(m.group(1)) if m else None
+
+
 def chat_metrics(
     categories: Mapping[int, str | None], judgments: Sequence[Mapping[str, Any]]
 ) -> dict[str, float]:
-    """``categories``: item id -> category; ``judgments``: rows with ``item_id``, ``turn``, ``parsed``, ``score``.
-    See the module docstring for the metric names."""
+    """``categories``: item id -> category; ``judgments``: ``eval_judgments`` rows with the ``item_id`` of their
+    answer (the turn is read from ``verdict``). See the module docstring for the metric names."""
     if not judgments:
         return {}
     parsed = [j for j in judgments if j["parsed"] and j["score"] is not None]
@@ -274,7 +281,9 @@ def chat_metrics(
         out["judge_score"] = sum(float(j["score"]) for j in parsed) / len(parsed)
     groups: dict[str, list[float]] = {}
     for j in parsed:
-        groups.setdefault(f"judge_score/turn{j['turn']}", []).append(float(j["score"]))
+        turn = turn_of(j.get("verdict"))
+        if turn is not None:
+            groups.setdefault(f"judge_score/turn{turn}", []).append(float(j["score"]))
         cat = categories.get(int(j["item_id"]))
         if cat:
             groups.setdefault(f"judge_score/{cat}", []).append(float(j["score"]))

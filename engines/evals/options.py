@@ -20,9 +20,11 @@ def _meta(help: str, flag: str | None = None) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class EvalOptions:
-    suite: Literal["humaneval", "ifeval"] = field(
+    suite: Literal["humaneval", "ifeval", "chat"] = field(
         default="humaneval",
-        metadata=_meta("The suite: HumanEval (code, sandbox-scored) or instruction following."),
+        metadata=_meta(
+            "The suite: HumanEval (code, sandbox-scored), instruction following, or chat (graded by --judge)."
+        ),
     )
     limit: int | None = field(default=None, metadata=_meta("Ask only the first N items (a quick run)."))
     items: str | None = field(
@@ -59,6 +61,13 @@ class EvalOptions:
         metadata=_meta("Put the host's models back as they were afterwards.", "--restore-host/--keep-loaded"),
     )
     label: str | None = field(default=None, metadata=_meta("Free-text label stored with the run."))
+    judge: str | None = field(
+        default=None, metadata=_meta("The judge of the chat suite: a registry model, provider/model.")
+    )
+    questions: str | None = field(
+        default=None,
+        metadata=_meta("Chat suite: an MT-bench-format question file (JSONL) instead of the project's own set."),
+    )
 
     def __post_init__(self) -> None:
         if self.samples < 1:
@@ -67,6 +76,8 @@ class EvalOptions:
             raise ValueError("limit must be >= 1")
         if self.parallel is not None and self.parallel < 1:
             raise ValueError("parallel must be >= 1")
+        if self.suite == "chat" and not self.judge:
+            raise ValueError("the chat suite is graded by a judge model: give --judge provider/model")
 
     @classmethod
     def from_mapping(cls, params: dict[str, Any]) -> EvalOptions:

@@ -47,7 +47,8 @@ from engines.bench.runner import BenchSpec, RunOutcome, _cleanup, wait_until_idl
 from engines.bench.runner import Progress as BenchProgress
 from engines.bench.service import make_host
 from engines.bench.signals import cancel_on_sigterm
-from engines.evals import ifeval, scoring
+from engines.evals import chat, ifeval, scoring
+from engines.evals.chat import JudgeModel
 from engines.evals.options import EvalOptions
 from engines.evals.sandbox import SandboxBackend, SandboxJob, SandboxLimits, SandboxOutcome, SandboxPool
 from engines.evals.suites import Item, Suite
@@ -317,12 +318,15 @@ async def run_eval(
     environ: Mapping[str, str] | None = None,
     requested_by: str | None = None,
     lease_ttl_s: float = lease.DEFAULT_TTL_S,
+    judge: JudgeModel | None = None,
 ) -> EvalOutcome:
     """Run (or continue) an eval; see the module docstring. Raises `EvalRefused` before asking anything."""
     emit = progress or (lambda _p: None)
     items = suite.subset(options.limit, options.item_keys())
     if suite.kind == "code" and sandbox is None:
         raise ValueError("the code suite needs a sandbox backend")
+    if suite.kind == "chat" and judge is None:
+        raise ValueError("the chat suite is graded by a judge model: give --judge provider/model")
     try:
         require_takeover_confirmation(confirm_takeover)
     except TakeoverRefused:
@@ -361,6 +365,7 @@ async def run_eval(
                 environ,
                 requested_by,
                 confirm_takeover,
+                judge if suite.kind == "chat" else None,
             )
         finally:
             await keeper.__aexit__(None, None, None)
@@ -385,6 +390,7 @@ async def _with_lease(
     environ: Mapping[str, str] | None,
     requested_by: str | None,
     confirm_takeover: bool,
+    judge: JudgeModel | None = None,
 ) -> EvalOutcome:
     tag = f"ev-{run_uid[:12]}"
     host = make_host(provider, http, environ)
@@ -420,7 +426,7 @@ async def _with_lease(
                 info = await host.describe(model_id, tag)
                 result = await _ask_all(engine, provider, model_id, suite, items, options, http, emit, sandbox,
                                         run_uid, tag, environ, requested_by, info.props, info.version, host.kind,
-                                        before)  # fmt: skip
+                                        before, judge)  # fmt: skip
             finally:
                 emit(EvalProgress("cleanup", message="restoring the host"))
                 await asyncio.shield(_cleanup(host, model_id, tag, before, BenchSpec(restore_host=options.restore_host),
@@ -459,6 +465,7 @@ async def _ask_all(
     version: Mapping[str, Any],
     host_kind: str,
     before: tuple[str, ...] | None,
+    judge: JudgeModel | None = None,
 ) -> EvalOutcome:
     t_wall, t_cpu = time.perf_counter(), time.process_time()
     props = dict(props or {})
@@ -471,7 +478,8 @@ async def _ask_all(
     sampling = options.sampling()
     n = options.samples
     keys = [i.key for i in items]
-    ckey = config_key(provider.id, model_id, suite, sampling, keys)
+    judge_id = judge.identity if judge is not None else None
+    ckey = config_key(provider.id, model_id, suite, sampling, keys, judge_id)
     now = datetime.now(UTC)
 
     with engine.begin() as conn:
@@ -492,12 +500,13 @@ async def _ask_all(
             run_id = eval_store.insert_run(conn, {
                 "run_uid": run_uid, "suite_id": suite_id, "provider_id": provider.id, "model_id": model_id,
                 "status": "running", "config_key": ckey, "harness_version": HARNESS_VERSION,
-                "sampling": sampling, "samples_per_item": n, "judge": None, "item_keys": keys,
+                "sampling": sampling, "samples_per_item": n, "judge": judge_id, "item_keys": keys,
                 "params": options.as_mapping(), "requested_by": requested_by, "started_at": now,
                 "extra": {"loaded_before": list(before) if before is not None else None}, **identity_fields,
             })  # fmt: skip
         stored = eval_store.stored_answers(conn, run_id)
-    identity = ScoreIdentity(model_file, server_version, HARNESS_VERSION, suite.name, suite.version, sampling)
+    identity = ScoreIdentity(model_file, server_version, HARNESS_VERSION, suite.name, suite.version, sampling,
+                             judge_id)  # fmt: skip
     stale = await asyncio.to_thread(mark_stale, engine, provider.id, model_id, identity, None, run_id)
     outcome = EvalOutcome(run_id, run_uid, suite.name, suite.version, "running", resumable is not None, 0, 0,
                           len(items) * n, parallel, model_file, stale_marked=stale)  # fmt: skip
@@ -517,15 +526,26 @@ async def _ask_all(
     done = len(have)
     status, stop_reason, error = "running", None, None
 
+    if judge is not None:  # the judge's requests carry the run's tag too (it may share the host)
+        judge = chat.with_run(judge, {**judge.headers, BENCH_HEADER: tag}, model_file, provider.id, model_id)
+
     async def score_and_store(answer_id: int, item: Item, text: str | None) -> None:
+        if judge is not None:
+            detail, js, sc_or_none = await chat.grade(http, judge, item, text, provider.id, model_id, answer_id)
+            await asyncio.to_thread(_store_judged, engine, answer_id, sc_or_none, detail, js)
+            return
         ok, sc, detail, box = await score_answer(suite, item, text, pool, options.sandbox_wall_s)
         await asyncio.to_thread(_store_verdict, engine, answer_id, ok, sc, detail, box)
 
     async def one(item: Item, sample: int) -> None:
         nonlocal done
         async with sem:
-            ans = await ask(http, url, headers, model_id, item.prompt, sampling, int(sampling["seed"]) + sample,
-                            options.request_timeout_s)  # fmt: skip
+            if suite.kind == "chat":
+                ans = await chat.ask_conversation(http, url, headers, model_id, item.payload["turns"], sampling,
+                                                  int(sampling["seed"]) + sample, options.request_timeout_s)  # fmt: skip
+            else:
+                ans = await ask(http, url, headers, model_id, item.prompt, sampling, int(sampling["seed"]) + sample,
+                                options.request_timeout_s)  # fmt: skip
             outcome.asked += 1
         row = {"run_id": run_id, "item_id": item_ids[item.key], "sample_idx": sample,
                "seed": int(sampling["seed"]) + sample, "text": ans.text, "finish_reason": ans.finish_reason,
@@ -560,7 +580,9 @@ async def _ask_all(
         else:
             with engine.connect() as conn:
                 answers = [a for a in eval_store.stored_answers(conn, run_id) if int(a["item_id"]) in by_id]
-            outcome.metrics = metrics_of(suite, items, answers, n)
+                judged = eval_store.run_judgments(conn, run_id) if suite.kind == "chat" else []
+            outcome.metrics = (chat.chat_metrics({k: i.category for k, i in by_id.items()}, judged)
+                               if suite.kind == "chat" else metrics_of(suite, items, answers, n))  # fmt: skip
             status = "completed"
     except asyncio.CancelledError as exc:
         status, stop_reason = "cancelled", str(exc.args[0]) if exc.args else "cancelled"
@@ -594,6 +616,14 @@ def _store_verdict(
 ) -> None:
     with engine.begin() as conn:
         eval_store.record_verdict(conn, answer_id, ok, sc, detail, box)
+
+
+def _store_judged(
+    engine: Engine, answer_id: int, score: float | None, detail: Mapping[str, Any],
+    judgments: Sequence[Mapping[str, Any]],
+) -> None:  # fmt: skip
+    with engine.begin() as conn:
+        eval_store.record_judged(conn, answer_id, score, detail, judgments)
 
 
 def _drop_answers(engine: Engine, ids: Sequence[int]) -> None:

@@ -23,8 +23,8 @@ from typing import Any, Literal
 
 from engines.evals import ifeval
 
-SuiteName = Literal["humaneval", "ifeval"]
-SUITES: tuple[str, ...] = ("humaneval", "ifeval")
+SuiteName = Literal["humaneval", "ifeval", "chat"]
+SUITES: tuple[str, ...] = ("humaneval", "ifeval", "chat")
 
 HUMANEVAL_TEMPLATE = (
     "Complete the following Python function. Answer with the whole function (its signature and body, plus any "
