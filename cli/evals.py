@@ -3,6 +3,7 @@
 boocontrol eval run gpu-box/qwen-7b --suite humaneval --yes-take-over
 boocontrol eval run gpu-box/qwen-7b --suite ifeval --limit 5 --yes-take-over
 boocontrol eval run gpu-box/qwen-7b --suite humaneval --samples 10 --yes-take-over   # pass@1, @5, @10
+boocontrol eval run gpu-box/qwen-7b --suite chat --judge gpu-box/qwen-32b --yes-take-over
 boocontrol eval list
 boocontrol eval show 3
 """
@@ -56,16 +57,17 @@ def run_cmd(model: str, confirm_takeover: bool, slot_wait: float, idle_wait: flo
             **opts: Any) -> None:
     """Ask MODEL (``provider/model``) a suite and store answers and scores; an interrupted run is continued
     by the same command."""
+    from engines.evals.chat import judge_for, suite_of
     from engines.evals.runner import EvalLeaseLost, EvalProgress, EvalRefused, run_eval_sync
-    from engines.evals.suites import load_suite
 
     try:
         options = EvalOptions.from_mapping(opts)
-        suite = load_suite(options.suite)
+        suite = suite_of(options.suite, options.questions)
         items = suite.subset(options.limit, options.item_keys())
     except ValueError as exc:
         fail(str(exc))
     provider, model_id = _resolve(model)
+    judge = judge_for(*_resolve(options.judge), timeout_s=options.request_timeout_s) if options.judge else None
     sandbox = sandbox_for(options.suite)
     engine = _engine()
     total = len(items) * options.samples
@@ -85,7 +87,7 @@ def run_cmd(model: str, confirm_takeover: bool, slot_wait: float, idle_wait: flo
         with bar:
             out = run_eval_sync(engine, provider, model_id, suite, options, confirm_takeover=confirm_takeover,
                                 sandbox=sandbox, progress=progress, slot_wait_s=slot_wait, idle_wait_s=idle_wait,
-                                requested_by="cli")  # fmt: skip
+                                requested_by="cli", judge=judge)  # fmt: skip
     except EvalRefused as exc:
         fail(str(exc))
     except EvalLeaseLost as exc:

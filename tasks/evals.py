@@ -10,10 +10,10 @@ from prefect import get_run_logger, task
 from core.providers import load_registry
 from core.settings import get_settings
 from engines.bench.gate import DEFAULT_IDLE_WAIT_S
+from engines.evals.chat import judge_for, suite_of
 from engines.evals.options import EvalOptions
 from engines.evals.runner import EvalProgress, run_eval_sync
 from engines.evals.sandbox import BubblewrapSandbox
-from engines.evals.suites import load_suite
 from warehouse.db import make_engine
 
 
@@ -27,7 +27,11 @@ def run_eval_task(model: str, options: dict[str, Any], confirm_takeover: bool,
     ref = registry.resolve(model)
     provider = registry.get(ref.provider_id)
     opts = EvalOptions.from_mapping(options)
-    suite = load_suite(opts.suite)
+    suite = suite_of(opts.suite, opts.questions)
+    judge = None
+    if opts.judge:
+        jref = registry.resolve(opts.judge)
+        judge = judge_for(registry.get(jref.provider_id), jref.model_id, timeout_s=opts.request_timeout_s)
     sandbox = None
     if suite.kind == "code":
         sandbox = BubblewrapSandbox()
@@ -42,7 +46,7 @@ def run_eval_task(model: str, options: dict[str, Any], confirm_takeover: bool,
     try:
         out = run_eval_sync(engine, provider, ref.model_id, suite, opts, confirm_takeover=confirm_takeover,
                             sandbox=sandbox, progress=progress, requested_by=requested_by,
-                            idle_wait_s=DEFAULT_IDLE_WAIT_S)  # fmt: skip
+                            idle_wait_s=DEFAULT_IDLE_WAIT_S, judge=judge)  # fmt: skip
     finally:
         engine.dispose()
     return {"run_id": out.run_id, "status": out.status, "suite": out.suite, "suite_version": out.suite_version,

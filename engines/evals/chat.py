@@ -137,6 +137,13 @@ def load_questions(path: str | Path, name: str = "mt-bench") -> Suite:
     return _suite(name, parse_questions(text, str(p)), str(p))
 
 
+def suite_of(suite: str, questions: str | None) -> Suite:
+    """The suite a run asks: a chat question file the user gave, else the named suite."""
+    from engines.evals.suites import load_suite
+
+    return load_questions(questions) if questions else load_suite(suite)
+
+
 def load_chat() -> Suite:
     """The project's own chat questions (package data)."""
     text = resources.files("engines.evals").joinpath("data", "chat.jsonl").read_text(encoding="utf-8")

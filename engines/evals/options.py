@@ -78,6 +78,8 @@ class EvalOptions:
             raise ValueError("parallel must be >= 1")
         if self.suite == "chat" and not self.judge:
             raise ValueError("the chat suite is graded by a judge model: give --judge provider/model")
+        if self.questions and self.suite != "chat":
+            raise ValueError("--questions is a question file for the chat suite (--suite chat)")
 
     @classmethod
     def from_mapping(cls, params: dict[str, Any]) -> EvalOptions:

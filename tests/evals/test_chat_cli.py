@@ -1,0 +1,64 @@
+"""``boocontrol eval run --suite chat --judge …`` in process against a scripted server: the judge resolved from
+the registry, an MT-bench-format file given with --questions, one-line errors for a missing judge and a malformed question file."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import Engine, select
+
+from cli.main import cli
+from core.settings import get_settings
+from tests.conftest import truncate_all
+from tests.support.scripted_openai import ScriptedServer, ScriptState, run_scripted_server
+from warehouse.schema_evals import eval_judgments, eval_runs
+
+MT_BENCH = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "mt_bench" / "question.jsonl"
+
+
+def script(msg: str, seed: int) -> str:
+    return "Fine.\nRating: [[7]]" if "[[rating]]" in msg else "an answer"
+
+
+@pytest.fixture()
+def scripted(engine: Engine, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ScriptedServer]:
+    truncate_all(engine)
+    with run_scripted_server(script, ScriptState(total_slots=1)) as srv:
+        fleet = tmp_path / "fleet.yaml"
+        fleet.write_text(f"default_provider: sc\nproviders:\n  - id: sc\n    label: Scripted\n    base_url: {srv.base_url}\n"
+                         "    kind: openai\n")  # fmt: skip
+        monkeypatch.setenv("BOOCONTROL_DATABASE_URL", db_url)
+        monkeypatch.setenv("BOOCONTROL_FLEET_FILE", str(fleet))
+        monkeypatch.setenv("BOOCONTROL_DATA_DIR", str(tmp_path / "data"))
+        get_settings.cache_clear()
+        yield srv
+        get_settings.cache_clear()
+
+
+def test_cli_chat_run_with_judge(scripted: ScriptedServer, engine: Engine, tmp_path: Path) -> None:
+    runner = CliRunner()
+    no_judge = runner.invoke(cli, ["eval", "run", "sc/cand", "--suite", "chat", "--yes-take-over"])
+    assert no_judge.exit_code == 2 and "Traceback" not in no_judge.output
+    assert "Error: the chat suite is graded by a judge model: give --judge provider/model" in no_judge.output
+    ok = runner.invoke(cli, ["eval", "run", "sc/cand", "--suite", "chat", "--judge", "sc/judge", "--limit", "2",
+                             "--yes-take-over"])  # fmt: skip
+    assert ok.exit_code == 0, ok.output
+    assert "judge_score: 7.000" in ok.output
+    if not MT_BENCH.is_file():
+        pytest.skip(f"MT-bench questions not found at {MT_BENCH} (../shared/data beside the clone)")
+    mt = runner.invoke(cli, ["eval", "run", "sc/cand", "--suite", "chat", "--questions", str(MT_BENCH),
+                             "--items", "81,111", "--judge", "sc/judge", "--yes-take-over"])  # fmt: skip
+    assert mt.exit_code == 0, mt.output
+    with engine.connect() as conn:
+        runs = conn.execute(select(eval_runs.c.judge).order_by(eval_runs.c.id)).scalars().all()
+        n = len(conn.execute(select(eval_judgments.c.id)).all())
+    assert runs == ["sc/judge@judge-1", "sc/judge@judge-1"]
+    assert n == 2 * 2 + 2 * 2  # two items x two turns, twice
+    bad = tmp_path / "q.jsonl"
+    bad.write_text('{"question_id": 1, "category": "x"}\n')
+    broken = runner.invoke(cli, ["eval", "run", "sc/cand", "--suite", "chat", "--questions", str(bad),
+                                 "--judge", "sc/judge", "--yes-take-over"])  # fmt: skip
+    assert broken.exit_code == 2 and f"Error: {bad} line 1: turns must be" in broken.output
