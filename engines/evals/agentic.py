@@ -144,6 +144,7 @@ class Turn:
     killed_reason: str | None
     output: str
     error: str | None = None  # the request failed (no answer)
+    outcome: SandboxOutcome | None = None  # the sandbox run of this turn's code
 
     def as_dict(self) -> dict[str, Any]:
         return {"passed": self.passed, "exit_code": self.exit_code, "killed_reason": self.killed_reason,
@@ -176,12 +177,13 @@ Runner = Callable[[SandboxJob], Awaitable[SandboxOutcome]]
 
 
 async def solve(task: Task, chat: Chat, run: Runner, max_turns: int = DEFAULT_MAX_TURNS,
-                wall_s: float = 10.0) -> TaskResult:  # fmt: skip
-    """Ask, test, feed back the failures; stop at the first passing turn, a failed request or ``max_turns``."""
+                wall_s: float = 10.0, first_message: str | None = None) -> TaskResult:  # fmt: skip
+    """Ask, test, feed back the failures; stop at the first passing turn, a failed request or ``max_turns``.
+    ``first_message`` is the stored item's prompt when given (else built from the task)."""
     if max_turns < 1:
         raise ValueError("max_turns must be >= 1")
     result = TaskResult(task.key, task.category, task.difficulty)
-    messages = [{"role": "user", "content": task.first_message()}]
+    messages = [{"role": "user", "content": first_message or task.first_message()}]
     for turn in range(1, max_turns + 1):
         text, error = await chat(messages)
         if text is None:
@@ -189,7 +191,9 @@ async def solve(task: Task, chat: Chat, run: Runner, max_turns: int = DEFAULT_MA
             break
         outcome = await run(check_job(task, extract_code(text), wall_s))
         out = "" if outcome.passed else failure_text(outcome)
-        result.turns.append(Turn(text, outcome.passed, outcome.exit_code, outcome.killed_reason, out))
+        result.turns.append(
+            Turn(text, outcome.passed, outcome.exit_code, outcome.killed_reason, out, None, outcome)
+        )
         if outcome.passed:
             break
         messages += [
@@ -202,10 +206,15 @@ async def solve(task: Task, chat: Chat, run: Runner, max_turns: int = DEFAULT_MA
 def agentic_metrics(results: Sequence[TaskResult], max_turns: int) -> dict[str, float]:
     """``solved@1``, ``solved@N`` (N = max_turns), ``mean_turns_solved`` (over solved tasks), and per
     category ``solved@N:<category>``."""
-    if not results:
+    return solved_metrics([(r.category, r.solved_at) for r in results], max_turns)
+
+
+def solved_metrics(attempts: Sequence[tuple[str | None, int | None]], max_turns: int) -> dict[str, float]:
+    """`agentic_metrics` from (category, solved at turn or None) per attempt."""
+    if not attempts:
         return {}
-    n = len(results)
-    at = [r.solved_at for r in results]
+    n = len(attempts)
+    at = [a for _, a in attempts]
     out = {
         "solved@1": sum(1 for a in at if a == 1) / n,
         f"solved@{max_turns}": sum(1 for a in at if a is not None) / n,
@@ -213,11 +222,11 @@ def agentic_metrics(results: Sequence[TaskResult], max_turns: int) -> dict[str, 
     solved = [a for a in at if a is not None]
     if solved:
         out["mean_turns_solved"] = sum(solved) / len(solved)
-    by_cat: dict[str, list[TaskResult]] = {}
-    for r in results:
-        by_cat.setdefault(r.category, []).append(r)
+    by_cat: dict[str, list[int | None]] = {}
+    for cat, a in attempts:
+        by_cat.setdefault(cat or "none", []).append(a)
     for cat, rs in sorted(by_cat.items()):
-        out[f"solved@{max_turns}:{cat}"] = sum(1 for r in rs if r.solved_at is not None) / len(rs)
+        out[f"solved@{max_turns}:{cat}"] = sum(1 for a in rs if a is not None) / len(rs)
     return out
 
 

@@ -20,10 +20,11 @@ def _meta(help: str, flag: str | None = None) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class EvalOptions:
-    suite: Literal["humaneval", "ifeval", "chat"] = field(
+    suite: Literal["humaneval", "ifeval", "chat", "agentic", "utility"] = field(
         default="humaneval",
         metadata=_meta(
-            "The suite: HumanEval (code, sandbox-scored), instruction following, or chat (graded by --judge)."
+            "The suite: HumanEval (code, sandbox-scored), instruction following, chat (graded by --judge), "
+            "agentic (coding tasks, failures fed back, up to 3 turns) or utility (titles/summaries, by code)."
         ),
     )
     limit: int | None = field(default=None, metadata=_meta("Ask only the first N items (a quick run)."))

