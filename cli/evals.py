@@ -116,6 +116,36 @@ def run_cmd(model: str, confirm_takeover: bool, slot_wait: float, idle_wait: flo
         sys.exit(1)
 
 
+@evals.command("calibrate-judge")
+@click.argument("judge")
+@click.option("--labels", "labels", required=True, type=click.Path(dir_okay=False),
+              help="Human pairwise labels, JSON lines (see docs/evals.md).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def calibrate_cmd(judge: str, labels: str, as_json: bool) -> None:
+    """Measure JUDGE's (``provider/model``) agreement with human pairwise labels; it is marked trusted only at
+    >= 80 % non-tie agreement (exit 1 when not trusted)."""
+    from engines.evals.calibration import load_labels, run_calibration
+    from engines.evals.chat import judge_for
+
+    try:
+        load_labels(labels)
+    except ValueError as exc:
+        fail(str(exc))
+    jm = judge_for(*_resolve(judge))
+    engine = _engine()
+    try:
+        report, rid = run_calibration(engine, jm, labels)
+    finally:
+        engine.dispose()
+    if as_json:
+        click.echo(json.dumps({"id": rid, **report.as_dict()}))
+    else:
+        click.echo(f"calibration #{rid} of {report.judge}: {report.pairs} pairs, {report.parsed} judged, "
+                   f"{report.non_tie} non-tie ({report.inconsistent} verdicts moved with the order)")  # fmt: skip
+        click.echo(report.reason)
+    sys.exit(0 if report.trusted else 1)
+
+
 @evals.command("list")
 @click.argument("model", required=False)
 @click.option("--scores", "show_scores", is_flag=True, help="List scores (with why a score is stale).")

@@ -14,7 +14,7 @@ from prefect.runtime import flow_run
 
 from engines.evals.options import RUN_PARAMS, eval_params
 from flows.bench import MODEL_HELP, _parameter
-from tasks.evals import run_eval_task
+from tasks.evals import calibrate_judge_task, run_eval_task
 
 
 def _eval_run(model: str, confirm_takeover: bool = False, **options: Any) -> dict[str, Any]:
@@ -38,3 +38,10 @@ def _declare(fn: Any) -> Any:
 
 
 eval_run = flow(name="eval-run")(_declare(_eval_run))
+
+
+@flow(name="judge-calibration")
+def judge_calibration(judge: str, labels: str) -> dict[str, Any]:
+    """Measure a judge's (``provider/model``) agreement with human pairwise labels (a JSON-lines file on the
+    worker) and store it; it is marked trusted only at >= 80 % non-tie agreement on >= 10 non-tie pairs."""
+    return calibrate_judge_task(judge, labels)

@@ -10,12 +10,29 @@ from prefect import get_run_logger, task
 from core.providers import load_registry
 from core.settings import get_settings
 from engines.bench.gate import DEFAULT_IDLE_WAIT_S
+from engines.evals.calibration import run_calibration
 from engines.evals.chat import judge_for, suite_of
 from engines.evals.options import EvalOptions
 from engines.evals.runner import EvalProgress, run_eval_sync
 from engines.evals.sandbox import BubblewrapSandbox
 from engines.evals.suites import SANDBOXED_KINDS
 from warehouse.db import make_engine
+
+
+@task(name="judge-calibration", retries=0, tags=["eval"])
+def calibrate_judge_task(judge: str, labels: str) -> dict[str, Any]:
+    """Resolve the judge ``provider/model``, measure its agreement with the labels file, store it."""
+    settings = get_settings()
+    registry = load_registry(settings.fleet_path)
+    ref = registry.resolve(judge)
+    jm = judge_for(registry.get(ref.provider_id), ref.model_id)
+    engine = make_engine(settings.resolved_database_url(), pool_size=2)
+    try:
+        report, rid = run_calibration(engine, jm, labels)
+    finally:
+        engine.dispose()
+    get_run_logger().info("judge %s: %s", report.judge, report.reason)
+    return {"id": rid, **report.as_dict()}
 
 
 @task(name="eval-run", retries=0, tags=["eval"])

@@ -14,6 +14,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from warehouse.schema_evals import (
     eval_answers,
     eval_items,
+    eval_judge_calibrations,
     eval_judgments,
     eval_runs,
     eval_sandbox_outcomes,
@@ -274,3 +275,21 @@ def run_judgments(conn: Connection, run_id: int) -> list[dict[str, Any]]:
         .order_by(eval_judgments.c.id)
     ).mappings().all()
     return [dict(r) for r in rows]
+
+
+def insert_calibration(conn: Connection, row: Mapping[str, Any]) -> int:
+    """Store one judge calibration (`engines.evals.calibration`); returns its id."""
+    return int(conn.execute(insert(eval_judge_calibrations).values(**row).returning(eval_judge_calibrations.c.id))
+               .scalar_one())  # fmt: skip
+
+
+def latest_calibration(conn: Connection, provider_id: str, model_id: str) -> dict[str, Any] | None:
+    """The newest calibration of a judge model (None: never calibrated)."""
+    row = conn.execute(
+        select(eval_judge_calibrations)
+        .where(eval_judge_calibrations.c.judge_provider_id == provider_id,
+               eval_judge_calibrations.c.judge_model_id == model_id)
+        .order_by(desc(eval_judge_calibrations.c.computed_at), desc(eval_judge_calibrations.c.id))
+        .limit(1)
+    ).mappings().first()  # fmt: skip
+    return dict(row) if row is not None else None

@@ -22,6 +22,8 @@ Storage design
   stays readable on its own; ``stale_reason`` is set (`warehouse.eval_store.mark_stale`) when the model
   file, server version, harness version, suite version, sampling or judge it was computed under is no
   longer current.
+* ``eval_judge_calibrations``: one row per calibration of a judge against human pairwise labels
+  (`engines.evals.calibration`): counts, non-tie agreement and whether it was marked ``trusted`` (>= 80 %).
 """
 
 from __future__ import annotations
@@ -186,3 +188,29 @@ eval_scores = Table(
     UniqueConstraint("run_id", "metric", name="uq_eval_scores_run_metric"),
 )
 Index("ix_eval_scores_provider_model", eval_scores.c.provider_id, eval_scores.c.model_id, eval_scores.c.suite_name)
+
+eval_judge_calibrations = Table(
+    "eval_judge_calibrations",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("judge_provider_id", Text, nullable=False),
+    Column("judge_model_id", Text, nullable=False),
+    Column("judge", Text, nullable=False),  # provider/model@prompt-version
+    Column("prompt_version", Text, nullable=False),
+    Column("sampling", JSONB, nullable=False),
+    Column("labels_source", Text, nullable=False),
+    Column("labels_sha256", Text, nullable=False),
+    Column("pairs", Integer, nullable=False),
+    Column("parsed", Integer, nullable=False),
+    Column("non_tie", Integer, nullable=False),
+    Column("agreed", Integer, nullable=False),
+    Column("agreement", Double),
+    Column("agreement_with_ties", Double),
+    Column("inconsistent", Integer, nullable=False),
+    Column("threshold", Double, nullable=False),
+    Column("trusted", Boolean, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("computed_at", TS, nullable=False, server_default=func.now()),
+)
+Index("ix_eval_judge_calibrations_judge", eval_judge_calibrations.c.judge_provider_id,
+      eval_judge_calibrations.c.judge_model_id, eval_judge_calibrations.c.computed_at)  # fmt: skip

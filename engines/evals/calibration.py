@@ -16,16 +16,20 @@ below that it is refused, with the reason.
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy import Engine
 
 from engines.evals import judge as judging
 from engines.evals.chat import JudgeModel
+from warehouse import eval_store
 
 TRUST_THRESHOLD = 0.8
 MIN_NON_TIE = 10
@@ -147,6 +151,32 @@ async def calibrate(client: httpx.AsyncClient, jm: JudgeModel, labels: Sequence[
     return report(jm.identity, labels, outcomes, threshold, min_non_tie)
 
 
-def summary(r: CalibrationReport) -> Mapping[str, Any]:
-    return {"judge": r.judge, "trusted": r.trusted, "reason": r.reason, "pairs": r.pairs, "parsed": r.parsed,
-            "non_tie": r.non_tie, "agreement": r.agreement}  # fmt: skip
+def labels_sha256(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).expanduser().read_bytes()).hexdigest()
+
+
+def calibration_row(r: CalibrationReport, jm: JudgeModel, labels_source: str, labels_hash: str,
+                    threshold: float = TRUST_THRESHOLD) -> dict[str, Any]:  # fmt: skip
+    """The ``eval_judge_calibrations`` row of a report."""
+    return {"judge_provider_id": jm.provider_id, "judge_model_id": jm.model_id, "judge": r.judge,
+            "prompt_version": judging.PROMPT_VERSION, "sampling": dict(jm.sampling), "labels_source": labels_source,
+            "labels_sha256": labels_hash, "pairs": r.pairs, "parsed": r.parsed, "non_tie": r.non_tie,
+            "agreed": r.agreed, "agreement": r.agreement, "agreement_with_ties": r.agreement_with_ties,
+            "inconsistent": r.inconsistent, "threshold": threshold, "trusted": r.trusted, "reason": r.reason}  # fmt: skip
+
+
+def run_calibration(engine: Engine, jm: JudgeModel, labels_path: str | Path,
+                    threshold: float = TRUST_THRESHOLD, min_non_tie: int = MIN_NON_TIE) -> tuple[CalibrationReport, int]:  # fmt: skip
+    """Load the labels, ask the judge, store the result; returns the report and its row id. A bad labels file
+    is a one-line ValueError before anything is asked."""
+    labels = load_labels(labels_path)
+
+    async def go() -> CalibrationReport:
+        async with httpx.AsyncClient(trust_env=False) as client:
+            return await calibrate(client, jm, labels, threshold, min_non_tie)
+
+    r = asyncio.run(go())
+    with engine.begin() as conn:
+        rid = eval_store.insert_calibration(conn, calibration_row(r, jm, str(labels_path), labels_sha256(labels_path),
+                                                                  threshold))  # fmt: skip
+    return r, rid

@@ -5,15 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from click.testing import CliRunner
+from sqlalchemy import Engine, select
 
+from cli.main import cli
 from core.providers import Provider
+from core.settings import get_settings
 from engines.evals import calibration, chat
 from engines.evals.judge import PairOutcome
-from tests.support.scripted_openai import run_scripted_server
+from tests.conftest import truncate_all
+from tests.support.scripted_openai import ScriptedServer, run_scripted_server
+from warehouse import eval_store
+from warehouse.schema_evals import eval_judge_calibrations
 
 
 def _label(i: int, good: str, winner: str) -> dict[str, object]:
@@ -93,3 +101,50 @@ def test_report_exact_and_unparsed_pairs_do_not_count() -> None:
 def test_bad_labels_are_one_line_errors(line: str, msg: str) -> None:
     with pytest.raises(ValueError, match=msg):
         calibration.parse_labels(line, "labels.jsonl")
+
+
+@pytest.fixture()
+def fleet(engine: Engine, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ScriptedServer]:
+    truncate_all(engine)
+    with run_scripted_server(picks_good) as srv:
+        f = tmp_path / "fleet.yaml"
+        f.write_text(f"default_provider: sc\nproviders:\n  - id: sc\n    label: Scripted\n    base_url: {srv.base_url}\n"
+                     "    kind: openai\n")  # fmt: skip
+        monkeypatch.setenv("BOOCONTROL_DATABASE_URL", db_url)
+        monkeypatch.setenv("BOOCONTROL_FLEET_FILE", str(f))
+        monkeypatch.setenv("BOOCONTROL_DATA_DIR", str(tmp_path / "data"))
+        get_settings.cache_clear()
+        yield srv
+        get_settings.cache_clear()
+
+
+def test_cli_calibrate_judge_stores_and_refuses(fleet: ScriptedServer, engine: Engine, tmp_path: Path) -> None:
+    runner = CliRunner()
+    good, bad = tmp_path / "good", tmp_path / "bad"
+    good.mkdir()
+    bad.mkdir()
+    _labels(good, 9, 2, 1)
+    _labels(bad, 8, 3, 1)
+    ok = runner.invoke(cli, ["eval", "calibrate-judge", "sc/judge", "--labels", str(good / "labels.jsonl")])
+    assert ok.exit_code == 0, ok.output
+    assert "trusted: 81.8% non-tie agreement on 11 pairs (>= 80%)" in ok.output
+    refused = runner.invoke(cli, ["eval", "calibrate-judge", "sc/judge", "--labels", str(bad / "labels.jsonl")])
+    assert refused.exit_code == 1 and "not trusted: 72.7% non-tie agreement" in refused.output
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text("{}\n")
+    err = runner.invoke(cli, ["eval", "calibrate-judge", "sc/judge", "--labels", str(broken)])
+    assert err.exit_code == 2 and "Traceback" not in err.output and "line 1: turns must be" in err.output
+    with engine.connect() as conn:
+        latest = eval_store.latest_calibration(conn, "sc", "judge")
+        n = len(conn.execute(select(eval_judge_calibrations.c.id)).all())
+    assert n == 2 and latest is not None
+    assert (latest["trusted"], latest["non_tie"], latest["agreed"], latest["threshold"]) == (False, 11, 8, 0.8)
+    assert latest["judge"] == "sc/judge@judge-1" and len(latest["labels_sha256"]) == 64
+
+
+def test_flow_calibrates(prefect_harness: None, fleet: ScriptedServer, tmp_path: Path) -> None:
+    from flows.evals import judge_calibration
+
+    _labels(tmp_path, 10, 0, 0)
+    result = judge_calibration(judge="sc/judge", labels=str(tmp_path / "labels.jsonl"))
+    assert result["trusted"] is True and result["agreement"] == 1.0 and result["non_tie"] == 10
