@@ -118,22 +118,21 @@ def run_cmd(model: str, confirm_takeover: bool, slot_wait: float, idle_wait: flo
 
 @evals.command("calibrate-judge")
 @click.argument("judge")
-@click.option("--labels", "labels", required=True, type=click.Path(dir_okay=False),
-              help="Human pairwise labels, JSON lines (see docs/evals.md).")
+@click.argument("labels")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def calibrate_cmd(judge: str, labels: str, as_json: bool) -> None:
-    """Measure JUDGE's (``provider/model``) agreement with human pairwise labels; it is marked trusted only at
-    >= 80 % non-tie agreement (exit 1 when not trusted)."""
+    """Measure JUDGE's (``provider/model``) agreement with the human pairwise labels in LABELS (JSON lines, see
+    docs/evals.md); it is marked trusted only at >= 80 % non-tie agreement (exit 1 when not trusted)."""
     from engines.evals.calibration import load_labels, run_calibration
     from engines.evals.chat import judge_for
 
-    try:
-        load_labels(labels)
-    except ValueError as exc:
-        fail(str(exc))
-    jm = judge_for(*_resolve(judge))
     engine = _engine()
     try:
+        jm = judge_for(*_resolve(judge))
+        try:
+            load_labels(labels)
+        except ValueError as exc:
+            fail(str(exc))
         report, rid = run_calibration(engine, jm, labels)
     finally:
         engine.dispose()

@@ -125,14 +125,14 @@ def test_cli_calibrate_judge_stores_and_refuses(fleet: ScriptedServer, engine: E
     bad.mkdir()
     _labels(good, 9, 2, 1)
     _labels(bad, 8, 3, 1)
-    ok = runner.invoke(cli, ["eval", "calibrate-judge", "sc/judge", "--labels", str(good / "labels.jsonl")])
+    ok = runner.invoke(cli, ["eval", "calibrate-judge", "sc/judge", str(good / "labels.jsonl")])
     assert ok.exit_code == 0, ok.output
     assert "trusted: 81.8% non-tie agreement on 11 pairs (>= 80%)" in ok.output
-    refused = runner.invoke(cli, ["eval", "calibrate-judge", "sc/judge", "--labels", str(bad / "labels.jsonl")])
+    refused = runner.invoke(cli, ["eval", "calibrate-judge", "sc/judge", str(bad / "labels.jsonl")])
     assert refused.exit_code == 1 and "not trusted: 72.7% non-tie agreement" in refused.output
     broken = tmp_path / "broken.jsonl"
     broken.write_text("{}\n")
-    err = runner.invoke(cli, ["eval", "calibrate-judge", "sc/judge", "--labels", str(broken)])
+    err = runner.invoke(cli, ["eval", "calibrate-judge", "sc/judge", str(broken)])
     assert err.exit_code == 2 and "Traceback" not in err.output and "line 1: turns must be" in err.output
     with engine.connect() as conn:
         latest = eval_store.latest_calibration(conn, "sc", "judge")
