@@ -256,7 +256,8 @@ def record_judged(
 ) -> None:
     """A judged answer: its judgments (replacing earlier ones of this answer) and its score (NULL when no
     judgment parsed: an unparseable judgment is never a score)."""
-    conn.execute(delete(eval_judgments).where(eval_judgments.c.answer_id == answer_id))
+    conn.execute(delete(eval_judgments).where(eval_judgments.c.answer_id == answer_id,
+                                              eval_judgments.c.other_answer_id.is_(None)))  # fmt: skip
     if judgments:
         conn.execute(insert(eval_judgments), [dict(j) for j in judgments])
     conn.execute(
@@ -293,3 +294,30 @@ def latest_calibration(conn: Connection, provider_id: str, model_id: str) -> dic
         .limit(1)
     ).mappings().first()  # fmt: skip
     return dict(row) if row is not None else None
+
+
+def chat_answers(conn: Connection, run_id: int) -> list[dict[str, Any]]:
+    """The run's first-sample answers with their item (key, category, payload) — what pairwise judging compares."""
+    q = (
+        select(eval_answers.c.id, eval_answers.c.text, eval_items.c.item_key, eval_items.c.category,
+               eval_items.c.payload)
+        .join(eval_items, eval_items.c.id == eval_answers.c.item_id)
+        .where(eval_answers.c.run_id == run_id, eval_answers.c.sample_idx == 0, eval_answers.c.error.is_(None))
+        .order_by(eval_items.c.idx)
+    )  # fmt: skip
+    return [dict(r) for r in conn.execute(q).mappings().all()]
+
+
+def pair_judgments(conn: Connection, answer_ids: Sequence[int]) -> list[dict[str, Any]]:
+    """Pairwise judgments (``other_answer_id`` set) whose first answer is one of ``answer_ids``."""
+    q = (
+        select(eval_judgments)
+        .where(eval_judgments.c.other_answer_id.is_not(None), eval_judgments.c.answer_id.in_(list(answer_ids)))
+        .order_by(eval_judgments.c.id)
+    )
+    return [dict(r) for r in conn.execute(q).mappings().all()]
+
+
+def insert_judgments(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+    if rows:
+        conn.execute(insert(eval_judgments), [dict(r) for r in rows])
