@@ -115,6 +115,10 @@ def assemble(sentences: Sequence[str], needles: Sequence[Needle], depths: Sequen
     return PROMPT.format(haystack=" ".join(body), questions=questions)
 
 
+class TooShort(ValueError):
+    """The target length cannot even hold the instructions, the needles and the questions."""
+
+
 Counter = Callable[[str], Awaitable[int]]
 """Tokens of a text, in the model's tokenizer."""
 
@@ -128,7 +132,7 @@ async def build_prompt(
     next_sentence = filler(seed)
     empty = await count(assemble([], needles, depths))
     if empty > target_tokens:
-        raise ValueError(
+        raise TooShort(
             f"a {target_tokens}-token prompt cannot hold the question and its needles ({empty} tokens)"
         )
     sample = [next_sentence() for _ in range(200)]
@@ -322,3 +326,58 @@ def http_ask(
         return a.text, a.prompt_tokens, a.error
 
     return one
+
+
+# ----------------------------------------------------------------------------------- a stored run's items
+
+
+def cell_key(cell: Cell) -> str:
+    where = f"d{cell.depth:g}" if cell.depth is not None else f"multi{cell.needles}"
+    return f"L{cell.length_fraction:g}-{where}"
+
+
+async def build_items(
+    n_ctx: int, max_tokens: int, count: Counter, seed: int = 1234, parallel: int = 1
+) -> list[tuple[str, str, str, dict[str, Any]]]:
+    """The default grid on this window as run items: (key, category = length fraction, prompt, payload with
+    the needles, depth and token counts). Reproducible: the same window, tokenizer and seed give the same
+    items (so the same suite version). Cells too short to hold their question (a small window, a tokenizer
+    of many tokens per word) are left out; none left is an error."""
+    cells = grid(n_ctx, max_tokens)
+    sem = asyncio.Semaphore(parallel)
+
+    async def one(i: int, cell: Cell) -> tuple[str, str, str, dict[str, Any]] | None:
+        needles = make_needles(cell.needles, seed + i)
+        async with sem:
+            try:
+                prompt, n = await build_prompt(cell.target_tokens, needles,
+                                               needle_depths(cell.needles, cell.depth), seed + i, count)  # fmt: skip
+            except TooShort:
+                return None
+        payload = {"n_ctx": n_ctx, "target_tokens": cell.target_tokens, "length_fraction": cell.length_fraction,
+                   "depth": cell.depth, "prompt_tokens": n,
+                   "needles": [{"colour": x.colour, "thing": x.thing, "code": x.code} for x in needles]}  # fmt: skip
+        return cell_key(cell), f"{cell.length_fraction:g}", prompt, payload
+
+    built = [e for e in await asyncio.gather(*(one(i, c) for i, c in enumerate(cells))) if e is not None]
+    if not built:
+        raise ValueError(f"a {n_ctx}-token window is too small for any needle-in-a-haystack prompt")
+    return built
+
+
+def score_item(answer: str | None, payload: Mapping[str, Any]) -> tuple[int, int]:
+    """(codes found, codes asked) of one stored item's answer."""
+    needles = [Needle(str(x["colour"]), str(x["thing"]), str(x["code"])) for x in payload["needles"]]
+    return found(answer, needles), len(needles)
+
+
+def metrics_from_details(details: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """`needle_metrics` from stored verdict details (``found``, ``asked``, ``length_fraction``, ``depth``,
+    ``target_tokens``)."""
+    results = [
+        CellResult(Cell(int(d["target_tokens"]), float(d["length_fraction"]),
+                        None if d.get("depth") is None else float(d["depth"]), int(d["asked"])),
+                   0, None, int(d["asked"]), int(d["found"]), None, None)
+        for d in details
+    ]  # fmt: skip
+    return needle_metrics(results)

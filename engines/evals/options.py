@@ -20,11 +20,12 @@ def _meta(help: str, flag: str | None = None) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class EvalOptions:
-    suite: Literal["humaneval", "ifeval", "chat", "agentic", "utility"] = field(
+    suite: Literal["humaneval", "ifeval", "chat", "agentic", "utility", "needle"] = field(
         default="humaneval",
         metadata=_meta(
             "The suite: HumanEval (code, sandbox-scored), instruction following, chat (graded by --judge), "
-            "agentic (coding tasks, failures fed back, up to 3 turns) or utility (titles/summaries, by code)."
+            "agentic (coding tasks, failures fed back, up to 3 turns), utility (titles/summaries, by code) or "
+            "needle (needle in a haystack on the model's own context window)."
         ),
     )
     limit: int | None = field(default=None, metadata=_meta("Ask only the first N items (a quick run)."))

@@ -36,6 +36,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from sqlalchemy import Engine
@@ -47,11 +48,11 @@ from engines.bench.runner import BenchSpec, RunOutcome, _cleanup, wait_until_idl
 from engines.bench.runner import Progress as BenchProgress
 from engines.bench.service import make_host
 from engines.bench.signals import cancel_on_sigterm
-from engines.evals import agentic, chat, ifeval, scoring, utility
+from engines.evals import agentic, chat, ifeval, needle, scoring, utility
 from engines.evals.chat import JudgeModel
 from engines.evals.options import EvalOptions
 from engines.evals.sandbox import SandboxBackend, SandboxJob, SandboxLimits, SandboxOutcome, SandboxPool
-from engines.evals.suites import SANDBOXED_KINDS, Item, Suite
+from engines.evals.suites import SANDBOXED_KINDS, Item, Suite, needle_suite
 from warehouse import eval_store, lease
 
 log = logging.getLogger(__name__)
@@ -270,6 +271,12 @@ async def score_answer(
             {"exit_code": outcome.exit_code, "killed_reason": outcome.killed_reason},
             _sandbox_row(outcome),
         )
+    if suite.kind == "needle":
+        hit, asked = needle.score_item(text, item.payload)
+        p = item.payload
+        return hit == asked, hit / asked, {"found": hit, "asked": asked, "length_fraction": p["length_fraction"],
+                                           "depth": p["depth"], "target_tokens": p["target_tokens"],
+                                           "prompt_tokens": p["prompt_tokens"]}, None  # fmt: skip
     if suite.kind == "utility":
         checks = utility.check(text, utility_item(item))
     else:
@@ -288,6 +295,33 @@ def utility_item(item: Item) -> utility.UtilityItem:
                                int(p["min_words"]))  # fmt: skip
 
 
+async def _needle_suite(
+    http: httpx.AsyncClient,
+    provider: Provider,
+    model_id: str,
+    props: Mapping[str, Any],
+    sampling: Mapping[str, Any],
+    environ: Mapping[str, str] | None,
+    tag: str,
+    parallel: int,
+) -> Suite:
+    """The needle grid on the model's real window (one slot's ``n_ctx`` from ``/props``), prompts sized with
+    the model's own ``/tokenize`` (through llama-swap's ``/upstream/<model>`` on a llama-swap provider)."""
+    n_ctx = needle.context_window(props)
+    if n_ctx is None:
+        raise ValueError(f"the needle suite needs {model_id}'s context window, and its server's /props does not "
+                         "say n_ctx (a llama-server is needed)")  # fmt: skip
+    root = provider.base_url.rstrip("/")
+    base = f"{root}/upstream/{quote(model_id, safe='/')}" if provider.spec.host_operations else root
+    count = needle.server_counter(http, base, {**auth_headers(provider, environ), BENCH_HEADER: tag})
+    try:
+        entries = await needle.build_items(n_ctx, int(sampling["max_tokens"]), count, int(sampling["seed"]),
+                                           parallel)  # fmt: skip
+    except httpx.HTTPError as exc:
+        raise ValueError(f"the needle suite needs {base}/tokenize to size its prompts: {exc}") from None
+    return needle_suite(entries)
+
+
 def metrics_of(
     suite: Suite, items: Sequence[Item], answers: Sequence[Mapping[str, Any]], n: int
 ) -> dict[str, float]:
@@ -298,6 +332,8 @@ def metrics_of(
         return agentic.solved_metrics(
             [(cats.get(str((a.get("detail") or {}).get("task"))), (a.get("detail") or {}).get("solved_at"))
              for a in answers], turns)  # fmt: skip
+    if suite.kind == "needle":
+        return needle.metrics_from_details([a.get("detail") or {} for a in answers])
     if suite.kind == "utility":
         return utility.utility_metrics({
             f"{a['item_id']}:{a['sample_idx']}": (str((a.get("detail") or {}).get("task")),
@@ -501,6 +537,9 @@ async def _ask_all(
     parallel = options.parallel or (int(slots) if isinstance(slots, int) and slots > 0 else 1)
     sampling = options.sampling()
     n = options.samples
+    if suite.kind == "needle":  # its items are generated on this model's window
+        suite = await _needle_suite(http, provider, model_id, props, sampling, environ, tag, parallel)
+        items = suite.subset(options.limit, options.item_keys())
     keys = [i.key for i in items]
     judge_id = judge.identity if judge is not None else None
     ckey = config_key(provider.id, model_id, suite, sampling, keys, judge_id)

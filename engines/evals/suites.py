@@ -6,6 +6,8 @@
 * ``agentic``: the project's agentic coding tasks (`engines.evals.agentic`): task + test file, the failures
   fed back, up to ``max_turns`` (in each item's payload, so part of the suite version) turns.
 * ``utility``: title and summary calls format-checked by code (`engines.evals.utility`).
+* ``needle``: needle in a haystack (`engines.evals.needle`); its items are generated for the model's own
+  context window when a run starts (`needle_suite`), so each window is its own suite version.
 * ``ifeval``: verifiable instruction following, the project's own items (``engines/evals/data/ifeval.jsonl``),
   scored by code (`engines.evals.ifeval`).
 
@@ -26,8 +28,8 @@ from typing import Any, Literal
 
 from engines.evals import ifeval
 
-SuiteName = Literal["humaneval", "ifeval", "chat", "agentic", "utility"]
-SUITES: tuple[str, ...] = ("humaneval", "ifeval", "chat", "agentic", "utility")
+SuiteName = Literal["humaneval", "ifeval", "chat", "agentic", "utility", "needle"]
+SUITES: tuple[str, ...] = ("humaneval", "ifeval", "chat", "agentic", "utility", "needle")
 SANDBOXED_KINDS = ("code", "agentic")  # suites whose answers run in the sandbox
 
 HUMANEVAL_TEMPLATE = (
@@ -35,7 +37,7 @@ HUMANEVAL_TEMPLATE = (
     "imports it needs) in one ```python code block, and nothing else.\n\n```python\n{prompt}```"
 )
 PROMPT_VERSION = {"humaneval": "he-chat-1", "ifeval": "if-plain-1", "chat": "chat-turns-1", "mt-bench": "chat-turns-1",
-                  "agentic": "ag-turns-1", "utility": "util-1"}  # fmt: skip
+                  "agentic": "ag-turns-1", "utility": "util-1", "needle": "nh-1"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,12 @@ def load_utility() -> Suite:
     return _versioned(Suite("utility", "utility", items, "engines/evals/data/utility.jsonl"))
 
 
+def needle_suite(entries: Sequence[tuple[str, str, str, Mapping[str, Any]]]) -> Suite:
+    """The needle suite of one window from `engines.evals.needle.build_items` entries."""
+    items = tuple(Item(k, idx, cat, prompt, dict(payload)) for idx, (k, cat, prompt, payload) in enumerate(entries))
+    return _versioned(Suite("needle", "needle", items, "generated on the model's context window"))
+
+
 def _versioned(s: Suite) -> Suite:
     return Suite(s.name, s.kind, s.items, s.source, content_version(s.name, s.items))
 
@@ -165,4 +173,6 @@ def load_suite(name: str) -> Suite:
         return load_agentic()
     if name == "utility":
         return load_utility()
+    if name == "needle":  # a placeholder: the run builds the items on the model's window (needle_suite)
+        return Suite("needle", "needle", (), "generated on the model's context window")
     raise ValueError(f"unknown eval suite {name!r} (one of {', '.join(SUITES)})")

@@ -16,7 +16,7 @@ from engines.evals.agentic import parse_sections
 from engines.evals.options import EvalOptions
 from engines.evals.runner import run_eval
 from engines.evals.sandbox import BubblewrapSandbox
-from engines.evals.suites import load_agentic, load_utility
+from engines.evals.suites import load_agentic, load_suite, load_utility
 from tests.conftest import truncate_all
 from tests.evals.test_utility import ANSWERS as UTILITY_ANSWERS
 from tests.support.scripted_openai import ScriptState, run_scripted_server
@@ -116,3 +116,38 @@ def test_utility_run_exact(db: Engine) -> None:
     assert out.metrics["format_pass"] == 0.5 and out.metrics["check_pass:language_kept"] == pytest.approx(
         10 / 12
     )
+
+
+def test_needle_run_on_the_servers_window_exact(db: Engine) -> None:
+    """/props says a 2000-token slot: 16 answer tokens and 64 for the template leave 1920; lengths 240, 480,
+    960, 1440, 1920 tokens (words, for the scripted server's /tokenize), 5 depths + one 3-needle cell each.
+    The scripted model reads only the first 1200 words: every needle up to 960 is found; at 1440 the needle at
+    depth 1 (word ~1416) is missed and the 3 spread ones (~263, 691, 1161) are found -> 5/6; at 1920 depths
+    0.75 and 1 are missed and 2 of 3 spread ones found -> (3 + 2/3) / 6 = 11/18. Overall (18 + 5 + 11/3) / 30
+    = 8/9; the multi-needle cells (1 + 1 + 1 + 1 + 2/3) / 5 = 14/15."""
+    from tests.evals.test_needle import short_memory
+
+    state = ScriptState(n_ctx=2000)
+    opts = EvalOptions(suite="needle", max_tokens=16)
+    with run_scripted_server(short_memory, state) as srv:
+        out = asyncio.run(run_eval(db, provider(srv.base_url), "scripted", load_suite("needle"), opts,
+                                   confirm_takeover=True))  # fmt: skip
+    assert out.status == "completed" and out.asked == 30 and out.failed_requests == 0
+    assert out.metrics == {
+        "accuracy": pytest.approx(8 / 9), "accuracy@0.125": 1.0, "accuracy@0.25": 1.0, "accuracy@0.5": 1.0,
+        "accuracy@0.75": pytest.approx(5 / 6), "accuracy@1": pytest.approx(11 / 18),
+        "multi_accuracy": pytest.approx(14 / 15),
+    }  # fmt: skip
+    assert max(len(m.split()) for m, _ in state.asked) <= 1920
+    with db.connect() as conn:
+        rows = conn.execute(select(eval_answers.c.detail, eval_answers.c.prompt_tokens)).all()
+    missed = sorted((r.detail["target_tokens"], r.detail["depth"]) for r in rows if r.detail["found"] == 0)
+    assert missed == [(1440, 1.0), (1920, 0.75), (1920, 1.0)]
+    assert all(r.prompt_tokens == r.detail["prompt_tokens"] for r in rows)
+
+
+def test_needle_run_needs_the_real_window(db: Engine) -> None:
+    with run_scripted_server(lambda m, s: "1") as srv:  # its /props has no n_ctx
+        with pytest.raises(ValueError, match="does not say n_ctx"):
+            asyncio.run(run_eval(db, provider(srv.base_url), "scripted", load_suite("needle"),
+                                 EvalOptions(suite="needle"), confirm_takeover=True))  # fmt: skip

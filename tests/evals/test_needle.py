@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import Engine, select
 
 from engines.evals.needle import (
     TEMPLATE_RESERVE,
@@ -147,3 +148,34 @@ def test_real_llama_server_prompts_fit_the_slot_window(tmp_path: Path) -> None:
     longest = max(r.reported_prompt_tokens or 0 for r in results)
     assert 900 <= longest <= n_ctx - 8
     assert set(needle_metrics(results)) >= {"accuracy", "accuracy@0.5", "accuracy@1", "multi_accuracy"}
+
+
+@pytest.mark.llama_server
+def test_real_llama_server_needle_run_stored(engine: Engine, tmp_path: Path) -> None:
+    """``eval run --suite needle`` on the tiny model: the grid is built on /props' 1024-token slot and sized
+    with /tokenize (its tokenizer spends ~150 tokens on the bare question, so the 6 cells of 1/8 of the window
+    and the 3-needle cell at 1/4 cannot be built and are left out); the other 23 are asked and accepted (none
+    over the window), scored, metrics stored; the longest prompt the server counted is within the slot."""
+    from core.providers import Provider
+    from engines.evals.options import EvalOptions
+    from engines.evals.runner import run_eval
+    from engines.evals.suites import load_suite
+    from tests.conftest import truncate_all
+    from tests.support.llamaserver import require_llama_server, run_llama_server
+    from tests.support.tinymodel import write_tiny_gguf
+    from warehouse.schema_evals import eval_answers
+
+    truncate_all(engine)
+    binary = require_llama_server()
+    model = write_tiny_gguf(tmp_path / "tiny.gguf", seed=2)
+    with run_llama_server(model, parallel=2, ctx=2048, binary=binary, extra_args=("--slots",)) as base:
+        p = Provider("direct", "direct", base, kind="openai")
+        out = asyncio.run(run_eval(engine, p, "tiny", load_suite("needle"), EvalOptions(suite="needle", max_tokens=8),
+                                   confirm_takeover=True))  # fmt: skip
+    assert out.status == "completed" and out.asked == 23 and out.failed_requests == 0
+    assert {"accuracy", "accuracy@0.25", "accuracy@1", "multi_accuracy"} <= set(out.metrics)
+    assert "accuracy@0.125" not in out.metrics
+    with engine.connect() as conn:
+        rows = conn.execute(select(eval_answers.c.prompt_tokens, eval_answers.c.detail)).all()
+    assert len(rows) == 23 and all(r.detail["asked"] in (1, 3) for r in rows)
+    assert 900 <= max(r.prompt_tokens for r in rows) <= 1024 - 8

@@ -3,7 +3,8 @@
 It stands in for a model whose answers are known, so eval scores can be asserted exactly. It speaks what the
 eval engine uses of a bare llama-server: ``POST /v1/chat/completions`` (non-streaming, with ``usage``),
 ``GET /v1/models``, ``GET /props`` (``model_path``, ``total_slots``, ``build_info``: change
-``server.state.model_path`` to simulate a swapped model file) and ``GET /slots`` (the idle gate). Every
+``server.state.model_path`` to simulate a swapped model file; ``n_ctx`` when ``state.n_ctx`` is set),
+``POST /tokenize`` (one token per whitespace word, as its ``usage`` counts) and ``GET /slots`` (the idle gate). Every
 completion request is recorded (its user message and seed), so tests count what was asked.
 """
 
@@ -33,6 +34,7 @@ class ScriptState:
     total_slots: int = 2
     build_info: str = "b9999-scripted"
     delay_s: float = 0.0  # per completion (lets a test stop a run mid-suite)
+    n_ctx: int | None = None  # when set: /props default_generation_settings.n_ctx (one slot's window)
     asked: list[tuple[str, int]] = field(default_factory=list)  # (user message, seed) per completion
     in_flight: int = 0
     peak_in_flight: int = 0
@@ -84,8 +86,14 @@ def run_scripted_server(script: Script, state: ScriptState | None = None) -> Ite
         return JSONResponse({"object": "list", "data": [{"id": "scripted", "object": "model"}]})
 
     async def props(request: Request) -> JSONResponse:
-        return JSONResponse({"model_path": st.model_path, "total_slots": st.total_slots,
-                             "build_info": st.build_info})  # fmt: skip
+        body = {"model_path": st.model_path, "total_slots": st.total_slots, "build_info": st.build_info}
+        if st.n_ctx is not None:
+            body["default_generation_settings"] = {"n_ctx": st.n_ctx}
+        return JSONResponse(body)
+
+    async def tokenize(request: Request) -> JSONResponse:  # one token per whitespace word, like usage above
+        content = str((await request.json()).get("content", ""))
+        return JSONResponse({"tokens": list(range(len(content.split())))})
 
     async def slots(request: Request) -> JSONResponse:
         return JSONResponse([{"id": i, "is_processing": False} for i in range(st.total_slots)])
@@ -93,6 +101,7 @@ def run_scripted_server(script: Script, state: ScriptState | None = None) -> Ite
     app = Starlette(routes=[
         Route("/v1/chat/completions", completions, methods=["POST"]),
         Route("/v1/models", models), Route("/props", props), Route("/slots", slots),
+        Route("/tokenize", tokenize, methods=["POST"]),
     ])  # fmt: skip
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
