@@ -77,6 +77,8 @@ def run_cmd(model: str, confirm_takeover: bool, slot_wait: float, idle_wait: flo
 
     def progress(p: EvalProgress) -> None:
         if p.phase in ("answer", "resume"):
+            if p.total and bar.length != p.total:  # the needle suite's items are built on the model's window
+                bar.length = p.total
             bar.label = suite.name
             bar.update(p.done - bar.pos)
         else:
@@ -89,6 +91,8 @@ def run_cmd(model: str, confirm_takeover: bool, slot_wait: float, idle_wait: flo
                                 sandbox=sandbox, progress=progress, slot_wait_s=slot_wait, idle_wait_s=idle_wait,
                                 requested_by="cli", judge=judge)  # fmt: skip
     except EvalRefused as exc:
+        fail(str(exc))
+    except ValueError as exc:  # e.g. the needle suite on a server that does not say its context window
         fail(str(exc))
     except EvalLeaseLost as exc:
         click.echo(f"\n{exc}", err=True)
@@ -114,6 +118,49 @@ def run_cmd(model: str, confirm_takeover: bool, slot_wait: float, idle_wait: flo
         click.echo(f"  {out.stale_marked} earlier score(s) marked stale (`eval list --scores` says why)")
     if out.status != "completed":
         sys.exit(1)
+
+
+@evals.command("pairwise")
+@click.argument("runs", nargs=-1, type=int, required=True)
+@click.option("--judge", help="The judge (required): a registry model, provider/model.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def pairwise_cmd(runs: tuple[int, ...], judge: str | None, as_json: bool) -> None:
+    """Compare completed chat RUNS (two or more, different models) pairwise with a judge, both orders, and
+    print the Bradley–Terry leaderboard with 95 % intervals; stored verdicts are reused."""
+    import asyncio
+
+    import httpx
+
+    from engines.evals.chat import judge_for
+    from engines.evals.pairwise import PairwiseResult, compare_runs
+    from warehouse.eval_store import UnknownEvalRun
+
+    engine = _engine()
+    try:
+        if not judge:
+            fail("pairwise comparison needs a judge: give --judge provider/model")
+        jm = judge_for(*_resolve(judge))
+
+        async def go() -> PairwiseResult:
+            async with httpx.AsyncClient(trust_env=False, timeout=httpx.Timeout(jm.timeout_s, connect=30.0)) as c:
+                return await compare_runs(engine, c, jm, list(runs))
+
+        try:
+            res = asyncio.run(go())
+        except (ValueError, UnknownEvalRun) as exc:
+            fail(str(exc))
+    finally:
+        engine.dispose()
+    if as_json:
+        click.echo(json.dumps({"judge": jm.identity, "asked": res.asked, "reused": res.reused,
+                               "inconsistent": res.inconsistent, "unparseable": res.unparseable,
+                               "ratings": [r.__dict__ for r in res.ratings]}))  # fmt: skip
+        return
+    click.echo(f"{len(res.comparisons)} comparisons by {jm.identity} ({res.asked} asked, {res.reused} reused; "
+               f"{res.inconsistent} moved with the order = ties, {res.unparseable} unparseable)")  # fmt: skip
+    click.echo(_table(["model", "rating", "95% interval", "comparisons", "wins"],
+                      [[r.model, f"{r.rating:.0f}", f"{r.low:.0f}..{r.high:.0f}", str(r.comparisons),
+                        f"{r.wins:g}"] for r in res.ratings]))  # fmt: skip
 
 
 @evals.command("calibrate-judge")

@@ -7,12 +7,16 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import Engine, select
 
+from cli.main import cli
 from core.providers import Provider
+from core.settings import get_settings
 from engines.evals import chat
 from engines.evals.options import EvalOptions
 from engines.evals.pairwise import PairwiseResult, compare_runs
@@ -101,3 +105,23 @@ def test_runs_that_cannot_be_compared(db: Engine) -> None:
 
     with pytest.raises(ValueError, match="at least two different runs"):
         asyncio.run(go([1, 1]))
+
+
+def test_cli_pairwise_errors_are_one_line(engine: Engine, db_url: str, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    truncate_all(engine)
+    fleet = tmp_path / "fleet.yaml"
+    fleet.write_text("default_provider: sc\nproviders:\n  - id: sc\n    base_url: http://127.0.0.1:9\n    kind: openai\n")
+    monkeypatch.setenv("BOOCONTROL_DATABASE_URL", db_url)
+    monkeypatch.setenv("BOOCONTROL_FLEET_FILE", str(fleet))
+    monkeypatch.setenv("BOOCONTROL_DATA_DIR", str(tmp_path / "data"))
+    get_settings.cache_clear()
+    try:
+        runner = CliRunner()
+        no_judge = runner.invoke(cli, ["eval", "pairwise", "1", "2"])
+        assert no_judge.exit_code == 2 and "Error: pairwise comparison needs a judge" in no_judge.output
+        missing = runner.invoke(cli, ["eval", "pairwise", "1", "2", "--judge", "sc/j"])
+        assert missing.exit_code == 2 and "Error: no eval run #1" in missing.output
+        assert "Traceback" not in missing.output
+    finally:
+        get_settings.cache_clear()
