@@ -151,3 +151,46 @@ def test_needle_run_needs_the_real_window(db: Engine) -> None:
         with pytest.raises(ValueError, match="does not say n_ctx"):
             asyncio.run(run_eval(db, provider(srv.base_url), "scripted", load_suite("needle"),
                                  EvalOptions(suite="needle"), confirm_takeover=True))  # fmt: skip
+
+
+def test_cli_needle_run_and_its_one_line_error(
+    engine: Engine, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from cli.main import cli
+    from core.settings import get_settings
+    from tests.evals.test_needle import short_memory
+
+    truncate_all(engine)
+    state = ScriptState(total_slots=1)
+    with run_scripted_server(short_memory, state) as srv:
+        fleet = tmp_path / "fleet.yaml"
+        fleet.write_text(f"default_provider: sc\nproviders:\n  - id: sc\n    label: Scripted\n    base_url: {srv.base_url}\n"
+                         "    kind: openai\n")  # fmt: skip
+        monkeypatch.setenv("BOOCONTROL_DATABASE_URL", db_url)
+        monkeypatch.setenv("BOOCONTROL_FLEET_FILE", str(fleet))
+        monkeypatch.setenv("BOOCONTROL_DATA_DIR", str(tmp_path / "data"))
+        get_settings.cache_clear()
+        try:
+            runner = CliRunner()
+            args = [
+                "eval",
+                "run",
+                "sc/scripted",
+                "--suite",
+                "needle",
+                "--max-tokens",
+                "16",
+                "--yes-take-over",
+            ]
+            bad = runner.invoke(cli, args)  # the server does not say its window yet
+            assert bad.exit_code == 2 and "Traceback" not in bad.output
+            assert "Error: the needle suite needs scripted's context window" in bad.output
+            state.n_ctx = 2000
+            ok = runner.invoke(cli, args)
+        finally:
+            get_settings.cache_clear()
+    assert ok.exit_code == 0, ok.output
+    assert "completed, 30 asked" in ok.output and "accuracy: 0.889" in ok.output
+    assert "accuracy@1: 0.611" in ok.output and "multi_accuracy: 0.933" in ok.output
