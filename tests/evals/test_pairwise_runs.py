@@ -125,3 +125,39 @@ def test_cli_pairwise_errors_are_one_line(engine: Engine, db_url: str, tmp_path:
         assert "Traceback" not in missing.output
     finally:
         get_settings.cache_clear()
+
+
+def test_cli_pairwise_prints_the_leaderboard(engine: Engine, db_url: str, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    truncate_all(engine)
+    current = {"model": "GOOD"}
+
+    def script(msg: str, seed: int) -> str:
+        if "[[rating]]" in msg:
+            return "[[5]]"
+        if "<<assistant A>>" in msg:
+            a = _who(msg.split("<<assistant A>>")[1].split("<<end of assistant A>>")[0])
+            return "[[A>>B]]" if a == "GOOD" else "[[B>>A]]"
+        return f"{current['model']} reply"
+
+    with run_scripted_server(script) as srv:
+        fleet = tmp_path / "fleet.yaml"
+        fleet.write_text(f"default_provider: sc\nproviders:\n  - id: sc\n    base_url: {srv.base_url}\n    kind: openai\n")
+        monkeypatch.setenv("BOOCONTROL_DATABASE_URL", db_url)
+        monkeypatch.setenv("BOOCONTROL_FLEET_FILE", str(fleet))
+        monkeypatch.setenv("BOOCONTROL_DATA_DIR", str(tmp_path / "data"))
+        get_settings.cache_clear()
+        try:
+            runner = CliRunner()
+            for m in ("GOOD", "BAD"):
+                current["model"] = m
+                r = runner.invoke(cli, ["eval", "run", f"sc/{m.lower()}", "--suite", "chat", "--judge", "sc/judge",
+                                        "--limit", "1", "--yes-take-over"])  # fmt: skip
+                assert r.exit_code == 0, r.output
+            out = runner.invoke(cli, ["eval", "pairwise", "1", "2", "--judge", "sc/judge"])
+        finally:
+            get_settings.cache_clear()
+    assert out.exit_code == 0, out.output
+    assert "2 comparisons by sc/judge@judge-1 (4 asked, 0 reused; 0 moved with the order = ties" in out.output
+    lines = out.output.splitlines()
+    assert lines.index(next(ln for ln in lines if "sc/good" in ln)) < lines.index(next(ln for ln in lines if "sc/bad" in ln))
