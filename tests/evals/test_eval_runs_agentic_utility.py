@@ -194,3 +194,33 @@ def test_cli_needle_run_and_its_one_line_error(
     assert ok.exit_code == 0, ok.output
     assert "completed, 30 asked" in ok.output and "accuracy: 0.889" in ok.output
     assert "accuracy@1: 0.611" in ok.output and "multi_accuracy: 0.933" in ok.output
+
+
+@pytest.mark.llama_server
+def test_real_llama_server_agentic_and_utility_gibberish(db: Engine, tmp_path: Path) -> None:
+    """The tiny model's answers are gibberish: each agentic task takes all 3 turns and fails (the failures were
+    fed back), its sandbox runs are stored; utility answers are checked; nothing crashes."""
+    from tests.support.llamaserver import require_llama_server, run_llama_server
+    from tests.support.tinymodel import write_tiny_gguf
+
+    binary = require_llama_server()
+    model = write_tiny_gguf(tmp_path / "tiny.gguf", seed=2)
+    sandbox = BubblewrapSandbox(base_uid=BASE_UID)
+    sandbox.check()
+    with run_llama_server(model, parallel=2, ctx=8192, binary=binary, extra_args=("--slots",)) as base:
+        p = Provider("direct", "direct", base, kind="openai")
+        ag = asyncio.run(run_eval(db, p, "tiny", load_agentic(), EvalOptions(suite="agentic", limit=2, max_tokens=24),
+                                  confirm_takeover=True, sandbox=sandbox))  # fmt: skip
+        ut = asyncio.run(run_eval(db, p, "tiny", load_utility(), EvalOptions(suite="utility", limit=3, max_tokens=24),
+                                  confirm_takeover=True))  # fmt: skip
+    assert ag.status == "completed" and ag.asked == 6 and ag.failed_requests == 0
+    assert ag.metrics["solved@1"] == 0.0 and ag.metrics["solved@3"] == 0.0
+    assert ut.status == "completed" and ut.asked == 3 and "format_pass" in ut.metrics
+    with db.connect() as conn:
+        rows = conn.execute(select(eval_answers.c.run_id, eval_answers.c.passed, eval_answers.c.detail)).all()
+        boxes = conn.execute(select(eval_sandbox_outcomes.c.exit_code)).all()
+    agentic_rows = [r for r in rows if r.run_id == ag.run_id]
+    assert len(agentic_rows) == 2 and all(
+        r.passed is False and len(r.detail["turns"]) == 3 for r in agentic_rows
+    )
+    assert len(boxes) == 2 and all(b.exit_code not in (0, None) for b in boxes)
