@@ -247,6 +247,12 @@ async def grade(
     return detail, judgment_rows(answer_id, jm, js, jm.self_judged), score  # fmt: skip
 
 
+def judge_failed(rows: Sequence[Mapping[str, Any]]) -> bool:
+    """A judge request failed (no text came back): the answer is not scored, the run fails and the same
+    command asks the judge again (a reply that does not parse is a result, not a failure)."""
+    return any(r["raw"] is None for r in rows)
+
+
 def answer_score(judgments: Sequence[TurnJudgment]) -> float | None:
     """The mean of the parsed turn ratings; None when none parsed."""
     vals = [j.score for j in judgments if j.parsed and j.score is not None]

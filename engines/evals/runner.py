@@ -603,6 +603,9 @@ async def _ask_all(
     async def score_and_store(answer_id: int, item: Item, text: str | None) -> None:
         if judge is not None:
             detail, js, sc_or_none = await chat.grade(http, judge, item, text, provider.id, model_id, answer_id)
+            if chat.judge_failed(js):  # left unscored: the same command judges it again
+                outcome.failed_requests += 1
+                return
             await asyncio.to_thread(_store_judged, engine, answer_id, sc_or_none, detail, js)
             return
         ok, sc, detail, box = await score_answer(suite, item, text, pool, options.sandbox_wall_s)

@@ -122,3 +122,32 @@ def test_self_judged_and_no_parse_means_no_score(db: Engine) -> None:
 def test_chat_suite_needs_a_judge() -> None:
     with pytest.raises(ValueError, match="give --judge"):
         EvalOptions(suite="chat")
+
+
+def test_failed_judge_requests_leave_answers_unscored_and_the_next_run_judges_them(db: Engine) -> None:
+    state = {"judge_down": True}
+
+    def flaky(msg: str, seed: int) -> str:
+        if "[[rating]]" in msg:
+            if state["judge_down"]:
+                raise RuntimeError("judge host down")  # -> HTTP 500
+            return "[[6]]"
+        return "an answer"
+
+    with run_scripted_server(flaky) as srv:
+        p = Provider("scripted", "scripted", srv.base_url, kind="openai")
+        options = EvalOptions(suite="chat", limit=2, judge="scripted/judge")
+        first = asyncio.run(run_eval(db, p, "cand", SUITE, options, confirm_takeover=True,
+                                     judge=chat.judge_for(p, "judge")))  # fmt: skip
+        with db.connect() as conn:
+            assert conn.execute(select(eval_judgments.c.id)).all() == []
+            assert conn.execute(select(eval_answers.c.scored_at)).scalars().all() == [None, None]
+        state["judge_down"] = False
+        asked_before = sum(1 for m, _ in srv.state.asked if "[[rating]]" not in m)
+        second = asyncio.run(run_eval(db, p, "cand", SUITE, options, confirm_takeover=True,
+                                      judge=chat.judge_for(p, "judge")))  # fmt: skip
+        asked_after = sum(1 for m, _ in srv.state.asked if "[[rating]]" not in m)
+    assert first.status == "failed" and first.failed_requests == 2 and first.metrics == {}
+    assert second.status == "completed" and second.resumed and second.run_id == first.run_id
+    assert second.asked == 0 and asked_after == asked_before  # the candidate is not asked again
+    assert second.metrics["judge_score"] == 6.0 and second.metrics["judge_unparseable"] == 0.0
