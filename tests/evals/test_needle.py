@@ -179,3 +179,39 @@ def test_real_llama_server_needle_run_stored(engine: Engine, tmp_path: Path) -> 
         rows = conn.execute(select(eval_answers.c.prompt_tokens, eval_answers.c.detail)).all()
     assert len(rows) == 23 and all(r.detail["asked"] in (1, 3) for r in rows)
     assert 900 <= max(r.prompt_tokens for r in rows) <= 1024 - 8
+
+
+@pytest.mark.llama_server
+@pytest.mark.real_llamaswap
+def test_real_llama_swap_needle_run_uses_the_upstream_window(engine: Engine, tmp_path: Path) -> None:
+    """Through a real llama-swap: the window comes from /upstream/tiny/props (4 slots of 8192 -> 2048) and the
+    prompts are sized with /upstream/tiny/tokenize; every cell is accepted and the host is left as found."""
+    from core.providers import Provider
+    from engines.evals.options import EvalOptions
+    from engines.evals.runner import run_eval
+    from engines.evals.suites import load_suite
+    from tests.bench_engine.conftest import TINY, swap_config
+    from tests.conftest import truncate_all
+    from tests.support.llamaserver import require_llama_server
+    from tests.support.llamaswap import find_llama_swap, run_llama_swap, simple_responder_path
+    from tests.support.tinymodel import write_tiny_gguf
+    from warehouse.schema_evals import eval_answers
+
+    truncate_all(engine)
+    binary = require_llama_server()
+    swap, responder = find_llama_swap(), simple_responder_path()
+    if swap is None or responder is None:
+        pytest.skip("llama-swap / simple-responder not installed (see tests/support/llamaswap.py)")
+    model = write_tiny_gguf(tmp_path / "tiny.gguf", seed=0)
+    with run_llama_swap(swap_config(model, binary, responder)) as ls:
+        p = Provider("lab", "lab", ls.base_url)
+        out = asyncio.run(run_eval(engine, p, TINY, load_suite("needle"), EvalOptions(suite="needle", max_tokens=8),
+                                   confirm_takeover=True))  # fmt: skip
+    assert out.status == "completed" and out.failed_requests == 0 and out.asked >= 24
+    with engine.connect() as conn:
+        rows = conn.execute(select(eval_answers.c.prompt_tokens, eval_answers.c.detail)).all()
+    assert (
+        max(r.prompt_tokens for r in rows) <= 2048 - 8
+        and max(r.detail["target_tokens"] for r in rows) == 2048 - 8 - 64
+    )
+    assert out.cleanup == [f"unloaded {TINY} (it was not loaded before the run)"]
