@@ -247,14 +247,25 @@ def show_cmd(run_id: int) -> None:
     click.echo(f"  model file {run['model_file'] or '-'}, server {run['server_version'] or '-'}, "
                f"harness {run['harness_version']}, {run['parallel']} in parallel")  # fmt: skip
     click.echo(f"  sampling {json.dumps(run['sampling'], sort_keys=True)}")
+    if run["judge"]:
+        click.echo(f"  judge {run['judge']}")
     for s in scores:
         click.echo(f"  {s['metric']}: {s['value']:.3f}" + (f"  (stale: {s['stale_reason']})" if s["stale_reason"] else ""))
     click.echo(_table(
         ["item", "sample", "verdict", "tokens", "ms", "note"],
         [[r["item_key"], str(r["sample_idx"]), "pass" if r["passed"] else ("fail" if r["passed"] is False else "-"),
           _fmt(r["completion_tokens"]), _fmt(r["latency_ms"], 0),
-          r["error"] or (r["killed_reason"] or "") or _failed_checks(r["detail"])] for r in items],
+          r["error"] or (r["killed_reason"] or "") or _failed_checks(r["detail"]) or _judged(r["detail"])]
+         for r in items],
     ))  # fmt: skip
+
+
+def _judged(detail: Any) -> str:
+    """A judged chat answer: the judge's rating per turn (``?`` = did not parse)."""
+    turns = (detail or {}).get("turns") if (detail or {}).get("judge") else None
+    if not turns:
+        return ""
+    return "judge " + " | ".join(f"t{t['turn']}: {t['score'] if t['parsed'] else '?'}" for t in turns)
 
 
 def _failed_checks(detail: Any) -> str:

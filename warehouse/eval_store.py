@@ -263,7 +263,7 @@ def record_judged(
     conn.execute(
         update(eval_answers)
         .where(eval_answers.c.id == answer_id)
-        .values(passed=score is not None, score=score, detail=dict(detail), scored_at=func.now())
+        .values(passed=None, score=score, detail=dict(detail), scored_at=func.now())
     )
 
 

@@ -116,7 +116,7 @@ def test_self_judged_and_no_parse_means_no_score(db: Engine) -> None:
         scores = conn.execute(select(eval_answers.c.score, eval_answers.c.passed)).all()
     assert len(js) == 4 and all(j["self_judged"] and not j["parsed"] and j["score"] is None for j in js)
     assert all(j["judge_model_file"] == "/models/scripted-q4.gguf" for j in js)  # the candidate's own file
-    assert scores == [(None, False), (None, False)]
+    assert scores == [(None, None), (None, None)]  # a judged answer has a score (or none), no pass/fail
 
 
 def test_chat_suite_needs_a_judge() -> None:
