@@ -224,3 +224,37 @@ def test_real_llama_server_agentic_and_utility_gibberish(db: Engine, tmp_path: P
         r.passed is False and len(r.detail["turns"]) == 3 for r in agentic_rows
     )
     assert len(boxes) == 2 and all(b.exit_code not in (0, None) for b in boxes)
+
+
+def test_agentic_answer_stored_without_verdict_is_asked_again(db: Engine) -> None:
+    """A stop between storing a conversation's answer and its verdict: the resumed run asks that task again
+    (its turns are not stored, so it cannot be re-scored) and keeps the other task's stored verdict."""
+    from sqlalchemy import delete, update
+
+    from warehouse.schema_evals import eval_runs
+
+    plan = {k: REFERENCE[k] for k in ("fix-average", "str-reverse-words")}
+
+    def script(msg: str, seed: int) -> str:
+        return fence(plan[msg.split("]", 1)[0].removeprefix("[task ")])
+
+    sandbox = BubblewrapSandbox(base_uid=BASE_UID)
+    sandbox.check()
+    opts = EvalOptions(suite="agentic", items=",".join(plan), sandbox_wall_s=3.0)
+    with run_scripted_server(script) as srv:
+        first = asyncio.run(run_eval(db, provider(srv.base_url), "scripted", load_agentic(), opts,
+                                     confirm_takeover=True, sandbox=sandbox))  # fmt: skip
+        with db.begin() as conn:  # as if the run had stopped right after storing fix-average's answer
+            conn.execute(update(eval_answers).where(eval_answers.c.text == fence(REFERENCE["fix-average"]))
+                         .values(scored_at=None, passed=None, score=None, detail=None))  # fmt: skip
+            conn.execute(delete(eval_sandbox_outcomes))
+            conn.execute(update(eval_runs).where(eval_runs.c.id == first.run_id).values(status="cancelled"))
+        out = asyncio.run(run_eval(db, provider(srv.base_url), "scripted", load_agentic(), opts,
+                                   confirm_takeover=True, sandbox=sandbox))  # fmt: skip
+        again = [m for m, _ in srv.state.asked[2:]]
+    assert out.resumed and out.run_id == first.run_id and out.reused == 1 and out.asked == 1
+    assert len(again) == 1 and again[0].startswith("[task fix-average]")
+    assert out.status == "completed" and out.metrics["solved@1"] == 1.0
+    with db.connect() as conn:
+        rows = conn.execute(select(eval_answers.c.passed, eval_answers.c.detail)).all()
+    assert len(rows) == 2 and all(r.passed and r.detail["solved_at"] == 1 for r in rows)
