@@ -248,7 +248,9 @@ def show_cmd(run_id: int) -> None:
                f"harness {run['harness_version']}, {run['parallel']} in parallel")  # fmt: skip
     click.echo(f"  sampling {json.dumps(run['sampling'], sort_keys=True)}")
     if run["judge"]:
-        click.echo(f"  judge {run['judge']}")
+        cal = (run["extra"] or {}).get("judge_calibration") or {}
+        trust = ("trusted" if cal.get("trusted") else f"not trusted: {cal.get('reason', 'unknown')}") if cal else ""
+        click.echo(f"  judge {run['judge']}" + (f" ({trust})" if trust else ""))
     for s in scores:
         click.echo(f"  {s['metric']}: {s['value']:.3f}" + (f"  (stale: {s['stale_reason']})" if s["stale_reason"] else ""))
     click.echo(_table(

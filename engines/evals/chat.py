@@ -247,6 +247,14 @@ async def grade(
     return detail, judgment_rows(answer_id, jm, js, jm.self_judged), score  # fmt: skip
 
 
+def calibration_note(cal: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The judge's newest calibration as stored with a run (``trusted`` False when never calibrated)."""
+    if cal is None:
+        return {"trusted": False, "reason": "never calibrated against human labels (eval calibrate-judge)"}
+    return {"trusted": bool(cal["trusted"]), "reason": str(cal["reason"]), "calibration_id": int(cal["id"]),
+            "agreement": cal["agreement"], "prompt_version": cal["prompt_version"]}  # fmt: skip
+
+
 def judge_failed(rows: Sequence[Mapping[str, Any]]) -> bool:
     """A judge request failed (no text came back): the answer is not scored, the run fails and the same
     command asks the judge again (a reply that does not parse is a result, not a failure)."""

@@ -568,6 +568,9 @@ async def _ask_all(
                 "extra": {"loaded_before": list(before) if before is not None else None}, **identity_fields,
             })  # fmt: skip
         stored = eval_store.stored_answers(conn, run_id)
+        if judge is not None:  # what is known of the judge's agreement with people (`eval calibrate-judge`)
+            cal = eval_store.latest_calibration(conn, judge.provider_id, judge.model_id)
+            eval_store.merge_extra(conn, run_id, {"judge_calibration": chat.calibration_note(cal)})
     identity = ScoreIdentity(model_file, server_version, HARNESS_VERSION, suite.name, suite.version, sampling,
                              judge_id)  # fmt: skip
     stale = await asyncio.to_thread(mark_stale, engine, provider.id, model_id, identity, None, run_id)

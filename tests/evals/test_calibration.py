@@ -140,6 +140,8 @@ def test_cli_calibrate_judge_stores_and_refuses(fleet: ScriptedServer, engine: E
     assert n == 2 and latest is not None
     assert (latest["trusted"], latest["non_tie"], latest["agreed"], latest["threshold"]) == (False, 11, 8, 0.8)
     assert latest["judge"] == "sc/judge@judge-1" and len(latest["labels_sha256"]) == 64
+    note = chat.calibration_note(latest)  # what a chat run judged by sc/judge stores about it
+    assert note["trusted"] is False and note["reason"].startswith("not trusted: 72.7%")
 
 
 def test_flow_calibrates(prefect_harness: None, fleet: ScriptedServer, tmp_path: Path) -> None:

@@ -48,7 +48,8 @@ def test_cli_chat_run_with_judge(scripted: ScriptedServer, engine: Engine, tmp_p
     assert ok.exit_code == 0, ok.output
     assert "judge_score: 7.000" in ok.output
     shown = runner.invoke(cli, ["eval", "show", "1"])
-    assert shown.exit_code == 0 and "judge sc/judge@judge-1" in shown.output
+    assert shown.exit_code == 0
+    assert "judge sc/judge@judge-1 (not trusted: never calibrated against human labels" in shown.output
     assert shown.output.count("judge t1: 7.0 | t2: 7.0") == 2
     if not MT_BENCH.is_file():
         pytest.skip(f"MT-bench questions not found at {MT_BENCH} (../shared/data beside the clone)")

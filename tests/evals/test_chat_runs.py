@@ -98,6 +98,8 @@ def test_chat_suite_judged_per_turn_with_exact_scores(db: Engine) -> None:
     assert {k: a["score"] for k, a in by_key.items()} == {"bc-writing-1": 7.0, "bc-math-1": 9.0, "bc-coding-1": 5.5}
     judge_id = f"scripted/judge-model@{PROMPT_VERSION}"
     assert run_row["judge"] == judge_id and scores["judge_score"]["judge"] == judge_id
+    assert run_row["extra"]["judge_calibration"] == {
+        "trusted": False, "reason": "never calibrated against human labels (eval calibrate-judge)"}
 
 
 def test_self_judged_and_no_parse_means_no_score(db: Engine) -> None:
