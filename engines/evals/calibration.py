@@ -28,7 +28,7 @@ import httpx
 from sqlalchemy import Engine
 
 from engines.evals import judge as judging
-from engines.evals.chat import JudgeModel
+from engines.evals.chat import JudgeModel, judge_lease
 from warehouse import eval_store
 
 TRUST_THRESHOLD = 0.8
@@ -172,8 +172,9 @@ def run_calibration(engine: Engine, jm: JudgeModel, labels_path: str | Path,
     labels = load_labels(labels_path)
 
     async def go() -> CalibrationReport:
-        async with httpx.AsyncClient(trust_env=False) as client:
-            return await calibrate(client, jm, labels, threshold, min_non_tie)
+        async with judge_lease(engine, jm, f"judge calibration ({jm.model_id})"):
+            async with httpx.AsyncClient(trust_env=False) as client:
+                return await calibrate(client, jm, labels, threshold, min_non_tie)
 
     r = asyncio.run(go())
     with engine.begin() as conn:

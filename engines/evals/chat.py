@@ -20,20 +20,23 @@ Metrics of a run (`chat_metrics`): ``judge_score`` (mean of parsed turn ratings,
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
+from sqlalchemy import Engine
 
 from connectors.llama_swap_api import auth_headers
 from core.providers import Provider
 from engines.evals import judge as judging
 from engines.evals.suites import Item, Suite, content_version
+from warehouse import lease
 
 if TYPE_CHECKING:
     from engines.evals.runner import Answer
@@ -76,6 +79,22 @@ def with_run(
     self_judged = judging.is_self_judged((provider_id, model_id), (jm.provider_id, jm.model_id), candidate_file,
                                          model_file)  # fmt: skip
     return replace(jm, headers=dict(headers), model_file=model_file, self_judged=self_judged)
+
+
+@contextlib.asynccontextmanager
+async def judge_lease(engine: Engine, jm: JudgeModel, purpose: str, wait_s: float | None = 30.0) -> AsyncIterator[None]:
+    """Hold the judge host's lease (scope ``host``) while a pairwise comparison or a calibration asks it; held
+    elsewhere (an action, a benchmark, an eval) is a one-line ValueError naming the holder."""
+    keeper = lease.LeaseKeeper(engine.url.render_as_string(hide_password=False), jm.provider_id, lease.SCOPE_HOST,
+                               purpose, holder=lease.holder_id("judge"), wait_s=wait_s)  # fmt: skip
+    try:
+        await keeper.__aenter__()
+    except lease.LeaseHeld as exc:
+        raise ValueError(f"refusing to ask the judge on {jm.provider_id}: {exc}") from None
+    try:
+        yield
+    finally:
+        await keeper.__aexit__(None, None, None)
 
 
 # -------------------------------------------------------------------------------------------- questions

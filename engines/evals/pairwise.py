@@ -22,7 +22,7 @@ import httpx
 from sqlalchemy import Engine
 
 from engines.evals import judge as judging
-from engines.evals.chat import JudgeModel, replies_of, turn_of
+from engines.evals.chat import JudgeModel, judge_lease, replies_of, turn_of
 from engines.evals.ratings import Comparison, ModelRating, bradley_terry
 from warehouse import eval_store
 
@@ -51,8 +51,16 @@ async def compare_runs(
     n_boot: int = 500,
     seed: int = 20261202,
     l2: float = 0.01,
+    lease_wait_s: float | None = 30.0,
 ) -> PairwiseResult:
-    """See the module docstring. A one-line ValueError when the runs cannot be compared."""
+    """See the module docstring; the judge host's lease is held while the judge is asked. A one-line
+    ValueError when the runs cannot be compared or the judge host is leased elsewhere."""
+    async with judge_lease(engine, jm, f"pairwise comparison of runs {', '.join(map(str, run_ids))}", lease_wait_s):
+        return await _compare(engine, client, jm, run_ids, n_boot, seed, l2)
+
+
+async def _compare(engine: Engine, client: httpx.AsyncClient, jm: JudgeModel, run_ids: Sequence[int], n_boot: int,
+                   seed: int, l2: float) -> PairwiseResult:  # fmt: skip
     from engines.evals.runner import ask
 
     if len(set(run_ids)) < 2:

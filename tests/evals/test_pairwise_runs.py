@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import Engine, select
@@ -23,6 +24,8 @@ from engines.evals.pairwise import PairwiseResult, compare_runs
 from engines.evals.runner import run_eval
 from tests.conftest import truncate_all
 from tests.support.scripted_openai import run_scripted_server
+from warehouse import lease
+from warehouse.db import psycopg_dsn
 from warehouse.schema_evals import eval_judgments
 
 RANK = {"GOOD": 3, "MID": 2, "BAD": 1}
@@ -105,6 +108,22 @@ def test_runs_that_cannot_be_compared(db: Engine) -> None:
 
     with pytest.raises(ValueError, match="at least two different runs"):
         asyncio.run(go([1, 1]))
+
+
+def test_judge_host_leased_elsewhere_is_refused(db: Engine, db_url: str) -> None:
+    judge = chat.JudgeModel("sc", "judge", "http://127.0.0.1:9/v1/chat/completions")
+    lease.acquire_blocking(psycopg_dsn(db_url), "sc", lease.SCOPE_HOST, "someone", "bench run x", ttl_s=30, wait_s=0)
+    try:
+
+        async def go() -> PairwiseResult:
+            async with httpx.AsyncClient(trust_env=False) as client:
+                return await compare_runs(db, client, judge, [1, 2], lease_wait_s=0)
+
+        with pytest.raises(ValueError, match=r"^refusing to ask the judge on sc: .*bench run x"):
+            asyncio.run(go())
+    finally:
+        with psycopg.connect(psycopg_dsn(db_url)) as c:
+            lease.release(c, "sc", lease.SCOPE_HOST, "someone")
 
 
 def test_cli_pairwise_errors_are_one_line(engine: Engine, db_url: str, tmp_path: Path,
