@@ -409,24 +409,35 @@ async def run_eval(
         except lease.LeaseHeld as exc:
             raise EvalRefused(f"refusing to run the eval: {exc}") from None
         try:
-            return await _with_lease(
-                engine,
-                provider,
-                model_id,
-                suite,
-                items,
-                options,
-                keeper,
-                http,
-                emit,
-                sandbox,
-                run_uid,
-                idle_wait_s,
-                environ,
-                requested_by,
-                confirm_takeover,
-                judge if suite.kind == "chat" else None,
-            )
+            # a judge on another host keeps that host busy too: hold its lease as well (held elsewhere: refused)
+            other = judge is not None and suite.kind == "chat" and judge.provider_id != provider.id
+            judge_host = (chat.judge_lease(engine, judge, f"judge of eval run {run_uid[:12]} ({model_id})", slot_wait_s)
+                          if other and judge is not None else contextlib.nullcontext())  # fmt: skip
+            try:
+                await judge_host.__aenter__()
+            except ValueError as exc:
+                raise EvalRefused(str(exc)) from None
+            try:
+                return await _with_lease(
+                    engine,
+                    provider,
+                    model_id,
+                    suite,
+                    items,
+                    options,
+                    keeper,
+                    http,
+                    emit,
+                    sandbox,
+                    run_uid,
+                    idle_wait_s,
+                    environ,
+                    requested_by,
+                    confirm_takeover,
+                    judge if suite.kind == "chat" else None,
+                )
+            finally:
+                await judge_host.__aexit__(None, None, None)
         finally:
             await keeper.__aexit__(None, None, None)
     finally:

@@ -9,6 +9,7 @@ import asyncio
 import json
 from collections.abc import Iterator
 
+import psycopg
 import pytest
 from sqlalchemy import Engine, select
 
@@ -16,10 +17,11 @@ from core.providers import Provider
 from engines.evals import chat
 from engines.evals.judge import PROMPT_VERSION
 from engines.evals.options import EvalOptions
-from engines.evals.runner import run_eval
+from engines.evals.runner import EvalRefused, run_eval
 from tests.conftest import truncate_all
 from tests.support.scripted_openai import run_scripted_server
-from warehouse import eval_store
+from warehouse import eval_store, lease
+from warehouse.db import psycopg_dsn
 from warehouse.schema_evals import eval_answers, eval_items, eval_judgments
 
 SUITE = chat.load_chat()
@@ -153,3 +155,21 @@ def test_failed_judge_requests_leave_answers_unscored_and_the_next_run_judges_th
     assert second.status == "completed" and second.resumed and second.run_id == first.run_id
     assert second.asked == 0 and asked_after == asked_before  # the candidate is not asked again
     assert second.metrics["judge_score"] == 6.0 and second.metrics["judge_unparseable"] == 0.0
+
+
+def test_judge_on_another_host_leased_elsewhere_refuses_the_run(db: Engine, db_url: str) -> None:
+    with run_scripted_server(script) as srv:
+        cand = Provider("scripted", "scripted", srv.base_url, kind="openai")
+        other = Provider("judgehost", "judgehost", srv.base_url, kind="openai")
+        lease.acquire_blocking(psycopg_dsn(db_url), "judgehost", lease.SCOPE_HOST, "someone", "bench run y",
+                               ttl_s=30, wait_s=0)  # fmt: skip
+        try:
+            with pytest.raises(EvalRefused, match=r"^refusing to ask the judge on judgehost: .*bench run y"):
+                asyncio.run(run_eval(db, cand, "cand", SUITE, EvalOptions(suite="chat", limit=1, judge="judgehost/j"),
+                                     confirm_takeover=True, judge=chat.judge_for(other, "j"), slot_wait_s=0))
+        finally:
+            with psycopg.connect(psycopg_dsn(db_url)) as c:
+                lease.release(c, "judgehost", lease.SCOPE_HOST, "someone")
+        assert srv.state.asked == []
+        with psycopg.connect(psycopg_dsn(db_url)) as c:  # and the candidate host's lease was given back
+            assert c.execute("SELECT count(*) FROM leases").fetchone() == (0,)
