@@ -13,6 +13,10 @@ from core.providers import Provider
 from tests.support.connector import ConnectorThread, chat, query, registry_for, upstream_activity, wait_until
 from tests.support.targets import run_target
 
+# every scenario here is a resilience scenario (double restart within backoff, outage, restarts under traffic):
+# counted in the pytest header and summary on the simulator and, where a binary is found, the real llama-swap
+pytestmark = pytest.mark.resilience
+
 
 def acts(db_url, pid="ls"):
     return query(db_url, "SELECT epoch, upstream_id, model_id FROM activity WHERE provider_id=%s "

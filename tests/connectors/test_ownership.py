@@ -39,6 +39,13 @@ from tests.support.connector import (
 from warehouse import lease
 from warehouse.members import share
 
+# the two-connector resilience scenarios, on the simulator (the in-process demo fleet): counted in the pytest
+# header and summary with the others
+
+
+def two_connectors(test):  # noqa: ANN001, ANN201
+    return pytest.mark.resilience(pytest.mark.simulator(test))
+
 TTL = 3.0  # seconds; a tick every 0.6 s
 
 
@@ -150,6 +157,7 @@ def test_dead_local_holder_only_for_gone_processes_of_this_machine():
     assert dead_local_holder("operator") is False
 
 
+@two_connectors
 def test_clean_stop_marks_only_its_own_providers_and_gives_back_its_leases(db, db_url, tmp_path):
     with fleet(4) as (urls, _sims), psycopg.connect(dsn(db_url), autocommit=True) as conn:
         other = "connector@elsewhere:1:000000"  # a live connector on another machine holding h3 and h4
@@ -170,6 +178,7 @@ def test_clean_stop_marks_only_its_own_providers_and_gives_back_its_leases(db, d
         assert sorted(ev) == [("h1", "acquired"), ("h1", "released"), ("h2", "acquired"), ("h2", "released")]
 
 
+@two_connectors
 def test_three_connectors_split_nine_providers_exactly_and_double_nothing(db, db_url, tmp_path):
     with fleet(9) as (urls, sims):
         cts = [connector(urls, db_url, tmp_path / f"sp{i}").start() for i in range(3)]
@@ -200,6 +209,7 @@ def _connector_proc(db_url: str, registry_file: Path, data_dir: Path) -> subproc
                             stdout=subprocess.DEVNULL, stderr=open(data_dir.parent / "connector.err", "wb"))
 
 
+@two_connectors
 @pytest.mark.parametrize("local_take_over", [False, True], ids=["after-expiry", "process-gone"])
 def test_second_connector_takes_over_a_killed_one_without_doubling(local_take_over, db, db_url, tmp_path):
     with fleet(4) as (urls, sims):
