@@ -179,13 +179,19 @@ def _param(name: str, annotation: Any, default: Any, help: str, flag: str | None
     return BenchParam(name, annotation, default, help, flag, kind, choices)
 
 
-def bench_params() -> tuple[BenchParam, ...]:
-    """Every `BenchOptions` field, in declaration order, with its shell form."""
-    hints = typing.get_type_hints(BenchOptions)
+def declared_params(options: type) -> tuple[BenchParam, ...]:
+    """Every field of an options dataclass (help and CLI spelling in its field metadata), in declaration order,
+    with its shell form: what a CLI command and a Prefect flow both build from (benchmarks and evals)."""
+    hints = typing.get_type_hints(options)
     return tuple(
         _param(f.name, hints[f.name], f.default, f.metadata["help"], f.metadata.get("flag"))
-        for f in fields(BenchOptions)
+        for f in fields(options)
     )
+
+
+def bench_params() -> tuple[BenchParam, ...]:
+    """Every `BenchOptions` field, in declaration order, with its shell form."""
+    return declared_params(BenchOptions)
 
 
 CONFIRM_TAKEOVER = BenchParam(

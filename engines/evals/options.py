@@ -4,11 +4,10 @@ the bench shells), so ``--samples 5`` and the deployment's ``samples: 5`` mean t
 
 from __future__ import annotations
 
-import typing
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
-from engines.bench.options import BenchParam, _param
+from engines.bench.options import BenchParam, declared_params
 
 DEFAULT_SEED = 1234
 DEFAULT_SAMPLED_TEMPERATURE = 0.8  # n > 1 samples per item (pass@k): sampled, not greedy
@@ -110,11 +109,7 @@ class EvalOptions:
 
 def eval_params() -> tuple[BenchParam, ...]:
     """Every `EvalOptions` field, in declaration order, with its shell form."""
-    hints = typing.get_type_hints(EvalOptions)
-    return tuple(
-        _param(f.name, hints[f.name], f.default, f.metadata["help"], f.metadata.get("flag"))
-        for f in fields(EvalOptions)
-    )
+    return declared_params(EvalOptions)
 
 
 CONFIRM_TAKEOVER = BenchParam(
