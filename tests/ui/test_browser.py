@@ -300,8 +300,12 @@ def test_models_page_follows_an_action_where_it_was_clicked(cockpit: Cockpit, br
     assert phases and phases[-1] == "done" and phases[0] in ("queued", "running") and len(phases) >= 2, seen
     assert phases == sorted(phases, key=["queued", "running", "done"].index), seen
     assert re.search(rf"done in (\d+m \d+s|[\d.]+ s).*: {re.escape(model)} is \w+$", seen[-1]), seen
+    # the demo traffic may swap the model out again within a second of the warm: what must have landed is the
+    # transition the warm caused, not a state that lasts (the tile is then compared with whatever is current)
     wait_for(lambda: cockpit.rows(
-        f"SELECT 1 FROM models WHERE provider_id = 'demo-01' AND model_id = '{model}' AND state <> 'stopped'"
+        "SELECT 1 FROM model_transitions t JOIN actions a ON a.action = 'warm' AND a.target = t.model_id "
+        f"WHERE t.provider_id = 'demo-01' AND t.model_id = '{model}' AND t.to_state IN ('starting', 'ready') "
+        "AND t.observed_at >= a.requested_at"
     ), what="the connector to land the warm")  # fmt: skip
     tile_follows_the_connector()
     page.screenshot(path=str(shots / "6_models_after_warm.png"), full_page=True)
