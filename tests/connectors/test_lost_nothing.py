@@ -154,10 +154,13 @@ def test_every_capture_is_fetched_under_parallel_traffic(target_kind, db, db_url
             connected(db_url)
             assert chat(ls.base_url, "responder-a").status_code == 200  # model loaded before the burst
             assert _parallel_chats(ls.base_url, 6, 40) == 240
+            # the last rows' captures land a moment after their responses (row first, then capture): read the
+            # upstream once every row has one — a 5 MB capture buffer holds them all
+            wait_until(lambda: sum(u["has_capture"] for u in upstream_activity(ls.base_url)) == 241, timeout=30,
+                       what="241 upstream captures")
             up = upstream_activity(ls.base_url)
             wait_until(lambda: len(acts(db_url)) == len(up) == 241, timeout=30, what="241 rows")
             want = sorted(u["id"] for u in up if u["has_capture"])
-            assert len(want) == 241  # a 5 MB capture buffer holds them all
             wait_until(lambda: query(db_url, "SELECT count(*) FROM captures") == [(241,)], timeout=30,
                        what=f"241 captures (have {query(db_url, 'SELECT count(*) FROM captures')})")
         assert [r[0] for r in query(db_url, "SELECT upstream_id FROM captures ORDER BY upstream_id")] == want
