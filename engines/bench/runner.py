@@ -486,7 +486,7 @@ async def run_sweep(
             emit(Progress("cleanup", message="restoring the host"))
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await asyncio.wait_for(
-                    _cleanup(host, model_id, tag, before, spec, outcome, watch, foreign_wait_s), cleanup_timeout_s
+                    leave_host_as_found(host, model_id, tag, before, spec, outcome, watch, foreign_wait_s), cleanup_timeout_s
                 )
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await asyncio.wait_for(_energy(host, outcome, anchor, run_t0, clock, wall), 15.0)
@@ -552,7 +552,7 @@ def _foreign_for(snap: InflightSnapshot, model_id: str, tag: str) -> list[Mappin
     ]  # fmt: skip
 
 
-async def _cleanup(
+async def leave_host_as_found(
     host: BenchHost,
     model_id: str,
     tag: str,

@@ -44,7 +44,7 @@ from sqlalchemy import Engine
 from connectors.llama_swap_api import auth_headers
 from core.providers import Provider
 from engines.bench.gate import BENCH_HEADER, TakeoverRefused, check_takeover, require_takeover_confirmation
-from engines.bench.runner import BenchSpec, RunOutcome, _cleanup, wait_until_idle
+from engines.bench.runner import BenchSpec, RunOutcome, leave_host_as_found, wait_until_idle
 from engines.bench.runner import Progress as BenchProgress
 from engines.bench.service import make_host
 from engines.bench.signals import cancel_on_sigterm
@@ -500,8 +500,8 @@ async def _with_lease(
                                         before, judge)  # fmt: skip
             finally:
                 emit(EvalProgress("cleanup", message="restoring the host"))
-                await asyncio.shield(_cleanup(host, model_id, tag, before, BenchSpec(restore_host=options.restore_host),
-                                              cleanup, watch))  # fmt: skip
+                spec = BenchSpec(restore_host=options.restore_host)
+                await asyncio.shield(leave_host_as_found(host, model_id, tag, before, spec, cleanup, watch))
                 for note in cleanup.cleanup:
                     log.info("eval %s cleanup: %s", run_uid[:12], note)
         result.cleanup = list(cleanup.cleanup)
