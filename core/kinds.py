@@ -9,7 +9,9 @@ Every decision that depends on a provider's kind reads this table (``kind_spec(n
   in-flight requests, captures: llama-swap's ``/api/*``);
 * ``actions`` — whether warm / unload / cancel / capture can be performed on it;
 * ``openai_path`` — where its OpenAI-compatible API lives below the provider's ``base_url``
-  (``openai_base_url()``). ``base_url`` is always the server root, without ``/v1``.
+  (``openai_base_url()``). ``base_url`` is always the server root, without ``/v1``;
+* ``local`` — a self-hosted server of the fleet (llama-swap, vLLM, Ollama), not a possibly-cloud ``openai``
+  API: the eval engine picks its default judge only among local models.
 
 The connector classes live in ``connectors/`` (this module is below them): the runner maps
 ``following`` to a follower class.
@@ -31,6 +33,7 @@ class ProviderKind:
     host_operations: bool
     actions: bool
     openai_path: str = "/v1"
+    local: bool = False
 
     def openai_base_url(self, base_url: str) -> str:
         """The OpenAI-compatible base URL (what an OpenAI client takes) of a provider of this kind."""
@@ -43,6 +46,7 @@ LLAMA_SWAP = ProviderKind(
     following="llama-swap",
     host_operations=True,
     actions=True,
+    local=True,
 )
 OPENAI = ProviderKind(
     name="openai",
@@ -57,6 +61,7 @@ VLLM = ProviderKind(
     following="openai",
     host_operations=False,
     actions=False,
+    local=True,
 )
 OLLAMA = ProviderKind(
     name="ollama",
@@ -64,6 +69,7 @@ OLLAMA = ProviderKind(
     following="openai",
     host_operations=False,
     actions=False,
+    local=True,
 )
 
 KINDS: dict[str, ProviderKind] = {k.name: k for k in (LLAMA_SWAP, OPENAI, VLLM, OLLAMA)}
