@@ -28,6 +28,7 @@ from warehouse.records import (
     ConfigReload,
     Epoch,
     Gap,
+    GatewayRequest,
     GpuSample,
     Health,
     Inflight,
@@ -202,6 +203,21 @@ ON CONFLICT (provider_id) DO UPDATE SET
 WHERE connector_health.updated_at <= EXCLUDED.updated_at
 """
 
+_GATEWAY_SQL = """
+INSERT INTO gateway_requests (request_id, started_at, replica, consumer, consumer_source, requested_model, policy,
+                              provider_id, model_id, reason, fallbacks, endpoint, stream, status, error, ttft_ms,
+                              total_ms, prompt_tokens, completion_tokens)
+VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)
+ON CONFLICT (request_id) DO NOTHING
+"""
+
+
+def _gateway_row(g: GatewayRequest) -> tuple[Any, ...]:
+    return (g.request_id, g.started_at, g.replica, _nul_free(g.consumer), g.consumer_source,
+            _nul_free(g.requested_model), _nul_free(g.policy), g.provider_id, _nul_free(g.model_id),
+            _nul_free(g.reason), Jsonb(_scrub(g.fallbacks)), g.endpoint, g.stream, g.status, _nul_free(g.error),
+            g.ttft_ms, g.total_ms, g.prompt_tokens, g.completion_tokens)
+
 
 def _insert_capture(cur: psycopg.Cursor[Any], c: Capture, row: CaptureRow) -> None:
     cur.execute(
@@ -296,6 +312,9 @@ def write_batch(conn: psycopg.Connection[Any], records: Sequence[Record]) -> int
             cur.execute(_HEALTH_SQL, (h.provider_id, h.status, h.version, h.boot_marker, h.connected_since,
                                       h.last_event_at, h.last_error, h.last_error, h.updated_at, h.updated_at))
         copy_dedup(conn, RAW, [_raw_row(r) for r in by_type.get(RawEvent, [])])
+        gw: list[GatewayRequest] = by_type.get(GatewayRequest, [])
+        if gw:
+            cur.executemany(_GATEWAY_SQL, [_gateway_row(g) for g in gw])
     return len(records)
 
 

@@ -191,9 +191,38 @@ class Health:
     last_error: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class GatewayRequest:
+    """One request served by the gateway (table ``gateway_requests``, see ``warehouse.schema_gateway``).
+
+    ``fallbacks`` is a list of ``{"target": "provider/model", "why": "..."}``; ``consumer_source`` is
+    ``'key'``, ``'header'`` or ``'user-agent'``; ``endpoint`` is ``'chat'``, ``'completions'`` or ``'embeddings'``.
+    """
+
+    request_id: uuid.UUID
+    started_at: datetime
+    replica: str
+    consumer: str
+    consumer_source: str
+    requested_model: str
+    endpoint: str
+    stream: bool
+    status: int
+    total_ms: float
+    policy: str | None = None
+    provider_id: str | None = None
+    model_id: str | None = None
+    reason: str | None = None
+    fallbacks: list[dict[str, str]] = field(default_factory=list)
+    error: str | None = None
+    ttft_ms: float | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
 Record = (
     RawEvent | Boot | Epoch | ConfigReload | Activity | PerfSample | GpuSample | ModelInfo | Transition
-    | Inflight | LogChunk | Capture | Gap | Health
+    | Inflight | LogChunk | Capture | Gap | Health | GatewayRequest
 )
 
 
