@@ -14,7 +14,7 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; t
   echo "need root for: $*" >&2; return 1; fi; }
 
 pkgs=(postgresql python3-venv python3-dev ca-certificates curl git)
-[ $TEST = 1 ] && pkgs+=(chromium bubblewrap cmake g++ make)
+[ $TEST = 1 ] && pkgs+=(chromium bubblewrap cmake g++ make openssh-server)  # sshd: config edit tests
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
