@@ -1,0 +1,254 @@
+"""Ranking the fleet's models for one request under one policy: a pure function of measured facts.
+
+`rank(policy, need, facts, inflight, cooling)` first drops the models that cannot or must not serve the
+request, each with why (provider offline, wrong endpoint, cloud under a local-only policy, context window
+too small, host under a fleet lease, cooling down after failures, last canary failed, below the quality
+floor, over a latency limit), then orders the rest by the policy's objective:
+
+* **quality** — per suite of the policy, the model's headline score over the best score among the
+  candidates (1.0 = best here, 0 = not evaluated), averaged over the suites;
+* **speed** — the fastest candidate's expected time over this one's (1.0 = fastest). The expected time is
+  the measured time for this request's size (prompt tokens at the measured prefill rate, max_tokens at the
+  measured time per output token), plus the measured load time when the model is cold (residency, unless
+  the policy turns it off), plus one expected request time per request the gateway has in flight on it;
+* **energy** — the lowest measured joules per token among the candidates over this one's (0 = not measured).
+
+The score is the weighted mean of the three. Ties (scores equal to 1e-9) go to the loaded model, then to
+the shorter expected time, then to the ``provider/model`` key in alphabetical order, so the same facts
+always give the same order.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+
+from gateway.facts import FleetFacts, ModelFacts, Speed
+from gateway.policies import HEADLINE_METRICS, WEIGHTS, Policy
+
+DEFAULT_MAX_TOKENS = 512  # what a request that does not say max_tokens is ranked for
+ASSUMED_LOAD_MS = 30_000.0  # a cold model's load time when no load of any model was ever measured
+_EPS = 1e-9
+
+
+@dataclass(frozen=True)
+class Need:
+    endpoint: str  # chat | completions | embeddings
+    prompt_tokens: int
+    max_tokens: int
+
+
+@dataclass(frozen=True)
+class Candidate:
+    provider_id: str
+    model_id: str
+    score: float
+    factors: dict[str, float]
+    reasons: tuple[str, ...]
+
+    @property
+    def key(self) -> str:
+        return f"{self.provider_id}/{self.model_id}"
+
+
+@dataclass(frozen=True)
+class Ranking:
+    policy: str
+    candidates: tuple[Candidate, ...]
+    skipped: tuple[tuple[str, str], ...]  # ("provider/model", why)
+
+    @property
+    def pick(self) -> Candidate | None:
+        return self.candidates[0] if self.candidates else None
+
+
+def _pct(values: Mapping[str, float], pct: str) -> float | None:
+    v = values.get(pct)
+    return float(v) if v is not None else None
+
+
+def _latency(speed: Speed, metric: str, pct: str) -> float | None:
+    return _pct({"ttft": speed.ttft_ms, "tpot": speed.tpot_ms, "e2e": speed.e2e_ms}[metric], pct)
+
+
+def _fmt_ms(ms: float) -> str:
+    return f"{ms / 1000:.1f} s" if ms >= 10_000 else f"{ms:,.0f} ms"
+
+
+def skip_reason(policy: Policy, need: Need, m: ModelFacts, cooling: Collection[str]) -> str | None:
+    """Why ``m`` may not serve ``need`` under ``policy``; None when it may."""
+    if not m.provider_online:
+        return f"provider {m.provider_id} is offline"
+    wanted = {need.endpoint} | ({policy.capability} if policy.capability else set())
+    missing = sorted(wanted - m.endpoints)
+    if missing:
+        return f"does not serve {', '.join(missing)} (serves {', '.join(sorted(m.endpoints))})"
+    if policy.local_only and not m.local:
+        return "cloud provider, and the policy is local-only"
+    needed = need.prompt_tokens + need.max_tokens
+    window = max(needed, policy.min_context)
+    if m.context_length is not None and m.context_length < window:
+        if window > needed:
+            return f"context window {m.context_length:,} < {window:,} the policy requires"
+        return f"context window {m.context_length:,} < {needed:,} tokens needed (prompt + max_tokens)"
+    if m.context_length is None and policy.min_context > 0:
+        return f"context window not known, the policy requires {policy.min_context:,}"
+    if m.lease is not None:
+        return f"host under a fleet lease: {m.lease}"
+    if m.key in cooling:
+        return "cooling down after recent failures"
+    if m.canary_ok is False:
+        return "its last canary failed"
+    if policy.quality_floor is not None:
+        qf = policy.quality_floor
+        v = m.quality.get(qf.suite, {}).get(qf.metric)
+        if v is None:
+            return f"no {qf.suite} {qf.metric} score (the policy's floor is {qf.min:g})"
+        if v < qf.min:
+            return f"{qf.suite} {qf.metric} {v:.3f} below the policy's floor {qf.min:g}"
+    for lim in policy.latency:
+        sp = m.speed
+        v = _latency(sp, lim.metric, lim.percentile) if sp is not None else None
+        if v is None:
+            return f"no measured {lim.metric} {lim.percentile} (the policy's limit is {lim.max_ms:g} ms)"
+        if v > lim.max_ms:
+            return f"{lim.metric} {lim.percentile} {v:,.0f} ms over the policy's limit {lim.max_ms:,.0f} ms"
+    return None
+
+
+def request_ms(speed: Speed | None, need: Need) -> float | None:
+    """Expected time of ``need`` on a loaded, idle model with ``speed``: prefill + decode at p50."""
+    if speed is None:
+        return None
+    if speed.prefill_tps:
+        prefill = need.prompt_tokens / speed.prefill_tps * 1000
+    else:
+        ttft = _pct(speed.ttft_ms, "p50")
+        if ttft is None:
+            return None
+        prefill = ttft
+    if need.endpoint == "embeddings":
+        return prefill
+    tpot = _pct(speed.tpot_ms, "p50")
+    if tpot is None:
+        gen = _pct(speed.gen_tps, "p50")
+        if not gen:
+            return None
+        tpot = 1000 / gen
+    return prefill + need.max_tokens * tpot
+
+
+def rank(
+    policy: Policy, need: Need, facts: FleetFacts, inflight: Mapping[str, int], cooling: Collection[str]
+) -> Ranking:
+    skipped: list[tuple[str, str]] = []
+    ok: list[ModelFacts] = []
+    for m in sorted(facts.models, key=lambda m: m.key):
+        why = skip_reason(policy, need, m, cooling)
+        if why is None:
+            ok.append(m)
+        else:
+            skipped.append((m.key, why))
+    measured_loads = [m.load_ms for m in facts.models if m.load_ms is not None]
+    fleet_load = statistics.median(measured_loads) if measured_loads else None
+
+    # expected time per candidate, with its parts
+    parts: dict[str, tuple[float | None, float, float, int, list[str]]] = {}
+    for m in ok:
+        words: list[str] = []
+        base = request_ms(m.speed, need)
+        sp = m.speed
+        if base is None:
+            words.append("speed: not measured")
+        else:
+            assert sp is not None
+            how = (f"prefill {sp.prefill_tps:,.0f} tok/s" if sp.prefill_tps else
+                   f"TTFT p50 {_fmt_ms(_pct(sp.ttft_ms, 'p50') or 0)}")  # fmt: skip
+            tpot = _pct(sp.tpot_ms, "p50")
+            if need.endpoint != "embeddings" and tpot is not None:
+                how += f", {tpot:.1f} ms/token"
+            words.append(f"speed: ~{_fmt_ms(base)} for {need.prompt_tokens:,} prompt + {need.max_tokens:,} "
+                         f"output tokens ({how}; {sp.source})")
+        cold = 0.0
+        if m.loaded:
+            words.append("residency: loaded" if m.state == "ready" else "residency: always available (no loading)")
+        elif not policy.residency:
+            words.append(f"residency: {m.state or 'not loaded'}, not counted by this policy")
+        elif m.load_ms is not None:
+            cold = m.load_ms
+            words.append(f"residency: {m.state}, +{_fmt_ms(cold)} measured load time")
+        elif fleet_load is not None:
+            cold = fleet_load
+            words.append(f"residency: {m.state}, +{_fmt_ms(cold)} (its load time is not measured: the fleet's median)")
+        else:
+            cold = ASSUMED_LOAD_MS
+            words.append(f"residency: {m.state}, +{_fmt_ms(cold)} (no load time measured anywhere: assumed)")
+        n = int(inflight.get(m.key, 0))
+        queue = 0.0
+        if policy.live_load and n > 0:
+            if base is not None:
+                queue = n * base
+                words.append(f"load: {n} in flight through the gateway, +{_fmt_ms(queue)}")
+            else:
+                words.append(f"load: {n} in flight through the gateway (no speed to weigh it by)")
+        elif n > 0:
+            words.append(f"load: {n} in flight, not counted by this policy")
+        else:
+            words.append("load: nothing in flight through the gateway")
+        parts[m.key] = (None if base is None else base + cold + queue, cold, queue, n, words)
+
+    known = [p[0] for p in parts.values() if p[0] is not None]
+    fastest = min(known) if known else None
+    best_q: dict[str, float] = {}
+    for suite in policy.quality_suites:
+        metric = HEADLINE_METRICS.get(suite, "")
+        vals = [m.quality.get(suite, {}).get(metric) for m in ok]
+        present = [v for v in vals if v is not None]
+        if present:
+            best_q[suite] = max(present)
+    energies = [m.j_per_token for m in ok if m.j_per_token]
+    least_j = min(energies) if energies else None
+    wsum = sum(policy.weight(f) for f in WEIGHTS) or 1.0
+
+    scored: list[tuple[int, bool, float, str, Candidate]] = []
+    for m in ok:
+        expected, cold, queue, n, words = parts[m.key]
+        speed = (fastest / expected) if (expected and fastest is not None) else (1.0 if expected == 0 else 0.0)
+        q_parts: list[float] = []
+        q_words: list[str] = []
+        for suite in policy.quality_suites:
+            metric = HEADLINE_METRICS.get(suite, "")
+            v = m.quality.get(suite, {}).get(metric)
+            best = best_q.get(suite)
+            if v is None:
+                q_parts.append(0.0)
+                q_words.append(f"{suite} not evaluated")
+            else:
+                q_parts.append(v / best if best and best > 0 else 0.0)
+                q_words.append(f"{suite} {metric} {v:.3f} (best here {best:.3f})" if best is not None else
+                               f"{suite} {metric} {v:.3f}")  # fmt: skip
+        quality = sum(q_parts) / len(q_parts) if q_parts else 0.0
+        energy = (least_j / m.j_per_token) if (least_j is not None and m.j_per_token) else 0.0
+        score = (policy.weight("quality") * quality + policy.weight("speed") * speed
+                 + policy.weight("energy") * energy) / wsum  # fmt: skip
+        reasons: list[str] = []
+        if policy.weight("quality") > 0:
+            reasons.append(f"quality {quality:.2f}: " + "; ".join(q_words))
+        reasons.append(words[0] + (f" → speed {speed:.2f}" if expected is not None else " → speed 0"))
+        reasons.extend(words[1:])
+        if expected is not None and (cold or queue):
+            reasons.append(f"expected in all ~{_fmt_ms(expected)}")
+        if policy.weight("energy") > 0:
+            reasons.append(f"energy {energy:.2f}: {m.j_per_token:.3g} J/token" + (
+                f" (least here {least_j:.3g})" if least_j is not None else "") if m.j_per_token
+                else "energy 0: joules per token not measured")  # fmt: skip
+        factors = {"quality": round(quality, 6), "speed": round(speed, 6), "energy": round(energy, 6),
+                   "cold_ms": round(cold, 3), "queue_ms": round(queue, 3), "inflight": float(n)}  # fmt: skip
+        if expected is not None:
+            factors["expected_ms"] = round(expected, 3)
+        cand = Candidate(m.provider_id, m.model_id, round(score, 6), factors, tuple(reasons))
+        scored.append((-round(score / _EPS), not m.loaded,
+                       expected if expected is not None else float("inf"), m.key, cand))  # fmt: skip
+    scored.sort(key=lambda t: t[:4])
+    return Ranking(policy.name, tuple(c for *_, c in scored), tuple(skipped))
