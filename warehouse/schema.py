@@ -312,4 +312,11 @@ Index("ix_actions_provider_status", actions.c.provider_id, actions.c.status, act
 
 
 # Tables of later capabilities live in their own modules on the same MetaData; import them last.
-from warehouse import schema_bench, schema_evals, schema_fleet, schema_gateway, schema_rollups  # noqa: E402,F401
+from warehouse import (  # noqa: E402,F401
+    schema_alerts,
+    schema_bench,
+    schema_evals,
+    schema_fleet,
+    schema_gateway,
+    schema_rollups,
+)
