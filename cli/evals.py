@@ -16,8 +16,9 @@ from typing import Any
 
 import click
 
-from cli.bench import _click_option, _engine, _fmt, _resolve, _table
+from cli.bench import _click_option, _engine, _fmt, _resolve, _settings, _table
 from cli.errors import fail
+from core.providers import load_registry
 from engines.evals.options import RUN_PARAMS, EvalOptions, eval_params
 
 
@@ -46,6 +47,23 @@ def sandbox_for(suite: str) -> Any:
     return sb
 
 
+def _judge(engine: Any, judge: str | None, timeout_s: float = 600.0) -> Any:
+    """The judge the user named, else the default one (the best-scoring local model, announced on stderr);
+    neither is a one-line error."""
+    from engines.evals.chat import judge_for
+    from engines.evals.default_judge import NoDefaultJudge, default_judge
+
+    if judge:
+        return judge_for(*_resolve(judge), timeout_s=timeout_s)
+    with engine.connect() as conn:
+        try:
+            choice = default_judge(conn, load_registry(_settings().fleet_path).providers)
+        except NoDefaultJudge as exc:
+            fail(str(exc))
+    click.echo(f"judge: {choice.describe()}", err=True)
+    return judge_for(*_resolve(choice.model), timeout_s=timeout_s)
+
+
 @evals.command("run")
 @click.argument("model")
 @eval_options
@@ -57,7 +75,7 @@ def run_cmd(model: str, confirm_takeover: bool, slot_wait: float, idle_wait: flo
             **opts: Any) -> None:
     """Ask MODEL (``provider/model``) a suite and store answers and scores; an interrupted run is continued
     by the same command."""
-    from engines.evals.chat import judge_for, suite_of
+    from engines.evals.chat import suite_of
     from engines.evals.runner import EvalLeaseLost, EvalProgress, EvalRefused, run_eval_sync
 
     try:
@@ -67,9 +85,10 @@ def run_cmd(model: str, confirm_takeover: bool, slot_wait: float, idle_wait: flo
     except ValueError as exc:
         fail(str(exc))
     provider, model_id = _resolve(model)
-    judge = judge_for(*_resolve(options.judge), timeout_s=options.request_timeout_s) if options.judge else None
-    sandbox = sandbox_for(options.suite)
     engine = _engine()
+    judge = (_judge(engine, options.judge, options.request_timeout_s)
+             if options.judge or options.suite == "chat" else None)  # fmt: skip
+    sandbox = sandbox_for(options.suite)
     total = len(items) * options.samples
     click.echo(f"eval {provider.id}/{model_id}: {suite.name} {suite.version}, {len(items)} items x "
                f"{options.samples} sample(s)", err=True)  # fmt: skip
@@ -122,7 +141,7 @@ def run_cmd(model: str, confirm_takeover: bool, slot_wait: float, idle_wait: flo
 
 @evals.command("pairwise")
 @click.argument("runs", nargs=-1, type=int, required=True)
-@click.option("--judge", help="The judge (required): a registry model, provider/model.")
+@click.option("--judge", help="The judge: a registry model, provider/model (default: the best-scoring local model).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def pairwise_cmd(runs: tuple[int, ...], judge: str | None, as_json: bool) -> None:
     """Compare completed chat RUNS (two or more, different models) pairwise with a judge, both orders, and
@@ -131,15 +150,12 @@ def pairwise_cmd(runs: tuple[int, ...], judge: str | None, as_json: bool) -> Non
 
     import httpx
 
-    from engines.evals.chat import judge_for
     from engines.evals.pairwise import PairwiseResult, compare_runs
     from warehouse.eval_store import UnknownEvalRun
 
     engine = _engine()
     try:
-        if not judge:
-            fail("pairwise comparison needs a judge: give --judge provider/model")
-        jm = judge_for(*_resolve(judge))
+        jm = _judge(engine, judge)
 
         async def go() -> PairwiseResult:
             async with httpx.AsyncClient(trust_env=False, timeout=httpx.Timeout(jm.timeout_s, connect=30.0)) as c:

@@ -12,6 +12,7 @@ from core.settings import get_settings
 from engines.bench.gate import DEFAULT_IDLE_WAIT_S
 from engines.evals.calibration import run_calibration
 from engines.evals.chat import judge_for, suite_of
+from engines.evals.default_judge import default_judge
 from engines.evals.options import EvalOptions
 from engines.evals.runner import EvalProgress, run_eval_sync
 from engines.evals.sandbox import BubblewrapSandbox
@@ -46,10 +47,6 @@ def run_eval_task(model: str, options: dict[str, Any], confirm_takeover: bool,
     provider = registry.get(ref.provider_id)
     opts = EvalOptions.from_mapping(options)
     suite = suite_of(opts.suite, opts.questions)
-    judge = None
-    if opts.judge:
-        jref = registry.resolve(opts.judge)
-        judge = judge_for(registry.get(jref.provider_id), jref.model_id, timeout_s=opts.request_timeout_s)
     sandbox = None
     if suite.kind in SANDBOXED_KINDS:
         sandbox = BubblewrapSandbox()
@@ -62,6 +59,16 @@ def run_eval_task(model: str, options: dict[str, Any], confirm_takeover: bool,
             logger.info("%s: %d/%d %s", p.phase, p.done, p.total, p.message)
 
     try:
+        judge = None
+        if opts.judge or suite.kind == "chat":
+            judge_model = opts.judge
+            if not judge_model:  # the best-scoring local model (engines.evals.default_judge)
+                with engine.connect() as conn:
+                    choice = default_judge(conn, registry.providers)
+                logger.info("judge: %s", choice.describe())
+                judge_model = choice.model
+            jref = registry.resolve(judge_model)
+            judge = judge_for(registry.get(jref.provider_id), jref.model_id, timeout_s=opts.request_timeout_s)
         out = run_eval_sync(engine, provider, ref.model_id, suite, opts, confirm_takeover=confirm_takeover,
                             sandbox=sandbox, progress=progress, requested_by=requested_by,
                             idle_wait_s=DEFAULT_IDLE_WAIT_S, judge=judge)  # fmt: skip

@@ -63,7 +63,11 @@ class EvalOptions:
     )
     label: str | None = field(default=None, metadata=_meta("Free-text label stored with the run."))
     judge: str | None = field(
-        default=None, metadata=_meta("The judge of the chat suite: a registry model, provider/model.")
+        default=None,
+        metadata=_meta(
+            "The judge of the chat suite: a registry model, provider/model (default: the best-scoring local "
+            "model on the ifeval suite, see docs/evals.md)."
+        ),
     )
     questions: str | None = field(
         default=None,
@@ -77,8 +81,6 @@ class EvalOptions:
             raise ValueError("limit must be >= 1")
         if self.parallel is not None and self.parallel < 1:
             raise ValueError("parallel must be >= 1")
-        if self.suite == "chat" and not self.judge:
-            raise ValueError("the chat suite is graded by a judge model: give --judge provider/model")
         if self.questions and self.suite != "chat":
             raise ValueError("--questions is a question file for the chat suite (--suite chat)")
 

@@ -42,7 +42,8 @@ def test_cli_chat_run_with_judge(scripted: ScriptedServer, engine: Engine, tmp_p
     runner = CliRunner()
     no_judge = runner.invoke(cli, ["eval", "run", "sc/cand", "--suite", "chat", "--yes-take-over"])
     assert no_judge.exit_code == 2 and "Traceback" not in no_judge.output
-    assert "Error: the chat suite is graded by a judge model: give --judge provider/model" in no_judge.output
+    # no --judge and no local model scored to choose one by (sc is an openai-kind provider: never a default)
+    assert "Error: no --judge given, and no local model has a fresh score on the whole ifeval suite" in no_judge.output
     ok = runner.invoke(cli, ["eval", "run", "sc/cand", "--suite", "chat", "--judge", "sc/judge", "--limit", "2",
                              "--yes-take-over"])  # fmt: skip
     assert ok.exit_code == 0, ok.output

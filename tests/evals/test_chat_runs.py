@@ -123,9 +123,11 @@ def test_self_judged_and_no_parse_means_no_score(db: Engine) -> None:
     assert scores == [(None, None), (None, None)]  # a judged answer has a score (or none), no pass/fail
 
 
-def test_chat_suite_needs_a_judge() -> None:
+def test_chat_suite_needs_a_judge(db: Engine) -> None:
+    options = EvalOptions(suite="chat")  # no --judge: the shells choose the default judge (test_default_judge)
+    p = Provider("scripted", "scripted", "http://127.0.0.1:9", kind="openai")
     with pytest.raises(ValueError, match="give --judge"):
-        EvalOptions(suite="chat")
+        asyncio.run(run_eval(db, p, "cand", SUITE, options, confirm_takeover=True))
 
 
 def test_failed_judge_requests_leave_answers_unscored_and_the_next_run_judges_them(db: Engine) -> None:

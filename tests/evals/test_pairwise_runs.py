@@ -138,7 +138,7 @@ def test_cli_pairwise_errors_are_one_line(engine: Engine, db_url: str, tmp_path:
     try:
         runner = CliRunner()
         no_judge = runner.invoke(cli, ["eval", "pairwise", "1", "2"])
-        assert no_judge.exit_code == 2 and "Error: pairwise comparison needs a judge" in no_judge.output
+        assert no_judge.exit_code == 2 and "Error: no --judge given, and no local model has a fresh score" in no_judge.output
         missing = runner.invoke(cli, ["eval", "pairwise", "1", "2", "--judge", "sc/j"])
         assert missing.exit_code == 2 and "Error: no eval run #1" in missing.output
         assert "Traceback" not in missing.output
