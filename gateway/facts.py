@@ -10,19 +10,24 @@ and the gateway's own live counters.
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import Engine
 
+from core.kinds import UnknownKind, kind_spec
+from warehouse.queries import routing
+
 # Live activity of the last LIVE_WINDOW_S seconds counts as "live speed" when it has at least
 # LIVE_MIN_REQUESTS requests; otherwise the newest benchmark run speaks for the model.
 LIVE_WINDOW_S = 24 * 3600
 LIVE_MIN_REQUESTS = 5
+CANARY_WINDOW_S = 15 * 60  # a canary result older than this says nothing about now
 
 _EMBED_RE = re.compile(r"embed", re.IGNORECASE)
 
@@ -113,4 +118,73 @@ def endpoints_of(model_id: str, capabilities: Mapping[str, Any] | None) -> froze
 
 def load_facts(engine: Engine, now: datetime) -> FleetFacts:
     """Everything measured that the ranking needs, as of ``now``."""
-    raise NotImplementedError("load_facts: implementation follows")
+    models = routing.routable_models(engine)
+    quality: dict[tuple[str, str], dict[str, dict[str, float]]] = {}
+    for r in routing.eval_quality(engine).iter_rows(named=True):
+        quality.setdefault((r["provider_id"], r["model_id"]), {}).setdefault(r["suite_name"], {})[r["metric"]] = r[
+            "value"
+        ]
+    since = now - timedelta(seconds=LIVE_WINDOW_S)
+    live = {
+        (r["provider_id"], r["model_id"]): _speed(r, f"live activity ({LIVE_WINDOW_S // 3600} h, {r['requests']} "
+                                                     "requests)")
+        for r in routing.live_speed(engine, since, now, LIVE_MIN_REQUESTS).iter_rows(named=True)
+    }
+    bench = {
+        (r["provider_id"], r["model_id"]): _speed(
+            r, f"bench run {r['run_id']}" + (" (simulated host)" if r["simulated"] else ""))
+        for r in routing.bench_speed(engine, now).iter_rows(named=True)
+    }  # fmt: skip
+    joules = {(r["provider_id"], r["model_id"]): float(r["j_per_token"])
+              for r in routing.energy(engine, now).iter_rows(named=True)}  # fmt: skip
+    leases = {
+        r["provider_id"]: f"{r['purpose']} by {r['holder']} until {r['expires_at']:%H:%M:%S} UTC"
+        for r in routing.host_leases(engine, now).iter_rows(named=True)
+    }
+    canary = {
+        (r["provider_id"], r["model_id"]): bool(r["ok"])
+        for r in routing.canary_results(engine, now - timedelta(seconds=CANARY_WINDOW_S), now).iter_rows(named=True)
+    }
+    out: list[ModelFacts] = []
+    for r in models.iter_rows(named=True):
+        k = (r["provider_id"], r["model_id"])
+        labels = json.loads(r["labels"]) if r["labels"] else {}
+        caps = json.loads(r["capabilities"]) if r["capabilities"] else {}
+        try:
+            spec = kind_spec(r["kind"])
+        except UnknownKind:
+            continue  # a kind this version does not know cannot be called
+        out.append(ModelFacts(
+            provider_id=r["provider_id"],
+            model_id=r["model_id"],
+            kind=r["kind"],
+            local=is_local(spec.host_operations, r["base_url"], labels if isinstance(labels, dict) else {}),
+            provider_online=bool(r["provider_online"]),
+            state=r["state"] if spec.host_operations else None,
+            context_length=r["context_length"],
+            endpoints=endpoints_of(r["model_id"], caps if isinstance(caps, dict) else {}),
+            load_ms=r["load_ms_p50"],
+            quality=quality.get(k, {}),
+            live=live.get(k),
+            bench=bench.get(k),
+            j_per_token=joules.get(k),
+            lease=leases.get(r["provider_id"]),
+            canary_ok=canary.get(k),
+        ))  # fmt: skip
+    return FleetFacts(at=now, models=tuple(out))
+
+
+def _speed(r: Mapping[str, Any], source: str) -> Speed:
+    def pcts(metric: str) -> dict[str, float]:
+        return {p: float(r[f"{metric}_{p}"]) for p in routing.PCTS if r[f"{metric}_{p}"] is not None}
+
+    gen = r["gen_tps_p50"]
+    return Speed(
+        source=source,
+        samples=int(r["requests"] or 0),
+        ttft_ms=pcts("ttft"),
+        tpot_ms=pcts("tpot"),
+        e2e_ms=pcts("e2e"),
+        gen_tps={"p50": float(gen)} if gen else {},
+        prefill_tps=float(r["prefill_tps"]) if r["prefill_tps"] else None,
+    )
