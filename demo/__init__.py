@@ -32,7 +32,7 @@ parsing), ``wire`` (Go-style JSON/time/header/error encoding), ``fleet`` (many i
   continue after a restart or ``kill -9``). Like llama-swap, a row is stored (and queryable) before its
   capture, and announced on ``/api/events`` after it; the gap is ``capture_delay_s`` (0 in the fleet, 0.05 s
   in ``demo.single``, microseconds in llama-swap).
-* Config reload (``SimulatedInstance.reload``; SIGHUP in ``demo.single``, no ``-watch-config``): the old
+* Config reload (``SimulatedInstance.reload``; SIGHUP or ``-watch-config`` in ``demo.single``): the old
   server's models vanish at once (their requests are cut; no ``stopping`` state is published) and
   the new ones start ``stopped``; streams close, captures and in-flight ids reset; boot marker, logs and
   activity stay (a new store only if ``store.path`` changed). A reload of an invalid file is logged and ignored.
@@ -41,6 +41,9 @@ parsing), ``wire`` (Go-style JSON/time/header/error encoding), ``fleet`` (many i
   ``metricsMaxInMemory``, ``store.path``, ``apiKeys``); ``cmd`` is never executed (no upstream processes, so a
   ``kill -9`` leaves no orphans), every model loads in ``-load-seconds``; ``logLevel``, ``healthCheckTimeout``,
   macros and other keys are ignored, not validated.
+* ``POST /api/mcp`` (``demo.mcp``) follows llama-swap's MCP documentation (§16), which is newer than any
+  binary that can be built here: it is shaped after the documented behaviour, not compared with a recording. A
+  fleet host has no config file; its effective config is derived from its model specs.
 * Telemetry is synthetic (every GPU looks like an NVIDIA board); ``perf_every_s`` may be below 5 s.
 * Log lines imitate llama-swap/llama-server wording but are not byte-identical; error messages are the
   recorded ones where a recording has them (``tests/fixtures/llama_swap/``), plausible texts elsewhere.

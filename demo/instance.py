@@ -2,7 +2,8 @@
 
 Routes, status codes, headers and bodies follow docs/llama-swap-api.md (after v250): auth and proxy-log
 middleware, ``/api/events`` SSE, ``/running``, ``/v1/models``, activity/stats/captures, in-flight cancel,
-performance/Prometheus/hardware, version, unload, health, ``/upstream/<model>/...`` and the inference routes.
+performance/Prometheus/hardware, version, unload, health, ``/upstream/<model>/...``, the inference routes and
+the MCP endpoint ``/api/mcp`` (§16, newer than the buildable snapshot; ``demo.mcp``).
 The state behind them lives in ``demo.simulator``.
 """
 
@@ -23,6 +24,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from demo.activity import QueryError
+from demo.mcp import handle_mcp
 from demo.simulator import (
     IGNORED_UPSTREAM,
     INFERENCE_PATHS,
@@ -323,6 +325,9 @@ def create_instance_app(sim: SimulatedInstance) -> Starlette:
             return err(request, 400, "invalid logger. Use 'proxy', 'upstream' or a model's ID")
         return _LogStream(sim, sources, text if history is None else history)
 
+    async def mcp(request: Request) -> Response:
+        return await handle_mcp(request, sim)
+
     async def health(request: Request) -> Response:
         return PlainTextResponse("OK")
 
@@ -384,6 +389,7 @@ def create_instance_app(sim: SimulatedInstance) -> Starlette:
     routes += [Route(path, endpoint, methods=["POST"]) for path, endpoint in (
         ("/api/inflight/{id}/cancel", cancel), ("/api/models/unload", unload_all),
         ("/api/models/unload/{model:path}", unload_one), *((p, inference) for p in INFERENCE_PATHS))]
+    routes.append(Route("/api/mcp", mcp, methods=["GET", "POST", "DELETE", "PUT", "PATCH"]))  # §16, demo.mcp
     routes.append(Route("/upstream/{rest:path}", upstream, methods=["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"]))
     return Starlette(routes=routes, middleware=[Middleware(_Gate, sim=sim)],
                      exception_handlers={404: not_found}, lifespan=lifespan)

@@ -364,6 +364,8 @@ class SimulatedInstance:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._perf_task: asyncio.Task[None] | None = None
         self._started = False
+        # the parsed config file (demo.single sets it); None: /api/mcp derives one from the specs (demo.mcp)
+        self.config_doc: dict[str, Any] | None = None
 
     def _configure_models(self, models: Sequence[ModelSpec], groups: Sequence[GroupSpec], start_port: int) -> None:
         self.groups = {g.id: g for g in groups}

@@ -1,8 +1,8 @@
 """One simulated llama-swap as its own OS process, configured like llama-swap from its YAML config file.
 
 ``python -m demo.single -config config.yaml -listen 127.0.0.1:8080`` serves one ``SimulatedInstance`` until
-SIGTERM/SIGINT (graceful: event streams closed, exit 0). SIGHUP re-reads the file and reloads the
-configuration the way llama-swap does (``SimulatedInstance.reload``; an invalid file is logged and the old
+SIGTERM/SIGINT (graceful: event streams closed, exit 0). SIGHUP (and, with ``-watch-config``, a change of
+the file's bytes, polled every 2 s) re-reads the file and reloads the configuration the way llama-swap does (``SimulatedInstance.reload``; an invalid file is logged and the old
 configuration kept). SIGKILL kills it like any process: with ``store.path`` every announced activity row is
 already in the file, and the next start continues its ids; without it the next start begins again at id 1
 with a new boot marker (``/api/hardware`` ``captured_at``).
@@ -78,6 +78,7 @@ class SingleConfig:
     metrics_max_in_memory: int = 1000
     store_path: str | None = None
     api_keys: tuple[str, ...] = field(default=())
+    doc: dict[str, Any] = field(default_factory=dict, compare=False)  # the parsed file (for /api/mcp)
 
     def options(self) -> dict[str, Any]:
         """Keyword arguments shared by ``SimulatedInstance(...)`` and ``SimulatedInstance.reload(...)``."""
@@ -138,7 +139,7 @@ def parse_config(text: str, where: str = "config", load_s: float = 0.2) -> Singl
         capture_buffer_mb=float(doc.get("captureBuffer", 5)), perf_every_s=every,
         metrics_max_in_memory=_int(doc, "metricsMaxInMemory", 1000, where) or 1000,
         store_path=str(store.get("path") or "").strip() or None,
-        api_keys=tuple(str(k) for k in keys))
+        api_keys=tuple(str(k) for k in keys), doc=doc)
 
 
 def load_config(path: Path, load_s: float = 0.2) -> SingleConfig:
@@ -149,25 +150,46 @@ def load_config(path: Path, load_s: float = 0.2) -> SingleConfig:
     return parse_config(text, str(path), load_s)
 
 
-async def serve(config_path: Path, host: str, port: int, load_s: float, capture_delay_s: float, seed: int) -> None:
+async def serve(config_path: Path, host: str, port: int, load_s: float, capture_delay_s: float, seed: int,
+                watch: bool = False) -> None:
     from demo.fleet import serve_instances
 
     cfg = load_config(config_path, load_s)
     sim = SimulatedInstance(cfg.models, cfg.groups, seed=seed, capture_delay_s=capture_delay_s, **cfg.options())
+    sim.config_doc = cfg.doc
     fleet = await serve_instances([sim], host, [port])
     log.info("llama-swap (simulated) listening on %s", fleet.base_urls[0])
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
-    def reload() -> None:
-        sim.log_proxy("[INFO] received SIGHUP, reloading config\n")
+    def reload(why: str = "received SIGHUP") -> None:
+        sim.log_proxy(f"[INFO] {why}, reloading config\n")
         try:
             new = load_config(config_path, load_s)
         except ConfigError as exc:
             sim.log_proxy(f"[WARN] failed to reload config: {exc}\n")
             log.warning("failed to reload config: %s", exc)
             return
+        sim.config_doc = new.doc
         sim.spawn(sim.reload(new.models, new.groups, **new.options()))
+
+    async def watch_file() -> None:  # -watch-config: poll every 2 s, reload when the bytes changed
+        def read() -> bytes | None:
+            try:
+                return config_path.read_bytes()
+            except OSError:
+                return None
+
+        seen = read()
+        while True:
+            await asyncio.sleep(2.0)
+            now = read()
+            if now is not None and now != seen:
+                seen = now
+                reload("config file changed")
+
+    if watch:
+        sim.spawn(watch_file())
 
     loop.add_signal_handler(signal.SIGHUP, reload)
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -185,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-capture-delay", "--capture-delay", type=float, default=0.05,
                         help="seconds between storing an activity row and storing/announcing its capture")
     parser.add_argument("-seed", "--seed", type=int, default=0)
+    parser.add_argument("-watch-config", "--watch-config", action="store_true",
+                        help="poll the config file every 2 s and reload when it changed (like llama-swap)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     host, sep, port = args.listen.rpartition(":")
@@ -193,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         asyncio.run(serve(args.config, host.strip("[]") or "127.0.0.1", int(port), args.load_seconds,
-                          args.capture_delay, args.seed))
+                          args.capture_delay, args.seed, args.watch_config))
     except ConfigError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 1
