@@ -11,6 +11,10 @@ server; what each ``kind`` supports is the table in `core.kinds`. The registry i
         kind: llama-swap
         api_key_env: GPU_BOX_KEY      # the key itself stays in the environment
         labels: {site: home}
+        ssh:                          # optional: the llama-swap config file, read and edited over SSH
+          config_path: /etc/llama-swap/config.yaml
+          user: llama                 # default root; host defaults to base_url's host, port to 22
+          key: gpu-box_ed25519        # a file in DATA_DIR/secrets/ (default id_ed25519)
 
 Model identity is always the pair (provider id, model id), written ``provider/model``. Model ids may
 themselves contain ``/`` (llama-swap peers are ``peer/model``), so only the first segment is tested
@@ -39,6 +43,19 @@ class RegistryError(ValueError):
 
 
 @dataclass(frozen=True)
+class SshAccess:
+    """How to reach a llama-swap host's config file over SSH (registry field ``ssh``). ``key`` is the NAME of a
+    private key file in the data directory's ``secrets/`` (never the key itself); the host key must be in
+    ``secrets/known_hosts``. ``host`` defaults to the host of ``base_url``."""
+
+    host: str
+    config_path: str
+    user: str = "root"
+    port: int = 22
+    key: str = "id_ed25519"
+
+
+@dataclass(frozen=True)
 class Provider:
     id: str
     label: str
@@ -46,6 +63,7 @@ class Provider:
     kind: str = DEFAULT_KIND
     api_key_env: str | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
+    ssh: SshAccess | None = None
 
     def __post_init__(self) -> None:
         kind_spec(self.kind)  # an unknown kind is refused here, not found later by a string compare
@@ -176,7 +194,7 @@ def _parse_provider(node: yaml.Node, item: Any, index: int, fail: Any, seen: dic
     where = f"providers[{index}]"
     if not isinstance(node, yaml.MappingNode) or not isinstance(item, dict):
         raise fail(node, where, "expected a mapping with id, label, base_url, kind")
-    allowed = {"id", "label", "base_url", "kind", "api_key_env", "labels"}
+    allowed = {"id", "label", "base_url", "kind", "api_key_env", "labels", "ssh"}
     for k, _ in node.value:
         if k.value not in allowed:
             raise fail(k, f"{where}.{k.value}", f"unknown field (allowed: {', '.join(sorted(allowed))})")
@@ -225,6 +243,7 @@ def _parse_provider(node: yaml.Node, item: Any, index: int, fail: Any, seen: dic
     labels = item.get("labels") or {}
     if not isinstance(labels, dict) or not all(isinstance(k, str) for k in labels):
         raise fail(field_node("labels"), f"{where}.labels", "must be a mapping of strings")
+    ssh = _parse_ssh(item.get("ssh"), base_url, field_node("ssh"), f"{where}.ssh", fail)
     return Provider(
         id=pid,
         label=label,
@@ -232,7 +251,32 @@ def _parse_provider(node: yaml.Node, item: Any, index: int, fail: Any, seen: dic
         kind=kind,
         api_key_env=key_env,
         labels={str(k): str(v) for k, v in labels.items()},
+        ssh=ssh,
     )
+
+
+def _parse_ssh(raw: Any, base_url: str, node: yaml.Node, where: str, fail: Any) -> SshAccess | None:
+    """``ssh: {config_path, host?, port?, user?, key?}``: where the host's llama-swap config file is."""
+    if raw is None:
+        return None
+    allowed = {"host", "port", "user", "config_path", "key"}
+    if not isinstance(raw, dict) or set(raw) - allowed:
+        raise fail(node, where, f"must be a mapping with config_path and optionally {', '.join(sorted(allowed - {'config_path'}))}")
+    path = raw.get("config_path")
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise fail(node, f"{where}.config_path", "required: the absolute path of the llama-swap config file")
+    port = raw.get("port", 22)
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        raise fail(node, f"{where}.port", f"{port!r} is not a port number")
+    key = raw.get("key", "id_ed25519")
+    if not isinstance(key, str) or not re.match(r"^[A-Za-z0-9_.-]+$", key) or key.startswith("."):
+        raise fail(node, f"{where}.key", "must be the NAME of a key file in the data directory's secrets/ "
+                   "(the key itself never goes in this file)")
+    host = raw.get("host") or re.sub(r"^https?://", "", base_url).split("/")[0].rsplit(":", 1)[0].strip("[]")
+    user = raw.get("user", "root")
+    if not isinstance(host, str) or not isinstance(user, str) or not host or not user:
+        raise fail(node, where, "host and user must be non-empty strings")
+    return SshAccess(host=host, config_path=path, user=user, port=port, key=key)
 
 
 def load_registry(path: Path) -> Registry:
@@ -257,6 +301,8 @@ def dump_registry(providers: Iterable[Provider], default_provider: str | None) -
                 "kind": p.kind,
                 "api_key_env": p.api_key_env,
                 "labels": dict(p.labels) or None,
+                "ssh": {"host": p.ssh.host, "port": p.ssh.port, "user": p.ssh.user,
+                        "config_path": p.ssh.config_path, "key": p.ssh.key} if p.ssh else None,
             }.items()
             if v is not None
         }

@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATA_DIR = Path.home() / ".local" / "share" / "boocontrol"
@@ -61,6 +61,40 @@ class Settings(BaseSettings):
         600.0, ge=0, description="An unattended (scheduled) benchmark runs only if it gets the host lease at once and "
         "the host has had nothing in flight and no request for this long; otherwise the run is recorded as skipped "
         "with the reason")
+    gateway_host: str = Field("127.0.0.1", description="Address the OpenAI-compatible gateway listens on")
+    gateway_port: int = Field(8790, description="Port of the OpenAI-compatible gateway (`boocontrol gateway`, `up`)")
+    gateway_replica: str | None = Field(
+        None, description="This gateway replica's name in gateway_requests; unset means host name:port")
+    gateway_connect_timeout_seconds: float = Field(
+        3.0, gt=0, description="Gateway: an upstream that does not accept the connection this fast is skipped "
+        "(next candidate)")
+    gateway_first_byte_timeout_seconds: float = Field(
+        120.0, gt=0, description="Gateway: an upstream that sends nothing for this long before its first byte is "
+        "skipped (next candidate); the same silence later ends the stream with an error event. Leave room for a "
+        "cold model's load")
+    gateway_cooldown_seconds: float = Field(
+        30.0, ge=0, description="Gateway: a target that failed (connect error, 5xx, 429, no first byte) gets no "
+        "request for this long (a 429's Retry-After when longer)")
+    gateway_keys: SecretStr | None = Field(
+        None, description="Gateway API keys as owner=key pairs separated by commas; hashed at start, never "
+        "logged (also: gateway_keys_file)")
+    gateway_keys_file: Path | None = Field(
+        None, description="Gateway API keys YAML (owner, sha256 of the key, optional limits); unset means "
+        "data_dir/secrets/gateway-keys.yaml when it exists")
+    gateway_require_key: bool = Field(
+        False, description="Gateway: refuse requests without a known key (401); otherwise they are attributed "
+        "to X-Boo-Source or the User-Agent")
+    gateway_key_concurrency: int = Field(
+        16, ge=0, description="Gateway: requests in flight per key (per replica; 0 = unlimited); over it: 429 "
+        "with Retry-After")
+    gateway_key_rate_per_minute: float = Field(
+        0.0, ge=0, description="Gateway: requests per minute per key (per replica; 0 = unlimited); over it: 429 "
+        "with Retry-After")
+    gateway_policies_file: Path | None = Field(
+        None, description="Routing policies YAML for auto:* models (reloaded when it changes); unset means "
+        "data_dir/gateway-policies.yaml when it exists, else the built-in policies")
+    gateway_facts_refresh_seconds: float = Field(
+        5.0, gt=0, description="Gateway: how often the measured fleet facts and the model catalog are re-read")
     retention: RetentionSettings = Field(default_factory=RetentionSettings)  # type: ignore[arg-type]
 
     @field_validator("database_url")
@@ -96,6 +130,19 @@ class Settings(BaseSettings):
     @property
     def spool_dir(self) -> Path:
         return self.data_dir / "spool"
+
+    @property
+    def gateway_keys_path(self) -> Path:
+        return self.gateway_keys_file or (self.data_dir / "secrets" / "gateway-keys.yaml")
+
+    @property
+    def gateway_policies_path(self) -> Path:
+        return self.gateway_policies_file or (self.data_dir / "gateway-policies.yaml")
+
+    @property
+    def secrets_dir(self) -> Path:
+        """SSH keys (named by the registry's ``ssh.key``) and ``known_hosts``; never logged, never stored."""
+        return self.data_dir / "secrets"
 
     @property
     def lake_dir(self) -> Path:
