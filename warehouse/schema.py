@@ -318,5 +318,6 @@ from warehouse import (  # noqa: E402,F401
     schema_evals,
     schema_fleet,
     schema_gateway,
+    schema_ops,
     schema_rollups,
 )
