@@ -81,3 +81,15 @@ def test_location_and_endpoints_rules() -> None:
     assert endpoints_of("bge-m3-embedding", {}) == {"embeddings"}
     assert endpoints_of("m", {"embeddings": True}) == {"embeddings"}
     assert endpoints_of("qwen", {"vision": True}) == {"chat", "completions"}
+
+
+def test_auto_code_for_a_30k_prompt_on_the_known_fleet(facts: FleetFacts) -> None:
+    from gateway.policies import PolicyBook
+    from gateway.ranking import Need, rank
+
+    code = PolicyBook.builtin().get("auto:code")
+    assert code is not None
+    r = rank(code, Need("chat", 30000, 512), facts, {}, ())
+    assert [(c.key, c.score) for c in r.candidates] == [("cloud/gpt-x", 1.0), ("gpu/qwen-coder", 0.635499)]
+    assert [k for k, _ in r.skipped] == ["cpu/qwen-coder", "down/qwen-coder", "gpu/llama-8b", "gpu/nomic-embed"]
+    assert dict(r.skipped)["gpu/llama-8b"] == "context window 8,192 < 30,512 tokens needed (prompt + max_tokens)"
