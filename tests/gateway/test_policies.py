@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from gateway.policies import LatencyLimit, PolicyBook, PolicyError, PolicyWatcher, QualityFloor, parse_policies
+from gateway.policies import (
+    LatencyLimit,
+    PolicyBook,
+    PolicyError,
+    PolicyWatcher,
+    QualityFloor,
+    parse_policies,
+)
 
 GOOD = """\
 policies:
