@@ -126,8 +126,11 @@ def describe(
     head = _what(p)
     if p.status == "queued":
         waited = (p.now - p.requested_at).total_seconds()
-        return StatusLine(p.id, p.status, f"{head}: queued for {seconds(waited)}: {_queued_reason(p, waited)}",
-                          False)
+        eta = ""
+        if p.action == "warm" and load_s is not None and p.target_state not in ("ready", "starting"):
+            eta = f"; once it runs, the load should take ~{seconds(load_s)} (measured)"  # the load ETA
+        return StatusLine(p.id, p.status,
+                          f"{head}: queued for {seconds(waited)}: {_queued_reason(p, waited)}{eta}", False)
     if p.status == "running":
         ran = (p.now - (p.started_at or p.requested_at)).total_seconds()
         detail = _running_detail(p, ran, load_s, busy)

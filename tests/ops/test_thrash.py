@@ -55,3 +55,20 @@ def test_load_eta_from_measured_history(db):
     assert eta.describe() == "~4.5 s (median of 2 loads, 90% within 5.0 s)"
     assert load_eta([None, None]) is None
     assert load_eta([1000.0 * i for i in range(1, 11)]) == LoadEta(5.5, 9.0, 10)
+
+
+def test_a_queued_warm_says_how_long_its_load_should_take(db):
+    """The status line of a queued warm carries the load ETA from the model's measured loads (median 4.5 s)."""
+    from dataclasses import replace
+
+    from actions.progress import describe, measured_load_s
+    from tests.actions.test_progress import progress
+
+    scripted.load(db)
+    load_s = measured_load_s(load_history_ms(db, "h1", "A"))
+    assert describe(progress(target="A"), load_s).text == (
+        "#12 warm A: queued for 4.0 s: waiting for the action executor; once it runs, the load should take "
+        "~4.5 s (measured)")
+    # already loaded (or loading): no ETA; never measured: none either
+    assert "should take" not in describe(replace(progress(target="A"), target_state="ready"), load_s).text
+    assert "should take" not in describe(progress(target="A"), None).text
