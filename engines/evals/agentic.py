@@ -21,8 +21,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
-
+from engines.evals.completions import Answer
 from engines.evals.sandbox import SandboxJob, SandboxLimits, SandboxOutcome, SandboxPool
 from engines.evals.scoring import extract_code
 
@@ -171,8 +170,8 @@ class TaskResult:
         return any(t.error is not None for t in self.turns)
 
 
-Chat = Callable[[list[dict[str, str]]], Awaitable[tuple[str | None, str | None]]]
-"""A conversation -> (answer text, request error)."""
+Chat = Callable[[list[dict[str, str]]], Awaitable[Answer]]
+"""A conversation -> the model's answer (`engines.evals.completions.ModelClient` on a real server)."""
 Runner = Callable[[SandboxJob], Awaitable[SandboxOutcome]]
 
 
@@ -185,7 +184,8 @@ async def solve(task: Task, chat: Chat, run: Runner, max_turns: int = DEFAULT_MA
     result = TaskResult(task.key, task.category, task.difficulty)
     messages = [{"role": "user", "content": first_message or task.first_message()}]
     for turn in range(1, max_turns + 1):
-        text, error = await chat(messages)
+        answer = await chat(messages)
+        text, error = answer.text, answer.error
         if text is None:
             result.turns.append(Turn(None, False, None, None, "", error or "no answer"))
             break
@@ -241,25 +241,6 @@ def pool_runner(pool: SandboxPool) -> Runner:
         return await asyncio.wrap_future(pool.submit(job))
 
     return run
-
-
-def http_chat(
-    http: httpx.AsyncClient,
-    url: str,
-    headers: Mapping[str, str],
-    model_id: str,
-    sampling: Mapping[str, Any],
-    seed: int,
-    timeout_s: float,
-) -> Chat:
-    """A `Chat` on an OpenAI-compatible ``/chat/completions`` (the eval runner's `ask`)."""
-    from engines.evals.runner import ask
-
-    async def chat(messages: list[dict[str, str]]) -> tuple[str | None, str | None]:
-        a = await ask(http, url, headers, model_id, messages, sampling, seed, timeout_s)
-        return a.text, a.error
-
-    return chat
 
 
 async def solve_all(

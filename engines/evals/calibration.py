@@ -29,6 +29,7 @@ from sqlalchemy import Engine
 
 from engines.evals import judge as judging
 from engines.evals.chat import JudgeModel, judge_lease
+from engines.evals.completions import ask
 from warehouse import eval_store
 
 TRUST_THRESHOLD = 0.8
@@ -134,8 +135,6 @@ def report(judge_id: str, labels: Sequence[Label], outcomes: Sequence[judging.Pa
 
 async def judge_pair(client: httpx.AsyncClient, jm: JudgeModel, lab: Label) -> judging.PairOutcome:
     """The judge's verdict on one labelled pair, asked in both orders."""
-    from engines.evals.runner import ask
-
     async def one(first: Sequence[str], second: Sequence[str]) -> judging.PairVerdict:
         msgs = judging.pair_messages(lab.turns, first, second, lab.category, lab.reference)
         a = await ask(client, jm.url, jm.headers, jm.model_id, msgs, jm.sampling, int(jm.sampling["seed"]),

@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 from sqlalchemy import Engine
@@ -35,11 +35,9 @@ from sqlalchemy import Engine
 from connectors.llama_swap_api import auth_headers
 from core.providers import Provider
 from engines.evals import judge as judging
+from engines.evals.completions import Answer, ask
 from engines.evals.suites import Item, Suite, content_version
 from warehouse import lease
-
-if TYPE_CHECKING:
-    from engines.evals.runner import Answer
 
 
 @dataclass(frozen=True)
@@ -184,8 +182,6 @@ async def ask_conversation(
 ) -> Answer:
     """Every turn in one conversation (each reply fed back); ``text`` is the JSON array of replies. Tokens and
     latency are summed over the turns; the first failing turn ends it with its error."""
-    from engines.evals.runner import Answer, ask
-
     history: list[dict[str, str]] = []
     replies: list[str] = []
     ptok = ctok = 0
@@ -236,8 +232,6 @@ async def judge_turns(
     """One judgment per answered turn (the conversation up to that turn, the item's reference if it uses one)."""
     turns = list(item.payload.get("turns") or [item.prompt])
     reference = item.payload.get("reference")
-    from engines.evals.runner import ask
-
     out = []
     for k in range(1, len(replies) + 1):
         msgs = judging.single_messages(turns[:k], replies[:k], item.category, reference)

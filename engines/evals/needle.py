@@ -26,6 +26,8 @@ from typing import Any
 
 import httpx
 
+from engines.evals.completions import Answer
+
 DEFAULT_LENGTHS = (0.125, 0.25, 0.5, 0.75, 1.0)
 DEFAULT_DEPTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
 TEMPLATE_RESERVE = 64
@@ -226,8 +228,9 @@ class CellResult:
         return self.found / self.asked if self.asked else 0.0
 
 
-Ask = Callable[[str], Awaitable[tuple[str | None, int | None, str | None]]]
-"""A prompt -> (answer text, usage.prompt_tokens, request error)."""
+Ask = Callable[[str], Awaitable[Answer]]
+"""A prompt -> the model's answer (its ``prompt_tokens`` are the server's count of the prompt;
+`engines.evals.completions.ModelClient` on a real server)."""
 
 
 async def run_cells(cells: Sequence[Cell], ask: Ask, count: Counter, seed: int = 1234,
@@ -241,7 +244,8 @@ async def run_cells(cells: Sequence[Cell], ask: Ask, count: Counter, seed: int =
         prompt, n = await build_prompt(cell.target_tokens, needles, needle_depths(cell.needles, cell.depth),
                                        seed + i, count)  # fmt: skip
         async with sem:
-            text, reported, error = await ask(prompt)
+            a = await ask(prompt)
+        text, reported, error = a.text, a.prompt_tokens, a.error
         return CellResult(
             cell, n, reported, len(needles), found(text, needles) if error is None else 0, text, error
         )
@@ -307,25 +311,6 @@ def server_counter(http: httpx.AsyncClient, base_url: str, headers: Mapping[str,
         return len(resp.json()["tokens"])
 
     return count
-
-
-def http_ask(
-    http: httpx.AsyncClient,
-    url: str,
-    headers: Mapping[str, str],
-    model_id: str,
-    sampling: Mapping[str, Any],
-    seed: int,
-    timeout_s: float,
-) -> Ask:
-    """An `Ask` on an OpenAI-compatible ``/chat/completions`` (the eval runner's `ask`)."""
-    from engines.evals.runner import ask
-
-    async def one(prompt: str) -> tuple[str | None, int | None, str | None]:
-        a = await ask(http, url, headers, model_id, prompt, sampling, seed, timeout_s)
-        return a.text, a.prompt_tokens, a.error
-
-    return one
 
 
 # ----------------------------------------------------------------------------------- a stored run's items

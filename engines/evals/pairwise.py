@@ -23,6 +23,7 @@ from sqlalchemy import Engine
 
 from engines.evals import judge as judging
 from engines.evals.chat import JudgeModel, judge_lease, replies_of, turn_of
+from engines.evals.completions import ask
 from engines.evals.ratings import Comparison, ModelRating, bradley_terry
 from warehouse import eval_store
 
@@ -61,8 +62,6 @@ async def compare_runs(
 
 async def _compare(engine: Engine, client: httpx.AsyncClient, jm: JudgeModel, run_ids: Sequence[int], n_boot: int,
                    seed: int, l2: float) -> PairwiseResult:  # fmt: skip
-    from engines.evals.runner import ask
-
     if len(set(run_ids)) < 2:
         raise ValueError("pairwise comparison needs at least two different runs")
     with engine.connect() as conn:

@@ -50,6 +50,7 @@ from engines.bench.service import make_host
 from engines.bench.signals import cancel_on_sigterm
 from engines.evals import agentic, chat, ifeval, needle, scoring, utility
 from engines.evals.chat import JudgeModel
+from engines.evals.completions import Answer, ModelClient, ask
 from engines.evals.options import EvalOptions
 from engines.evals.sandbox import SandboxBackend, SandboxJob, SandboxLimits, SandboxOutcome, SandboxPool
 from engines.evals.suites import SANDBOXED_KINDS, Item, Suite, needle_suite
@@ -181,60 +182,6 @@ def mark_stale(
 
 
 # ------------------------------------------------------------------------------------------ requests
-
-
-@dataclass(frozen=True)
-class Answer:
-    text: str | None
-    finish_reason: str | None
-    prompt_tokens: int | None
-    completion_tokens: int | None
-    latency_ms: float
-    timings: dict[str, Any] | None
-    error: str | None
-
-
-async def ask(
-    client: httpx.AsyncClient,
-    url: str,
-    headers: Mapping[str, str],
-    model_id: str,
-    prompt: str | Sequence[Mapping[str, str]],
-    sampling: Mapping[str, Any],
-    seed: int,
-    timeout_s: float,
-) -> Answer:
-    """One non-streaming chat completion of a user prompt (or of a whole conversation, a list of messages); a
-    transport or HTTP error is returned in ``error``, never raised."""
-    messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else [dict(m) for m in prompt]
-    body = {
-        "model": model_id,
-        "messages": messages,
-        "temperature": sampling["temperature"],
-        "top_p": sampling["top_p"],
-        "seed": seed,
-        "max_tokens": sampling["max_tokens"],
-        "stream": False,
-    }
-    t0 = time.perf_counter()
-    try:
-        resp = await client.post(url, json=body, headers=dict(headers), timeout=timeout_s)
-    except httpx.HTTPError as exc:
-        return Answer(None, None, None, None, (time.perf_counter() - t0) * 1000, None,
-                      f"{type(exc).__name__}: {exc}")  # fmt: skip
-    ms = (time.perf_counter() - t0) * 1000
-    if resp.status_code != 200:
-        return Answer(None, None, None, None, ms, None, f"HTTP {resp.status_code}: {resp.text[:300]}")
-    try:
-        data = resp.json()
-        choice = data["choices"][0]
-        text = choice["message"].get("content") or ""
-    except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
-        return Answer(None, None, None, None, ms, None, f"unreadable completion: {exc!r}")
-    usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
-    timings = data.get("timings") if isinstance(data.get("timings"), dict) else None
-    return Answer(str(text), choice.get("finish_reason"), usage.get("prompt_tokens"),
-                  usage.get("completion_tokens"), ms, timings, None)  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------- scoring
@@ -659,11 +606,13 @@ async def _ask_all(
         seed = int(sampling["seed"]) + sample
         answers: list[Answer] = []
 
-        async def chat_turn(messages: list[dict[str, str]]) -> tuple[str | None, str | None]:
-            a = await ask(http, url, headers, model_id, messages, sampling, seed, options.request_timeout_s)
+        model = ModelClient(http, url, model_id, sampling, seed, options.request_timeout_s, headers)
+
+        async def chat_turn(messages: list[dict[str, str]]) -> Answer:
+            a = await model(messages)
             answers.append(a)
             outcome.asked += 1
-            return a.text, a.error
+            return a
 
         task = agentic.Task(item.key, item.category or "", int(item.payload["difficulty"]), "",
                             str(item.payload["tests"]), str(item.payload["starter"]))  # fmt: skip

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+from engines.evals.completions import Answer
 from engines.evals.ifeval import CheckResult, words
 
 TITLE_PROMPT = (
@@ -172,8 +173,8 @@ def as_rows(checks: Sequence[CheckResult]) -> list[dict[str, Any]]:
     return [c.as_dict() for c in checks]
 
 
-Ask = Callable[[str], Awaitable[tuple[str | None, str | None]]]
-"""A prompt -> (answer text, request error)."""
+Ask = Callable[[str], Awaitable[Answer]]
+"""A prompt -> the model's answer (`engines.evals.completions.ModelClient` on a real server)."""
 
 
 async def run_items(
@@ -185,9 +186,9 @@ async def run_items(
 
     async def one(item: UtilityItem) -> tuple[str, tuple[str, list[CheckResult]]]:
         async with sem:
-            text, error = await ask(item.prompt())
-        if error is not None:
-            return item.key, (item.task, [CheckResult("non_empty", False, f"request failed: {error}")])
-        return item.key, (item.task, check(text, item))
+            a = await ask(item.prompt())
+        if a.error is not None:
+            return item.key, (item.task, [CheckResult("non_empty", False, f"request failed: {a.error}")])
+        return item.key, (item.task, check(a.text, item))
 
     return dict(await asyncio.gather(*(one(i) for i in items)))

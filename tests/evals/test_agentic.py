@@ -15,7 +15,6 @@ from engines.evals.agentic import (
     Task,
     agentic_metrics,
     check_job,
-    http_chat,
     load_tasks,
     parse_sections,
     parse_tasks,
@@ -23,6 +22,7 @@ from engines.evals.agentic import (
     solve,
     solve_all,
 )
+from engines.evals.completions import Answer, ModelClient
 from engines.evals.sandbox import BubblewrapSandbox, SandboxPool
 from tests.support.scripted_openai import run_scripted_server
 
@@ -108,7 +108,7 @@ def test_scripted_model_exact_turns(sandbox: BubblewrapSandbox) -> None:
 
         async def go() -> list:  # type: ignore[type-arg]
             async with httpx.AsyncClient(trust_env=False) as http:
-                chat = http_chat(http, srv.base_url + "/v1/chat/completions", {}, "m", sampling, 1234, 30.0)
+                chat = ModelClient(http, srv.base_url + "/v1/chat/completions", "m", sampling, 1234, 30.0)
                 return await solve_all(tasks, chat, pool_runner(pool), max_turns=3, parallel=2, wall_s=2.0)
 
         results = asyncio.run(go())
@@ -134,9 +134,11 @@ def test_the_conversation_carries_every_turn() -> None:
 
     seen: list[list[dict[str, str]]] = []
 
-    async def chat(messages: list[dict[str, str]]) -> tuple[str | None, str | None]:
+    async def chat(messages: list[dict[str, str]]) -> Answer:
         seen.append([dict(m) for m in messages])
-        return (None, "HTTP 500: boom") if len(seen) == 3 else (fence("x = 1\n"), None)
+        if len(seen) == 3:
+            return Answer(None, None, None, None, 1.0, None, "HTTP 500: boom")
+        return Answer(fence("x = 1\n"), "stop", None, None, 1.0, None, None)
 
     async def run(job: SandboxJob) -> SandboxOutcome:
         return SandboxOutcome(1, None, False, None, "FAILED test_a: AssertionError: no\n", "", False, False,

@@ -12,6 +12,7 @@ import httpx
 import pytest
 from sqlalchemy import Engine, select
 
+from engines.evals.completions import ModelClient
 from engines.evals.needle import (
     TEMPLATE_RESERVE,
     Cell,
@@ -23,7 +24,6 @@ from engines.evals.needle import (
     found,
     grid,
     heatmap,
-    http_ask,
     make_needles,
     needle_depths,
     needle_metrics,
@@ -107,7 +107,7 @@ def test_scripted_model_exact_accuracy_by_length() -> None:
 
         async def go() -> list:  # type: ignore[type-arg]
             async with httpx.AsyncClient(trust_env=False) as http:
-                ask = http_ask(http, srv.base_url + "/v1/chat/completions", {}, "m", sampling, 1234, 30.0)
+                ask = ModelClient(http, srv.base_url + "/v1/chat/completions", "m", sampling, 1234, 30.0)
                 return await run_cells(cells, ask, words, seed=1234, parallel=2)
 
         results = asyncio.run(go())
@@ -139,7 +139,7 @@ def test_real_llama_server_prompts_fit_the_slot_window(tmp_path: Path) -> None:
             async with httpx.AsyncClient(trust_env=False) as http:
                 n_ctx = await server_context_window(http, base, {})
                 cells = grid(n_ctx, 8, lengths=(0.5, 1.0), depths=(0.0, 1.0), multi=(3,))
-                ask = http_ask(http, base + "/v1/chat/completions", {}, "tiny", sampling, 1234, 120.0)
+                ask = ModelClient(http, base + "/v1/chat/completions", "tiny", sampling, 1234, 120.0)
                 return n_ctx, await run_cells(cells, ask, server_counter(http, base, {}), parallel=2)
 
         n_ctx, results = asyncio.run(go())

@@ -8,7 +8,7 @@ import asyncio
 import httpx
 import pytest
 
-from engines.evals.runner import ask as runner_ask
+from engines.evals.completions import ModelClient
 from engines.evals.utility import check, guess_language, load_items, parse_items, run_items, utility_metrics
 from tests.support.scripted_openai import run_scripted_server
 
@@ -84,12 +84,7 @@ def test_scripted_model_exact_scores() -> None:
 
         async def go() -> dict:  # type: ignore[type-arg]
             async with httpx.AsyncClient(trust_env=False) as http:
-                url = srv.base_url + "/v1/chat/completions"
-
-                async def ask(prompt: str) -> tuple[str | None, str | None]:
-                    a = await runner_ask(http, url, {}, "m", prompt, sampling, 1234, 30.0)
-                    return a.text, a.error
-
+                ask = ModelClient(http, srv.base_url + "/v1/chat/completions", "m", sampling, 1234, 30.0)
                 return await run_items(list(ITEMS.values()), ask, parallel=2)
 
         results = asyncio.run(go())
