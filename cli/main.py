@@ -342,10 +342,12 @@ def _register_subgroups() -> None:
     from cli.bench import bench
     from cli.evals import evals
     from cli.lease import lease
+    from cli.route import route
 
     cli.add_command(bench)
     cli.add_command(evals)
     cli.add_command(lease)
+    cli.add_command(route)
 
 
 _register_subgroups()
