@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import textwrap
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
+from core.settings import get_settings
 from engines.evals.sandbox import BubblewrapSandbox, SandboxJob, SandboxLimits
 from engines.evals.sandbox.bubblewrap import uid_pids
 
@@ -73,3 +75,26 @@ class UidWatcher:
 def no_leftovers(sandbox: BubblewrapSandbox) -> Iterator[None]:
     yield
     assert uid_pids(sandbox.uid_range(0)) == [], "a process of the job's uid outlived the job"
+
+
+def provider_yaml(provider_id: str, base_url: str, kind: str = "openai") -> str:
+    """One provider entry of a registry file."""
+    return f"  - id: {provider_id}\n    label: {provider_id}\n    base_url: {base_url}\n    kind: {kind}\n"
+
+
+@pytest.fixture()
+def use_fleet(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Path]]:
+    """Point the CLI and the Prefect tasks at the test database and at a registry of the given providers
+    (`provider_yaml` entries; ``default`` the default provider): ``use_fleet(provider_yaml("sc", url), default="sc")``."""
+
+    def point(*providers: str, default: str | None = None) -> Path:
+        fleet = tmp_path / "fleet.yaml"
+        fleet.write_text((f"default_provider: {default}\n" if default else "") + "providers:\n" + "".join(providers))
+        monkeypatch.setenv("BOOCONTROL_DATABASE_URL", db_url)
+        monkeypatch.setenv("BOOCONTROL_FLEET_FILE", str(fleet))
+        monkeypatch.setenv("BOOCONTROL_DATA_DIR", str(tmp_path / "data"))
+        get_settings.cache_clear()
+        return fleet
+
+    yield point
+    get_settings.cache_clear()

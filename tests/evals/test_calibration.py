@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -19,6 +19,7 @@ from core.settings import get_settings
 from engines.evals import calibration, chat
 from engines.evals.judge import PairOutcome
 from tests.conftest import truncate_all
+from tests.evals.conftest import provider_yaml
 from tests.support.scripted_openai import ScriptedServer, run_scripted_server
 from warehouse import eval_store
 from warehouse.schema_evals import eval_judge_calibrations
@@ -104,16 +105,10 @@ def test_bad_labels_are_one_line_errors(line: str, msg: str) -> None:
 
 
 @pytest.fixture()
-def fleet(engine: Engine, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ScriptedServer]:
+def fleet(engine: Engine, use_fleet: Callable[..., Path]) -> Iterator[ScriptedServer]:
     truncate_all(engine)
     with run_scripted_server(picks_good) as srv:
-        f = tmp_path / "fleet.yaml"
-        f.write_text(f"default_provider: sc\nproviders:\n  - id: sc\n    label: Scripted\n    base_url: {srv.base_url}\n"
-                     "    kind: openai\n")  # fmt: skip
-        monkeypatch.setenv("BOOCONTROL_DATABASE_URL", db_url)
-        monkeypatch.setenv("BOOCONTROL_FLEET_FILE", str(f))
-        monkeypatch.setenv("BOOCONTROL_DATA_DIR", str(tmp_path / "data"))
-        get_settings.cache_clear()
+        use_fleet(provider_yaml("sc", srv.base_url), default="sc")
         yield srv
         get_settings.cache_clear()
 

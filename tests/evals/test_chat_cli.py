@@ -3,7 +3,7 @@ the registry, an MT-bench-format file given with --questions, one-line errors fo
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -13,6 +13,7 @@ from sqlalchemy import Engine, select
 from cli.main import cli
 from core.settings import get_settings
 from tests.conftest import truncate_all
+from tests.evals.conftest import provider_yaml
 from tests.support.scripted_openai import ScriptedServer, ScriptState, run_scripted_server
 from warehouse.schema_evals import eval_judgments, eval_runs
 
@@ -24,16 +25,10 @@ def script(msg: str, seed: int) -> str:
 
 
 @pytest.fixture()
-def scripted(engine: Engine, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ScriptedServer]:
+def scripted(engine: Engine, use_fleet: Callable[..., Path]) -> Iterator[ScriptedServer]:
     truncate_all(engine)
     with run_scripted_server(script, ScriptState(total_slots=1)) as srv:
-        fleet = tmp_path / "fleet.yaml"
-        fleet.write_text(f"default_provider: sc\nproviders:\n  - id: sc\n    label: Scripted\n    base_url: {srv.base_url}\n"
-                         "    kind: openai\n")  # fmt: skip
-        monkeypatch.setenv("BOOCONTROL_DATABASE_URL", db_url)
-        monkeypatch.setenv("BOOCONTROL_FLEET_FILE", str(fleet))
-        monkeypatch.setenv("BOOCONTROL_DATA_DIR", str(tmp_path / "data"))
-        get_settings.cache_clear()
+        use_fleet(provider_yaml("sc", srv.base_url), default="sc")
         yield srv
         get_settings.cache_clear()
 

@@ -5,7 +5,7 @@ the scripted server (the chosen judge stored with the run; the candidate judging
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,6 +20,7 @@ from engines.evals.default_judge import NoDefaultJudge, default_judge
 from engines.evals.runner import HARNESS_VERSION
 from engines.evals.suites import load_suite
 from tests.conftest import truncate_all
+from tests.evals.conftest import provider_yaml
 from tests.support.scripted_openai import run_scripted_server
 from warehouse import eval_store
 from warehouse.schema_evals import eval_judgments, eval_runs
@@ -110,20 +111,12 @@ def test_the_best_local_model_on_the_whole_current_ifeval_suite(db: Engine) -> N
     assert pick(db) == "box/c"
 
 
-def test_chat_run_without_judge_uses_the_default_and_flags_it_judging_itself(
-    db: Engine, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_chat_run_without_judge_uses_the_default_and_flags_it_judging_itself(db: Engine, use_fleet: Callable[..., Path]) -> None:
     def script(msg: str, seed: int) -> str:
         return "Fine.\nRating: [[6]]" if "[[rating]]" in msg else "an answer"
 
     with run_scripted_server(script) as srv:
-        fleet = tmp_path / "fleet.yaml"
-        fleet.write_text(f"providers:\n  - id: loc\n    label: Local\n    base_url: {srv.base_url}\n    kind: vllm\n"
-                         f"  - id: cl\n    label: Cloud\n    base_url: {srv.base_url}\n    kind: openai\n")  # fmt: skip
-        monkeypatch.setenv("BOOCONTROL_DATABASE_URL", db_url)
-        monkeypatch.setenv("BOOCONTROL_FLEET_FILE", str(fleet))
-        monkeypatch.setenv("BOOCONTROL_DATA_DIR", str(tmp_path / "data"))
-        get_settings.cache_clear()
+        use_fleet(provider_yaml("loc", srv.base_url, "vllm"), provider_yaml("cl", srv.base_url, "openai"))
         try:
             runner = CliRunner()
             none = runner.invoke(cli, ["eval", "run", "loc/cand", "--suite", "chat", "--limit", "1", "--yes-take-over"])

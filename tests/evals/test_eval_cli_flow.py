@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -20,6 +20,7 @@ from cli.main import cli
 from core.settings import get_settings
 from engines.evals.suites import load_ifeval
 from tests.conftest import truncate_all
+from tests.evals.conftest import provider_yaml
 from tests.support.scripted_openai import ScriptedServer, ScriptState, run_scripted_server
 from warehouse import eval_store, lease
 from warehouse.db import psycopg_dsn
@@ -29,17 +30,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture()
-def scripted(engine: Engine, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ScriptedServer]:
+def scripted(engine: Engine, use_fleet: Callable[..., Path]) -> Iterator[ScriptedServer]:
     truncate_all(engine)
     state = ScriptState(total_slots=1)
     with run_scripted_server(lambda msg, seed: "- one\n- two", state) as srv:
-        fleet = tmp_path / "fleet.yaml"
-        fleet.write_text(f"default_provider: sc\nproviders:\n  - id: sc\n    label: Scripted\n    base_url: {srv.base_url}\n"
-                         "    kind: openai\n")  # fmt: skip
-        monkeypatch.setenv("BOOCONTROL_DATABASE_URL", db_url)
-        monkeypatch.setenv("BOOCONTROL_FLEET_FILE", str(fleet))
-        monkeypatch.setenv("BOOCONTROL_DATA_DIR", str(tmp_path / "data"))
-        get_settings.cache_clear()
+        use_fleet(provider_yaml("sc", srv.base_url), default="sc")
         yield srv
         get_settings.cache_clear()
 

@@ -5,7 +5,7 @@ answer, the last sandbox run stored, and a stopped run continued without asking 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +18,7 @@ from engines.evals.runner import run_eval
 from engines.evals.sandbox import BubblewrapSandbox
 from engines.evals.suites import load_agentic, load_suite, load_utility
 from tests.conftest import truncate_all
+from tests.evals.conftest import provider_yaml
 from tests.evals.test_utility import ANSWERS as UTILITY_ANSWERS
 from tests.support.scripted_openai import ScriptState, run_scripted_server
 from warehouse import eval_store
@@ -153,9 +154,7 @@ def test_needle_run_needs_the_real_window(db: Engine) -> None:
                                  EvalOptions(suite="needle"), confirm_takeover=True))  # fmt: skip
 
 
-def test_cli_needle_run_and_its_one_line_error(
-    engine: Engine, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_cli_needle_run_and_its_one_line_error(engine: Engine, use_fleet: Callable[..., Path]) -> None:
     from click.testing import CliRunner
 
     from cli.main import cli
@@ -165,13 +164,7 @@ def test_cli_needle_run_and_its_one_line_error(
     truncate_all(engine)
     state = ScriptState(total_slots=1)
     with run_scripted_server(short_memory, state) as srv:
-        fleet = tmp_path / "fleet.yaml"
-        fleet.write_text(f"default_provider: sc\nproviders:\n  - id: sc\n    label: Scripted\n    base_url: {srv.base_url}\n"
-                         "    kind: openai\n")  # fmt: skip
-        monkeypatch.setenv("BOOCONTROL_DATABASE_URL", db_url)
-        monkeypatch.setenv("BOOCONTROL_FLEET_FILE", str(fleet))
-        monkeypatch.setenv("BOOCONTROL_DATA_DIR", str(tmp_path / "data"))
-        get_settings.cache_clear()
+        use_fleet(provider_yaml("sc", srv.base_url), default="sc")
         try:
             runner = CliRunner()
             args = [

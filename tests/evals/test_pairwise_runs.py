@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -23,6 +23,7 @@ from engines.evals.options import EvalOptions
 from engines.evals.pairwise import PairwiseResult, compare_runs
 from engines.evals.runner import run_eval
 from tests.conftest import truncate_all
+from tests.evals.conftest import provider_yaml
 from tests.support.scripted_openai import run_scripted_server
 from warehouse import lease
 from warehouse.db import psycopg_dsn
@@ -126,15 +127,9 @@ def test_judge_host_leased_elsewhere_is_refused(db: Engine, db_url: str) -> None
             lease.release(c, "sc", lease.SCOPE_HOST, "someone")
 
 
-def test_cli_pairwise_errors_are_one_line(engine: Engine, db_url: str, tmp_path: Path,
-                                          monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_cli_pairwise_errors_are_one_line(engine: Engine, use_fleet: Callable[..., Path]) -> None:
     truncate_all(engine)
-    fleet = tmp_path / "fleet.yaml"
-    fleet.write_text("default_provider: sc\nproviders:\n  - id: sc\n    base_url: http://127.0.0.1:9\n    kind: openai\n")
-    monkeypatch.setenv("BOOCONTROL_DATABASE_URL", db_url)
-    monkeypatch.setenv("BOOCONTROL_FLEET_FILE", str(fleet))
-    monkeypatch.setenv("BOOCONTROL_DATA_DIR", str(tmp_path / "data"))
-    get_settings.cache_clear()
+    use_fleet(provider_yaml("sc", "http://127.0.0.1:9"), default="sc")
     try:
         runner = CliRunner()
         no_judge = runner.invoke(cli, ["eval", "pairwise", "1", "2"])
@@ -146,8 +141,7 @@ def test_cli_pairwise_errors_are_one_line(engine: Engine, db_url: str, tmp_path:
         get_settings.cache_clear()
 
 
-def test_cli_pairwise_prints_the_leaderboard(engine: Engine, db_url: str, tmp_path: Path,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_cli_pairwise_prints_the_leaderboard(engine: Engine, use_fleet: Callable[..., Path]) -> None:
     truncate_all(engine)
     current = {"model": "GOOD"}
 
@@ -160,12 +154,7 @@ def test_cli_pairwise_prints_the_leaderboard(engine: Engine, db_url: str, tmp_pa
         return f"{current['model']} reply"
 
     with run_scripted_server(script) as srv:
-        fleet = tmp_path / "fleet.yaml"
-        fleet.write_text(f"default_provider: sc\nproviders:\n  - id: sc\n    base_url: {srv.base_url}\n    kind: openai\n")
-        monkeypatch.setenv("BOOCONTROL_DATABASE_URL", db_url)
-        monkeypatch.setenv("BOOCONTROL_FLEET_FILE", str(fleet))
-        monkeypatch.setenv("BOOCONTROL_DATA_DIR", str(tmp_path / "data"))
-        get_settings.cache_clear()
+        use_fleet(provider_yaml("sc", srv.base_url), default="sc")
         try:
             runner = CliRunner()
             for m in ("GOOD", "BAD"):

@@ -8,19 +8,17 @@ error body) to any other ``Authorization``; every request's path and whether its
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+
+from tests.support.threaded_server import serve_in_thread
 
 # vLLM 0.6+ `GET /v1/models` (vllm/entrypoints/openai/protocol.py ModelCard): the base model and a LoRA adapter.
 VLLM_MODELS: dict[str, Any] = {
@@ -62,12 +60,6 @@ class ModelsServer:
     seen: Seen
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def run_models_server(body: dict[str, Any], api_key: str | None = None) -> Iterator[ModelsServer]:
     seen = Seen()
@@ -81,17 +73,5 @@ def run_models_server(body: dict[str, Any], api_key: str | None = None) -> Itera
         return JSONResponse(body)
 
     app = Starlette(routes=[Route("/v1/models", models)])
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the /v1/models test server did not start")
-        time.sleep(0.02)
-    try:
-        yield ModelsServer(f"http://127.0.0.1:{port}", seen)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with serve_in_thread(app, "the /v1/models test server") as base_url:
+        yield ModelsServer(base_url, seen)

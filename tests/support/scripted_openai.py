@@ -11,19 +11,18 @@ completion request is recorded (its user message and seed), so tests count what 
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+
+from tests.support.threaded_server import serve_in_thread
 
 Script = Callable[[str, int], str]  # (user message, seed) -> answer text
 
@@ -48,12 +47,6 @@ class ScriptState:
 class ScriptedServer:
     base_url: str
     state: ScriptState
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager
@@ -103,17 +96,5 @@ def run_scripted_server(script: Script, state: ScriptState | None = None) -> Ite
         Route("/v1/models", models), Route("/props", props), Route("/slots", slots),
         Route("/tokenize", tokenize, methods=["POST"]),
     ])  # fmt: skip
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the scripted OpenAI-compatible server did not start")
-        time.sleep(0.02)
-    try:
-        yield ScriptedServer(f"http://127.0.0.1:{port}", st)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with serve_in_thread(app, "the scripted OpenAI-compatible server") as base_url:
+        yield ScriptedServer(base_url, st)
