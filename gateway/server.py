@@ -426,8 +426,12 @@ class Gateway:
             await self._finish(rec, t0, head, tail)
             return out
         except (aiohttp.ClientError, TimeoutError) as exc:
-            error = (f"upstream {target.key} sent nothing for {self.opts.first_byte_timeout_s:g} s"
-                     if isinstance(exc, TimeoutError) else f"upstream {target.key} failed mid-reply: {_short(exc)}")
+            if isinstance(exc, TimeoutError):
+                error = f"upstream {target.key} sent nothing for {self.opts.first_byte_timeout_s:g} s mid-reply"
+            elif isinstance(exc, aiohttp.ClientPayloadError):
+                error = f"upstream {target.key} failed mid-reply: the connection closed before the reply was complete"
+            else:
+                error = f"upstream {target.key} failed mid-reply: {_short(exc)}"
             up.close()
             self.cooldowns.fail(target.key, error)
         if error is not None:
