@@ -26,6 +26,7 @@ more = st.columns(5)
 more[0].page_link("pages/6_Benchmarks.py", label="Benchmarks", icon="⏱️")
 more[1].page_link("pages/7_Reports.py", label="Reports", icon="📰")
 more[2].page_link("pages/8_Analysis.py", label="Analysis", icon="🔭")
+more[3].page_link("pages/9_Evals.py", label="Evals", icon="🧪")
 gateway_links = st.columns(5)
 gateway_links[0].page_link("pages/10_Routing.py", label="Routing", icon="🧭")
 
