@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine, insert
+from sqlalchemy import Connection, Engine, insert
 
 from tests.flows.synthetic import add_provider, add_transition
 from warehouse import schema as s
@@ -38,7 +38,8 @@ def t(hh: int, mm: int, ss: float = 0) -> datetime:
     return DAY + timedelta(hours=hh, minutes=mm, seconds=ss)
 
 
-def _activity(conn, pid: str, uid: int, model: str, finished: datetime, duration_ms: int, status: int = 200,
+def _activity(conn: Connection, pid: str, uid: int, model: str, finished: datetime, duration_ms: int,
+              status: int = 200,
               out: int = 5, user_agent: str | None = None) -> None:
     conn.execute(insert(s.activity).values(
         provider_id=pid, epoch="e1", upstream_id=uid, finished_at=finished, model_id=model,
@@ -53,7 +54,11 @@ def _activity(conn, pid: str, uid: int, model: str, finished: datetime, duration
             req_body=b"{}", resp_body=b"{}", size_bytes=4, truncated=False, fetched_at=finished))
 
 
-def load(engine: Engine) -> None:
+def load(engine: Engine, shift: timedelta = timedelta(0)) -> None:
+    """The scripted rows, every time moved by ``shift`` (page tests place them relative to now)."""
+    def t(hh: int, mm: int, ss: float = 0) -> datetime:
+        return DAY + timedelta(hours=hh, minutes=mm, seconds=ss) + shift
+
     with engine.begin() as conn:
         add_provider(conn, "h1")
         add_provider(conn, "h2")
@@ -79,7 +84,7 @@ def load(engine: Engine) -> None:
         _activity(conn, "h1", 6, "A", t(12, 50, 2), 1500, user_agent="app-x")
         _activity(conn, "h2", 1, "Z", t(12, 5, 0), 1000)
         conn.execute(insert(canary_probes).values(
-            provider_id="h1", model_id="A", sent_at=t(12, 15, 59, ) + timedelta(seconds=0.9), ok=True,
+            provider_id="h1", model_id="A", sent_at=t(12, 15, 59.9), ok=True,
             ttft_ms=40.0, total_ms=100.0, status_code=200, activity_upstream_id=4, activity_finished_at=t(12, 16, 0)))
         conn.execute(insert(gateway_requests).values(
             request_id="00000000-0000-0000-0000-000000000001", started_at=t(12, 10, 1.2), replica="g1",
