@@ -95,6 +95,12 @@ class Settings(BaseSettings):
         "data_dir/gateway-policies.yaml when it exists, else the built-in policies")
     gateway_facts_refresh_seconds: float = Field(
         5.0, gt=0, description="Gateway: how often the measured fleet facts and the model catalog are re-read")
+    gateway_slo_ttft_ms: float = Field(
+        2000.0, gt=0, description="Consumers view: a request meets its SLO when its time to first byte is at most "
+        "this (and its time per output token at most gateway_slo_tpot_ms)")
+    gateway_slo_tpot_ms: float = Field(
+        100.0, gt=0, description="Consumers view: the time-per-output-token target of the SLO (a non-streamed "
+        "request meets the SLO within TTFT target + tokens x this)")
     retention: RetentionSettings = Field(default_factory=RetentionSettings)  # type: ignore[arg-type]
 
     @field_validator("database_url")
