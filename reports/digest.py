@@ -26,6 +26,7 @@ import polars as pl
 from sqlalchemy import Connection
 
 from reports import digest_figures, uptime
+from warehouse.queries import evals as evals_q
 from warehouse.queries import fleet as fleet_q
 from warehouse.queries import reports as q
 from warehouse.queries._frames import Db
@@ -60,6 +61,10 @@ class Digest:
     uptime: pl.DataFrame
     errors: pl.DataFrame
     simulated: tuple[str, ...] = ()  # providers that were simulated hosts (the demo fleet): synthetic numbers
+    # weekly only (`warehouse.queries.evals`): headline eval scores of the runs completed in the period, each
+    # against the previous run of the same suite and model, and the newest scores marked stale at its end
+    evals: pl.DataFrame | None = None
+    evals_stale: pl.DataFrame | None = None
 
     @property
     def prev_start(self) -> datetime:
@@ -125,6 +130,8 @@ def build_digest(db: Db, kind: str, start: datetime, end: datetime | None = None
         speeds=speeds,
         uptime=uptime.uptime_by_provider(db, start, end),
         errors=q.top_errors(db, start, end),
+        evals=evals_q.period_scores(db, start, end) if kind == "weekly" else None,
+        evals_stale=evals_q.stale_headlines(db, end) if kind == "weekly" else None,
         simulated=tuple(fleet_q.simulated_providers(db, end)),
     )
 
@@ -163,6 +170,7 @@ def summarize(d: Digest) -> dict[str, Any]:
         "restarts": int(d.uptime["restarts"].sum() or 0),
         "simulated_providers": list(d.simulated),
         "busiest_hours": [{"hour": t.isoformat(), "requests": r} for t, r in busiest_hours(d.hourly)],
+        **({"evals": _eval_summary(d)} if d.evals is not None else {}),
         "speeds": [
             {k: v for k, v in row.items()}
             for row in d.speeds.select(
@@ -337,7 +345,63 @@ def _sections(d: Digest, summary: dict[str, Any]) -> list[Section]:
         )
     if not swaps.rows:
         swaps.lines.append("No model loads.")
-    return [head, usage, hours, speeds, uptime, errors, swaps]
+    return [head, usage, hours, speeds, uptime, errors, swaps, *_eval_sections(d)]
+
+
+def _regressions(evals: pl.DataFrame) -> pl.DataFrame:
+    """Runs whose headline score fell against the previous run of the same suite and model, or that fail an
+    item the previous run passed."""
+    return evals.filter((pl.col("delta") < 0) | (pl.col("items_regressed") > 0))
+
+
+def _eval_summary(d: Digest) -> dict[str, Any]:
+    assert d.evals is not None and d.evals_stale is not None
+    keep = ["suite", "provider_id", "model_id", "run_id", "metric", "value", "prev_run_id", "prev_value", "delta",
+            "items_regressed"]  # fmt: skip
+    return {"new_scores": d.evals.height, "regressions": _regressions(d.evals).select(keep).to_dicts(),
+            "stale": d.evals_stale.height}  # fmt: skip
+
+
+def _eval_sections(d: Digest) -> list[Section]:
+    """Weekly: eval scores of the week, regressions against each model's previous run of the suite, stale scores."""
+    if d.evals is None or d.evals_stale is None:
+        return []
+    scores = Section(
+        "Eval scores this week",
+        ["The headline score of every eval run completed in the period (`boocontrol eval list --scores`), against "
+         "the previous run of the same suite and model."],
+        ["Suite", "Provider", "Model", "Metric", "Score", "Previous", "Change", "Items regressed"],
+        text_cols=4,
+    )  # fmt: skip
+    for r in d.evals.iter_rows(named=True):
+        scores.rows.append([FleetText(r["suite"]), _provider(d, r["provider_id"]), FleetText(r["model_id"]),
+                            FleetText(r["metric"] + (" (stale)" if r["stale_reason"] else "")), _num(r["value"], 3),
+                            _num(r["prev_value"], 3), "—" if r["delta"] is None else f"{r['delta']:+.3f}",
+                            _int(r["items_regressed"])])  # fmt: skip
+    if not scores.rows:
+        scores.lines.append("No eval run completed in this period (`boocontrol eval run provider/model --suite ifeval "
+                            "--yes-take-over`).")  # fmt: skip
+    regress = Section("Eval regressions", headers=["Suite", "Provider", "Model", "Metric", "Before", "Now", "Change",
+                                                   "Items regressed"], text_cols=4)  # fmt: skip
+    for r in _regressions(d.evals).iter_rows(named=True):
+        regress.rows.append([FleetText(r["suite"]), _provider(d, r["provider_id"]), FleetText(r["model_id"]),
+                             FleetText(r["metric"]), _num(r["prev_value"], 3), _num(r["value"], 3),
+                             "—" if r["delta"] is None else f"{r['delta']:+.3f}", _int(r["items_regressed"])])  # fmt: skip
+    if not regress.rows:
+        regress.lines.append("No regression against the previous run of the same suite and model.")
+    stale = Section(
+        "Stale eval scores",
+        ["Newest scores computed under a model file, server, harness, suite version, sampling or judge that has "
+         "changed since; run the suite again to refresh them."],
+        ["Suite", "Provider", "Model", "Metric", "Why", "Score"],
+        text_cols=5,
+    )  # fmt: skip
+    for r in d.evals_stale.iter_rows(named=True):
+        stale.rows.append([FleetText(r["suite"]), _provider(d, r["provider_id"]), FleetText(r["model_id"]),
+                           FleetText(r["metric"]), FleetText(r["stale_reason"]), _num(r["value"], 3)])  # fmt: skip
+    if not stale.rows:
+        stale.lines.append("No stale eval scores.")
+    return [scores, regress, stale]
 
 
 class FleetText(str):
