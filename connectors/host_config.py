@@ -175,8 +175,9 @@ class SshCredentials:
 
 
 def backup_name(path: str, at: datetime) -> str:
-    """``/etc/llama-swap/config.yaml`` → ``/etc/llama-swap/config.yaml.20261202T134501Z.bak``."""
-    return f"{path}.{at.astimezone(UTC):%Y%m%dT%H%M%S}Z.bak"
+    """``/etc/llama-swap/config.yaml`` → ``/etc/llama-swap/config.yaml.20261202T134501.123456Z.bak`` (UTC; names
+    sort in time order)."""
+    return f"{path}.{at.astimezone(UTC):%Y%m%dT%H%M%S.%f}Z.bak"
 
 
 class SshConfigFile:
