@@ -29,6 +29,7 @@ more[2].page_link("pages/8_Analysis.py", label="Analysis", icon="🔭")
 more[3].page_link("pages/9_Evals.py", label="Evals", icon="🧪")
 gateway_links = st.columns(5)
 gateway_links[0].page_link("pages/10_Routing.py", label="Routing", icon="🧭")
+gateway_links[1].page_link("pages/11_Consumers.py", label="Consumers", icon="👥")
 
 
 @st.fragment(run_every=2)
