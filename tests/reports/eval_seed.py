@@ -5,7 +5,7 @@ Providers: ``gpu`` (a real host) and ``demo`` (a simulated one: its boot's /api/
 gpu/alpha, gpu/beta and demo/``bad"name<b>`` (a hostile id). The week under test starts Monday `W0`.
 
 * ifeval (8 items; i1-i4 ``length``, i5-i8 ``format``): #R1 alpha 8/8 (last week), #R2 alpha 7/8 (fails i2),
-  #R3 beta 1/8 (passes i5), #R4 bad 0/8 with its score marked stale.
+  #R3 beta 1/8 (passes i5), #R4 bad 0/8 with its score marked stale (on W0 + 3 days 1 hour).
 * humaneval (2 items): #R5 alpha, HumanEval/0 passes (exit 0), HumanEval/1 fails (exit 1, AssertionError).
 * chat (c1 writing, c2 math; 2 turns): #R6 alpha ratings c1 [[8]] + unparseable, c2 [[6]] [[4]] → 6.0;
   #R7 beta c1 [[5]] [[5]], c2 [[3]] [[3]] → 4.0; pairwise verdicts (judge gpu/judge) alpha vs beta:
@@ -24,11 +24,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert
+from sqlalchemy import Connection, Engine, insert, update
 
 from tests.ui import seed
 from warehouse import bench_store, eval_store
 from warehouse import schema as s
+from warehouse.schema_evals import eval_scores
 
 W0 = datetime(2026, 11, 23, tzinfo=UTC)  # a Monday
 BAD = 'bad"name<b>'
@@ -121,6 +122,8 @@ def seed_evals(db: Engine) -> Seeded:
             _scores(conn, rid, "ifeval", p, m, {"prompt_strict": len(passed) / 8, "instruction_strict": len(passed) / 8}, 8)
         eval_store.set_stale(conn, [(sid, "model file changed: /models/a.gguf -> /models/b.gguf")
                                     for sid in _score_ids(conn, runs["R4"])])  # fmt: skip
+        conn.execute(update(eval_scores).where(eval_scores.c.run_id == runs["R4"])
+                     .values(stale_since=W0 + timedelta(days=3, hours=1)))  # fmt: skip
 
         # --- humaneval
         he_ids = _suite(conn, "humaneval", "code", [(f"HumanEval/{k}", None, {"prompt": f"def f{k}():\n"})

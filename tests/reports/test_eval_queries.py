@@ -129,5 +129,7 @@ def test_digest_rows_new_scores_regressions_and_stale(db: Engine) -> None:
     assert before.select("run_id", "value").rows() == [(s.runs["R1"], 1.0)]
     stale = q.stale_headlines(db)
     assert stale.select("suite", "model_id", "run_id", "value").rows() == [("ifeval", BAD, s.runs["R4"], 0.0)]
-    # as of the start of the week R4 did not exist yet
+    # as of the start of the week R4 did not exist yet; an hour after it finished it was not marked yet
     assert q.stale_headlines(db, W0).height == 0
+    assert q.stale_headlines(db, W0 + timedelta(days=3, minutes=30)).height == 0
+    assert q.stale_headlines(db, W0 + timedelta(days=3, hours=2)).height == 1

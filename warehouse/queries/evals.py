@@ -647,7 +647,8 @@ _STALE_SQL = text(
 
 def stale_headlines(db: Db, until: datetime | None = None) -> pl.DataFrame:
     """Each provider/model's newest headline score per suite that is marked stale (the model file, server,
-    harness, suite version, sampling or judge it was computed under changed since), with the reason."""
+    harness, suite version, sampling or judge it was computed under changed since), with the reason; with
+    ``until``, as it stood then (runs finished and marks set before it)."""
     rows: list[dict[str, Any]] = []
     with connected(db) as conn:
         runs = [dict(r) for r in conn.execute(_STALE_SQL, {"until": until}).mappings()]
@@ -658,6 +659,8 @@ def stale_headlines(db: Db, until: datetime | None = None) -> pl.DataFrame:
         name = headline_metric(str(r["kind"]), list(metrics))
         if name is None or not metrics[name]["stale_reason"]:
             continue
+        if until is not None and metrics[name]["stale_since"] is not None and metrics[name]["stale_since"] >= until:
+            continue  # marked stale only after ``until``
         m = metrics[name]
         rows.append({"suite": r["suite"], "provider_id": r["provider_id"], "model_id": r["model_id"],
                      "simulated": str(r["provider_id"]) in sim, "run_id": int(r["run_id"]), "metric": name,
