@@ -47,9 +47,9 @@ def sandbox_for(suite: str) -> Any:
     return sb
 
 
-def _judge(engine: Any, judge: str | None, timeout_s: float = 600.0) -> Any:
+def _judge(engine: Any, judge: str | None, timeout_s: float = 600.0, required: bool = True) -> Any:
     """The judge the user named, else the default one (the best-scoring local model, announced on stderr);
-    neither is a one-line error."""
+    neither is a one-line error, or None (said on stderr) when the judge is not ``required``."""
     from engines.evals.chat import judge_for
     from engines.evals.default_judge import NoDefaultJudge, default_judge
 
@@ -59,6 +59,9 @@ def _judge(engine: Any, judge: str | None, timeout_s: float = 600.0) -> Any:
         try:
             choice = default_judge(conn, load_registry(_settings().fleet_path).providers)
         except NoDefaultJudge as exc:
+            if not required:
+                click.echo(f"no judge rubric, format checks only: {exc}", err=True)
+                return None
             fail(str(exc))
     click.echo(f"judge: {choice.describe()}", err=True)
     return judge_for(*_resolve(choice.model), timeout_s=timeout_s)
@@ -86,8 +89,8 @@ def run_cmd(model: str, confirm_takeover: bool, slot_wait: float, idle_wait: flo
         fail(str(exc))
     provider, model_id = _resolve(model)
     engine = _engine()
-    judge = (_judge(engine, options.judge, options.request_timeout_s)
-             if options.judge or options.suite == "chat" else None)  # fmt: skip
+    judge = (_judge(engine, options.judge, options.request_timeout_s, required=options.suite != "utility")
+             if options.judge or options.suite in ("chat", "utility") else None)  # fmt: skip
     sandbox = sandbox_for(options.suite)
     total = len(items) * options.samples
     click.echo(f"eval {provider.id}/{model_id}: {suite.name} {suite.version}, {len(items)} items x "

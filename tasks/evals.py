@@ -12,9 +12,9 @@ from core.settings import get_settings
 from engines.bench.gate import DEFAULT_IDLE_WAIT_S
 from engines.evals.calibration import run_calibration
 from engines.evals.chat import judge_for, suite_of
-from engines.evals.default_judge import default_judge
+from engines.evals.default_judge import NoDefaultJudge, default_judge
 from engines.evals.options import EvalOptions
-from engines.evals.runner import EvalProgress, run_eval_sync
+from engines.evals.runner import JUDGED_KINDS, EvalProgress, run_eval_sync
 from engines.evals.sandbox import BubblewrapSandbox
 from engines.evals.suites import SANDBOXED_KINDS
 from warehouse.db import make_engine
@@ -60,13 +60,19 @@ def run_eval_task(model: str, options: dict[str, Any], confirm_takeover: bool,
 
     try:
         judge = None
-        if opts.judge or suite.kind == "chat":
-            judge_model = opts.judge
-            if not judge_model:  # the best-scoring local model (engines.evals.default_judge)
+        judge_model = opts.judge
+        if not judge_model and suite.kind in JUDGED_KINDS:  # the best-scoring local model (default_judge)
+            try:
                 with engine.connect() as conn:
                     choice = default_judge(conn, registry.providers)
+            except NoDefaultJudge as exc:
+                if suite.kind != "utility":
+                    raise
+                logger.info("no judge rubric, format checks only: %s", exc)
+            else:
                 logger.info("judge: %s", choice.describe())
                 judge_model = choice.model
+        if judge_model:
             jref = registry.resolve(judge_model)
             judge = judge_for(registry.get(jref.provider_id), jref.model_id, timeout_s=opts.request_timeout_s)
         out = run_eval_sync(engine, provider, ref.model_id, suite, opts, confirm_takeover=confirm_takeover,

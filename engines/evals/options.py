@@ -65,7 +65,7 @@ class EvalOptions:
     judge: str | None = field(
         default=None,
         metadata=_meta(
-            "The judge of the chat suite: a registry model, provider/model (default: the best-scoring local "
+            "The judge of the chat suite and of the utility rubric: a registry model, provider/model (default: the best-scoring local "
             "model on the ifeval suite, see docs/evals.md)."
         ),
     )

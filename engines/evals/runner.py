@@ -58,6 +58,9 @@ from warehouse import eval_store, lease
 
 log = logging.getLogger(__name__)
 
+JUDGED_KINDS = ("chat", "utility")
+"""Suites asked of a judge: chat (graded 1-10 per turn) and utility (the content rubric beside the format checks)."""
+
 HARNESS_VERSION = "evals-1"
 """The scoring code's version: bump when prompts are built or answers scored differently (scores of the old
 version become stale)."""
@@ -282,11 +285,12 @@ def metrics_of(
     if suite.kind == "needle":
         return needle.metrics_from_details([a.get("detail") or {} for a in answers])
     if suite.kind == "utility":
-        return utility.utility_metrics({
-            f"{a['item_id']}:{a['sample_idx']}": (str((a.get("detail") or {}).get("task")),
-                [ifeval.CheckResult(c["type"], bool(c["passed"]), c["detail"])
-                 for c in ((a.get("detail") or {}).get("checks") or [])])
-            for a in answers})  # fmt: skip
+        details = [a.get("detail") or {} for a in answers]
+        return {**utility.utility_metrics({
+            f"{a['item_id']}:{a['sample_idx']}": (str(d.get("task")),
+                [ifeval.CheckResult(c["type"], bool(c["passed"]), c["detail"]) for c in (d.get("checks") or [])])
+            for a, d in zip(answers, details, strict=True)}),
+            **utility.rubric_metrics([(str(d.get("task")), d["rubric"]) for d in details if d.get("rubric")])}  # fmt: skip
     by_id: dict[int, list[Mapping[str, Any]]] = {}
     for a in answers:
         by_id.setdefault(int(a["item_id"]), []).append(a)
@@ -357,7 +361,7 @@ async def run_eval(
             raise EvalRefused(f"refusing to run the eval: {exc}") from None
         try:
             # a judge on another host keeps that host busy too: hold its lease as well (held elsewhere: refused)
-            other = judge is not None and suite.kind == "chat" and judge.provider_id != provider.id
+            other = judge is not None and suite.kind in JUDGED_KINDS and judge.provider_id != provider.id
             judge_host = (chat.judge_lease(engine, judge, f"judge of eval run {run_uid[:12]} ({model_id})", slot_wait_s)
                           if other and judge is not None else contextlib.nullcontext())  # fmt: skip
             try:
@@ -381,7 +385,7 @@ async def run_eval(
                     environ,
                     requested_by,
                     confirm_takeover,
-                    judge if suite.kind == "chat" else None,
+                    judge if suite.kind in JUDGED_KINDS else None,
                 )
             finally:
                 await judge_host.__aexit__(None, None, None)
@@ -499,7 +503,7 @@ async def _ask_all(
         suite = await _needle_suite(http, provider, model_id, props, sampling, environ, tag, parallel)
         items = suite.subset(options.limit, options.item_keys())
     keys = [i.key for i in items]
-    judge_id = judge.identity if judge is not None else None
+    judge_id = None if judge is None else utility.rubric_identity(judge) if suite.kind == "utility" else judge.identity
     ckey = config_key(provider.id, model_id, suite, sampling, keys, judge_id)
     now = datetime.now(UTC)
 
@@ -562,6 +566,18 @@ async def _ask_all(
         judge = chat.with_run(judge, {**judge.headers, BENCH_HEADER: tag}, model_file, provider.id, model_id)
 
     async def score_and_store(answer_id: int, item: Item, text: str | None) -> None:
+        if judge is not None and suite.kind == "utility":  # format checks by code, content by the judge's rubric
+            ok, sc, detail, _ = await score_answer(suite, item, text, pool, options.sandbox_wall_s)
+            rows: list[dict[str, Any]] = []
+            if text and text.strip():
+                rubric = await utility.judge_answer(http, judge, utility_item(item), text.strip())
+                if rubric.failed:  # left unscored: the same command judges it again
+                    outcome.failed_requests += 1
+                    return
+                detail["rubric"] = rubric.as_detail(judge)
+                rows = [rubric.as_row(answer_id, judge)]
+            await asyncio.to_thread(_store_rubric, engine, answer_id, ok, sc, detail, rows)
+            return
         if judge is not None:
             detail, js, sc_or_none = await chat.grade(http, judge, item, text, provider.id, model_id, answer_id)
             if chat.judge_failed(js):  # left unscored: the same command judges it again
@@ -696,6 +712,16 @@ def _store_verdict(
 ) -> None:
     with engine.begin() as conn:
         eval_store.record_verdict(conn, answer_id, ok, sc, detail, box)
+
+
+def _store_rubric(
+    engine: Engine, answer_id: int, ok: bool, sc: float, detail: Mapping[str, Any],
+    judgments: Sequence[Mapping[str, Any]],
+) -> None:  # fmt: skip
+    """A utility answer's format verdict and its rubric judgment, together."""
+    with engine.begin() as conn:
+        eval_store.record_verdict(conn, answer_id, ok, sc, detail)
+        eval_store.insert_judgments(conn, judgments)
 
 
 def _store_judged(

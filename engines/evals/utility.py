@@ -1,4 +1,4 @@
-"""Utility calls: title generation and summarization, format-checked by code (no judge).
+"""Utility calls: title generation and summarization, format-checked by code, content rated by a judge.
 
 The items are the project's own short texts in several languages (``engines/evals/data/utility.jsonl``:
 ``id``, ``task`` = ``title`` | ``summary``, ``lang``, ``text``, ``max_words``, for summaries also
@@ -13,6 +13,19 @@ The items are the project's own short texts in several languages (``engines/eval
   text's. Titles often have no function words: then the check asks instead that at least one of the title's
   content words (4+ letters) shares its first 4 letters with a word of the text (a title in another language
   rarely does), and says which rule decided.
+
+The judge rubric (content, which code cannot check)
+---------------------------------------------------
+With a judge (``--judge``, else the default judge: `engines.evals.default_judge`), every non-empty answer is
+also rated 1-10 by the judge with the project's rubric prompts (``engines/evals/data/utility_rubric.jsonl``:
+``title``, ``summary``; one version, `RUBRIC_VERSION`, stored with every judgment and in the run's judge
+``provider/model@util-rubric-1``, so a reworded rubric makes rubric scores stale): a title names the text's main
+point, claims nothing the text does not say and is specific; a summary keeps the main points, adds nothing and
+reads clearly. The rating is read by `engines.evals.judge.parse_rating` (``[[n]]``); a reply that does not parse
+is stored as such (``parsed`` false, no score), never as a number. The answer's pass/fail stays the format
+checks'; the rating goes to ``eval_judgments`` (verdict ``rubric: …``) and the answer's ``detail.rubric``.
+Metrics (`rubric_metrics`): ``rubric_score`` (mean of the parsed ratings), ``rubric_score/title``,
+``rubric_score/summary`` and ``rubric_unparseable`` (share of judged answers whose rating did not parse).
 """
 
 from __future__ import annotations
@@ -22,10 +35,15 @@ import json
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 from importlib import resources
 from typing import Any
 
-from engines.evals.completions import Answer
+import httpx
+
+from engines.evals import judge as judging
+from engines.evals.chat import JudgeModel
+from engines.evals.completions import Answer, ask
 from engines.evals.ifeval import CheckResult, words
 
 TITLE_PROMPT = (
@@ -192,3 +210,85 @@ async def run_items(
         return item.key, (item.task, check(a.text, item))
 
     return dict(await asyncio.gather(*(one(i) for i in items)))
+
+
+# ------------------------------------------------------------------------------------------ judge rubric
+
+RUBRIC_FILE = "utility_rubric.jsonl"
+
+
+@cache
+def rubric_prompts() -> dict[str, judging.JudgePrompt]:
+    text = resources.files("engines.evals").joinpath("data", RUBRIC_FILE).read_text(encoding="utf-8")
+    out = {}
+    for line in text.splitlines():
+        if line.strip():
+            p = json.loads(line)
+            out[p["name"]] = judging.JudgePrompt(p["name"], p["version"], p["system"], p["user"])
+    if set(out) != {"title", "summary"} or len({p.version for p in out.values()}) != 1:
+        raise ValueError(f"{RUBRIC_FILE}: expected the title and summary rubrics of one version, got {sorted(out)}")
+    return out
+
+
+RUBRIC_VERSION = next(iter(rubric_prompts().values())).version
+
+
+def rubric_identity(jm: JudgeModel) -> str:
+    """The judge as stored with a utility run and its scores: a changed judge or rubric makes them stale."""
+    return f"{jm.provider_id}/{jm.model_id}@{RUBRIC_VERSION}"
+
+
+def rubric_messages(item: UtilityItem, answer: str) -> list[dict[str, str]]:
+    p = rubric_prompts()[item.task]
+    user = p.user.format(text=item.text, answer=answer, max_words=item.max_words, min_words=item.min_words)
+    return [{"role": "system", "content": p.system}, {"role": "user", "content": user}]
+
+
+@dataclass(frozen=True)
+class RubricJudgment:
+    raw: str | None  # the judge's text; None when the request failed
+    parsed: bool
+    score: float | None
+    reason: str  # the parser's note, or the request error
+
+    @property
+    def failed(self) -> bool:
+        """The request failed (nothing came back): the answer stays unscored and is judged again on resume."""
+        return self.raw is None
+
+    def as_detail(self, jm: JudgeModel) -> dict[str, Any]:
+        return {"judge": rubric_identity(jm), "self_judged": jm.self_judged, "parsed": self.parsed,
+                "score": self.score, "note": self.reason}  # fmt: skip
+
+    def as_row(self, answer_id: int, jm: JudgeModel) -> dict[str, Any]:
+        """The ``eval_judgments`` row (no score unless parsed)."""
+        return {"answer_id": answer_id, "swapped": False, "judge_provider_id": jm.provider_id,
+                "judge_model_id": jm.model_id, "judge_model_file": jm.model_file, "prompt_version": RUBRIC_VERSION,
+                "sampling": dict(jm.sampling), "raw": self.raw, "parsed": self.parsed,
+                "verdict": f"rubric: {self.reason}", "score": self.score if self.parsed else None,
+                "self_judged": jm.self_judged}  # fmt: skip
+
+
+async def judge_answer(client: httpx.AsyncClient, jm: JudgeModel, item: UtilityItem, answer: str) -> RubricJudgment:
+    """The judge's rubric rating of one answer."""
+    a = await ask(client, jm.url, jm.headers, jm.model_id, rubric_messages(item, answer), jm.sampling,
+                  int(jm.sampling["seed"]), jm.timeout_s)  # fmt: skip
+    if a.error is not None:
+        return RubricJudgment(None, False, None, f"judge request failed: {a.error}")
+    r = judging.parse_rating(a.text)
+    return RubricJudgment(a.text, r.parsed, r.score if r.parsed else None, r.reason)
+
+
+def rubric_metrics(judged: Sequence[tuple[str, Mapping[str, Any]]]) -> dict[str, float]:
+    """``[(task, detail.rubric)]`` of the judged answers -> the rubric metrics (see the module docstring)."""
+    if not judged:
+        return {}
+    parsed = [(t, float(r["score"])) for t, r in judged if r.get("parsed") and r.get("score") is not None]
+    out = {"rubric_unparseable": 1 - len(parsed) / len(judged)}
+    if parsed:
+        out["rubric_score"] = sum(v for _, v in parsed) / len(parsed)
+    for task in ("title", "summary"):
+        vs = [v for t, v in parsed if t == task]
+        if vs:
+            out[f"rubric_score/{task}"] = sum(vs) / len(vs)
+    return out

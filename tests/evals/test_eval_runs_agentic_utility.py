@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import Engine, select
 
 from core.providers import Provider
+from engines.evals import chat
 from engines.evals.agentic import parse_sections
 from engines.evals.options import EvalOptions
 from engines.evals.runner import run_eval
@@ -22,7 +23,7 @@ from tests.evals.conftest import provider_yaml
 from tests.evals.test_utility import ANSWERS as UTILITY_ANSWERS
 from tests.support.scripted_openai import ScriptState, run_scripted_server
 from warehouse import eval_store
-from warehouse.schema_evals import eval_answers, eval_sandbox_outcomes
+from warehouse.schema_evals import eval_answers, eval_judgments, eval_sandbox_outcomes
 
 BASE_UID = 2_100_330_000
 REFERENCE = {
@@ -119,6 +120,58 @@ def test_utility_run_exact(db: Engine) -> None:
     )
 
 
+def test_utility_run_with_the_judge_rubric_exact(db: Engine) -> None:
+    """Format checks as above plus the judge's rubric: titles rated 8 (the 14-word Spanish one 3), summaries 6,
+    one reply that does not parse ("Un jardin."). rubric_score/title = (5 * 8 + 3) / 6, /summary = 6 over the 5
+    parsed, rubric_score = 73 / 11, rubric_unparseable = 1 / 12. The first run's judge is down: every answer
+    stays unscored and the run fails; the same run continued asks only the judge."""
+    suite = load_utility()
+    by_prompt = {i.prompt: UTILITY_ANSWERS[i.key] for i in suite.items}
+    judge_down = {"yes": True}
+
+    def script(msg: str, seed: int) -> str:
+        if "<<source text>>" not in msg:
+            return by_prompt[msg]
+        if judge_down["yes"]:
+            raise RuntimeError("judge host down")  # -> HTTP 500
+        if "<<summary>>\nUn jardin.\n" in msg:
+            return "Too thin to keep any main point. Three out of ten."
+        if "<<title>>\nSequía:" in msg:
+            return "Accurate but it reads as a sentence.\nRating: [[3]]"
+        return "Names the main point.\nRating: [[8]]" if "<<title>>" in msg else "Faithful.\nRating: [[ 6 ]]"
+
+    with run_scripted_server(script) as srv:
+        p = provider(srv.base_url)
+        opts = EvalOptions(suite="utility", judge="scripted/judge")
+        first = asyncio.run(run_eval(db, p, "scripted", suite, opts, confirm_takeover=True,
+                                     judge=chat.judge_for(p, "judge")))  # fmt: skip
+        judge_down["yes"] = False
+        second = asyncio.run(run_eval(db, p, "scripted", suite, opts, confirm_takeover=True,
+                                      judge=chat.judge_for(p, "judge")))  # fmt: skip
+        asked = srv.state.asked
+    assert first.status == "failed" and first.failed_requests == 12 and first.metrics == {}
+    assert second.resumed and second.run_id == first.run_id and second.asked == 0
+    assert sum(1 for m, _ in asked if "<<source text>>" not in m) == 12  # the candidate asked once per item
+    assert second.status == "completed"
+    m = second.metrics
+    assert m["format_pass"] == 0.5 and m["title_pass"] == pytest.approx(2 / 6)  # the format checks unchanged
+    assert m["rubric_score/title"] == pytest.approx(43 / 6) and m["rubric_score/summary"] == 6.0
+    assert m["rubric_score"] == pytest.approx(73 / 11) and m["rubric_unparseable"] == pytest.approx(1 / 12)
+    solar = next(msg for msg, _ in asked if "<<title>>\nSolar Panels for Every Public School\n" in msg)
+    assert suite.items[0].payload["text"] in solar and "at most 8 words" in solar
+    with db.connect() as conn:
+        js = conn.execute(select(eval_judgments).order_by(eval_judgments.c.id)).mappings().all()
+        run = eval_store.get_run(conn, second.run_id)
+        scores = {r["metric"]: r["judge"] for r in eval_store.scores(conn)}
+    assert run["judge"] == "scripted/judge@util-rubric-1" and set(scores.values()) == {"scripted/judge@util-rubric-1"}
+    assert len(js) == 12 and {j["prompt_version"] for j in js} == {"util-rubric-1"}
+    assert not any(j["self_judged"] for j in js)
+    bad = [j for j in js if not j["parsed"]]
+    assert len(bad) == 1 and bad[0]["score"] is None and bad[0]["raw"].endswith("Three out of ten.")
+    assert bad[0]["verdict"] == "rubric: no [[rating]] in the judgment"
+    assert sorted(j["score"] for j in js if j["parsed"]) == [3.0] + [6.0] * 5 + [8.0] * 5
+
+
 def test_needle_run_on_the_servers_window_exact(db: Engine) -> None:
     """/props says a 2000-token slot: 16 answer tokens and 64 for the template leave 1920; lengths 240, 480,
     960, 1440, 1920 tokens (words, for the scripted server's /tokenize), 5 depths + one 3-needle cell each.
@@ -192,7 +245,8 @@ def test_cli_needle_run_and_its_one_line_error(engine: Engine, use_fleet: Callab
 @pytest.mark.llama_server
 def test_real_llama_server_agentic_and_utility_gibberish(db: Engine, tmp_path: Path) -> None:
     """The tiny model's answers are gibberish: each agentic task takes all 3 turns and fails (the failures were
-    fed back), its sandbox runs are stored; utility answers are checked; nothing crashes."""
+    fed back), its sandbox runs are stored; utility answers are checked and rated by the tiny model itself as the
+    rubric judge (unparseable ratings stored as such); nothing crashes."""
     from tests.support.llamaserver import require_llama_server, run_llama_server
     from tests.support.tinymodel import write_tiny_gguf
 
@@ -204,8 +258,9 @@ def test_real_llama_server_agentic_and_utility_gibberish(db: Engine, tmp_path: P
         p = Provider("direct", "direct", base, kind="openai")
         ag = asyncio.run(run_eval(db, p, "tiny", load_agentic(), EvalOptions(suite="agentic", limit=2, max_tokens=24),
                                   confirm_takeover=True, sandbox=sandbox))  # fmt: skip
-        ut = asyncio.run(run_eval(db, p, "tiny", load_utility(), EvalOptions(suite="utility", limit=3, max_tokens=24),
-                                  confirm_takeover=True))  # fmt: skip
+        ut = asyncio.run(run_eval(db, p, "tiny", load_utility(), EvalOptions(suite="utility", limit=3, max_tokens=24,
+                                                                            judge="direct/tiny"),
+                                  confirm_takeover=True, judge=chat.judge_for(p, "tiny")))  # fmt: skip
     assert ag.status == "completed" and ag.asked == 6 and ag.failed_requests == 0
     assert ag.metrics["solved@1"] == 0.0 and ag.metrics["solved@3"] == 0.0
     assert ut.status == "completed" and ut.asked == 3 and "format_pass" in ut.metrics
@@ -217,6 +272,14 @@ def test_real_llama_server_agentic_and_utility_gibberish(db: Engine, tmp_path: P
         r.passed is False and len(r.detail["turns"]) == 3 for r in agentic_rows
     )
     assert len(boxes) == 2 and all(b.exit_code not in (0, None) for b in boxes)
+    # the tiny model as its own rubric judge: every judgment stored, flagged, and unparseable unless it wrote [[n]]
+    with db.connect() as conn:
+        js = conn.execute(select(eval_judgments.c.raw, eval_judgments.c.parsed, eval_judgments.c.score,
+                                 eval_judgments.c.self_judged)).all()  # fmt: skip
+    judged = [r for r in rows if r.run_id == ut.run_id and r.detail.get("rubric")]
+    assert len(js) == len(judged) and all(j.self_judged and j.raw is not None for j in js)
+    assert all((j.score is not None) == j.parsed for j in js)
+    assert ut.metrics["rubric_unparseable"] == sum(not j.parsed for j in js) / len(js)
 
 
 def test_agentic_answer_stored_without_verdict_is_asked_again(db: Engine) -> None:
