@@ -340,12 +340,14 @@ def prefect_cmd(ctx: click.Context, args: tuple[str, ...]) -> None:
 
 def _register_subgroups() -> None:
     from cli.bench import bench
+    from cli.config import config
     from cli.evals import evals
     from cli.gateway import gateway
     from cli.lease import lease
     from cli.route import route
 
     cli.add_command(bench)
+    cli.add_command(config)
     cli.add_command(evals)
     cli.add_command(lease)
     cli.add_command(gateway)

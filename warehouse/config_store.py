@@ -96,6 +96,8 @@ def config_history(db: Db, provider_id: str, limit: int = 100) -> pl.DataFrame:
 
 def config_version(db: Db, provider_id: str, sha_prefix: str) -> tuple[str, str, datetime] | None:
     """(source, content, first_seen_at) of the provider's version whose sha256 starts with ``sha_prefix``."""
+    if not sha_prefix or any(c not in "0123456789abcdefABCDEF" for c in sha_prefix):
+        return None
     df = frame(db, text("SELECT source, content, first_seen_at FROM host_config_versions WHERE provider_id = :p "
                         "AND sha256 LIKE :sha ORDER BY last_seen_at DESC LIMIT 1"),
                {"p": provider_id, "sha": sha_prefix.lower() + "%"},
@@ -104,3 +106,67 @@ def config_version(db: Db, provider_id: str, sha_prefix: str) -> tuple[str, str,
         return None
     r = df.row(0)
     return str(r[0]), str(r[1]), r[2]
+
+
+@dataclass(frozen=True)
+class LintFacts:
+    """What lint compares configs with, as plain mappings (see `engines.config.lint.Measured`)."""
+
+    vram_mb: dict[tuple[str, str], float]
+    host_vram_mb: dict[str, float]
+    load_s: dict[tuple[str, str], float]
+    requested: dict[str, frozenset[str]]
+    watched_days: dict[str, float]
+
+
+_LOADS = """
+WITH t AS (
+  SELECT provider_id, model_id, observed_at, to_state,
+         lag(to_state) OVER w AS prev_state, lag(observed_at) OVER w AS prev_at
+  FROM model_transitions WHERE observed_at >= now() - make_interval(days => :days)
+  WINDOW w AS (PARTITION BY provider_id, model_id ORDER BY observed_at,
+               CASE to_state WHEN 'starting' THEN 1 WHEN 'ready' THEN 2 WHEN 'stopping' THEN 3 ELSE 4 END))
+SELECT provider_id, model_id, prev_at AS started_at, observed_at AS ready_at
+FROM t WHERE to_state = 'ready' AND prev_state = 'starting'
+"""
+
+
+def lint_facts(db: Db, window_days: int = 30) -> LintFacts:
+    """Measured per host and model over the window: median load time (starting → ready), the VRAM a load added
+    (total GPU memory used in the first sample after ready minus the last sample before starting; median of the
+    positive ones), the host's total GPU memory (latest sample), the models requested, days of history."""
+    loads = text(f"""
+WITH l AS ({_LOADS}),
+tot AS (SELECT provider_id, sampled_at, sum(mem_used_mb) AS used FROM gpu_samples
+        WHERE sampled_at >= now() - make_interval(days => :days) GROUP BY provider_id, sampled_at)
+SELECT l.provider_id, l.model_id,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM l.ready_at - l.started_at)) AS load_s,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY a.used - b.used) FILTER (WHERE a.used - b.used > 0) AS vram_mb
+FROM l
+LEFT JOIN LATERAL (SELECT used FROM tot WHERE tot.provider_id = l.provider_id AND tot.sampled_at >= l.ready_at
+                   ORDER BY sampled_at LIMIT 1) a ON true
+LEFT JOIN LATERAL (SELECT used FROM tot WHERE tot.provider_id = l.provider_id AND tot.sampled_at <= l.started_at
+                   ORDER BY sampled_at DESC LIMIT 1) b ON true
+GROUP BY l.provider_id, l.model_id
+""")  # noqa: S608 - constant SQL
+    df = frame(db, loads, {"days": window_days},
+               {"provider_id": pl.Utf8, "model_id": pl.Utf8, "load_s": pl.Float64, "vram_mb": pl.Float64})
+    hosts = frame(db, text("""
+SELECT DISTINCT ON (provider_id) provider_id, total FROM (
+  SELECT provider_id, sampled_at, sum(mem_total_mb) AS total FROM gpu_samples GROUP BY provider_id, sampled_at) s
+ORDER BY provider_id, sampled_at DESC
+"""), {}, {"provider_id": pl.Utf8, "total": pl.Float64})
+    used = frame(db, text("SELECT provider_id, model_id FROM activity WHERE finished_at >= now() - "
+                          "make_interval(days => :days) GROUP BY provider_id, model_id"), {"days": window_days},
+                 {"provider_id": pl.Utf8, "model_id": pl.Utf8})
+    watched = frame(db, text("SELECT provider_id, extract(epoch FROM now() - min(first_seen_at)) / 86400 AS days "
+                             "FROM models GROUP BY provider_id"), {}, {"provider_id": pl.Utf8, "days": pl.Float64})
+    requested: dict[str, set[str]] = {}
+    for p, m in used.rows():
+        requested.setdefault(p, set()).add(m)
+    return LintFacts(
+        vram_mb={(p, m): v for p, m, _, v in df.rows() if v is not None},
+        host_vram_mb={p: t for p, t in hosts.rows() if t},
+        load_s={(p, m): s for p, m, s, _ in df.rows() if s is not None},
+        requested={p: frozenset(ms) for p, ms in requested.items()},
+        watched_days={p: d for p, d in watched.rows() if d is not None})
