@@ -3,7 +3,8 @@
 import streamlit as st
 
 from reports import figures
-from ui import activity_controls, capture_view, data, gap_view, widgets
+from ui import activity_controls, capture_view, consumers_data, data, gap_view, widgets
+from ui.format import md
 
 widgets.page_setup("Activity", "📡")
 
@@ -16,6 +17,11 @@ with st.sidebar:
         st.segmented_control("Status", ["all", "ok", "error"], default="all", key="activity_status") or "all"
     )
     page_size = st.selectbox("Rows per page", [25, 50, 100, 200], index=1, key="activity_page_size")
+    consumer_pick = st.selectbox(
+        "Gateway consumer", ["all", *consumers_data.names(*widgets.window_bounds(window))], key="activity_consumer",
+        help="Who asked, for requests that came through the gateway (its key's owner, X-Boo-Source or client)",
+    )
+    consumer = None if consumer_pick in (None, "all") else consumer_pick
 
 
 @st.fragment(run_every=3)
@@ -76,3 +82,13 @@ live_speeds()
 
 st.subheader("Gaps (rows that may be missing)")
 live_gaps()
+
+
+@st.fragment(run_every=5)
+def live_gateway() -> None:
+    """The gateway's requests of the window (the picked consumer's), each with what it asked for and what served it."""
+    consumers_data.requests_section(*widgets.window_bounds(window), consumer, key="activity_gateway")
+
+
+st.subheader("Gateway requests" + (f" of {md(consumer)}" if consumer else ""))
+live_gateway()

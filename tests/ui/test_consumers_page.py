@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
+import streamlit as st
 from psycopg import connect
 from sqlalchemy import Engine
 
@@ -54,8 +55,32 @@ def test_hostile_consumer_is_text_and_an_empty_window_says_so(app_env: Engine, d
             request_id=uuid.uuid4(), started_at=data.now() - timedelta(minutes=1), replica="r", consumer=EVIL,
             consumer_source="header", requested_model="auto:x", endpoint="chat", stream=False, status=200,
             total_ms=10.0)])  # fmt: skip
+    st.cache_data.clear()  # the empty answer above may still be cached for this second
     at = run_page("pages/11_Consumers.py")
     assert not at.exception
     assert at.dataframe[0].value["consumer"].tolist() == [EVIL]
     assert at.selectbox(key="consumers_pick").options == ["all", EVIL]
     assert all(EVIL not in m.value for m in at.markdown)
+
+
+def test_activity_page_filters_gateway_requests_by_consumer(app_env: Engine, db_url: str) -> None:
+    now = data.now()
+    known_requests(db_url, now)
+    with connect(psycopg_dsn(db_url)) as conn:
+        write_batch(conn, [GatewayRequest(
+            request_id=uuid.uuid4(), started_at=now - timedelta(minutes=1), replica="r", consumer=EVIL,
+            consumer_source="header", requested_model="auto:x", endpoint="chat", stream=False, status=200,
+            total_ms=10.0)])  # fmt: skip
+    at = run_page("pages/2_Activity.py")
+    assert not at.exception
+    pick = at.selectbox(key="activity_consumer")
+    assert pick.options == ["all", EVIL, "alice", "bob", "curl/8.5"]
+    assert at.subheader[-1].value == "Gateway requests"
+    assert len(at.dataframe[-1].value) == 8
+    pick.set_value("bob").run()
+    assert at.subheader[-1].value == "Gateway requests of bob"
+    bob = at.dataframe[-1].value
+    assert bob["consumer"].tolist() == ["bob", "bob"] and bob["slo"].tolist() == ["❌", "✅"]
+    at.selectbox(key="activity_consumer").set_value(EVIL).run()
+    assert at.subheader[-1].value == "Gateway requests of \\<script\\>alert\\(1\\)\\</script\\>\\*\\*x\\*\\*"
+    assert at.dataframe[-1].value["requested_model"].tolist() == ["auto:x"]
