@@ -24,6 +24,12 @@ with st.sidebar:
     consumer = None if consumer_pick in (None, "all") else consumer_pick
 
 
+def simulated_in_view() -> frozenset[str]:
+    """The simulated hosts (the demo fleet) among the providers filtered on: their numbers are labelled."""
+    sim = widgets.simulated_hosts(data.providers())
+    return sim & set(providers) if providers else sim
+
+
 @st.fragment(run_every=3)
 def live_requests() -> None:
     """The requests of the window ending now (new ones appear without a reload), and the capture of one of
@@ -33,7 +39,7 @@ def live_requests() -> None:
     page_no = activity_controls.page_picker(total_pages, key="activity_page")
     page = data.activity_page(*flt, page_no, page_size)
     st.caption(f"{page.total:,} requests match · page {page.page} of {max(page.pages, 1)}")
-    widgets.activity_table(page.rows)
+    widgets.activity_table(page.rows, simulated_in_view())
 
     st.subheader("Capture")
     choice = activity_controls.capture_picker(page.rows, key="activity_capture")
@@ -50,20 +56,22 @@ def live_speeds() -> None:
     """Speed percentiles and histograms of the window ending now."""
     flt = (*widgets.window_bounds(window), providers, models, status)
     speed_stats = data.speed_stats(*flt)
-    widgets.speed_metrics(speed_stats)
+    sim = simulated_in_view()
+    widgets.speed_metrics(speed_stats, sim)
     stats = activity_controls.stats_by_metric(speed_stats)
+    incl = " (incl. simulated hosts)" if sim else ""
     left, right = st.columns(2)
     with left:
         widgets.chart(
             figures.speed_histogram(
-                data.speed_histogram(*flt, "prompt"), stats.get("prompt"), "Prompt processing speed"
+                data.speed_histogram(*flt, "prompt"), stats.get("prompt"), "Prompt processing speed" + incl
             ),
             key="activity_hist_prompt",
         )
     with right:
         widgets.chart(
             figures.speed_histogram(
-                data.speed_histogram(*flt, "generation"), stats.get("generation"), "Generation speed"
+                data.speed_histogram(*flt, "generation"), stats.get("generation"), "Generation speed" + incl
             ),
             key="activity_hist_gen",
         )

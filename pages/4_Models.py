@@ -38,6 +38,7 @@ if picked is not None:
         ),
         key="models_timeline",
     )
+    sim = " (simulated host)" if provider_id in widgets.simulated_hosts(data.providers()) else ""
     widgets.chart(
-        figures.load_times(data.model_loads(provider_id, model_id), "Load times"), key="models_loads"
+        figures.load_times(data.model_loads(provider_id, model_id), f"Load times{sim}"), key="models_loads"
     )

@@ -19,23 +19,39 @@ if not hosts:
 
 host = data.host_series(hosts, start, end)
 gpu = data.gpu_series(hosts, start, end)
+sim = widgets.simulated_hosts(data.providers())  # the demo fleet's lines say "(simulated)"
+if sim & set(hosts):
+    st.caption(
+        "Hosts marked *(simulated)* are the demo fleet: their CPU, RAM, GPU and power readings are synthetic."
+    )
 
 a, b = st.columns(2)
 with a:
     widgets.chart(
-        figures.time_series(host, "cpu_pct", "CPU utilisation", "%", y_range=(0, 100)), key="perf_cpu"
+        figures.time_series(host, "cpu_pct", "CPU utilisation", "%", y_range=(0, 100), simulated=sim),
+        key="perf_cpu",
     )
     widgets.chart(
-        figures.time_series(gpu, "util_pct", "GPU utilisation", "%", series="series", y_range=(0, 100)),
+        figures.time_series(
+            gpu, "util_pct", "GPU utilisation", "%", series="series", y_range=(0, 100), simulated=sim
+        ),
         key="perf_gpu_util",
     )
     widgets.chart(
-        figures.time_series(gpu, "mem_used_mb", "VRAM used", "GiB", series="series", scale=1 / 1024),
+        figures.time_series(
+            gpu, "mem_used_mb", "VRAM used", "GiB", series="series", scale=1 / 1024, simulated=sim
+        ),
         key="perf_vram",
     )
 with b:
-    widgets.chart(figures.time_series(host, "mem_pct", "RAM used", "%", y_range=(0, 100)), key="perf_ram")
     widgets.chart(
-        figures.time_series(gpu, "temp_c", "GPU temperature", "°C", series="series"), key="perf_temp"
+        figures.time_series(host, "mem_pct", "RAM used", "%", y_range=(0, 100), simulated=sim), key="perf_ram"
     )
-    widgets.chart(figures.time_series(gpu, "power_w", "GPU power", "W", series="series"), key="perf_power")
+    widgets.chart(
+        figures.time_series(gpu, "temp_c", "GPU temperature", "°C", series="series", simulated=sim),
+        key="perf_temp",
+    )
+    widgets.chart(
+        figures.time_series(gpu, "power_w", "GPU power", "W", series="series", simulated=sim),
+        key="perf_power",
+    )

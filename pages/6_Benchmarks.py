@@ -60,7 +60,8 @@ if not selected:
 points = bench_data.points(tuple(selected))
 newest_key = of_mode.filter(of_mode["run_id"] == selected[0])["workload_key"][0]
 band = bench_data.band(provider_id, model_id, newest_key, metric, mode)
-widgets.chart(bf.sweep_curves(points, metric, mode, band), key="bench_curves")
+band_sim = runs.filter(runs["is_baseline"] & runs["simulated"]).height > 0  # a demo host's baseline
+widgets.chart(bf.sweep_curves(points, metric, mode, band, band_simulated=band_sim), key="bench_curves")
 
 a, b = st.columns(2)
 with a:
@@ -71,7 +72,8 @@ with a:
 with b:
     lat = st.selectbox("Per-request latency of the first selected run", ["ttft_ms", "tpot_ms", "e2e_ms"],
                        key="bench_lat")  # fmt: skip
-    widgets.chart(bf.latency_distribution(bench_data.requests(selected[0]), lat), key="bench_requests")
+    widgets.chart(bf.latency_distribution(bench_data.requests(selected[0]), lat, labels[selected[0]]),
+                  key="bench_requests")  # fmt: skip
 
 st.subheader("Compare across models and hosts")
 st.caption("Quantizations of one model, or one model on several GPUs: any provider/model's runs of the same "
@@ -98,4 +100,8 @@ with st.expander("Baseline (runs that define the expected speed; repeat runs to 
     if in_base and st.button("Remove from baseline", key="bench_baseline_remove"):
         bench_data.remove_from_baseline(provider_id, model_id, run)
         st.rerun()
-    st.json(bench_data.detail(run) or {}, expanded=False)
+    shown = bench_data.detail(run) or {}
+    if shown.get("simulated"):
+        st.caption(f"Run #{run} measured a simulated host (the demo fleet): its speeds, hardware and energy are "
+                   "synthetic.")  # fmt: skip
+    st.json(shown, expanded=False)

@@ -6,6 +6,7 @@ import streamlit as st
 
 from reports import digest_figures
 from ui import analysis_data, tables, widgets
+from ui import format as fmt
 
 widgets.page_setup("Analysis", "🔭")
 
@@ -26,18 +27,25 @@ grain = right.selectbox("Grain", ["day", "week", "month"], index=1, key="analysi
 start, end = analysis_data.date_range(inventory, span)
 st.caption(f"{start} → {end} (UTC days, up to the newest export)")
 
+sim = analysis_data.simulated(lake, start, end)  # the demo fleet's numbers say "(simulated)" wherever drawn
+if sim:
+    st.caption(
+        f"Simulated hosts (the demo fleet) in this range: {fmt.md(', '.join(sorted(sim)))}. Their speeds, power "
+        "and energy are synthetic; they are marked *(simulated)* in every chart and table."
+    )
+
 usage = analysis_data.usage_trend(lake, start, end, grain)
 if usage.height:
-    widgets.chart(digest_figures.usage_trend(usage), key="analysis_usage")
-    tables.show(usage, tables.ANALYSIS_USAGE, key="analysis_usage_table")
+    widgets.chart(digest_figures.usage_trend(usage, simulated=sim), key="analysis_usage")
+    tables.show(tables.mark_simulated(usage, sim), tables.ANALYSIS_USAGE, key="analysis_usage_table")
 
 speeds = analysis_data.speed_trend(lake, start, end, grain)
 if speeds.height:
-    widgets.chart(digest_figures.speed_trend(speeds), key="analysis_speed")
+    widgets.chart(digest_figures.speed_trend(speeds, simulated=sim), key="analysis_speed")
 
 energy = analysis_data.energy_trend(lake, start, end, grain)
 if energy.height:
-    widgets.chart(digest_figures.energy_trend(energy), key="analysis_energy")
+    widgets.chart(digest_figures.energy_trend(energy, simulated=sim), key="analysis_energy")
 
 if not (usage.height or speeds.height or energy.height):
     st.info("The lake has no activity or GPU data in this range.")

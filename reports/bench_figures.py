@@ -51,9 +51,12 @@ def metric_label(metric: str) -> str:
     return f"{name} ({unit})" if unit else name
 
 
-def sweep_curves(points: pl.DataFrame, metric: str, mode: str, band: pl.DataFrame | None = None) -> go.Figure:
+def sweep_curves(points: pl.DataFrame, metric: str, mode: str, band: pl.DataFrame | None = None,
+                 band_simulated: bool = False) -> go.Figure:
     """One line per run: ``metric`` against the sweep level; saturated points drawn as ✕; the
-    baseline's noise band (center ± tolerance) shaded behind."""
+    baseline's noise band (center ± tolerance) shaded behind, named "(simulated)" when ``band_simulated`` (its
+    runs measured a simulated host). Run lines carry their run label, which says "(simulated)" itself."""
+    sim = " (simulated)" if band_simulated else ""
     title = f"{metric_label(metric)} vs {mode}"
     pts = points.filter((pl.col("mode") == mode) & pl.col(metric).is_not_null()) if points.height else points
     if pts.height == 0:
@@ -63,8 +66,8 @@ def sweep_curves(points: pl.DataFrame, metric: str, mode: str, band: pl.DataFram
         xs = band["level"].to_list()
         fig.add_trace(go.Scatter(x=xs + xs[::-1], y=band["high"].to_list() + band["low"].to_list()[::-1],
                                  fill="toself", fillcolor="rgba(118,255,3,0.10)", line={"width": 0},
-                                 hoverinfo="skip", name="baseline ± noise"))  # fmt: skip
-        fig.add_trace(go.Scatter(x=xs, y=band["center"].to_list(), mode="lines", name="baseline median",
+                                 hoverinfo="skip", name=f"baseline ± noise{sim}"))  # fmt: skip
+        fig.add_trace(go.Scatter(x=xs, y=band["center"].to_list(), mode="lines", name=f"baseline median{sim}",
                                  line={"color": "#76ff03", "dash": "dot", "width": 1.5}))  # fmt: skip
     for i, (_key, run) in enumerate(pts.group_by("run_id", maintain_order=True)):
         run = run.sort("level")
@@ -122,13 +125,14 @@ def pareto(points: pl.DataFrame, x: str = "output_throughput", y: str = "tpot_p5
     return fig
 
 
-def latency_distribution(requests: pl.DataFrame, metric: str = "ttft_ms") -> go.Figure:
-    """Per-request box plots of one latency (``ttft_ms``, ``tpot_ms``, ``e2e_ms``) per sweep level."""
+def latency_distribution(requests: pl.DataFrame, metric: str = "ttft_ms", run_label: str | None = None) -> go.Figure:
+    """Per-request box plots of one latency (``ttft_ms``, ``tpot_ms``, ``e2e_ms``) per sweep level; the title
+    names the run (``run_label``, "… (simulated)" for a simulated host's)."""
     title = {
         "ttft_ms": "TTFT per request",
         "tpot_ms": "TPOT per request",
         "e2e_ms": "E2E latency per request",
-    }.get(metric, metric)
+    }.get(metric, metric) + (f" — {plot_text(run_label)}" if run_label else "")
     req = requests.filter(pl.col(metric).is_not_null()) if requests.height else requests
     if req.height == 0:
         return _empty(title, "no requests")

@@ -312,7 +312,7 @@ def _sections(d: Digest, summary: dict[str, Any]) -> list[Section]:
     for r in d.uptime.iter_rows(named=True):
         uptime.rows.append(
             [
-                FleetText(r["provider_id"]),
+                _provider(d, r["provider_id"]),
                 FleetText(r["version"]) if r["version"] else "—",
                 _int(r["boots"]),
                 _int(r["restarts"]),
@@ -325,7 +325,7 @@ def _sections(d: Digest, summary: dict[str, Any]) -> list[Section]:
     for r in d.errors.iter_rows(named=True):
         msg = (r["error_msg"] or "").replace("\n", " ")
         errors.rows.append(
-            [FleetText(r["provider_id"]), FleetText(r["model_id"]), str(r["status_code"]), FleetText(msg[:120]),
+            [_provider(d, r["provider_id"]), FleetText(r["model_id"]), str(r["status_code"]), FleetText(msg[:120]),
              _int(r["count"])]  # fmt: skip
         )
     if not errors.rows:
@@ -340,7 +340,7 @@ def _sections(d: Digest, summary: dict[str, Any]) -> list[Section]:
         mean = r["load_ms_sum"] / r["loads_timed"] / 1000 if r["loads_timed"] else None
         mx = r["load_ms_max"] / 1000 if r["load_ms_max"] is not None else None
         swaps.rows.append(
-            [FleetText(r["provider_id"]), FleetText(r["model_id"]), _int(r["swaps"]), _int(r["loads_timed"]),
+            [_provider(d, r["provider_id"]), FleetText(r["model_id"]), _int(r["swaps"]), _int(r["loads_timed"]),
              _num(mean), _num(mx)]  # fmt: skip
         )
     if not swaps.rows:
@@ -487,12 +487,13 @@ class RenderedReport:
 
 def digest_figures_for(d: Digest) -> dict[str, go.Figure]:
     figs: dict[str, go.Figure] = {}
+    sim = d.simulated  # a simulated host's bars and lines say "(simulated)" like its table rows
     if d.usage.height:
-        figs["tokens_by_model"] = digest_figures.tokens_by_model(d.usage)
+        figs["tokens_by_model"] = digest_figures.tokens_by_model(d.usage, simulated=sim)
     if d.hourly.height:
-        figs["requests_by_hour"] = digest_figures.requests_by_hour(d.hourly)
+        figs["requests_by_hour"] = digest_figures.requests_by_hour(d.hourly, simulated=sim)
     if d.speeds.height:
-        figs["speed_change"] = digest_figures.speed_change(d.speeds)
+        figs["speed_change"] = digest_figures.speed_change(d.speeds, simulated=sim)
     return figs
 
 

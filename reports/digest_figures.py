@@ -2,12 +2,13 @@
 
 Plain ``DataFrame -> Figure`` functions, no Streamlit: the digest embeds them in its HTML, pages show them.
 They use the app's ``boocontrol`` template (dark, like the cockpit), escape every name from the fleet, and
-draw periods (days, weeks, months) as labelled categories so one period never gets sub-second ticks.
+draw periods (days, weeks, months) as labelled categories so one period never gets sub-second ticks. A host in
+``simulated`` (the demo fleet: synthetic speeds, power and energy) is named ``… (simulated)`` wherever it is drawn.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -20,8 +21,13 @@ LAYOUT = {"template": TEMPLATE, "margin": {"l": 56, "r": 20, "t": 50, "b": 40}, 
 HOUR = timedelta(hours=1)
 
 
-def _label(df: pl.DataFrame) -> list[str]:
-    return [plot_text(f"{p}/{m}") for p, m in zip(df["provider_id"], df["model_id"], strict=True)]
+def _sim(provider_id: str, simulated: Collection[str]) -> str:
+    return f"{provider_id} (simulated)" if provider_id in simulated else provider_id
+
+
+def _label(df: pl.DataFrame, simulated: Collection[str] = ()) -> list[str]:
+    return [plot_text(f"{p}/{m}" + (" (simulated)" if p in simulated else ""))
+            for p, m in zip(df["provider_id"], df["model_id"], strict=True)]  # fmt: skip
 
 
 def _periods(values: Sequence[Any]) -> list[str]:
@@ -34,10 +40,10 @@ def _category_x(fig: go.Figure) -> None:
     fig.update_xaxes(type="category", categoryorder="category ascending")
 
 
-def tokens_by_model(usage: pl.DataFrame, top: int = 15) -> go.Figure:
+def tokens_by_model(usage: pl.DataFrame, top: int = 15, simulated: Collection[str] = ()) -> go.Figure:
     """Horizontal stacked bars: input, cached and output tokens per provider/model (the busiest ``top``)."""
     df = usage.head(top).reverse()
-    labels = _label(df)
+    labels = _label(df, simulated)
     fig = go.Figure(
         [
             go.Bar(name="input", y=labels, x=df["input_tokens"].to_list(), orientation="h"),
@@ -49,19 +55,20 @@ def tokens_by_model(usage: pl.DataFrame, top: int = 15) -> go.Figure:
     return fig
 
 
-def requests_by_hour(hourly: pl.DataFrame) -> go.Figure:
+def requests_by_hour(hourly: pl.DataFrame, simulated: Collection[str] = ()) -> go.Figure:
     """Stacked bars of requests per UTC hour, one colour per provider."""
     fig = go.Figure()
     for pid in sorted(set(hourly["provider_id"].to_list())):
         part = hourly.filter(pl.col("provider_id") == pid)
         starts = part["bucket_start"].to_list()
+        name = plot_text(_sim(pid, simulated))
         fig.add_bar(
-            name=plot_text(pid),
+            name=name,
             x=[t + HOUR / 2 for t in starts],  # a bar spans its hour
             y=part["requests"].to_list(),
             width=HOUR.total_seconds() * 1000 * 0.9,
             customdata=[f"{t:%Y-%m-%d %H:00}–{t + HOUR:%H:00} UTC" for t in starts],
-            hovertemplate=f"%{{customdata}}<br>%{{y:,}} requests<extra>{plot_text(pid)}</extra>",
+            hovertemplate=f"%{{customdata}}<br>%{{y:,}} requests<extra>{name}</extra>",
         )
     fig.update_layout(title="Requests per hour (UTC)", barmode="stack", yaxis_title="requests", **LAYOUT)
     fig.update_xaxes(type="date", title="hour (UTC)")
@@ -69,9 +76,9 @@ def requests_by_hour(hourly: pl.DataFrame) -> go.Figure:
     return fig
 
 
-def speed_change(speeds: pl.DataFrame) -> go.Figure:
+def speed_change(speeds: pl.DataFrame, simulated: Collection[str] = ()) -> go.Figure:
     """Generation-speed p50 per provider/model, this period against the previous one."""
-    labels = _label(speeds)
+    labels = _label(speeds, simulated)
     fig = go.Figure(
         [
             go.Bar(name="previous p50", x=labels, y=speeds["gen_p50_prev"].to_list()),
@@ -86,13 +93,13 @@ def speed_change(speeds: pl.DataFrame) -> go.Figure:
 # --- long-range trends (the Analysis page, over the Parquet lake) ---------------------------------------
 
 
-def usage_trend(usage: pl.DataFrame) -> go.Figure:
+def usage_trend(usage: pl.DataFrame, simulated: Collection[str] = ()) -> go.Figure:
     """Output tokens per period, stacked by provider, with requests on a second axis."""
     fig = go.Figure()
     for pid in sorted(set(usage["provider_id"].to_list())):
         part = usage.filter(pl.col("provider_id") == pid)
         fig.add_bar(
-            name=plot_text(f"{pid} output tokens"),
+            name=plot_text(f"{_sim(pid, simulated)} output tokens"),
             x=_periods(part["period"].to_list()),
             y=part["output_tokens"].to_list(),
         )
@@ -121,12 +128,12 @@ def usage_trend(usage: pl.DataFrame) -> go.Figure:
     return fig
 
 
-def speed_trend(speeds: pl.DataFrame) -> go.Figure:
+def speed_trend(speeds: pl.DataFrame, simulated: Collection[str] = ()) -> go.Figure:
     """Generation-speed p50 (solid) and p95 (dotted) per provider/model over time."""
     fig = go.Figure()
     for (pid, mid), part in speeds.sort("period").group_by(["provider_id", "model_id"], maintain_order=True):
         x = _periods(part["period"].to_list())
-        name = plot_text(f"{pid}/{mid}")
+        name = plot_text(f"{pid}/{mid}" + (" (simulated)" if pid in simulated else ""))
         fig.add_scatter(name=f"{name} p50", x=x, y=part["gen_p50"].to_list(), mode="lines+markers")
         fig.add_scatter(
             name=f"{name} p95", x=x, y=part["gen_p95"].to_list(), mode="lines+markers", line={"dash": "dot"}
@@ -136,12 +143,13 @@ def speed_trend(speeds: pl.DataFrame) -> go.Figure:
     return fig
 
 
-def energy_trend(energy: pl.DataFrame) -> go.Figure:
-    """GPU energy per period, stacked by host (kWh)."""
+def energy_trend(energy: pl.DataFrame, simulated: Collection[str] = ()) -> go.Figure:
+    """GPU energy per period, stacked by host (kWh); a simulated host's energy (synthetic power) is named so."""
     fig = go.Figure()
     for pid in sorted(set(energy["provider_id"].to_list())):
         part = energy.filter(pl.col("provider_id") == pid)
-        fig.add_bar(name=plot_text(pid), x=_periods(part["period"].to_list()), y=part["energy_kwh"].to_list())
+        fig.add_bar(name=plot_text(_sim(pid, simulated)), x=_periods(part["period"].to_list()),
+                    y=part["energy_kwh"].to_list())  # fmt: skip
     fig.update_layout(title="GPU energy (kWh)", barmode="stack", yaxis_title="kWh", **LAYOUT)
     _category_x(fig)
     return fig

@@ -7,7 +7,7 @@ page and in reports. Every axis title carries its unit.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -174,11 +174,13 @@ def time_series(
     x: str = "t",
     y_range: Sequence[float] | None = None,
     scale: float = 1.0,
+    simulated: Collection[str] = (),
 ) -> go.Figure:
     """One line per ``series`` value (hosts overlaid) of column ``y`` (times ``scale``) over time.
 
     Lines are coloured by host (``provider_id``), so a host has the same colour on every chart; several
-    GPUs of one host differ by dash style.
+    GPUs of one host differ by dash style. A line of a host in ``simulated`` (the demo fleet: synthetic
+    readings) is named ``… (simulated)``, and the legend is then shown even for a single line.
     """
     if df.height == 0:
         return _empty(title)
@@ -187,8 +189,8 @@ def time_series(
     seen: dict[str, int] = {}
     for part in df.partition_by(series, maintain_order=True):
         raw = str(part[series][0])
-        name = plot_text(raw)
         host = str(part["provider_id"][0]) if "provider_id" in part.columns else raw
+        name = plot_text(raw + (" (simulated)" if host in simulated else ""))
         dash = DASHES[seen.get(host, 0) % len(DASHES)]
         seen[host] = seen.get(host, 0) + 1
         values = [None if v is None else v * scale for v in part[y].to_list()]
@@ -204,6 +206,8 @@ def time_series(
         )
     fig.update_yaxes(title=unit, range=list(y_range) if y_range else None)
     fig.update_xaxes(title="time (UTC)")
+    if simulated and set(simulated) & set(hosts or df[series].cast(pl.Utf8).to_list()):
+        fig.update_layout(showlegend=True)
     pad_single_x(fig, df[x].to_list(), timedelta(minutes=5))
     return fig
 

@@ -52,3 +52,9 @@ def speed_trend(lake: str, start: date, end: date, grain: str) -> pl.DataFrame:
 @st.cache_data(ttl=LAKE_TTL, show_spinner=False)
 def energy_trend(lake: str, start: date, end: date, grain: str) -> pl.DataFrame:
     return qa.energy_trend(Path(lake), start, end, grain)
+
+
+@st.cache_data(ttl=LAKE_TTL, show_spinner=False)
+def simulated(lake: str, start: date, end: date) -> frozenset[str]:
+    """Providers that were simulated hosts (the demo fleet) in the range: their numbers are labelled."""
+    return frozenset(qa.simulated_providers(Path(lake), start, end))

@@ -25,8 +25,22 @@ def models() -> pl.DataFrame:
 
 
 def runs(provider_id: str, model_id: str, limit: int = 200) -> pl.DataFrame:
-    """Runs of one provider/model, newest first, with the drift verdict against its baseline."""
-    return report.drift_by_run(data.engine(), provider_id, model_id, limit=limit)
+    """Runs of one provider/model, newest first, with the drift verdict against its baseline; ``energy`` is the
+    J/token as text, "(simulated)" after a simulated host's (synthetic power)."""
+    return with_energy_text(report.drift_by_run(data.engine(), provider_id, model_id, limit=limit))
+
+
+def with_energy_text(runs: pl.DataFrame) -> pl.DataFrame:
+    """``energy``: ``0.123 J/token``, ``0.123 J/token (simulated)`` for a simulated host's run, ``—`` when none."""
+    value = pl.format("{} J/token", pl.col("j_per_token").round(3).cast(pl.Utf8))
+    return runs.with_columns(
+        pl.when(pl.col("j_per_token").is_null())
+        .then(pl.lit("—"))
+        .when(pl.col("simulated"))
+        .then(pl.format("{} (simulated)", value))
+        .otherwise(value)
+        .alias("energy")
+    )
 
 
 def points(run_ids: tuple[int, ...]) -> pl.DataFrame:

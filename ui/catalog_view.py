@@ -8,6 +8,7 @@ import streamlit as st
 from ui import data
 from ui import format as fmt
 from ui.actions_panel import action_outcome, provider_refusal, submit
+from ui.widgets import simulated_hosts
 from warehouse.queries.models import favorites_section
 
 _COLUMNS = [
@@ -23,7 +24,12 @@ _COLUMNS = [
 
 
 def _table(df: pl.DataFrame, key: str, with_provider: bool = False) -> None:
+    sim = simulated_hosts(data.providers())  # the demo fleet's load times are synthetic: its rows say so
     shown = df.with_columns(
+        pl.when(pl.col("provider_id").is_in(list(sim)))
+        .then(pl.format("{} (simulated)", pl.col("provider_id")))
+        .otherwise(pl.col("provider_id"))
+        .alias("provider_id"),
         pl.col("state")
         .fill_null("unknown")
         .map_elements(lambda s: f"{fmt.STATE_ICONS.get(s, '⚪')} {s}", return_dtype=pl.Utf8),
@@ -73,7 +79,9 @@ def provider_groups(catalog: pl.DataFrame) -> None:
             else f"🔴 {r['provider_status']}" + ("" if r["provider_active"] else " (inactive)")
         )
         loaded = part.filter(pl.col("state").is_in(["starting", "ready", "stopping"])).height
-        title = f"{fmt.md(r['provider_id'])} · {fmt.md(r['provider_label'])} — {online} — {part.height} models, {loaded} loaded"
+        sim = " (simulated)" if r["provider_id"] in simulated_hosts(data.providers()) else ""
+        title = (f"{fmt.md(r['provider_id'])} · {fmt.md(r['provider_label'])}{sim} — {online} — {part.height} models, "
+                 f"{loaded} loaded")  # fmt: skip
         with st.expander(title, expanded=bool(r["provider_online"])):
             _table(part, key=f"models_group_{r['provider_id']}")
 
@@ -96,14 +104,18 @@ def model_controls(catalog: pl.DataFrame, provider_id: str, model_id: str) -> No
     row = catalog.filter((pl.col("provider_id") == provider_id) & (pl.col("model_id") == model_id)).row(
         0, named=True
     )
+    sim = " (simulated)" if provider_id in simulated_hosts(data.providers()) else ""  # synthetic load times
+    if sim:
+        st.caption(f"{fmt.md(provider_id)} is a simulated host (the demo fleet): its load times and speeds are "
+                   "synthetic.")  # fmt: skip
     cols = st.columns(5)
     cols[0].metric("State", f"{fmt.STATE_ICONS.get(row['state'] or '', '⚪')} {row['state'] or 'unknown'}")
     cols[1].metric("Loads", fmt.count(row["loads"]))
     cols[2].metric(
-        "Load time p50", fmt.duration(None if row["load_ms_p50"] is None else row["load_ms_p50"] / 1000)
+        "Load time p50" + sim, fmt.duration(None if row["load_ms_p50"] is None else row["load_ms_p50"] / 1000)
     )
     cols[3].metric(
-        "Last load time", fmt.duration(None if row["load_ms_last"] is None else row["load_ms_last"] / 1000)
+        "Last load time" + sim, fmt.duration(None if row["load_ms_last"] is None else row["load_ms_last"] / 1000)
     )
     cols[4].metric("Last used", fmt.ago(row["last_used_at"], data.now()))
     fav_col, warm_col, unload_col = st.columns(3)

@@ -75,6 +75,18 @@ def show(df: pl.DataFrame, cols: Sequence[Col], key: str) -> None:
     )
 
 
+def mark_simulated(df: pl.DataFrame, simulated: frozenset[str] | set[str], column: str = "provider_id") -> pl.DataFrame:
+    """A simulated host's (the demo fleet) provider cells say ``… (simulated)``: its numbers are synthetic."""
+    if not simulated:
+        return df
+    return df.with_columns(
+        pl.when(pl.col(column).is_in(list(simulated)))
+        .then(pl.format("{} (simulated)", pl.col(column)))
+        .otherwise(pl.col(column))
+        .alias(column)
+    )
+
+
 ANALYSIS_USAGE = [
     Col("period", "Period from", "date"),
     Col("provider_id", "Provider"),
@@ -107,7 +119,7 @@ BENCH_RUNS = [
     Col("stop_reason", "Stopped because", width="medium"),
     Col("llama_swap_version", "llama-swap"),
     Col("foreign_requests", "Other clients' requests", "int"),
-    Col("j_per_token", "Energy", "number", "J/token", 3),
+    Col("energy", "Energy"),  # J/token as text, "(simulated)" after a simulated host's
 ]
 
 

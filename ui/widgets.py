@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -68,6 +68,14 @@ def window_bounds(label: str, now: datetime | None = None) -> tuple[datetime, da
     return end - WINDOWS[label], end
 
 
+def simulated_hosts(providers: pl.DataFrame) -> frozenset[str]:
+    """Providers that are simulated hosts (the demo fleet), from `data.providers()`: every number of theirs is
+    labelled "(simulated)" where it is drawn."""
+    if "simulated" not in providers.columns:
+        return frozenset()
+    return frozenset(providers.filter(pl.col("simulated").fill_null(False))["provider_id"].to_list())
+
+
 def provider_picker(
     providers: pl.DataFrame,
     key: str,
@@ -96,14 +104,27 @@ def provider_picker(
 # --- Fleet ---------------------------------------------------------------------------------------
 
 
+def simulated_suffix(simulated: int, total: int) -> str:
+    """What a fleet-wide figure says when simulated hosts (the demo fleet) count in it."""
+    if not simulated or not total:
+        return ""
+    return " (simulated)" if simulated >= total else f" (incl. {simulated} simulated)"
+
+
+SIMULATED_HELP = "Simulated hosts (the demo fleet) count in this figure: their GPUs, power and speeds are synthetic."
+
+
 def fleet_metrics(summary: dict[str, Any]) -> None:
     cols = st.columns(6)
     cols[0].metric("Providers online", f"{summary['online']} / {summary['providers']}")
     cols[1].metric("Models loaded", fmt.count(summary["models_loaded"]))
     cols[2].metric("In flight", fmt.count(summary["inflight"], "req"))
-    cols[3].metric("GPUs", fmt.count(summary["gpus"]))
-    cols[4].metric("GPU power now", fmt.watts(summary["gpu_power_w"]))
-    cols[5].metric("Hottest GPU", fmt.celsius(summary["hottest_gpu_c"]) if summary["gpus"] else fmt.DASH)
+    sim = simulated_suffix(int(summary.get("simulated_gpus") or 0), int(summary["gpus"] or 0))
+    helptext = SIMULATED_HELP if sim else None
+    cols[3].metric("GPUs" + sim, fmt.count(summary["gpus"]), help=helptext)
+    cols[4].metric("GPU power now" + sim, fmt.watts(summary["gpu_power_w"]), help=helptext)
+    cols[5].metric("Hottest GPU" + sim, fmt.celsius(summary["hottest_gpu_c"]) if summary["gpus"] else fmt.DASH,
+                   help=helptext)  # fmt: skip
 
 
 def fleet_table(board: pl.DataFrame) -> None:
@@ -252,7 +273,7 @@ def provider_tiles(
     if row.get("last_error"):
         st.caption(f"Last error ({fmt.ago(row.get('last_error_at'), now)}): {fmt.md(row['last_error'])}")
     host = st.columns(3)
-    stale = " (stale)" if row.get("perf_stale") else ""
+    stale = sim + (" (stale)" if row.get("perf_stale") else "")
     host[0].metric(
         "CPU" + stale,
         fmt.pct(row.get("cpu_util_pct")),
@@ -266,7 +287,7 @@ def provider_tiles(
         chart_type="area",
         help=fmt.used_of(row.get("mem_used_mb"), row.get("mem_total_mb")),
     )
-    host[2].metric("Load (1 min)", "—" if row.get("load_avg_1") is None else f"{row['load_avg_1']:.2f}")
+    host[2].metric("Load (1 min)" + sim, "—" if row.get("load_avg_1") is None else f"{row['load_avg_1']:.2f}")
     for g in gpus.to_dicts():
         series = gpu_series.filter(pl.col("gpu_key") == g["gpu_key"])
         age = (now - g["sampled_at"]).total_seconds()
@@ -308,10 +329,15 @@ ACTIVITY_COLUMNS = [
 ]
 
 
-def activity_rows_for_people(rows: pl.DataFrame) -> pl.DataFrame:
+def activity_rows_for_people(rows: pl.DataFrame, simulated: Collection[str] = ()) -> pl.DataFrame:
     """The shown activity columns with no empty cell drawn as "None": a request without an error has an
-    empty Error, an unreported speed or cache count reads "—" (as text with its unit)."""
+    empty Error, an unreported speed or cache count reads "—" (as text with its unit). A request served by a
+    simulated host (``simulated``: the demo fleet) says so in its Provider cell: its speeds are synthetic."""
     return rows.select(ACTIVITY_COLUMNS).with_columns(
+        pl.when(pl.col("provider_id").is_in(list(simulated)))
+        .then(pl.format("{} (simulated)", pl.col("provider_id")))
+        .otherwise(pl.col("provider_id"))
+        .alias("provider_id"),
         pl.col("error_msg").fill_null(""),
         pl.col("cache_tokens").map_elements(
             lambda v: fmt.count(v, "tok"), return_dtype=pl.Utf8, skip_nulls=False
@@ -321,11 +347,12 @@ def activity_rows_for_people(rows: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def activity_table(rows: pl.DataFrame) -> None:
-    """Requests, newest first; a failed request's error message right after its status."""
+def activity_table(rows: pl.DataFrame, simulated: Collection[str] = ()) -> None:
+    """Requests, newest first; a failed request's error message right after its status; a simulated host's
+    requests labelled."""
     cc = st.column_config
     st.dataframe(
-        activity_rows_for_people(rows),
+        activity_rows_for_people(rows, simulated),
         hide_index=True,
         column_order=ACTIVITY_COLUMNS,
         column_config={
@@ -349,7 +376,11 @@ def activity_table(rows: pl.DataFrame) -> None:
     )
 
 
-def speed_metrics(stats: pl.DataFrame) -> None:
+def speed_metrics(stats: pl.DataFrame, simulated: Collection[str] = ()) -> None:
+    """Speed percentiles of the requests matched; ``simulated``: the simulated hosts among them (said first)."""
+    if simulated:
+        st.caption(f"Includes requests served by simulated hosts ({fmt.md(', '.join(sorted(simulated)))}: the "
+                   "demo fleet): their speeds are synthetic.")  # fmt: skip
     rows = {r["metric"]: r for r in stats.to_dicts()}
     for metric, title in (("prompt", "Prompt"), ("generation", "Generation")):
         r = rows.get(metric, {})

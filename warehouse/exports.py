@@ -78,7 +78,8 @@ class ExportTable:
 
 def _simulated(table: str, time_column: str, span: str) -> Col:
     """``simulated``: the row's host was a simulator then (the demo fleet: synthetic speeds, power and energy) —
-    the newest boot first seen before the row's period ended said ``"simulated": true`` in its /api/hardware."""
+    the newest boot first seen before the row's period ended (``span`` after ``time_column``; a sample or request
+    is a point: ``0 seconds``) said ``"simulated": true`` in its /api/hardware."""
     return Col("simulated", pa.bool_(), (
         "COALESCE((SELECT ib.hardware->'simulated' = 'true'::jsonb FROM instance_boots ib "
         f"WHERE ib.provider_id = {table}.provider_id AND ib.first_seen_at < {table}.{time_column} + interval '{span}' "
@@ -146,6 +147,7 @@ EXPORTS: dict[str, ExportTable] = {
                 Col("error_msg", pa.string()),
                 Col("metadata", JSON, "metadata::text"),
                 Col("ingested_at", TS),
+                _simulated("activity", "finished_at", "0 seconds"),
             ),
         ),
         ExportTable(
@@ -166,6 +168,7 @@ EXPORTS: dict[str, ExportTable] = {
                 Col("load_avg_5", pa.float64()),
                 Col("load_avg_15", pa.float64()),
                 Col("net_io", JSON, "net_io::text"),
+                _simulated("perf_samples", "sampled_at", "0 seconds"),
             ),
         ),
         ExportTable(
@@ -186,6 +189,7 @@ EXPORTS: dict[str, ExportTable] = {
                 Col("mem_total_mb", pa.float64()),
                 Col("fan_pct", pa.float64()),
                 Col("power_w", pa.float64()),
+                _simulated("gpu_samples", "sampled_at", "0 seconds"),
             ),
         ),
         ExportTable(

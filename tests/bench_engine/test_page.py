@@ -127,10 +127,10 @@ def test_runs_table_has_named_columns_and_no_none(page_env: Engine) -> None:
     assert not at.exception, at.exception
     table = at.dataframe[0]
     labels = {k: v.get("label") for k, v in json.loads(table.proto.columns).items()}
-    assert labels["j_per_token"] == "Energy" and labels["foreign_requests"] == "Other clients' requests"
+    assert labels["energy"] == "Energy" and labels["foreign_requests"] == "Other clients' requests"
     assert list(table.proto.column_order)[:3] == ["run_id", "started_at", "status"]
     rows = table.value
-    assert set(rows["j_per_token"]) == {"—"}  # no power readings in the seeded runs
+    assert set(rows["energy"]) == {"—"}  # no power readings in the seeded runs
     assert not rows.isna().any().any()
 
 

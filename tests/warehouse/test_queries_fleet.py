@@ -123,6 +123,7 @@ def test_board_summarises_gpus_and_flags_stale(two_hosts: Engine) -> None:
         "gpus": 3,
         "gpu_power_w": 350.0,
         "hottest_gpu_c": 71.0,
+        "simulated_gpus": 0,
     }
 
 

@@ -140,6 +140,29 @@ def energy_trend(lake: Path, start: date, end: date, grain: str = "week") -> pl.
     return _query(lake, "rollup_gpu_1h", _ENERGY, [start, end], ENERGY_SCHEMA, grain)
 
 
+_SIMULATED = """
+SELECT DISTINCT provider_id FROM read_parquet({src}, hive_partitioning = true, union_by_name = true)
+WHERE date >= ? AND date < ? AND simulated
+"""
+
+
+def simulated_providers(lake: Path, start: date, end: date) -> list[str]:
+    """Providers that were simulated hosts (the demo fleet: synthetic speeds, power and energy) in any exported
+    row of ``[start, end)``: the ``simulated`` flag of the activity, rollup and GPU exports. Partitions exported
+    before the flag existed have no such column and count as not simulated."""
+    found: set[str] = set()
+    for table in ("rollup_activity_1d", "rollup_gpu_1h", "activity"):
+        if not has_table(lake, table):
+            continue
+        with duckdb.connect() as con:
+            try:
+                rows = con.execute(_SIMULATED.format(src=_quote(table_glob(lake, table))), [start, end]).fetchall()
+            except duckdb.BinderException:  # no partition of this table has the column yet
+                continue
+        found.update(str(r[0]) for r in rows)
+    return sorted(found)
+
+
 INVENTORY_SCHEMA = {"table": pl.Utf8, "partitions": pl.Int64, "first_day": pl.Date, "last_day": pl.Date}
 
 

@@ -284,6 +284,8 @@ def fleet_summary(board: pl.DataFrame) -> dict[str, float | int]:
         "gpus": int(board["gpus"].sum() or 0),
         "gpu_power_w": float(board.filter(~pl.col("gpu_stale"))["gpu_power_w"].fill_null(0).sum() or 0.0),
         "hottest_gpu_c": float(board.filter(~pl.col("gpu_stale"))["gpu_temp_c"].max() or 0.0),  # type: ignore[arg-type]
+        # GPUs of simulated hosts (the demo fleet): their power and temperature above are synthetic
+        "simulated_gpus": int(board.filter(pl.col("simulated").fill_null(False))["gpus"].sum() or 0),
     }
 
 
