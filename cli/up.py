@@ -97,6 +97,7 @@ def run_up(settings: Settings, *, demo_count: int, ui_port: int, prefect_port: i
     if demo:
         for i in range(demo_count):
             ports[f"demo instance {i + 1}"] = (demo_base_port + i, "--demo-base-port")
+    ports["the gateway"] = (settings.gateway_port, "BOOCONTROL_GATEWAY_PORT")
     problems = check_ports(ports, _known_instances())
     if settings.database_url:
         problems += _database_problem(settings.database_url)
@@ -138,6 +139,11 @@ def run_up(settings: Settings, *, demo_count: int, ui_port: int, prefect_port: i
     services.append(Service("connector", python_cmd("-m", "cli.main", "connect"), env, log_path=logs / "connector.log"))
     services.append(Service("actions", python_cmd("-m", "cli.main", "actions", "run"), env,
                             log_path=logs / "actions.log"))
+    from cli.gateway import gateway_url
+
+    services.append(Service("gateway", python_cmd("-m", "cli.main", "gateway"), env, url=gateway_url(settings),
+                            health_url=gateway_url(settings).removesuffix("/v1") + "/health",
+                            log_path=logs / "gateway.log"))
     prefect_api = f"http://127.0.0.1:{prefect_port}/api"
     if with_prefect:
         penv = dict(env)
@@ -186,6 +192,7 @@ def run_up(settings: Settings, *, demo_count: int, ui_port: int, prefect_port: i
         if not stop.is_set():
             click.echo(f"\nCockpit: http://127.0.0.1:{ui_port}" + (f"   Prefect: http://127.0.0.1:{prefect_port}"
                                                                    if with_prefect else ""))
+            click.echo(f"Gateway (OpenAI-compatible, any client's base_url): {gateway_url(settings)}")
             exe = Path(sys.executable).parent / "boocontrol"
             click.echo(f"\nFrom any shell: {exe} status | providers list | lease list | bench list | "
                        "prefect deployment ls\n(`boocontrol` is in the project's virtualenv: `source "

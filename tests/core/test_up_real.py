@@ -26,11 +26,12 @@ def shell(home: Path, pg_port: int) -> dict[str, str]:
 
 def test_up_then_commands_from_another_shell_then_a_second_up_then_ctrl_c(tmp_path):
     home, data = tmp_path / "home", tmp_path / "data"
-    ui, demo, pg = free_port(), free_port(), free_port()
+    ui, demo, pg, gw = free_port(), free_port(), free_port(), free_port()
     out = (tmp_path / "up.out").open("w")
     up = subprocess.Popen([BIN, "--data-dir", str(data), "up", "--no-prefect", "--demo-count", "1", "--ui-port",
-                           str(ui), "--demo-base-port", str(demo)], cwd=ROOT, env=shell(home, pg),
-                          stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+                           str(ui), "--demo-base-port", str(demo)], cwd=ROOT,
+                          env={**shell(home, pg), "BOOCONTROL_GATEWAY_PORT": str(gw)}, stdout=out,
+                          stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 240
         while "Ctrl-C stops everything." not in (tmp_path / "up.out").read_text():
@@ -43,13 +44,14 @@ def test_up_then_commands_from_another_shell_then_a_second_up_then_ctrl_c(tmp_pa
             if "status" in command:
                 assert [line.split()[:2] for line in r.stdout.splitlines()] == [
                     ["demo-fleet", "running"], ["connector", "running"], ["actions", "running"],
-                    ["cockpit", "running"]]
+                    ["gateway", "running"], ["cockpit", "running"]]
             if "providers" in command:
                 assert r.stdout == f"demo-01 (default)\tllama-swap\thttp://127.0.0.1:{demo}\tDemo host 01\n"
 
         second = subprocess.run([BIN, "--data-dir", str(tmp_path / "other"), "up", "--no-prefect", "--demo-count",
                                  "1", "--ui-port", str(ui), "--demo-base-port", str(demo)], cwd=ROOT,
-                                env=shell(home, pg), capture_output=True, text=True, timeout=120)
+                                env={**shell(home, pg), "BOOCONTROL_GATEWAY_PORT": str(free_port())},
+                                capture_output=True, text=True, timeout=120)
         lines = second.stderr.splitlines()
         assert second.returncode == 2 and second.stdout == "" and len(lines) == 3, second.stderr
         assert lines[0].startswith(f"Error: port {ui} (the cockpit) is in use by pid ")
@@ -65,5 +67,6 @@ def test_up_then_commands_from_another_shell_then_a_second_up_then_ctrl_c(tmp_pa
         out.close()
     log = (tmp_path / "up.out").read_text()
     assert code == 0 and "stopped postgres" in log, log
+    assert f"Gateway (OpenAI-compatible, any client's base_url): http://127.0.0.1:{gw}/v1" in log
     assert not (data / "run" / "up.json").exists()
     assert not (home / ".local" / "state" / "boocontrol" / "running.json").exists()
