@@ -37,10 +37,10 @@ def responder_yaml(kind: str, models: tuple[str, ...], start_port: int, comment:
 
 
 @contextlib.contextmanager
-def watched_host(kind: str, workdir: Path, text: str) -> Iterator[LlamaSwapProcess]:
+def watched_host(kind: str, workdir: Path, text: str, port: int | None = None) -> Iterator[LlamaSwapProcess]:
     cfg = workdir / "config.yaml"
     cfg.write_text(text)
-    port = free_port()
+    port = port or free_port()
     proc: LlamaSwapProcess
     if kind == "real":
         binary = find_llama_swap("newest")
