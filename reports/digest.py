@@ -25,13 +25,18 @@ import plotly.offline
 import polars as pl
 from sqlalchemy import Connection
 
+from core.settings import Settings
 from reports import digest_figures, uptime
+from warehouse.queries import consumers as consumers_q
 from warehouse.queries import evals as evals_q
 from warehouse.queries import fleet as fleet_q
 from warehouse.queries import reports as q
 from warehouse.queries._frames import Db
 
 KINDS = {"daily": timedelta(days=1), "weekly": timedelta(days=7)}
+# The gateway consumers' SLO targets (TTFT ms, TPOT ms) when the caller does not pass the configured ones.
+DEFAULT_SLO = (float(Settings.model_fields["gateway_slo_ttft_ms"].default),
+               float(Settings.model_fields["gateway_slo_tpot_ms"].default))  # fmt: skip
 
 
 def period_start_for(kind: str, day: date) -> datetime:
@@ -65,6 +70,9 @@ class Digest:
     # against the previous run of the same suite and model, and the newest scores marked stale at its end
     evals: pl.DataFrame | None = None
     evals_stale: pl.DataFrame | None = None
+    # the gateway's consumers (`warehouse.queries.consumers.consumer_summary`) and the SLO targets used
+    consumers: pl.DataFrame | None = None
+    slo: tuple[float, float] = DEFAULT_SLO
 
     @property
     def prev_start(self) -> datetime:
@@ -94,11 +102,12 @@ def current_period(kind: str, now: datetime) -> tuple[datetime, datetime]:
     return period_start_for(kind, now.astimezone(UTC).date()), now
 
 
-def build_digest(db: Db, kind: str, start: datetime, end: datetime | None = None) -> Digest:
+def build_digest(db: Db, kind: str, start: datetime, end: datetime | None = None,
+                 slo: tuple[float, float] = DEFAULT_SLO) -> Digest:
     """Gather the ``kind`` period starting at ``start`` and the one before it.
 
     ``end`` (default: the period's end) cuts a period still running; the previous period is cut to the
-    same length.
+    same length. ``slo`` is the gateway consumers' (TTFT ms, TPOT ms) targets.
     """
     if start != period_start_for(kind, start.astimezone(UTC).date()):
         raise ValueError(f"{start.isoformat()} is not the start of a {kind} period")
@@ -133,6 +142,8 @@ def build_digest(db: Db, kind: str, start: datetime, end: datetime | None = None
         evals=evals_q.period_scores(db, start, end) if kind == "weekly" else None,
         evals_stale=evals_q.stale_headlines(db, end) if kind == "weekly" else None,
         simulated=tuple(fleet_q.simulated_providers(db, end)),
+        consumers=consumers_q.consumer_summary(db, start, end, *slo),
+        slo=slo,
     )
 
 
@@ -171,6 +182,9 @@ def summarize(d: Digest) -> dict[str, Any]:
         "simulated_providers": list(d.simulated),
         "busiest_hours": [{"hour": t.isoformat(), "requests": r} for t, r in busiest_hours(d.hourly)],
         **({"evals": _eval_summary(d)} if d.evals is not None else {}),
+        **({"consumers": d.consumers.select(
+            "consumer", "requests", "errors", "tokens", "load_share", "slo_attainment").to_dicts()}
+           if d.consumers is not None else {}),  # fmt: skip
         "speeds": [
             {k: v for k, v in row.items()}
             for row in d.speeds.select(
@@ -345,7 +359,28 @@ def _sections(d: Digest, summary: dict[str, Any]) -> list[Section]:
         )
     if not swaps.rows:
         swaps.lines.append("No model loads.")
-    return [head, usage, hours, speeds, uptime, errors, swaps, *_eval_sections(d)]
+    return [head, usage, hours, speeds, uptime, errors, swaps, *_eval_sections(d), *_consumer_sections(d)]
+
+
+def _consumer_sections(d: Digest) -> list[Section]:
+    """Who used the gateway: requests, tokens, load share and SLO attainment per consumer."""
+    if d.consumers is None:
+        return []
+    ttft, tpot = d.slo
+    sec = Section(
+        "Gateway consumers",
+        [f"Requests through the gateway per consumer (key owner, X-Boo-Source or client). Load share = share of "
+         f"the gateway's serving time; SLO met = first byte within {ttft:,.0f} ms and at most {tpot:,.0f} ms per "
+         "output token."],
+        ["Consumer", "Identified by", "Requests", "Errors", "Tokens", "Load share", "SLO met"],
+    )  # fmt: skip
+    for r in d.consumers.iter_rows(named=True):
+        sec.rows.append([FleetText(r["consumer"]), FleetText(r["source"]), _int(r["requests"]), _int(r["errors"]),
+                         _int(r["tokens"]), f"{_num((r['load_share'] or 0) * 100)} %",
+                         f"{_num(r['slo_attainment'] * 100)} %"])  # fmt: skip
+    if not sec.rows:
+        sec.lines.append("No requests through the gateway in this period.")
+    return [sec]
 
 
 def _regressions(evals: pl.DataFrame) -> pl.DataFrame:

@@ -8,6 +8,7 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from core.settings import get_settings
 from reports import digest
 from tasks.warehouse import RETRIES, warehouse_engine
 
@@ -17,7 +18,9 @@ def render_and_store_digest(kind: str, start: datetime, end: datetime | None = N
     """Build the ``kind`` digest of the period starting at ``start`` (cut at ``end`` when given: "so far"),
     store it; return id, title, Markdown."""
     engine = warehouse_engine()
-    rendered = digest.render_digest(digest.build_digest(engine, kind, start, end))
+    settings = get_settings()
+    slo = (settings.gateway_slo_ttft_ms, settings.gateway_slo_tpot_ms)
+    rendered = digest.render_digest(digest.build_digest(engine, kind, start, end, slo=slo))
     with engine.begin() as conn:
         report_id = digest.store_report(conn, rendered)
     return {

@@ -11,6 +11,7 @@ import plotly.io as pio
 import polars as pl
 import streamlit as st
 
+from core.settings import get_settings
 from reports import digest
 from reports.digest import inline_plotlyjs
 from reports.figures import TEMPLATE
@@ -40,7 +41,9 @@ def render_so_far(kind: str = "daily") -> int:
     start, end = digest.current_period(kind, datetime.now(UTC))
     with eng.begin() as conn:
         rollup_activity(conn, start - digest.KINDS[kind], end)
-    rendered = digest.render_digest(digest.build_digest(eng, kind, start, end))
+    settings = get_settings()
+    slo = (settings.gateway_slo_ttft_ms, settings.gateway_slo_tpot_ms)
+    rendered = digest.render_digest(digest.build_digest(eng, kind, start, end, slo=slo))
     with eng.begin() as conn:
         report_id = digest.store_report(conn, rendered)
     report_list.clear()
