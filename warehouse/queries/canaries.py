@@ -144,3 +144,15 @@ def lights(db: Db, since: datetime, slo_ms: float) -> dict[tuple[str, str], dict
             "ttft_ms": r["last_ttft_ms"], "sent_at": r["last_sent_at"], "error": r["last_error"],
         }
     return out
+
+
+def held_hosts(db: Db, provider_id: str | None = None) -> dict[str, str]:
+    """Hosts under a live host lease (``warehouse.lease``, scope ``host``): provider -> "holder (purpose)"."""
+    sql = text(
+        """
+SELECT provider_id, holder, purpose FROM leases
+WHERE scope = 'host' AND expires_at >= now() AND (CAST(:p AS text) IS NULL OR provider_id = :p)
+"""
+    )
+    df = frame(db, sql, {"p": provider_id}, {"provider_id": pl.Utf8, "holder": pl.Utf8, "purpose": pl.Utf8})
+    return {r["provider_id"]: f"{r['holder']} ({r['purpose']})" for r in df.iter_rows(named=True)}
