@@ -19,7 +19,14 @@ import click
 from cli.bench import _click_option, _engine, _fmt, _resolve, _settings, _table
 from cli.errors import fail
 from core.providers import load_registry
-from engines.evals.options import RUN_PARAMS, EvalOptions, eval_params
+from engines.evals.options import (
+    RUN_PARAMS,
+    CalibrationOptions,
+    EvalOptions,
+    calibration_params,
+    eval_params,
+    is_required,
+)
 
 
 @click.group("eval")
@@ -182,24 +189,31 @@ def pairwise_cmd(runs: tuple[int, ...], judge: str | None, as_json: bool) -> Non
                         f"{r.wins:g}"] for r in res.ratings]))  # fmt: skip
 
 
+def calibration_options(f: Any) -> Any:
+    """The `CalibrationOptions` declaration: required fields as arguments (JUDGE LABELS), the others as options."""
+    for p in reversed(calibration_params()):
+        f = click.argument(p.name)(f) if is_required(p) else _click_option(p)(f)
+    return f
+
+
 @evals.command("calibrate-judge")
-@click.argument("judge")
-@click.argument("labels")
+@calibration_options
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def calibrate_cmd(judge: str, labels: str, as_json: bool) -> None:
+def calibrate_cmd(as_json: bool, **opts: Any) -> None:
     """Measure JUDGE's (``provider/model``) agreement with the human pairwise labels in LABELS (JSON lines, see
     docs/evals.md); it is marked trusted only at >= 80 % non-tie agreement (exit 1 when not trusted)."""
     from engines.evals.calibration import load_labels, run_calibration
     from engines.evals.chat import judge_for
 
+    options = CalibrationOptions.from_mapping(opts)
     engine = _engine()
     try:
-        jm = judge_for(*_resolve(judge))
+        jm = judge_for(*_resolve(options.judge), timeout_s=options.request_timeout_s)
         try:
-            load_labels(labels)
+            load_labels(options.labels)
         except ValueError as exc:
             fail(str(exc))
-        report, rid = run_calibration(engine, jm, labels)
+        report, rid = run_calibration(engine, jm, options.labels)
     finally:
         engine.dispose()
     if as_json:

@@ -13,7 +13,7 @@ from engines.bench.gate import DEFAULT_IDLE_WAIT_S
 from engines.evals.calibration import run_calibration
 from engines.evals.chat import judge_for, suite_of
 from engines.evals.default_judge import NoDefaultJudge, default_judge
-from engines.evals.options import EvalOptions
+from engines.evals.options import CalibrationOptions, EvalOptions
 from engines.evals.runner import JUDGED_KINDS, EvalProgress, run_eval_sync
 from engines.evals.sandbox import BubblewrapSandbox
 from engines.evals.suites import SANDBOXED_KINDS
@@ -21,15 +21,16 @@ from warehouse.db import make_engine
 
 
 @task(name="judge-calibration", retries=0, tags=["eval"])
-def calibrate_judge_task(judge: str, labels: str) -> dict[str, Any]:
+def calibrate_judge_task(options: dict[str, Any]) -> dict[str, Any]:
     """Resolve the judge ``provider/model``, measure its agreement with the labels file, store it."""
+    opts = CalibrationOptions.from_mapping(options)
     settings = get_settings()
     registry = load_registry(settings.fleet_path)
-    ref = registry.resolve(judge)
-    jm = judge_for(registry.get(ref.provider_id), ref.model_id)
+    ref = registry.resolve(opts.judge)
+    jm = judge_for(registry.get(ref.provider_id), ref.model_id, timeout_s=opts.request_timeout_s)
     engine = make_engine(settings.resolved_database_url(), pool_size=2)
     try:
-        report, rid = run_calibration(engine, jm, labels)
+        report, rid = run_calibration(engine, jm, opts.labels)
     finally:
         engine.dispose()
     get_run_logger().info("judge %s: %s", report.judge, report.reason)

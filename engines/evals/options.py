@@ -1,10 +1,12 @@
-"""The eval run parameters, declared once: `EvalOptions` → ``boocontrol eval run`` options and the ``eval-run``
+"""The eval parameters, declared once: `EvalOptions` → ``boocontrol eval run`` options and the ``eval-run``
 Prefect flow's parameters (both built from `eval_params()`, the way `engines.bench.options.bench_params` feeds
-the bench shells), so ``--samples 5`` and the deployment's ``samples: 5`` mean the same thing."""
+the bench shells), so ``--samples 5`` and the deployment's ``samples: 5`` mean the same thing; likewise
+`CalibrationOptions` → ``boocontrol eval calibrate-judge`` and the ``judge-calibration`` flow
+(`calibration_params()`; a field without a default is required: a CLI argument, a required flow parameter)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any, Literal
 
 from engines.bench.options import BenchParam, declared_params
@@ -114,6 +116,30 @@ def eval_params() -> tuple[BenchParam, ...]:
     return declared_params(EvalOptions)
 
 
+@dataclass(frozen=True)
+class CalibrationOptions:
+    judge: str = field(metadata=_meta("The judge to calibrate: a registry model, provider/model."))
+    labels: str = field(
+        metadata=_meta(
+            "Human pairwise labels: a JSON-lines file on the machine that runs the calibration (format in "
+            "docs/evals.md)."
+        )
+    )
+    request_timeout_s: float = field(default=600.0, metadata=_meta("Time limit of one judge request (s)."))
+
+    @classmethod
+    def from_mapping(cls, params: dict[str, Any]) -> CalibrationOptions:
+        unknown = sorted(set(params) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown calibration option(s): {', '.join(unknown)}")
+        return cls(**params)
+
+
+def calibration_params() -> tuple[BenchParam, ...]:
+    """Every `CalibrationOptions` field, in declaration order (required ones have the default `MISSING`)."""
+    return declared_params(CalibrationOptions)
+
+
 CONFIRM_TAKEOVER = BenchParam(
     name="confirm_takeover",
     annotation=bool,
@@ -124,3 +150,8 @@ CONFIRM_TAKEOVER = BenchParam(
 )
 
 RUN_PARAMS = (CONFIRM_TAKEOVER,)
+
+
+def is_required(p: BenchParam) -> bool:
+    """A declared parameter without a default (a CLI argument, a required flow parameter)."""
+    return p.default is MISSING

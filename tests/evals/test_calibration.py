@@ -145,3 +145,34 @@ def test_flow_calibrates(prefect_harness: None, fleet: ScriptedServer, tmp_path:
     _labels(tmp_path, 10, 0, 0)
     result = judge_calibration(judge="sc/judge", labels=str(tmp_path / "labels.jsonl"))
     assert result["trusted"] is True and result["agreement"] == 1.0 and result["non_tie"] == 10
+
+
+def test_calibration_deployment_is_registered_with_the_declared_parameters(prefect_harness: None) -> None:
+    """prefect.yaml's judge-calibration/manual: registered by deploy_all (what `boocontrol up` does) with the
+    `CalibrationOptions` declaration as its parameters — the same one `eval calibrate-judge` is built from."""
+    from prefect.client.orchestration import get_client
+
+    from cli.evals import calibrate_cmd
+    from engines.evals.options import calibration_params
+    from flows.deploy import deploy_all
+
+    names = deploy_all(Path(__file__).resolve().parents[2] / "prefect.yaml", pool="boocontrol-test")
+    assert "judge-calibration/manual" in names
+
+    async def read() -> object:
+        async with get_client() as client:
+            return await client.read_deployment_by_name("judge-calibration/manual")
+
+    dep = asyncio.run(read())
+    declared = calibration_params()
+    schema = dep.parameter_openapi_schema  # type: ignore[attr-defined]
+    assert list(schema["properties"]) == [p.name for p in declared] == ["judge", "labels", "request_timeout_s"]
+    assert schema["required"] == ["judge", "labels"]
+    assert {k: v["description"] for k, v in schema["properties"].items()} == {p.name: p.help for p in declared}
+    assert schema["properties"]["request_timeout_s"]["default"] == 600.0
+    assert {k: v["type"] for k, v in schema["properties"].items()} == {"judge": "string", "labels": "string",
+                                                                        "request_timeout_s": "number"}  # fmt: skip
+    assert (dep.entrypoint, dep.parameters, dep.schedules, dep.tags) == (  # type: ignore[attr-defined]
+        "flows/evals.py:judge_calibration", {}, [], ["eval"])
+    assert dep.enforce_parameter_schema  # type: ignore[attr-defined]
+    assert [p.name for p in calibrate_cmd.params if p.name != "as_json"] == [p.name for p in declared]

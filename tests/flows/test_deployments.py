@@ -56,7 +56,7 @@ def test_deploy_all_registers_every_deployment_idempotently(prefect_harness):
             "fleet-digest/today",
             "fleet-digest/weekly",
         ]
-        + [n for n in names if n.startswith(("bench", "eval"))]
+        + [n for n in names if n.startswith(("bench", "eval", "judge"))]
     )
     assert deploy_all(PREFECT_YAML, pool="boocontrol-test") == names
 
