@@ -48,19 +48,14 @@ def _refresh(settings: Settings, engine: Any, providers: list[Any]) -> None:
 
 
 def _current_hosts(registry: Any, engine: Any) -> list[Any]:
-    from engines.config.hostcfg import ConfigParseError, parse_host_config
+    from engines.config.hostcfg import hosts_from_texts
     from warehouse.config_store import current_configs
 
     df = current_configs(engine)
-    hosts, seen = [], set()
-    for pid, source, _sha, content, *_ in df.sort(["provider_id", "source"]).rows():
-        if pid in seen or pid not in registry.ids():  # mcp (effective) sorts before ssh (the file)
-            continue
-        seen.add(pid)
-        try:
-            hosts.append(parse_host_config(pid, registry.get(pid).base_url, content))
-        except ConfigParseError as exc:
-            click.echo(f"{pid}: stored {source} config not parsed: {exc}", err=True)
+    hosts, problems = hosts_from_texts(df.select("provider_id", "source", "content").rows(),
+                                       {p.id: p.base_url for p in registry.providers})
+    for line in problems:
+        click.echo(line, err=True)
     return hosts
 
 

@@ -170,3 +170,9 @@ ORDER BY provider_id, sampled_at DESC
         load_s={(p, m): s for p, m, s, _ in df.rows() if s is not None},
         requested={p: frozenset(ms) for p, ms in requested.items()},
         watched_days={p: d for p, d in watched.rows() if d is not None})
+
+
+def provider_urls(db: Db) -> dict[str, str]:
+    """Base URL of every provider the connector knows (the page's view of the fleet)."""
+    df = frame(db, text("SELECT id, base_url FROM providers ORDER BY id"), {}, {"id": pl.Utf8, "base_url": pl.Utf8})
+    return {str(i): str(u) for i, u in df.rows()}

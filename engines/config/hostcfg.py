@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -183,3 +183,21 @@ def matrix_alternatives(dsl: str, sets: Mapping[str, str], vars_: Mapping[str, s
     if pos != len(tokens):
         raise ConfigParseError(f"matrix set {dsl!r}: unexpected {tokens[pos]!r}")
     return result
+
+
+def hosts_from_texts(rows: Iterable[tuple[str, str, str]], base_urls: Mapping[str, str]) -> tuple[
+        list[HostConfig], list[str]]:
+    """Parsed configs from stored ``(provider_id, source, text)`` rows, one per provider (MCP's effective config
+    preferred over the file), only providers in ``base_urls``; and one line per text that did not parse."""
+    hosts: list[HostConfig] = []
+    problems: list[str] = []
+    seen: set[str] = set()
+    for pid, source, text in sorted(rows, key=lambda r: (r[0], r[1] != "mcp")):
+        if pid in seen or pid not in base_urls:
+            continue
+        seen.add(pid)
+        try:
+            hosts.append(parse_host_config(pid, base_urls[pid], text))
+        except ConfigParseError as exc:
+            problems.append(f"{pid}: stored {source} config not parsed: {exc}")
+    return hosts, problems

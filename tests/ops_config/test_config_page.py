@@ -1,0 +1,57 @@
+"""The Config page (AppTest against the real test Postgres): fleet diff, lint findings, a host's stored config
+and its history, with exact expectations."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine
+
+from tests.ui import seed
+from tests.ui.conftest import app_env, run_page  # noqa: F401 - the fixture
+from warehouse.config_store import record_config
+
+ALPHA = """\
+models:
+  qwen: {cmd: "llama-server --port 5800 -m /m/qwen-Q4_K_M.gguf -c 8192", ttl: 300}
+peers:
+  b: {proxy: "http://beta.test:8080", models: [gemma]}
+"""
+ALPHA2 = ALPHA.replace("ttl: 300", "ttl: 600")
+BETA = """\
+models:
+  qwen: {cmd: "llama-server --port 5900 -m /m/qwen-Q8_0.gguf -c 8192", ttl: 300}
+  gemma: {cmd: "llama-server -m /m/gemma-<b>bold</b>.gguf"}
+peers:
+  a: {proxy: "http://alpha.test:8080/", models: [qwen]}
+"""
+
+
+def test_config_page(app_env: Engine) -> None:  # noqa: F811
+    with app_env.begin() as c:
+        seed.provider(c, "alpha")
+        seed.provider(c, "beta")
+        r1 = record_config(c, "alpha", "mcp", ALPHA)
+        r2 = record_config(c, "alpha", "mcp", ALPHA2, cause="edit #4")
+        record_config(c, "beta", "ssh", BETA)
+    at = run_page("pages/12_Config.py")
+    assert not at.exception, at.exception
+    diff = at.dataframe[0].value
+    assert diff.to_dict("records") == [
+        {"model": "qwen", "field": "cmd", "alpha": "llama-server --port ${PORT} -m /m/qwen-Q4_K_M.gguf -c 8192",
+         "beta": "llama-server --port ${PORT} -m /m/qwen-Q8_0.gguf -c 8192"},
+        {"model": "qwen", "field": "quantization", "alpha": "Q4_K_M", "beta": "Q8_0"},
+        {"model": "qwen", "field": "ttl", "alpha": "600", "beta": "300"},
+    ]
+    lint = at.dataframe[1].value
+    assert lint[["severity", "provider", "code"]].values.tolist() == [
+        ["error", "alpha", "peer-cycle"], ["warning", "beta", "peer-duplicate-id"]]
+    assert lint["finding"].tolist()[1] == ("model qwen is local and offered by peer a: the local one shadows the "
+                                           "peer's bare name")
+    assert at.selectbox(key="config_provider").value == "alpha"
+    assert [c.value for c in at.code] == [ALPHA2.rstrip("\n")]
+    history = at.dataframe[2].value
+    assert history["sha256"].tolist() == [r2.sha256, r1.sha256]
+    assert history["cause"].tolist() == ["edit #4", "—"]
+    at.selectbox(key="config_provider").set_value("beta")
+    at.run()
+    assert not at.exception, at.exception
+    assert [c.value for c in at.code] == [BETA.rstrip("\n")]  # shown as code: the <b> is text, never markup
