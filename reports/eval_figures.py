@@ -68,7 +68,7 @@ def interval_dots(
         ),
         layout={"template": TEMPLATE, "title": plot_text(title), "height": max(220, 60 + 34 * len(labels))},
     )  # fmt: skip
-    fig.update_yaxes(autorange="reversed", type="category")
+    fig.update_yaxes(autorange="reversed", type="category", automargin=True)
     fig.update_xaxes(title=axis)
     if axis.endswith("(share of items, 0-1)"):
         fig.update_xaxes(range=[-0.03, 1.03])
@@ -125,8 +125,8 @@ def win_rate_matrix(models: Sequence[str], rates: Mapping[tuple[str, str], float
                    hovertemplate="%{y} vs %{x}: %{text}<extra></extra>", colorbar={"title": "win share"}),
         layout={"template": TEMPLATE, "title": title, "height": max(300, 120 + 50 * len(models))},
     )  # fmt: skip
-    fig.update_yaxes(autorange="reversed", type="category")
-    fig.update_xaxes(type="category")
+    fig.update_yaxes(autorange="reversed", type="category", automargin=True)
+    fig.update_xaxes(type="category", automargin=True)
     return fig
 
 
@@ -155,7 +155,7 @@ def quality_vs_speed(df: pl.DataFrame, suite: str) -> go.Figure:
                                  line={"color": FRONT, "dash": "dash", "width": 1}, hoverinfo="skip",
                                  showlegend=False))  # fmt: skip
     fig.update_xaxes(title="generation speed (tok/s, newest benchmark, lowest concurrency)", rangemode="tozero")
-    fig.update_yaxes(title=score_axis(metric))
+    fig.update_yaxes(title=score_axis(metric), range=[-0.03, 1.1] if _is_rate(metric) else [0, 10.5])
     return fig
 
 
@@ -183,7 +183,7 @@ def needle_heatmap(cells: pl.DataFrame, title: str) -> go.Figure:
         layout={"template": TEMPLATE, "title": plot_text(title), "height": max(280, 120 + 44 * len(rows))},
     )  # fmt: skip
     fig.update_xaxes(title="context length (prompt tokens)", type="category")
-    fig.update_yaxes(title="needle depth (0 = start)", type="category", autorange="reversed")
+    fig.update_yaxes(title="needle depth (0 = start)", type="category", autorange="reversed", automargin=True)
     return fig
 
 
