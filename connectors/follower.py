@@ -39,7 +39,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -552,7 +552,10 @@ class LlamaSwapFollower:
         misses = 0
         while True:
             await asyncio.sleep(self.liveness_s)
-            if await self.api.alive():
+            answered = self.api.recently_answered(self.liveness_s)  # a poll answered: no probe needed
+            if answered is not None:
+                misses, self._last_alive = 0, datetime.fromtimestamp(answered, UTC)
+            elif await self.api.alive():
                 misses, self._last_alive = 0, utcnow()
             else:
                 misses += 1

@@ -181,6 +181,7 @@ class LlamaSwapAPI:
         self.base = provider.base_url.rstrip("/")
         self.headers = auth_headers(provider, environ)
         self.clock = ClockOffset()  # the instance's clock vs ours, from every answer's Date header
+        self.answered_at: tuple[float, float] | None = None  # (monotonic, wall) of the last answer below 500
 
     async def _get(self, path: str, params: Any = None, timeout: float | None = 15.0) -> httpx.Response:
         sent = time.time()
@@ -190,7 +191,10 @@ class LlamaSwapAPI:
             # a pooled keep-alive connection the server closed just as we reused it: GETs are safe to retry once
             sent = time.time()
             resp = await self.client.get(self.base + path, params=params, headers=self.headers, timeout=timeout)
-        self.clock.observe(resp.headers.get("date"), sent, time.time())
+        received = time.time()
+        self.clock.observe(resp.headers.get("date"), sent, received)
+        if resp.status_code < 500:  # the instance itself answered: evidence of liveness (see `recently_answered`)
+            self.answered_at = (time.monotonic(), received)
         if resp.status_code >= 400:
             raise LlamaSwapError(resp.status_code, error_message(resp), path)
         return resp
@@ -210,6 +214,14 @@ class LlamaSwapAPI:
         """``GET /upstream/<model>/<path>``: the model's own server through llama-swap (loads it if needed)."""
         url = f"{self.base}/upstream/{quote(model_id, safe='/')}/{path.lstrip('/')}"
         return await self.client.get(url, headers={**self.headers, **(headers or {})}, timeout=timeout)
+
+    def recently_answered(self, within_s: float) -> float | None:
+        """The wall-clock time of the last answer below HTTP 500 to a request of this client, if it came within
+        the last ``within_s`` seconds: as good a sign of life as a ``/wol-health`` probe, so a follower that polls
+        anyway does not also probe."""
+        if self.answered_at is None or time.monotonic() - self.answered_at[0] >= within_s:
+            return None
+        return self.answered_at[1]
 
     async def alive(self) -> bool:
         try:

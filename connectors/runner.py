@@ -193,8 +193,13 @@ class Connector:
             if self.client is not None:
                 return self.client
             if provider_id not in clients:
-                clients[provider_id] = httpx.AsyncClient(limits=httpx.Limits(max_connections=8), verify=tls,
-                                                         timeout=httpx.Timeout(15.0))
+                # idle connections are kept past the longest regular interval (liveness, performance poll):
+                # httpx's default of 5 s closed them just before each 5 s poll, so every poll paid a new TCP
+                # connection (llama-swap, a Go server, keeps idle connections open indefinitely)
+                keep = max(60.0, 2 * max(self.opts.perf_poll_s, self.opts.liveness_s))
+                clients[provider_id] = httpx.AsyncClient(
+                    limits=httpx.Limits(max_connections=8, keepalive_expiry=keep), verify=tls,
+                    timeout=httpx.Timeout(15.0))
             return clients[provider_id]
 
         own = Ownership(self.dsn, self.holder, self.registry.ids(), self.opts.lease_ttl_s,

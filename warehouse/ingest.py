@@ -9,6 +9,7 @@ always the constraint's job. Small tables use plain parameterized upserts.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -122,8 +123,19 @@ def _scrub(v: Any) -> Any:
     return v
 
 
+def _dumps_nul_free(v: Any) -> str:
+    """``v`` as JSON text with NUL characters replaced, as `_scrub` does. The text is made first (json.dumps writes
+    a NUL as ``\\u0000``, ASCII only) and the payload walked only when it shows one: most hold none."""
+    text = json.dumps(v)
+    return json.dumps(_scrub(v)) if "\\u0000" in text else text
+
+
+def _jsonb(v: Any) -> Jsonb:
+    return Jsonb(v, dumps=_dumps_nul_free)
+
+
 def _raw_row(r: RawEvent) -> tuple[Any, ...]:
-    return (r.uid, r.provider_id, r.boot_marker, r.received_at, r.type, Jsonb(_scrub(r.payload)))
+    return (r.uid, r.provider_id, r.boot_marker, r.received_at, r.type, _jsonb(r.payload))
 
 
 def _log_row(c: LogChunk) -> tuple[Any, ...]:
@@ -296,7 +308,7 @@ def write_batch(conn: psycopg.Connection[Any], records: Sequence[Record]) -> int
             cur.executemany("INSERT INTO inflight_snapshots (provider_id, observed_at, count, requests) "
                             "VALUES (%s,%s,%s,%s) ON CONFLICT (provider_id, observed_at) DO UPDATE SET "
                             "count = EXCLUDED.count, requests = EXCLUDED.requests",
-                            [(i.provider_id, i.observed_at, len(i.requests), Jsonb(_scrub(i.requests)))
+                            [(i.provider_id, i.observed_at, len(i.requests), _jsonb(i.requests))
                              for i in inflight])
         copy_dedup(conn, LOGS, [_log_row(c) for c in by_type.get(LogChunk, [])])
         for c in by_type.get(Capture, []):
