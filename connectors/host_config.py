@@ -266,15 +266,16 @@ async def read_host_config(provider: Provider, client: httpx.AsyncClient, creds:
                            prefer: str | None = None) -> ConfigRead:
     """The host's config: MCP's effective config where the host offers it, else the file over SSH.
     ``prefer="ssh"`` reads the file even where MCP answers (what an edit starts from)."""
-    mcp_problem = ""
     if prefer != SOURCE_SSH:
         try:
             text = await McpClient(provider, client).effective_config()
             return ConfigRead(provider.id, SOURCE_MCP, text, datetime.now(UTC))
         except McpUnavailable as exc:
-            mcp_problem = str(exc)
             if provider.ssh is None:
-                raise HostConfigError(f"{mcp_problem}, and the registry has no ssh block for it") from None
+                raise HostConfigError(f"{exc}, and the registry has no ssh block for it") from None
+        except HostConfigError:  # the HTTP API is down or refuses: the file may still be readable over SSH
+            if provider.ssh is None:
+                raise
     if creds is None:
         raise HostConfigError(f"provider {provider.id}: no SSH credentials directory given")
     async with open_config_file(provider, creds) as f:
