@@ -104,9 +104,9 @@ with needle_tab:
                       key="evals_needle_curves")  # fmt: skip
 
 with item_tab:
-    first_run = int(all_runs["run_id"][0])
-    run = int(st.selectbox("Run", all_runs["run_id"].to_list(), format_func=run_name, key="evals_item_run")
-              or first_run)
+    every = all_runs["run_id"].to_list()
+    of_suite = all_runs["suite"].to_list().index(suite)  # the newest run of the suite picked above
+    run = int(st.selectbox("Run", every, index=of_suite, format_func=run_name, key="evals_item_run") or every[0])
     items = eval_data.run_items(run)
     tables.show(eval_data.verdicts_as_text(items), eval_data.ITEMS, key="evals_items_table")
     if items.is_empty():
@@ -152,15 +152,19 @@ with item_tab:
                     st.code(json.dumps(a["detail"], indent=2, ensure_ascii=False), language="json")
 
 with cmp_tab:
-    ids = all_runs["run_id"].to_list()
+    mine = all_runs.filter(pl.col("suite") == suite)
+    ids = mine["run_id"].to_list()  # newest first
+    models = dict(zip(ids, mine["label"].to_list(), strict=True))
     if len(ids) < 2:
-        st.info(f"Comparing needs two runs; one is stored. Run the suite again (or on another model): {RUN_HINT}.")
+        st.info(f"Comparing needs two runs of {fmt.md(suite)}; {len(ids)} is stored. Run it again (after changing "
+                f"the model file, or on another model): {RUN_HINT}.")  # fmt: skip
     else:
+        # by default the newest run that has an earlier run of the same model, against that earlier run
+        repeat = next((i for i, r in enumerate(ids) if any(models[o] == models[r] for o in ids[i + 1:])), 0)
         left, right = st.columns(2)
-        b = int(right.selectbox("Run B (newer)", ids, format_func=run_name, key="evals_cmp_b") or ids[0])
-        b_suite = all_runs.filter(pl.col("run_id") == b)["suite"][0]
-        same = [r for r in ids if r != b and all_runs.filter(pl.col("run_id") == r)["suite"][0] == b_suite]
-        others = same + [r for r in ids if r != b and r not in same]
+        b = int(right.selectbox("Run B (newer)", ids, index=repeat, format_func=run_name, key="evals_cmp_b") or ids[0])
+        others = [r for r in ids if r != b]
+        others = [r for r in others if models[r] == models[b]] + [r for r in others if models[r] != models[b]]
         a_run = int(left.selectbox("Run A (before)", others, format_func=run_name, key="evals_cmp_a") or others[0])
         cmp = eval_data.compare(a_run, b)
         counts = cmp.group_by("change").len()

@@ -120,9 +120,13 @@ def test_item_drill_down_shows_sandbox_and_judge_text(app_env: Engine) -> None:
 
 def test_compare_runs_lists_what_regressed(app_env: Engine) -> None:
     s, at = seeded_page(app_env)
-    at.selectbox(key="evals_cmp_b").set_value(s.runs["R2"]).run()
-    at.selectbox(key="evals_cmp_a").set_value(s.runs["R1"]).run()
+    assert "Comparing needs two runs of humaneval; 1 is stored" in at.info[-1].value
+    at.selectbox(key="evals_suite").set_value("ifeval").run()
     assert not at.exception, at.exception
+    # by default: the newest run with an earlier run of the same model (alpha's #R2), against that run (#R1)
+    assert at.selectbox(key="evals_cmp_b").value == s.runs["R2"]
+    assert at.selectbox(key="evals_cmp_a").value == s.runs["R1"]
+    assert at.selectbox(key="evals_cmp_a").options[0].startswith(f"#{s.runs['R1']} gpu/alpha · ifeval")
     assert next(m.value for m in at.metric if m.label == "Regressed") == "1"
     cmp = frame(at, "evals_cmp_table")
     assert list(cmp["change"])[:2] == ["regressed", "same"] and list(cmp["item_key"])[0] == "i2"
