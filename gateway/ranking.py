@@ -139,116 +139,146 @@ def request_ms(speed: Speed | None, need: Need) -> float | None:
     return prefill + need.max_tokens * tpot
 
 
-def rank(
-    policy: Policy, need: Need, facts: FleetFacts, inflight: Mapping[str, int], cooling: Collection[str]
-) -> Ranking:
-    skipped: list[tuple[str, str]] = []
-    ok: list[ModelFacts] = []
-    for m in sorted(facts.models, key=lambda m: m.key):
-        why = skip_reason(policy, need, m, cooling)
-        if why is None:
-            ok.append(m)
-        else:
-            skipped.append((m.key, why))
-    measured_loads = [m.load_ms for m in facts.models if m.load_ms is not None]
-    fleet_load = statistics.median(measured_loads) if measured_loads else None
+@dataclass(frozen=True)
+class _Timing:
+    base: float | None  # expected time on a loaded, idle model; None without a measured speed
+    cold: float  # load time paid (0 when loaded or not counted)
+    cold_how: str  # loaded | always | not-counted | measured | fleet | assumed
+    queue: float  # time added by the requests in flight through the gateway
+    inflight: int
 
-    # expected time per candidate, with its parts
-    parts: dict[str, tuple[float | None, float, float, int, list[str]]] = {}
-    for m in ok:
-        words: list[str] = []
-        base = request_ms(m.speed, need)
-        sp = m.speed
-        if base is None:
-            words.append("speed: not measured")
-        else:
-            assert sp is not None
-            how = (f"prefill {sp.prefill_tps:,.0f} tok/s" if sp.prefill_tps else
-                   f"TTFT p50 {_fmt_ms(_pct(sp.ttft_ms, 'p50') or 0)}")  # fmt: skip
-            tpot = _pct(sp.tpot_ms, "p50")
-            if need.endpoint != "embeddings" and tpot is not None:
-                how += f", {tpot:.1f} ms/token"
-            words.append(f"speed: ~{_fmt_ms(base)} for {need.prompt_tokens:,} prompt + {need.max_tokens:,} "
-                         f"output tokens ({how}; {sp.source})")
-        cold = 0.0
-        if m.loaded:
-            words.append("residency: loaded" if m.state == "ready" else "residency: always available (no loading)")
-        elif not policy.residency:
-            words.append(f"residency: {m.state or 'not loaded'}, not counted by this policy")
-        elif m.load_ms is not None:
-            cold = m.load_ms
-            words.append(f"residency: {m.state}, +{_fmt_ms(cold)} measured load time")
-        elif fleet_load is not None:
-            cold = fleet_load
-            words.append(f"residency: {m.state}, +{_fmt_ms(cold)} (its load time is not measured: the fleet's median)")
-        else:
-            cold = ASSUMED_LOAD_MS
-            words.append(f"residency: {m.state}, +{_fmt_ms(cold)} (no load time measured anywhere: assumed)")
-        n = int(inflight.get(m.key, 0))
-        queue = 0.0
-        if policy.live_load and n > 0:
-            if base is not None:
-                queue = n * base
-                words.append(f"load: {n} in flight through the gateway, +{_fmt_ms(queue)}")
-            else:
-                words.append(f"load: {n} in flight through the gateway (no speed to weigh it by)")
-        elif n > 0:
-            words.append(f"load: {n} in flight, not counted by this policy")
-        else:
-            words.append("load: nothing in flight through the gateway")
-        parts[m.key] = (None if base is None else base + cold + queue, cold, queue, n, words)
+    @property
+    def expected(self) -> float | None:
+        return None if self.base is None else self.base + self.cold + self.queue
 
-    known = [p[0] for p in parts.values() if p[0] is not None]
-    fastest = min(known) if known else None
-    best_q: dict[str, float] = {}
-    for suite in policy.quality_suites:
-        metric = HEADLINE_METRICS.get(suite, "")
-        vals = [m.quality.get(suite, {}).get(metric) for m in ok]
-        present = [v for v in vals if v is not None]
-        if present:
-            best_q[suite] = max(present)
-    energies = [m.j_per_token for m in ok if m.j_per_token]
-    least_j = min(energies) if energies else None
-    wsum = sum(policy.weight(f) for f in WEIGHTS) or 1.0
 
-    scored: list[tuple[int, bool, float, str, Candidate]] = []
-    for m in ok:
-        expected, cold, queue, n, words = parts[m.key]
-        speed = (fastest / expected) if (expected and fastest is not None) else (1.0 if expected == 0 else 0.0)
-        q_parts: list[float] = []
-        q_words: list[str] = []
+def _timing(m: ModelFacts, policy: Policy, need: Need, inflight: Mapping[str, int], fleet_load: float | None,
+            key: str) -> _Timing:
+    base = request_ms(m.speed, need)
+    if m.loaded:
+        cold, how = 0.0, ("loaded" if m.state == "ready" else "always")
+    elif not policy.residency:
+        cold, how = 0.0, "not-counted"
+    elif m.load_ms is not None:
+        cold, how = m.load_ms, "measured"
+    elif fleet_load is not None:
+        cold, how = fleet_load, "fleet"
+    else:
+        cold, how = ASSUMED_LOAD_MS, "assumed"
+    n = int(inflight.get(key, 0))
+    queue = n * base if (policy.live_load and n > 0 and base is not None) else 0.0
+    return _Timing(base, cold, how, queue, n)
+
+
+def _reasons(m: ModelFacts, policy: Policy, need: Need, t: _Timing, quality: float, speed: float, energy: float,
+             best_q: Mapping[str, float], least_j: float | None) -> tuple[str, ...]:
+    """The candidate's factors in plain words (only built for the candidates a caller asks to explain)."""
+    out: list[str] = []
+    if policy.weight("quality") > 0:
+        words = []
         for suite in policy.quality_suites:
             metric = HEADLINE_METRICS.get(suite, "")
             v = m.quality.get(suite, {}).get(metric)
             best = best_q.get(suite)
             if v is None:
-                q_parts.append(0.0)
-                q_words.append(f"{suite} not evaluated")
+                words.append(f"{suite} not evaluated")
             else:
-                q_parts.append(v / best if best and best > 0 else 0.0)
-                q_words.append(f"{suite} {metric} {v:.3f} (best here {best:.3f})" if best is not None else
-                               f"{suite} {metric} {v:.3f}")  # fmt: skip
+                words.append(f"{suite} {metric} {v:.3f} (best here {best:.3f})" if best is not None else
+                             f"{suite} {metric} {v:.3f}")  # fmt: skip
+        out.append(f"quality {quality:.2f}: " + "; ".join(words))
+    sp = m.speed
+    if t.base is None or sp is None:
+        out.append("speed: not measured → speed 0")
+    else:
+        how = (f"prefill {sp.prefill_tps:,.0f} tok/s" if sp.prefill_tps else
+               f"TTFT p50 {_fmt_ms(_pct(sp.ttft_ms, 'p50') or 0)}")  # fmt: skip
+        tpot = _pct(sp.tpot_ms, "p50")
+        if need.endpoint != "embeddings" and tpot is not None:
+            how += f", {tpot:.1f} ms/token"
+        out.append(f"speed: ~{_fmt_ms(t.base)} for {need.prompt_tokens:,} prompt + {need.max_tokens:,} output tokens "
+                   f"({how}; {sp.source}) → speed {speed:.2f}")
+    state = m.state or "not loaded"
+    out.append({
+        "loaded": "residency: loaded",
+        "always": "residency: always available (no loading)",
+        "not-counted": f"residency: {state}, not counted by this policy",
+        "measured": f"residency: {state}, +{_fmt_ms(t.cold)} measured load time",
+        "fleet": f"residency: {state}, +{_fmt_ms(t.cold)} (its load time is not measured: the fleet's median)",
+        "assumed": f"residency: {state}, +{_fmt_ms(t.cold)} (no load time measured anywhere: assumed)",
+    }[t.cold_how])  # fmt: skip
+    if t.inflight == 0:
+        out.append("load: nothing in flight through the gateway")
+    elif not policy.live_load:
+        out.append(f"load: {t.inflight} in flight, not counted by this policy")
+    elif t.base is None:
+        out.append(f"load: {t.inflight} in flight through the gateway (no speed to weigh it by)")
+    else:
+        out.append(f"load: {t.inflight} in flight through the gateway, +{_fmt_ms(t.queue)}")
+    expected = t.expected
+    if expected is not None and (t.cold or t.queue):
+        out.append(f"expected in all ~{_fmt_ms(expected)}")
+    if policy.weight("energy") > 0:
+        if m.j_per_token:
+            out.append(f"energy {energy:.2f}: {m.j_per_token:.3g} J/token"
+                       + (f" (least here {least_j:.3g})" if least_j is not None else ""))  # fmt: skip
+        else:
+            out.append("energy 0: joules per token not measured")
+    return tuple(out)
+
+
+def rank(
+    policy: Policy, need: Need, facts: FleetFacts, inflight: Mapping[str, int], cooling: Collection[str],
+    explain: int | None = None,
+) -> Ranking:
+    """Rank ``facts`` for ``need`` under ``policy``. ``explain`` limits the plain-word reasons to the first N
+    candidates (the ones a caller will try); the rest get none. None (default) explains every candidate."""
+    cooling = cooling if isinstance(cooling, set | frozenset) else frozenset(cooling)
+    skipped: list[tuple[str, str]] = []
+    ok: list[tuple[str, ModelFacts]] = []
+    for m in sorted(facts.models, key=lambda m: m.key):
+        why = skip_reason(policy, need, m, cooling)
+        if why is None:
+            ok.append((m.key, m))
+        else:
+            skipped.append((m.key, why))
+    measured_loads = [m.load_ms for m in facts.models if m.load_ms is not None]
+    fleet_load = statistics.median(measured_loads) if measured_loads else None
+    timings = [_timing(m, policy, need, inflight, fleet_load, key) for key, m in ok]
+    known = [e for t in timings if (e := t.expected) is not None]
+    fastest = min(known) if known else None
+    best_q: dict[str, float] = {}
+    for suite in policy.quality_suites:
+        metric = HEADLINE_METRICS.get(suite, "")
+        present = [v for _, m in ok if (v := m.quality.get(suite, {}).get(metric)) is not None]
+        if present:
+            best_q[suite] = max(present)
+    energies = [m.j_per_token for _, m in ok if m.j_per_token]
+    least_j = min(energies) if energies else None
+    wq, ws, we = (policy.weight(f) for f in WEIGHTS)
+    wsum = (wq + ws + we) or 1.0
+
+    rows: list[tuple[tuple[int, bool, float, str], ModelFacts, _Timing, float, float, float, float]] = []
+    for (key, m), t in zip(ok, timings, strict=True):
+        expected = t.expected
+        speed = (fastest / expected) if (expected and fastest is not None) else (1.0 if expected == 0 else 0.0)
+        q_parts = []
+        for suite in policy.quality_suites:
+            v = m.quality.get(suite, {}).get(HEADLINE_METRICS.get(suite, ""))
+            best = best_q.get(suite)
+            q_parts.append(v / best if (v is not None and best) else 0.0)
         quality = sum(q_parts) / len(q_parts) if q_parts else 0.0
         energy = (least_j / m.j_per_token) if (least_j is not None and m.j_per_token) else 0.0
-        score = (policy.weight("quality") * quality + policy.weight("speed") * speed
-                 + policy.weight("energy") * energy) / wsum  # fmt: skip
-        reasons: list[str] = []
-        if policy.weight("quality") > 0:
-            reasons.append(f"quality {quality:.2f}: " + "; ".join(q_words))
-        reasons.append(words[0] + (f" → speed {speed:.2f}" if expected is not None else " → speed 0"))
-        reasons.extend(words[1:])
-        if expected is not None and (cold or queue):
-            reasons.append(f"expected in all ~{_fmt_ms(expected)}")
-        if policy.weight("energy") > 0:
-            reasons.append(f"energy {energy:.2f}: {m.j_per_token:.3g} J/token" + (
-                f" (least here {least_j:.3g})" if least_j is not None else "") if m.j_per_token
-                else "energy 0: joules per token not measured")  # fmt: skip
+        score = (wq * quality + ws * speed + we * energy) / wsum
+        order = (-round(score / _EPS), not m.loaded, expected if expected is not None else float("inf"), key)
+        rows.append((order, m, t, score, quality, speed, energy))
+    rows.sort(key=lambda r: r[0])
+    out: list[Candidate] = []
+    for i, (_, m, t, score, quality, speed, energy) in enumerate(rows):
         factors = {"quality": round(quality, 6), "speed": round(speed, 6), "energy": round(energy, 6),
-                   "cold_ms": round(cold, 3), "queue_ms": round(queue, 3), "inflight": float(n)}  # fmt: skip
-        if expected is not None:
-            factors["expected_ms"] = round(expected, 3)
-        cand = Candidate(m.provider_id, m.model_id, round(score, 6), factors, tuple(reasons))
-        scored.append((-round(score / _EPS), not m.loaded,
-                       expected if expected is not None else float("inf"), m.key, cand))  # fmt: skip
-    scored.sort(key=lambda t: t[:4])
-    return Ranking(policy.name, tuple(c for *_, c in scored), tuple(skipped))
+                   "cold_ms": round(t.cold, 3), "queue_ms": round(t.queue, 3), "inflight": float(t.inflight)}  # fmt: skip
+        if t.expected is not None:
+            factors["expected_ms"] = round(t.expected, 3)
+        words = (_reasons(m, policy, need, t, quality, speed, energy, best_q, least_j)
+                 if explain is None or i < explain else ())  # fmt: skip
+        out.append(Candidate(m.provider_id, m.model_id, round(score, 6), factors, words))
+    return Ranking(policy.name, tuple(out), tuple(skipped))

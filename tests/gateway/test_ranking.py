@@ -152,3 +152,14 @@ def test_factors_and_reasons_in_plain_words() -> None:
         "expected in all ~54.5 s",
     )
     assert top.reasons[2] == "residency: always available (no loading)"
+
+
+def test_explain_limits_reasons_to_the_first_candidates_and_changes_nothing_else() -> None:
+    models = [mf(f"h/{c}", bench=speed(1000.0, 10.0 + i)) for i, c in enumerate("abcd")]
+    full = rank(FAST, Need("chat", 1000, 100), FleetFacts(AT, tuple(models)), {}, ["h/x"])
+    two = rank(FAST, Need("chat", 1000, 100), FleetFacts(AT, tuple(models)), {}, ["h/x"], explain=2)
+    assert [(c.key, c.score, c.factors) for c in two.candidates] == [(c.key, c.score, c.factors)
+                                                                     for c in full.candidates]  # fmt: skip
+    assert [c.reasons for c in two.candidates[:2]] == [c.reasons for c in full.candidates[:2]]
+    assert [c.reasons for c in two.candidates[2:]] == [(), ()]
+    assert full.candidates[3].reasons[0].startswith("speed: ~2,300 ms for 1,000 prompt + 100 output tokens")
