@@ -30,6 +30,7 @@ Request activity (``activity`` + ``model_transitions`` → ``rollup_activity_{5m
     Computed directly from the raw rows for every grain (percentiles do not compose).
 
     * A request belongs to the bucket of its ``finished_at`` (llama-swap records only the end time).
+    * Canary probes are not requests of users: their rows (``canary_probes``) are left out of every column.
     * ``errors``: requests whose ``status_code`` is not 2xx.
     * Token sums ignore llama-swap's sentinels: ``-1`` (not reported) and ``0`` (parse failure) add nothing.
     * Speed percentiles (``percentile_cont``, linear interpolation, as llama-swap's own stats) are over the
@@ -54,6 +55,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Connection, text
+
+from warehouse.queries.canaries import not_a_probe
 
 log = logging.getLogger(__name__)
 
@@ -283,14 +286,14 @@ WITH agg AS (
            percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY tokens_per_second)
                FILTER (WHERE tokens_per_second > 0) AS gen_p
     FROM activity
-    WHERE finished_at >= :start AND finished_at < :end
+    WHERE finished_at >= :start AND finished_at < :end AND {not_probe}
     GROUP BY 1, 2, 3
 ), iv AS (
     SELECT provider_id, model_id,
            greatest(finished_at - duration_ms * INTERVAL '1 millisecond', finished_at - :max_req) AS s,
            finished_at AS e
     FROM activity
-    WHERE finished_at >= :start AND finished_at < :end + :max_req AND duration_ms > 0
+    WHERE finished_at >= :start AND finished_at < :end + :max_req AND duration_ms > 0 AND {not_probe}
 ), marked AS (
     SELECT *, CASE WHEN s <= max(e) OVER (
                   PARTITION BY provider_id, model_id ORDER BY s, e
@@ -381,7 +384,7 @@ def rollup_activity(
         width = GRAINS[grain]
         s, e = floor_to(start, width), ceil_to(end, width)
         table = f"rollup_activity_{grain}"
-        sql = _ACTIVITY.format(table=table, origin=ORIGIN)
+        sql = _ACTIVITY.format(table=table, origin=ORIGIN, not_probe=not_a_probe("activity"))
         cur = conn.execute(
             text(sql),
             {

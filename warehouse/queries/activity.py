@@ -15,6 +15,7 @@ import polars as pl
 from sqlalchemy import text
 
 from warehouse.queries._frames import UTC_TS, Db, frame
+from warehouse.queries.canaries import not_a_probe
 
 STATUSES = ("all", "ok", "error")
 # metric name -> column; identifiers come from this fixed table only, never from callers
@@ -119,7 +120,7 @@ SELECT '{metric}' AS metric, count(*) AS n, min(a.{col}) AS min, avg(a.{col}) AS
        percentile_cont(0.5) WITHIN GROUP (ORDER BY a.{col}) AS p50,
        percentile_cont(0.95) WITHIN GROUP (ORDER BY a.{col}) AS p95,
        percentile_cont(0.99) WITHIN GROUP (ORDER BY a.{col}) AS p99
-FROM activity a WHERE {where} AND a.{col} > 0"""
+FROM activity a WHERE {where} AND a.{col} > 0 AND {not_a_probe("a")}"""
         )
     schema = {"metric": pl.Utf8, "n": pl.Int64}
     schema.update({k: pl.Float64 for k in ("min", "mean", "max", "p50", "p95", "p99")})
@@ -136,7 +137,7 @@ def speed_histogram(db: Db, f: ActivityFilter, metric: str) -> pl.DataFrame:
     where, params = f.where("a")
     sql = text(
         f"""
-WITH v AS (SELECT a.{col} AS x FROM activity a WHERE {where} AND a.{col} > 0),
+WITH v AS (SELECT a.{col} AS x FROM activity a WHERE {where} AND a.{col} > 0 AND {not_a_probe("a")}),
 s AS (SELECT count(*) AS n, min(x) AS lo, max(x) AS hi FROM v),
 k AS (SELECT n, lo, hi,
              CASE WHEN hi = lo THEN 1

@@ -17,6 +17,7 @@ import polars as pl
 from sqlalchemy import Connection, text
 
 from warehouse.queries._frames import UTC_TS, Db, connected, frame
+from warehouse.queries.canaries import not_a_probe
 
 USAGE_SCHEMA = {
     "provider_id": pl.Utf8,
@@ -89,7 +90,7 @@ SPEED_SCHEMA = {
 }
 
 _SPEEDS = text(
-    """
+    f"""
     SELECT provider_id, model_id,
            count(*) FILTER (WHERE tokens_per_second > 0) AS gen_n,
            (percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY tokens_per_second)
@@ -98,7 +99,7 @@ _SPEEDS = text(
            (percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY prompt_per_second)
                FILTER (WHERE prompt_per_second > 0)) AS p
     FROM activity
-    WHERE finished_at >= :start AND finished_at < :end
+    WHERE finished_at >= :start AND finished_at < :end AND {not_a_probe("activity")}
     GROUP BY provider_id, model_id
     ORDER BY provider_id, model_id
     """
@@ -215,11 +216,12 @@ ERRORS_SCHEMA = {
 }
 
 _ERRORS = text(
-    """
+    f"""
     SELECT provider_id, model_id, status_code, coalesce(nullif(error_msg, ''), '') AS error_msg,
            count(*) AS count, max(finished_at) AS last_at
     FROM activity
     WHERE finished_at >= :start AND finished_at < :end AND status_code NOT BETWEEN 200 AND 299
+      AND {not_a_probe("activity")}
     GROUP BY 1, 2, 3, 4
     ORDER BY count(*) DESC, max(finished_at) DESC
     LIMIT :limit
