@@ -56,7 +56,7 @@ def test_deploy_all_registers_every_deployment_idempotently(prefect_harness):
             "fleet-digest/today",
             "fleet-digest/weekly",
         ]
-        + ["canary/every-5m", "alerts/every-minute"]
+        + ["canary/every-5m", "alerts/every-minute", "host-configs/every-15m"]
         + [n for n in names if n.startswith(("bench", "eval", "judge"))]
     )
     assert deploy_all(PREFECT_YAML, pool="boocontrol-test") == names
