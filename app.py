@@ -30,6 +30,9 @@ more[3].page_link("pages/9_Evals.py", label="Evals", icon="🧪")
 gateway_links = st.columns(5)
 gateway_links[0].page_link("pages/10_Routing.py", label="Routing", icon="🧭")
 gateway_links[1].page_link("pages/11_Consumers.py", label="Consumers", icon="👥")
+ops_links = st.columns(5)
+ops_links[0].page_link("pages/13_Thrash.py", label="Thrash", icon="🔁")
+ops_links[1].page_link("pages/14_Alerts.py", label="Alerts", icon="🚨")
 
 
 @st.fragment(run_every=2)

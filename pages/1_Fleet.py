@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from ui import actions_panel, data, lease_view, widgets
+from ui import actions_panel, canary_view, data, lease_view, widgets
 from warehouse.queries.fleet import fleet_summary
 
 widgets.page_setup("Fleet", "🛰️")
@@ -22,16 +22,21 @@ def live_provider(provider_id: str) -> None:
     now = data.now()
     row = data.provider_row(now, provider_id)
     inflight = data.live_inflight(provider_id, row)
+    models, loaded = data.provider_models(provider_id)  # read before anything is drawn: the refresh swaps fast
     if row is not None:
         widgets.provider_tiles(
             row, data.provider_gpus(provider_id), data.provider_gpu_series(provider_id, now), now,
             inflight=inflight.height,
         )
+        canary_view.canary_lights(provider_id, now)
+    # the same number of elements on every refresh: a table that came and went shifted the action forms, and
+    # Streamlit showed the shifted-out copy (older choices, as stale) beside the new one until the refresh ended
+    st.markdown("**In-flight requests**")
     if inflight.height:
-        st.markdown("**In-flight requests**")
         widgets.inflight_table(inflight)
+    else:
+        st.caption("None right now.")
     st.subheader("Actions")
-    models, loaded = data.provider_models(provider_id)
     actions_panel.actions_panel(
         provider_id, models, loaded, inflight["request_id"].to_list(), key=f"fleet_{provider_id}"
     )

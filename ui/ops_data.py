@@ -15,12 +15,13 @@ import plotly.graph_objects as go
 import polars as pl
 import streamlit as st
 
+from engines.alerts import Policy
 from engines.thrash import thrash_report
 from ui import data
 from warehouse.queries import alerts as q_alerts
 from warehouse.queries import canaries as q_canaries
 
-DEFAULT_SLO_MS = 1000.0  # the lights' TTFT bar when the canary deployment's SLO is not known here
+DEFAULT_SLO_MS = Policy().canary_ttft_slo_ms  # the lights' TTFT bar: the alert rule's default SLO
 LIGHT_ICONS = {"green": "🟢", "amber": "🟠", "red": "🔴", "grey": "⚪"}
 
 _LOADS: dict[str, Any] = {"provider_id": pl.Utf8, "model_id": pl.Utf8, "started_at": pl.Datetime("us", "UTC"),
@@ -63,7 +64,7 @@ def loads_per_hour_figure(hourly: pl.DataFrame) -> go.Figure:
 @st.cache_data(ttl=10, show_spinner=False)
 def canary_lights(now: datetime, slo_ms: float = DEFAULT_SLO_MS) -> pl.DataFrame:
     """Per (provider, model) probed in the last 15 minutes: its light, last TTFT and when."""
-    rows = q_canaries.lights(data.engine(), now - timedelta(minutes=15), slo_ms)
+    rows = q_canaries.lights(data.engine(), now.replace(second=0) - timedelta(minutes=15), slo_ms)
     return pl.DataFrame(
         [(p, m, v["light"], LIGHT_ICONS[v["light"]], v["ttft_ms"], v["sent_at"], v["error"])
          for (p, m), v in sorted(rows.items())],
