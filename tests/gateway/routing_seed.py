@@ -5,12 +5,14 @@ The fleet, relative to ``now``:
 
 * ``gpu`` (llama-swap at 10.0.0.5, connected):
   * ``qwen-coder`` ready, window 32 768; 10 live requests (1 000 prompt tokens at 2 000 tok/s -> TTFT 500 ms,
-    50 tok/s -> 20 ms/token, 3 s end to end); humaneval pass@1 0.6;
+    50 tok/s -> 20 ms/token, 3 s end to end; a canary probe's own request is left out); last canary ok (an
+    older failure no longer counts); humaneval pass@1 0.6;
   * ``llama-8b`` stopped, window 8 192, loads measured 4 s and 6 s (median 5 s); bench run: TTFT p50 300 ms,
     p90 400 ms, 10 ms/token, prefill 600 tokens in 300 ms = 2 000 tok/s, 0.5 J/token; humaneval pass@1 0.4
     (and a stale 0.95 that must not count);
   * ``nomic-embed`` ready (an embedding model);
-* ``cpu`` (llama-swap, connected) ``qwen-coder`` ready, window 65 536, its host under a bench lease;
+* ``cpu`` (llama-swap, connected) ``qwen-coder`` ready, window 65 536, its host under a bench lease, its last
+  canary probe failed;
 * ``cloud`` (openai kind at https://api.example.com, connected) ``gpt-x``, window 131 072; bench run: TTFT
   p50 800 ms, 15 ms/token, prefill 4 000 tokens in 800 ms = 5 000 tok/s; humaneval pass@1 0.9;
 * ``down`` (llama-swap, disconnected) ``qwen-coder`` ready.
@@ -30,6 +32,7 @@ from sqlalchemy import Connection, Engine, insert, update
 from tests.ui import seed
 from warehouse import bench_store, eval_store
 from warehouse.schema import providers
+from warehouse.schema_alerts import canary_probes
 from warehouse.schema_evals import eval_scores
 from warehouse.schema_fleet import leases
 
@@ -109,6 +112,18 @@ def known_fleet(engine: Engine, now: datetime) -> None:
         seed.activity(c, "gpu", "ep1", 100, now - timedelta(hours=30), model_id="qwen-coder", pps=10.0, tps=1.0)
         seed.activity(c, "gpu", "ep1", 101, now - timedelta(minutes=5), model_id="qwen-coder", status=500,
                       pps=1.0, tps=1.0)
+        # a canary probe's own request (one token, slow): left out of the live speed
+        probe_at = now - timedelta(minutes=3)
+        seed.activity(c, "gpu", "ep1", 102, probe_at, model_id="qwen-coder", pps=5.0, tps=2.0, inp=10, out=1)
+        c.execute(insert(canary_probes).values(provider_id="gpu", model_id="qwen-coder", sent_at=probe_at, ok=True,
+                                               activity_upstream_id=102, activity_finished_at=probe_at))
+        # canaries: an old failure no longer counts, the newest result per model does
+        c.execute(insert(canary_probes), [
+            {"provider_id": "gpu", "model_id": "qwen-coder", "sent_at": now - timedelta(minutes=30), "ok": False},
+            {"provider_id": "cpu", "model_id": "qwen-coder", "sent_at": now - timedelta(minutes=4), "ok": True},
+            {"provider_id": "cpu", "model_id": "qwen-coder", "sent_at": now - timedelta(minutes=2), "ok": False,
+             "error": "HTTP 500"},
+        ])
         bench_run(c, "gpu", "llama-8b", now - timedelta(days=3), ttft=(900.0, 900.0), tpot=90.0, prompt_tokens=600,
                   j_per_token=2.0)  # an older run: the newer one below speaks
         bench_run(c, "gpu", "llama-8b", now - timedelta(days=1), ttft=(300.0, 400.0), tpot=10.0, prompt_tokens=600,

@@ -44,7 +44,8 @@ def test_load_time_quality_energy_lease(facts: FleetFacts) -> None:
     lease = by["cpu/qwen-coder"].lease
     assert lease is not None and lease.startswith("bench run 7 by bench@box:1 until ")
     assert [k for k, m in by.items() if m.lease] == ["cpu/qwen-coder"]  # gpu's lease expired
-    assert all(m.canary_ok is None for m in facts.models)
+    assert {k: m.canary_ok for k, m in by.items() if m.canary_ok is not None} == {
+        "cpu/qwen-coder": False, "gpu/qwen-coder": True}
 
 
 def test_live_speed_from_activity(facts: FleetFacts) -> None:

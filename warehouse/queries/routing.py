@@ -8,11 +8,12 @@ replayed as of a given moment.
   capabilities, state, context window, whether the provider is online, and its median measured load time
   (`warehouse.queries.models.model_catalog`'s definition of a load).
 * `eval_quality` — per (provider, model, suite, metric) the newest score that is not stale.
-* `live_speed` — percentiles of live activity (successful requests with output) in a window.
+* `live_speed` — percentiles of live activity (successful requests with output, canary probes left out) in a
+  window.
 * `bench_speed` — the newest completed benchmark run per model, at its lowest load level.
 * `energy` — joules per output token of the newest benchmark run that measured it.
 * `host_leases` — host leases valid at ``now``.
-* `canary_results` — the newest canary probe per model in a window, when canaries are recorded.
+* `canary_results` — the newest canary probe per model in a window (`flows/canary.py`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import polars as pl
 from sqlalchemy import text
 
 from warehouse.queries._frames import UTC_TS, Db, Schema, connected, frame
+from warehouse.queries.canaries import not_a_probe
 from warehouse.queries.models import model_catalog
 
 PCTS = ("p50", "p90", "p95", "p99")
@@ -81,7 +83,7 @@ def _pct_cols(expr: str, name: str) -> str:
 
 # Per request: time to first token = prompt processing (input tokens at llama-server's prompt rate), time per
 # output token = 1 / generation rate, end to end = llama-swap's duration. llama-swap's -1 sentinels and
-# zero rates are left out by the filters.
+# zero rates are left out by the filters, and so are the canary probes' own requests (one token each).
 _LIVE_SQL = text(
     f"""
 WITH r AS (
@@ -94,6 +96,7 @@ WITH r AS (
            CASE WHEN prompt_per_second > 0 THEN prompt_per_second END AS prefill
     FROM activity
     WHERE finished_at > :since AND finished_at <= :now AND status_code = 200 AND output_tokens > 0
+      AND {not_a_probe("activity")}
 )
 SELECT provider_id, model_id, count(*) AS requests,
        {_pct_cols("ttft", "ttft")}, {_pct_cols("tpot", "tpot")}, {_pct_cols("e2e", "e2e")},
@@ -194,9 +197,5 @@ CANARY_SCHEMA: Schema = {"provider_id": pl.Utf8, "model_id": pl.Utf8, "ok": pl.B
 
 
 def canary_results(db: Db, since: datetime, now: datetime) -> pl.DataFrame:
-    """The newest canary probe per model sent in (since, now]; empty where canaries are not recorded."""
-    with connected(db) as conn:
-        present = conn.execute(text("SELECT to_regclass('canary_probes') IS NOT NULL")).scalar()
-        if not present:
-            return pl.DataFrame(schema=CANARY_SCHEMA)
-        return frame(conn, _CANARY_SQL, {"since": since, "now": now}, CANARY_SCHEMA)
+    """The newest canary probe per model sent in (since, now]."""
+    return frame(db, _CANARY_SQL, {"since": since, "now": now}, CANARY_SCHEMA)
