@@ -26,6 +26,7 @@ import polars as pl
 from sqlalchemy import Connection
 
 from core.settings import Settings
+from engines.thrash import ThrashReport, thrash_report
 from reports import digest_figures, uptime
 from warehouse.queries import consumers as consumers_q
 from warehouse.queries import evals as evals_q
@@ -73,6 +74,8 @@ class Digest:
     # the gateway's consumers (`warehouse.queries.consumers.consumer_summary`) and the SLO targets used
     consumers: pl.DataFrame | None = None
     slo: tuple[float, float] = DEFAULT_SLO
+    # swap thrash of the period (`engines.thrash`): loads, loading vs serving, ping-pong pairs, GPU time lost
+    thrash: ThrashReport | None = None
 
     @property
     def prev_start(self) -> datetime:
@@ -144,6 +147,7 @@ def build_digest(db: Db, kind: str, start: datetime, end: datetime | None = None
         simulated=tuple(fleet_q.simulated_providers(db, end)),
         consumers=consumers_q.consumer_summary(db, start, end, *slo),
         slo=slo,
+        thrash=thrash_report(db, start, end),
     )
 
 
@@ -359,7 +363,47 @@ def _sections(d: Digest, summary: dict[str, Any]) -> list[Section]:
         )
     if not swaps.rows:
         swaps.lines.append("No model loads.")
-    return [head, usage, hours, speeds, uptime, errors, swaps, *_eval_sections(d), *_consumer_sections(d)]
+    return [head, usage, hours, speeds, uptime, errors, swaps, *_eval_sections(d), *_consumer_sections(d),
+            *_thrash_sections(d)]
+
+
+def _thrash_sections(d: Digest) -> list[Section]:
+    """Where GPUs were spent loading instead of serving: per host, and the pairs of models that swapped back and
+    forth (`engines.thrash`; canary probes not counted)."""
+    if d.thrash is None:
+        return []
+    t = d.thrash
+    loading = sum(h.loading_s for h in t.hosts)
+    serving = sum(h.serving_s for h in t.hosts)
+    lost = sum(h.gpu_s_lost + h.gpu_s_lost_estimated for h in t.hosts)
+    share = f"{_num(100 * loading / (loading + serving))} %" if loading + serving else "—"
+    hosts = Section(
+        "Swap thrash",
+        [f"{len(t.loads):,} model loads; time loading {share} of loading + serving; GPU time lost to loads "
+         f"{_num(lost)} s (measured load times, plus each model's median for loads whose time was not seen)."],
+        ["Provider", "Loads", "Loads/h", "Failed", "Loading share", "GPU lost (s)"],
+        text_cols=1,
+    )
+    for h in t.hosts:
+        if not h.loads:
+            continue
+        hosts.rows.append([_provider(d, h.provider_id), _int(h.loads), _num(h.loads_per_hour), _int(h.failed_loads),
+                           "—" if h.loading_share is None else f"{_num(100 * h.loading_share)} %",
+                           _num(h.gpu_s_lost + h.gpu_s_lost_estimated)])  # fmt: skip
+    if not hosts.rows:
+        hosts.lines.append("No model loads.")
+    pairs = Section(
+        "Ping-pong pairs",
+        ["Two models of one host that evicted each other back and forth (a reversal within 15 min)."],
+        ["Provider", "Model A", "Model B", "A evicted B", "B evicted A", "Back and forth", "GPU lost (s)"],
+        text_cols=3,
+    )
+    for p in t.pairs[:10]:
+        pairs.rows.append([_provider(d, p.provider_id), FleetText(p.model_a), FleetText(p.model_b),
+                           _int(p.a_evicted_b), _int(p.b_evicted_a), _int(p.reversals), _num(p.gpu_s_lost)])  # fmt: skip
+    if not pairs.rows:
+        pairs.lines.append("No pair of models evicted each other.")
+    return [hosts, pairs]
 
 
 def _consumer_sections(d: Digest) -> list[Section]:

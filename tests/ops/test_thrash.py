@@ -72,3 +72,17 @@ def test_a_queued_warm_says_how_long_its_load_should_take(db):
     # already loaded (or loading): no ETA; never measured: none either
     assert "should take" not in describe(replace(progress(target="A"), target_state="ready"), load_s).text
     assert "should take" not in describe(progress(target="A"), None).text
+
+
+def test_digest_has_a_swap_thrash_section(db):
+    """The daily digest of the scripted day: the thrash section with its exact numbers and the ping-pong pair."""
+    from reports.digest import build_digest, render_digest
+
+    scripted.load(db)
+    d = build_digest(db, "daily", scripted.DAY)
+    md = render_digest(d).markdown
+    assert "## Swap thrash" in md and "## Ping-pong pairs" in md
+    # the whole day: 7 loads (32 s measured incl. the failed 3 s, 4.5 s estimated); loading 32 s, serving 7.5 s
+    assert ("7 model loads; time loading 81.0 % of loading + serving; GPU time lost to loads 36.5 s" in md)
+    assert "| h1 | 7 | 0.3 | 1 | 83.1 % | 36.5 |" in md  # h1 alone: 32 / (32 + 6.5)
+    assert "| h1 | A | B | 2 | 2 | 2 | 26.5 |" in md
