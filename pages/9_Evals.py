@@ -64,11 +64,11 @@ with pair_tab:
         st.info("No pairwise verdicts yet. Compare two or more completed chat runs of different models: "
                 "`boocontrol eval pairwise 4 5 --judge provider/model`.")  # fmt: skip
     else:
-        first = eval_data.pairwise(verdicts, eval_data.simulated())
+        first = eval_data.pairwise_board()
         judge = first.judge
         if len(first.judges) > 1:
-            judge = st.selectbox("Judge", first.judges, key="evals_judge")
-        pw = first if judge == first.judge else eval_data.pairwise(verdicts, eval_data.simulated(), judge)
+            judge = st.selectbox("Judge", first.judges, key="evals_judge") or first.judge
+        pw = first if judge == first.judge else eval_data.pairwise_board(judge)
         ratings = eval_data.ratings_frame(pw)
         widgets.chart(ef.interval_dots(ratings["label"].to_list(), ratings["rating"].to_list(),
                                        ratings["low"].to_list(), ratings["high"].to_list(),

@@ -44,7 +44,7 @@ def categories(run_ids: tuple[int, ...]) -> pl.DataFrame:
 
 @st.cache_data(ttl=TTL, show_spinner=False, max_entries=data.MAX_ENTRIES)
 def quality_vs_speed(suite: str) -> pl.DataFrame:
-    return q.quality_vs_speed(data.engine(), suite)
+    return q.quality_vs_speed(data.engine(), suite, leaderboard(suite))
 
 
 @st.cache_data(ttl=TTL, show_spinner=False, max_entries=data.MAX_ENTRIES)
@@ -137,6 +137,13 @@ def pairwise(verdicts: pl.DataFrame, simulated: frozenset[str] = frozenset(), ju
         out.counts[(a, b)] = out.counts.get((a, b), 0) + 1
         out.counts[(b, a)] = out.counts.get((b, a), 0) + 1
     return out
+
+
+@st.cache_data(ttl=TTL, show_spinner=False, max_entries=data.MAX_ENTRIES)
+def pairwise_board(judge: str | None = None) -> Pairwise:
+    """`pairwise` of the stored verdicts (cached: the bootstrap refits the ratings 500 times, as `eval pairwise`
+    does, so the page shows the CLI's intervals)."""
+    return pairwise(pair_verdicts(), simulated(), judge)
 
 
 def ratings_frame(p: Pairwise) -> pl.DataFrame:

@@ -223,11 +223,12 @@ def leaderboard(db: Db, suite: str, n_boot: int = 2000, seed: int = 20261202) ->
         stored = _scores_by_run(conn, ids)
         units = unit_scores(conn, ids) if ids else pl.DataFrame(schema=UNIT_SCHEMA)
         sim = set(simulated_providers(conn))
+    by_run = {int(k[0]): part for k, part in units.partition_by("run_id", as_dict=True).items()} if units.height else {}
     for r in runs:
         rid = int(r["run_id"])
         metrics = stored.get(rid, {})
         name = headline_metric(str(r["kind"]), list(metrics))
-        mine = units.filter(pl.col("run_id") == rid)
+        mine = by_run.get(rid, units.clear())
         est = interval(mine, n_boot, seed)
         score_row = metrics.get(name) if name else None
         if est is None and score_row is None:
@@ -298,11 +299,12 @@ def pareto_flags(xs: Sequence[float], ys: Sequence[float]) -> list[bool]:
     ]
 
 
-def quality_vs_speed(db: Db, suite: str, n_boot: int = 2000, seed: int = 20261202) -> pl.DataFrame:
+def quality_vs_speed(db: Db, suite: str, board: pl.DataFrame | None = None) -> pl.DataFrame:
     """The leaderboard of ``suite`` joined with each model's generation speed: the mean per-request decode
     tok/s of the lowest-concurrency point of its newest completed benchmark run (single stream where the
-    sweep has it). Models without a benchmark run have ``gen_tps`` null and are never on the Pareto front."""
-    board = leaderboard(db, suite, n_boot, seed)
+    sweep has it). Models without a benchmark run have ``gen_tps`` null and are never on the Pareto front.
+    ``board``: the suite's `leaderboard` when the caller has it already."""
+    board = leaderboard(db, suite) if board is None else board
     with connected(db) as conn:
         speed = {(str(r["provider_id"]), str(r["model_id"])): r for r in conn.execute(_SPEED_SQL).mappings()}
     rows = board.to_dicts()
@@ -581,14 +583,19 @@ _PERIOD_RUNS_SQL = text(
     """
 )
 
-_ITEMS_REGRESSED_SQL = text(
+_OUTCOMES_SQL = text(
     """
-    SELECT count(*) FROM eval_answers x JOIN eval_items i ON i.id = x.item_id
-    JOIN eval_answers y ON y.run_id = :b AND y.sample_idx = x.sample_idx
-    JOIN eval_items k ON k.id = y.item_id AND k.item_key = i.item_key
-    WHERE x.run_id = :a AND x.passed AND x.error IS NULL AND (y.passed IS NOT TRUE OR y.error IS NOT NULL)
+    SELECT a.run_id, i.item_key, a.sample_idx, coalesce(a.passed AND a.error IS NULL, false) AS ok
+    FROM eval_answers a JOIN eval_items i ON i.id = a.item_id
+    WHERE a.run_id = ANY(:ids)
     """
 )
+
+
+def _items_regressed(outcomes: Mapping[int, Mapping[tuple[str, int], bool]], before: int, after: int) -> int:
+    """Items (and samples) that passed in run ``before`` and are answered but not passed in run ``after``."""
+    now = outcomes.get(after, {})
+    return sum(1 for k, ok in outcomes.get(before, {}).items() if ok and k in now and not now[k])
 
 
 def period_scores(db: Db, start: datetime, end: datetime) -> pl.DataFrame:
@@ -601,6 +608,9 @@ def period_scores(db: Db, start: datetime, end: datetime) -> pl.DataFrame:
         ids = [int(r["run_id"]) for r in runs] + [int(r["prev_run_id"]) for r in runs if r["prev_run_id"]]
         stored = _scores_by_run(conn, ids)
         sim = set(simulated_providers(conn))
+        outcomes: dict[int, dict[tuple[str, int], bool]] = {}
+        for o in conn.execute(_OUTCOMES_SQL, {"ids": ids}).mappings():
+            outcomes.setdefault(int(o["run_id"]), {})[(str(o["item_key"]), int(o["sample_idx"]))] = bool(o["ok"])
         for r in runs:
             metrics = stored.get(int(r["run_id"]), {})
             name = headline_metric(str(r["kind"]), list(metrics))
@@ -608,8 +618,7 @@ def period_scores(db: Db, start: datetime, end: datetime) -> pl.DataFrame:
                 continue
             prev_id = int(r["prev_run_id"]) if r["prev_run_id"] else None
             prev = stored.get(prev_id, {}).get(name) if prev_id else None
-            regressed = (int(conn.execute(_ITEMS_REGRESSED_SQL, {"a": prev_id, "b": int(r["run_id"])}).scalar_one())
-                         if prev_id else None)  # fmt: skip
+            regressed = _items_regressed(outcomes, prev_id, int(r["run_id"])) if prev_id else None
             value = float(metrics[name]["value"])
             rows.append({
                 "run_id": int(r["run_id"]), "suite": r["suite"], "provider_id": r["provider_id"],
