@@ -121,12 +121,14 @@ def test_versions_stored_and_changes_in_history(sim, db):
     _, r2 = read()
     assert first.source == "mcp" and (r1.changed, r2.changed, r2.sha256) == (True, False, r1.sha256)
     sim.config_path.write_text(CONFIG.replace("ttl: 300", "ttl: 900"))  # -watch-config reloads within ~2 s
+    async def ttl() -> str:
+        async with httpx.AsyncClient() as client:
+            return await McpClient(provider(sim), client).get_config(".models.qwen.ttl")
+
     deadline = time.monotonic() + 15
-    while True:
-        now, r3 = read()
-        if r3.changed or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
+    while asyncio.run(ttl()) != "900\n" and time.monotonic() < deadline:  # not stored: only waits for the reload
+        time.sleep(0.25)
+    now, r3 = read()
     assert r3.changed and r3.previous_sha256 == r1.sha256
     assert yaml.safe_load(now.text)["models"]["qwen"]["ttl"] == 900
     hist = config_history(db, "mcp-host")
