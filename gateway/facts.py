@@ -23,10 +23,11 @@ from sqlalchemy import Engine
 from core.kinds import UnknownKind, kind_spec
 from warehouse.queries import routing
 
-# Live activity of the last LIVE_WINDOW_S seconds counts as "live speed" when it has at least
-# LIVE_MIN_REQUESTS requests; otherwise the newest benchmark run speaks for the model.
+# A model's newest LIVE_SAMPLE successful requests of the last LIVE_WINDOW_S seconds are its "live speed" when
+# there are at least LIVE_MIN_REQUESTS of them; otherwise the newest benchmark run speaks for the model.
 LIVE_WINDOW_S = 24 * 3600
 LIVE_MIN_REQUESTS = 5
+LIVE_SAMPLE = 200
 CANARY_WINDOW_S = 15 * 60  # a canary result older than this says nothing about now
 
 _EMBED_RE = re.compile(r"embed", re.IGNORECASE)
@@ -128,7 +129,7 @@ def load_facts(engine: Engine, now: datetime) -> FleetFacts:
     live = {
         (r["provider_id"], r["model_id"]): _speed(r, f"live activity ({LIVE_WINDOW_S // 3600} h, {r['requests']} "
                                                      "requests)")
-        for r in routing.live_speed(engine, since, now, LIVE_MIN_REQUESTS).iter_rows(named=True)
+        for r in routing.live_speed(engine, since, now, LIVE_MIN_REQUESTS, LIVE_SAMPLE).iter_rows(named=True)
     }
     bench = {
         (r["provider_id"], r["model_id"]): _speed(

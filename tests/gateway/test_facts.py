@@ -94,3 +94,21 @@ def test_auto_code_for_a_30k_prompt_on_the_known_fleet(facts: FleetFacts) -> Non
     assert [(c.key, c.score) for c in r.candidates] == [("cloud/gpt-x", 1.0), ("gpu/qwen-coder", 0.635499)]
     assert [k for k, _ in r.skipped] == ["cpu/qwen-coder", "down/qwen-coder", "gpu/llama-8b", "gpu/nomic-embed"]
     assert dict(r.skipped)["gpu/llama-8b"] == "context window 8,192 < 30,512 tokens needed (prompt + max_tokens)"
+
+
+def test_live_speed_reads_only_the_newest_requests_per_model(db: Engine) -> None:
+    from datetime import timedelta
+
+    from tests.ui import seed
+    from warehouse.queries.routing import live_speed
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    known_fleet(db, now)
+    with db.begin() as c:  # three newer, slower requests: with a sample of 3 they are all that counts
+        for i in range(3):
+            seed.activity(c, "gpu", "ep1", 200 + i, now - timedelta(seconds=10 + i), model_id="qwen-coder",
+                          pps=1000.0, tps=25.0, inp=1000, out=100, duration_ms=6000)
+    rows = live_speed(db, now - timedelta(hours=24), now, 1, per_model=3).to_dicts()
+    assert [(r["provider_id"], r["model_id"], r["requests"], r["ttft_p50"], r["tpot_p99"]) for r in rows] == [
+        ("gpu", "qwen-coder", 3, 1000.0, 40.0)]
+    assert live_speed(db, now - timedelta(hours=24), now, 1, per_model=200).to_dicts()[0]["requests"] == 13

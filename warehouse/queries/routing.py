@@ -8,8 +8,8 @@ replayed as of a given moment.
   capabilities, state, context window, whether the provider is online, and its median measured load time
   (`warehouse.queries.models.model_catalog`'s definition of a load).
 * `eval_quality` — per (provider, model, suite, metric) the newest score that is not stale.
-* `live_speed` — percentiles of live activity (successful requests with output, canary probes left out) in a
-  window.
+* `live_speed` — percentiles of each model's newest live requests (successful, with output, canary probes left
+  out) in a window.
 * `bench_speed` — the newest completed benchmark run per model, at its lowest load level.
 * `energy` — joules per output token of the newest benchmark run that measured it.
 * `host_leases` — host leases valid at ``now``.
@@ -87,16 +87,22 @@ def _pct_cols(expr: str, name: str) -> str:
 _LIVE_SQL = text(
     f"""
 WITH r AS (
-    SELECT provider_id, model_id,
-           CASE WHEN prompt_per_second > 0 AND input_tokens > 0
-                THEN input_tokens / prompt_per_second * 1000 END AS ttft,
-           CASE WHEN tokens_per_second > 0 THEN 1000 / tokens_per_second END AS tpot,
-           duration_ms::double precision AS e2e,
-           CASE WHEN tokens_per_second > 0 THEN tokens_per_second END AS gen,
-           CASE WHEN prompt_per_second > 0 THEN prompt_per_second END AS prefill
-    FROM activity
-    WHERE finished_at > :since AND finished_at <= :now AND status_code = 200 AND output_tokens > 0
-      AND {not_a_probe("activity")}
+    SELECT m.provider_id, m.model_id,
+           CASE WHEN a.prompt_per_second > 0 AND a.input_tokens > 0
+                THEN a.input_tokens / a.prompt_per_second * 1000 END AS ttft,
+           CASE WHEN a.tokens_per_second > 0 THEN 1000 / a.tokens_per_second END AS tpot,
+           a.duration_ms::double precision AS e2e,
+           CASE WHEN a.tokens_per_second > 0 THEN a.tokens_per_second END AS gen,
+           CASE WHEN a.prompt_per_second > 0 THEN a.prompt_per_second END AS prefill
+    FROM models m
+    CROSS JOIN LATERAL (
+        SELECT * FROM activity a
+        WHERE a.provider_id = m.provider_id AND a.model_id = m.model_id
+          AND a.finished_at > :since AND a.finished_at <= :now AND a.status_code = 200 AND a.output_tokens > 0
+          AND {not_a_probe("a")}
+        ORDER BY a.finished_at DESC
+        LIMIT :per_model
+    ) a
 )
 SELECT provider_id, model_id, count(*) AS requests,
        {_pct_cols("ttft", "ttft")}, {_pct_cols("tpot", "tpot")}, {_pct_cols("e2e", "e2e")},
@@ -115,9 +121,12 @@ SPEED_SCHEMA = {
 }  # fmt: skip
 
 
-def live_speed(db: Db, since: datetime, now: datetime, min_requests: int = 1) -> pl.DataFrame:
-    """Speed percentiles of successful requests that finished in (since, now], per model with enough of them."""
-    return frame(db, _LIVE_SQL, {"since": since, "now": now, "min_requests": min_requests}, SPEED_SCHEMA)
+def live_speed(db: Db, since: datetime, now: datetime, min_requests: int = 1, per_model: int = 200) -> pl.DataFrame:
+    """Speed percentiles of the newest ``per_model`` successful requests of each catalog model that finished in
+    (since, now], for the models with at least ``min_requests`` of them (the newest requests through the
+    (provider, model, time) index: the cost is bounded by the catalog, not by the traffic)."""
+    params = {"since": since, "now": now, "min_requests": min_requests, "per_model": per_model}
+    return frame(db, _LIVE_SQL, params, SPEED_SCHEMA)
 
 
 _BENCH_SQL = text(
