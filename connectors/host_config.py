@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import posixpath
+import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,6 +35,7 @@ import yaml
 
 from connectors.llama_swap_api import auth_headers
 from core.providers import Provider, SshAccess
+from warehouse.queries.redaction import REDACTED, redact_text
 
 MCP_PATH = "/api/mcp"
 MCP_PROTOCOL = "2026-07-28"
@@ -56,8 +58,38 @@ class McpToolError(HostConfigError):
 class ConfigRead:
     provider_id: str
     source: str  # mcp | ssh
-    text: str  # mcp: the effective config as YAML; ssh: the file's bytes decoded as UTF-8
+    text: str  # mcp: the effective config as YAML; ssh: the file's text, secrets redacted (`redact_config_text`)
     read_at: datetime
+
+
+_SECRET_NAME = re.compile(r"(?i)(api[-_]?key|token|secret|password|passwd)")
+_CREDENTIAL = re.compile(r"\b(hf_[A-Za-z0-9]{8,}|gh[pousr]_[A-Za-z0-9]{8,}|xox[abp]-[\w-]{8,})")
+
+
+def config_secrets(doc: Any) -> list[str]:
+    """The secret values a llama-swap config holds: ``apiKeys``, peers' ``apiKey``, model ``env`` entries with a
+    secret-looking name, and ``macros`` with a secret-looking name."""
+    if not isinstance(doc, dict):
+        return []
+    found = [str(k) for k in doc.get("apiKeys") or [] if k]
+    found += [str(p["apiKey"]) for p in (doc.get("peers") or {}).values() if isinstance(p, dict) and p.get("apiKey")]
+    found += [str(v) for k, v in (doc.get("macros") or {}).items() if _SECRET_NAME.search(str(k)) and v]
+    for m in (doc.get("models") or {}).values():
+        for entry in (m or {}).get("env") or [] if isinstance(m, dict) else []:
+            name, sep, value = str(entry).partition("=")
+            if sep and value and _SECRET_NAME.search(name):
+                found.append(value)
+    return sorted(set(found), key=len, reverse=True)
+
+
+def redact_config_text(text: str) -> str:
+    """A config file's text with its secrets replaced by ``[REDACTED]`` (layout and comments kept): what is stored
+    and shown of a file read over SSH (MCP's effective config arrives redacted by llama-swap already)."""
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError:
+        doc = None
+    return _CREDENTIAL.sub(REDACTED, redact_text(text, config_secrets(doc)))
 
 
 class McpClient:
@@ -284,4 +316,4 @@ async def read_host_config(provider: Provider, client: httpx.AsyncClient, creds:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise HostConfigError(f"provider {provider.id}: {f.path} is not UTF-8 text") from None
-    return ConfigRead(provider.id, SOURCE_SSH, text, datetime.now(UTC))
+    return ConfigRead(provider.id, SOURCE_SSH, redact_config_text(text), datetime.now(UTC))

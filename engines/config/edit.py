@@ -43,6 +43,7 @@ from connectors.host_config import (
     SshConfigFile,
     SshCredentials,
     open_config_file,
+    redact_config_text,
 )
 from connectors.llama_swap_api import Event, LlamaSwapAPI, LlamaSwapError
 from core.providers import Provider
@@ -169,12 +170,13 @@ async def _connector_saw_reload(engine: Engine, provider_id: str, since: datetim
 
 
 def _record(engine: Engine, provider_id: str, data: bytes, cause: str) -> None:
+    """Store a version the file held (secrets redacted: the database never holds a key)."""
     with engine.begin() as conn:
-        record_config(conn, provider_id, SOURCE_SSH, data.decode("utf-8", "replace"), cause)
+        record_config(conn, provider_id, SOURCE_SSH, redact_config_text(data.decode("utf-8", "replace")), cause)
 
 
-async def _apply(provider: Provider, f: SshConfigFile, api: LlamaSwapAPI, new: bytes, backup: bytes,
-                 reload_timeout_s: float, health: Callable[[], Awaitable[str | None]], steps: list[str]) -> str | None:
+async def _apply(f: SshConfigFile, api: LlamaSwapAPI, new: bytes, reload_timeout_s: float,
+                 health: Callable[[], Awaitable[str | None]], steps: list[str]) -> str | None:
     """Write ``new`` and wait for reload and health; None when healthy, else the reason."""
     watch = _ReloadWatch(api)
     try:
@@ -275,7 +277,7 @@ async def _edit(engine: Engine, provider: Provider, new: bytes, creds: SshCreden
         backup_path, backup = await f.backup(datetime.now(UTC))
         steps.append(f"backup {backup_path}")
         written_at = datetime.now(UTC)
-        why = await _apply(provider, f, api, new, backup, reload_timeout_s, lambda: health_of(expected), steps)
+        why = await _apply(f, api, new, reload_timeout_s, lambda: health_of(expected), steps)
         if any(step.startswith("wrote ") for step in steps):  # the host held it, however briefly
             _record(engine, provider.id, new, f"edit #{action_id}")
         if why is None:
@@ -286,7 +288,7 @@ async def _edit(engine: Engine, provider: Provider, new: bytes, creds: SshCreden
                               backup_path=backup_path, steps=tuple(steps))
         steps.append(f"unhealthy: {why}")
         old_models = listed_models(backup.decode("utf-8", "replace"))
-        again = await _apply(provider, f, api, backup, backup, reload_timeout_s,
+        again = await _apply(f, api, backup, reload_timeout_s,
                              lambda: default_health(api, old_models, (), health_timeout_s), steps)
         restored = await f.read_bytes()
         if restored != backup:

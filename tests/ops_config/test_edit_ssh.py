@@ -118,3 +118,34 @@ def test_read_over_ssh_from_real_binary(sshd, tmp_path):
 
         got = asyncio.run(read())
     assert (got.source, got.text) == ("ssh", text_)
+
+
+SECRETS = ("sk-live-abcdef123456", "peer-secret-xyz9", "hf_abcdefghijkl", "tok-99887766")
+
+
+def test_secrets_of_a_file_read_over_ssh_never_reach_the_database(db, sshd, tmp_path, monkeypatch):
+    monkeypatch.setenv("BOOCONTROL_TEST_OPS_KEY", SECRETS[0])
+    start = free_port_block()
+    original = (responder_yaml("sim", ("alpha",), start)
+                + "    env: [\"HF_TOKEN=hf_abcdefghijkl\", \"CUDA_VISIBLE_DEVICES=0\"]\n"
+                + "apiKeys: [\"sk-live-abcdef123456\"]\nmacros:\n  hub_token: tok-99887766\n"
+                + "peers:\n  other:\n    proxy: http://10.9.9.9:8080\n    apiKey: peer-secret-xyz9\n    models: [x]\n")
+    with watched_host("sim", tmp_path, original) as host:
+        provider = provider_for(host, sshd)
+        provider = type(provider)(**{**provider.__dict__, "api_key_env": "BOOCONTROL_TEST_OPS_KEY"})
+        creds = SshCredentials(sshd.secrets_dir)
+
+        async def read():
+            async with httpx.AsyncClient() as client:
+                return await read_host_config(provider, client, creds, prefer="ssh")
+
+        got = asyncio.run(read())
+        assert got.source == "ssh" and not any(s in got.text for s in SECRETS)
+        assert got.text.count("[REDACTED]") == 4 and "# managed by tests" in got.text  # layout kept
+        res = asyncio.run(edit_host_config(db, provider, original.replace("alpha", "alpha2"), creds,
+                                           health_timeout_s=30))
+        assert res.status == "succeeded", res
+    with db.connect() as conn:
+        stored = " ".join(str(r) for r in conn.execute(text("SELECT * FROM host_config_versions")))
+        stored += " ".join(str(r) for r in conn.execute(text("SELECT * FROM actions")))
+    assert "alpha2" in stored and not any(s in stored for s in SECRETS)
