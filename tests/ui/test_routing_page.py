@@ -68,3 +68,13 @@ def test_hostile_names_are_escaped_and_a_bad_policy_file_is_reported(
            "min_context, quality_floor, latency, quality_suites, weights, residency, live_load)")
     assert [e.value for e in at.error] == [
         f"Policy file not loaded: {md(why)} (the policies below are the last good ones)"]
+
+
+def test_empty_fleet_says_nothing_can_serve(app_env: Engine) -> None:
+    at = run_page("pages/10_Routing.py")
+    assert not at.exception
+    assert [w.value for w in at.warning] == [
+        f"{md('auto:code')}: nothing in the fleet may serve a 30,000-token prompt right now"]
+    assert [e.label for e in at.expander] == [f"{md(p)} → nothing" for p in (
+        "auto:fast", "auto:best", "auto:code", "auto:long", "auto:efficient")]
+    assert len(at.dataframe[0].value) == 0
