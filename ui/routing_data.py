@@ -7,7 +7,7 @@ flight or cooling down (and says so).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import polars as pl
 import streamlit as st
@@ -37,8 +37,14 @@ def policies() -> tuple[PolicyBook, str | None]:
 
 
 @st.cache_data(ttl=FACTS_TTL, show_spinner=False, max_entries=8)
-def facts(at: datetime) -> FleetFacts:
+def _facts(at: datetime) -> FleetFacts:
     return load_facts(engine(), at)
+
+
+def facts(at: datetime) -> FleetFacts:
+    """The facts as of ``at`` rounded down to FACTS_TTL seconds, so every ranking of one page run (and of the
+    runs within those seconds) reads them once."""
+    return _facts(at - timedelta(seconds=at.second % FACTS_TTL, microseconds=at.microsecond))
 
 
 def ranked(policy: Policy, need: Need, at: datetime) -> Ranking:
