@@ -281,11 +281,12 @@ def _parse_policy(d: _Doc, name: str, node: yaml.Node, source: str) -> Policy:
     if "quality_suites" in f:
         snode = f["quality_suites"]
         if isinstance(snode, yaml.ScalarNode):
-            suites = (d.text(snode, f"{at}.quality_suites"),)
+            items = [(snode, f"{at}.quality_suites")]
         elif isinstance(snode, yaml.SequenceNode):
-            suites = tuple(d.text(s, f"{at}.quality_suites[{i}]") for i, s in enumerate(snode.value))
+            items = [(s, f"{at}.quality_suites[{i}]") for i, s in enumerate(snode.value)]
         else:
             raise d.err(snode, f"{at}.quality_suites", "expected a suite name or a list of them")
+        suites = tuple(d.choice(s, where, tuple(HEADLINE_METRICS)) for s, where in items)
     weights = dict(_w(0, 1, 0))
     if "weights" in f:
         wm = d.mapping(f["weights"], f"{at}.weights", WEIGHTS)

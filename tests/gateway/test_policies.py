@@ -82,6 +82,9 @@ ERRORS = [
     ("policies:\n  auto:x:\n    description: x\n    quality_floor: {suite: mystery, min: 1}\n",
      "p.yaml:4: policies.auto:x.quality_floor.metric: suite 'mystery' has no default metric; name one"),
     ("policies:\n  auto:x: {description: a}\n  auto:x: {description: b}\n", "p.yaml:3: policies.auto:x: defined twice"),
+    ("policies:\n  auto:x:\n    description: x\n    quality_suites: [humaneval, mmlu]\n",
+     "p.yaml:4: policies.auto:x.quality_suites[1]: 'mmlu' is not one of humaneval, ifeval, chat, agentic, utility, "
+     "needle"),
 ]
 
 
