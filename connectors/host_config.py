@@ -215,8 +215,23 @@ def backup_name(path: str, at: datetime) -> str:
 class SshConfigFile:
     """One SFTP session to a host's config file: read, back up, replace atomically, restore."""
 
-    def __init__(self, provider_id: str, access: SshAccess, sftp: asyncssh.SFTPClient) -> None:
-        self.provider_id, self.access, self.sftp = provider_id, access, sftp
+    def __init__(self, provider_id: str, access: SshAccess, sftp: asyncssh.SFTPClient,
+                 conn: asyncssh.SSHClientConnection | None = None) -> None:
+        self.provider_id, self.access, self.sftp, self.conn = provider_id, access, sftp, conn
+
+    async def reload(self, timeout_s: float = 30.0) -> str | None:
+        """Run the registry's ``reload_command`` on the host; None when it exited 0, else why not (one line)."""
+        command = self.access.reload_command
+        if not command or self.conn is None:
+            return "no reload_command"
+        try:
+            done = await self.conn.run(command, check=False, timeout=timeout_s)
+        except (asyncssh.Error, asyncssh.TimeoutError, OSError) as exc:
+            return f"reload_command failed: {exc.__class__.__name__}"
+        if done.exit_status != 0:
+            err = str(done.stderr or "").strip().splitlines()
+            return f"reload_command exited {done.exit_status}" + (f": {err[0][:200]}" if err else "")
+        return None
 
     @property
     def path(self) -> str:
@@ -289,7 +304,7 @@ async def open_config_file(provider: Provider, creds: SshCredentials,
                               f"{exc.__class__.__name__}") from None
     try:
         async with conn, conn.start_sftp_client() as sftp:
-            yield SshConfigFile(provider.id, access, sftp)
+            yield SshConfigFile(provider.id, access, sftp, conn)
     except asyncssh.Error as exc:
         raise HostConfigError(f"provider {provider.id}: SSH session failed: {exc.__class__.__name__}") from None
 

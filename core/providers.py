@@ -46,13 +46,16 @@ class RegistryError(ValueError):
 class SshAccess:
     """How to reach a llama-swap host's config file over SSH (registry field ``ssh``). ``key`` is the NAME of a
     private key file in the data directory's ``secrets/`` (never the key itself); the host key must be in
-    ``secrets/known_hosts``. ``host`` defaults to the host of ``base_url``."""
+    ``secrets/known_hosts``. ``host`` defaults to the host of ``base_url``. ``reload_command`` (run over SSH after
+    a config edit, e.g. ``systemctl reload llama-swap``) is for hosts whose llama-swap runs without
+    ``-watch-config``."""
 
     host: str
     config_path: str
     user: str = "root"
     port: int = 22
     key: str = "id_ed25519"
+    reload_command: str | None = None
 
 
 @dataclass(frozen=True)
@@ -259,7 +262,7 @@ def _parse_ssh(raw: Any, base_url: str, node: yaml.Node, where: str, fail: Any) 
     """``ssh: {config_path, host?, port?, user?, key?}``: where the host's llama-swap config file is."""
     if raw is None:
         return None
-    allowed = {"host", "port", "user", "config_path", "key"}
+    allowed = {"host", "port", "user", "config_path", "key", "reload_command"}
     if not isinstance(raw, dict) or set(raw) - allowed:
         raise fail(node, where, f"must be a mapping with config_path and optionally {', '.join(sorted(allowed - {'config_path'}))}")
     path = raw.get("config_path")
@@ -276,7 +279,10 @@ def _parse_ssh(raw: Any, base_url: str, node: yaml.Node, where: str, fail: Any) 
     user = raw.get("user", "root")
     if not isinstance(host, str) or not isinstance(user, str) or not host or not user:
         raise fail(node, where, "host and user must be non-empty strings")
-    return SshAccess(host=host, config_path=path, user=user, port=port, key=key)
+    reload = raw.get("reload_command")
+    if reload is not None and (not isinstance(reload, str) or not reload.strip()):
+        raise fail(node, f"{where}.reload_command", "must be a non-empty shell command")
+    return SshAccess(host=host, config_path=path, user=user, port=port, key=key, reload_command=reload)
 
 
 def load_registry(path: Path) -> Registry:
@@ -302,7 +308,9 @@ def dump_registry(providers: Iterable[Provider], default_provider: str | None) -
                 "api_key_env": p.api_key_env,
                 "labels": dict(p.labels) or None,
                 "ssh": {"host": p.ssh.host, "port": p.ssh.port, "user": p.ssh.user,
-                        "config_path": p.ssh.config_path, "key": p.ssh.key} if p.ssh else None,
+                        "config_path": p.ssh.config_path, "key": p.ssh.key,
+                        **({"reload_command": p.ssh.reload_command} if p.ssh.reload_command else {})}
+                if p.ssh else None,
             }.items()
             if v is not None
         }

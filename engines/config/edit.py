@@ -9,7 +9,7 @@ records an ``edit_config`` row in the ``actions`` audit table, and then:
 3. copies the file to a timestamped backup beside it (read back and compared);
 4. replaces the file atomically (write beside it, POSIX rename; permission bits kept);
 5. waits for llama-swap to reload (its ``/api/events`` stream, opened before the write, is closed by a reload;
-   llama-swap must run with ``-watch-config``) and for health: ``/wol-health`` answers, ``/v1/models`` lists
+   llama-swap runs with ``-watch-config``, or the registry's ``ssh.reload_command`` is run) and for health: ``/wol-health`` answers, ``/v1/models`` lists
    exactly the new config's listed models, and each ``probe_models`` entry loads (``GET /upstream/<id>/``);
    when a connector follows the host, its ``config_reloads`` row is awaited too and reported;
 6. on any failure after the write, writes the backup's bytes back the same way, waits for the reload and
@@ -186,10 +186,16 @@ async def _apply(f: SshConfigFile, api: LlamaSwapAPI, new: bytes, reload_timeout
     try:
         await f.write_atomic(new)
         steps.append(f"wrote {len(new)} bytes ({_sha(new)[:12]})")
+        if f.access.reload_command:
+            problem = await f.reload()
+            if problem is not None:
+                return problem
+            steps.append("reload_command ran")
         try:
             await asyncio.wait_for(watch.closed.wait(), reload_timeout_s)
         except TimeoutError:
-            return (f"llama-swap did not reload within {reload_timeout_s:g} s (it must run with -watch-config)")
+            return (f"llama-swap did not reload within {reload_timeout_s:g} s (run it with -watch-config, or set "
+                    "ssh.reload_command in the registry)")
         steps.append("reload seen (event stream closed)")
     finally:
         await watch.stop()

@@ -37,7 +37,8 @@ def responder_yaml(kind: str, models: tuple[str, ...], start_port: int, comment:
 
 
 @contextlib.contextmanager
-def watched_host(kind: str, workdir: Path, text: str, port: int | None = None) -> Iterator[LlamaSwapProcess]:
+def watched_host(kind: str, workdir: Path, text: str, port: int | None = None,
+                 watch: bool = True) -> Iterator[LlamaSwapProcess]:
     cfg = workdir / "config.yaml"
     cfg.write_text(text)
     port = port or free_port()
@@ -46,9 +47,9 @@ def watched_host(kind: str, workdir: Path, text: str, port: int | None = None) -
         binary = find_llama_swap("newest")
         if binary is None:
             pytest.skip("no real llama-swap binary here")
-        proc = LlamaSwapProcess(binary, cfg, port, workdir / "llama-swap.log", watch=True)
+        proc = LlamaSwapProcess(binary, cfg, port, workdir / "llama-swap.log", watch=watch)
     else:
-        proc = WatchingSimulator(cfg, port, workdir / "simulator.log")
+        proc = (WatchingSimulator if watch else SimulatorProcess)(cfg, port, workdir / "simulator.log")
     proc.start()
     try:
         yield proc

@@ -149,3 +149,26 @@ def test_secrets_of_a_file_read_over_ssh_never_reach_the_database(db, sshd, tmp_
         stored = " ".join(str(r) for r in conn.execute(text("SELECT * FROM host_config_versions")))
         stored += " ".join(str(r) for r in conn.execute(text("SELECT * FROM actions")))
     assert "alpha2" in stored and not any(s in stored for s in SECRETS)
+
+
+@pytest.mark.parametrize("kind", target_params())
+def test_without_watch_config_the_reload_command_reloads_else_rollback(kind, db, sshd, tmp_path):
+    import dataclasses
+
+    start = free_port_block()
+    original = responder_yaml(kind, ("alpha",), start)
+    with watched_host(kind, tmp_path, original, watch=False) as host:
+        provider = provider_for(host, sshd)
+        creds = SshCredentials(sshd.secrets_dir)
+        two = responder_yaml(kind, ("alpha", "beta"), start)
+        res = asyncio.run(edit_host_config(db, provider, two, creds, reload_timeout_s=3, health_timeout_s=20))
+        assert (res.status, res.rolled_back) == ("failed", True)
+        assert res.detail.startswith("llama-swap did not reload within 3 s (run it with -watch-config, or set "
+                                     "ssh.reload_command in the registry); rolled back to ")
+        assert host.config_path.read_bytes() == original.encode()
+        assert host.proc is not None
+        ssh = dataclasses.replace(provider.ssh, reload_command=f"kill -HUP {host.proc.pid}")
+        res2 = asyncio.run(edit_host_config(db, dataclasses.replace(provider, ssh=ssh), two, creds,
+                                            health_timeout_s=30))
+        assert res2.status == "succeeded", res2
+        assert "reload_command ran" in res2.steps and models_listed(host.base_url) == ["alpha", "beta"]
