@@ -172,3 +172,21 @@ def test_without_watch_config_the_reload_command_reloads_else_rollback(kind, db,
                                             health_timeout_s=30))
         assert res2.status == "succeeded", res2
         assert "reload_command ran" in res2.steps and models_listed(host.base_url) == ["alpha", "beta"]
+
+
+@pytest.mark.parametrize("kind", target_params())
+def test_the_following_connector_records_the_reload(kind, db, db_url, sshd, tmp_path):
+    from tests.support.connector import ConnectorThread, query, registry_for, wait_until
+
+    start = free_port_block()
+    original = responder_yaml(kind, ("alpha",), start)
+    with watched_host(kind, tmp_path, original) as host:
+        provider = provider_for(host, sshd)
+        with ConnectorThread(registry_for(provider), db_url, tmp_path / "spool"):
+            wait_until(lambda: query(db_url, "SELECT 1 FROM connector_health WHERE provider_id = %s AND "
+                                             "status = 'connected'", (provider.id,)), what="connected")
+            res = asyncio.run(edit_host_config(db, provider, responder_yaml(kind, ("alpha", "beta"), start),
+                                               SshCredentials(sshd.secrets_dir), health_timeout_s=30))
+        assert res.status == "succeeded", res
+        assert res.steps[-1] == "the connector recorded the reload"
+        assert len(query(db_url, "SELECT 1 FROM config_reloads WHERE provider_id = %s", (provider.id,))) == 1
