@@ -5,7 +5,9 @@ runs a few asserts. The two ways alternate sample by sample (so load on the mach
 
 * bare: ``subprocess.run(["/usr/bin/python3", "test.py"], cwd=<dir with the two files>)``, output captured;
 * sandbox: ``BubblewrapSandbox().run(job)`` — writing the files, the uid drop and rlimits, bwrap's
-  namespaces and mounts, capped output capture, the wall-clock watch and the uid sweep after the job.
+  namespaces and mounts, capped output capture, the wall-clock watch and the uid sweep after the job;
+* with ``--no-cgroup-row`` left out, also ``BubblewrapSandbox(cgroups=False)`` (no job cgroup: rlimits only),
+  so what the job cgroup adds is measured in the same run.
 
 Printed side by side: wall time per sample (median, p95) and the added milliseconds (difference of the
 medians, and median and p95 of the per-sample differences). Wall time on a loaded machine stretches
@@ -34,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -97,10 +100,14 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=100)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--workers", type=int, default=1, help="also time this many sandbox jobs at once (pool)")
+    ap.add_argument("--no-cgroup-row", action="store_true", help="leave out the sandbox without a job cgroup")
     args = ap.parse_args()
 
     sandbox = BubblewrapSandbox()
     sandbox.check()
+    plain = None if args.no_cgroup_row else BubblewrapSandbox(cgroups=False)
+    if plain is not None:
+        plain.check()
     job = SandboxJob(command=("python3", "test.py"), files={"solution.py": SOLUTION, "test.py": TEST})
     workdir = Path(tempfile.mkdtemp(prefix="bench-sandbox-"))
     (workdir / "solution.py").write_text(SOLUTION)
@@ -122,19 +129,25 @@ def main() -> None:
         assert done.stdout == b"4 passed\n"
         return wall, cpu
 
-    def boxed() -> tuple[float, float]:
-        c0, t0 = cpu_now("sandbox"), time.perf_counter()
-        out = sandbox.run(job)
-        wall, cpu = time.perf_counter() - t0, cpu_now("sandbox") - c0
+    def boxed(name: str = "sandbox", box: BubblewrapSandbox = sandbox) -> tuple[float, float]:
+        c0, t0 = cpu_now(name), time.perf_counter()
+        out = box.run(job)
+        wall, cpu = time.perf_counter() - t0, cpu_now(name) - c0
         assert (out.exit_code, out.stdout, out.leftovers_killed) == (0, "4 passed\n", 0), out
         return wall, cpu
 
+    runs: dict[str, Callable[[], tuple[float, float]]] = {"bare": bare, "sandbox": boxed}
+    if plain is not None:
+        runs["no cgroup"] = lambda: boxed("no cgroup", plain)
     for _ in range(args.warmup):
-        bare()
-        boxed()
+        for run in runs.values():
+            run()
     try:
         groups["sandbox"] = CpuGroup("box")
         groups["sandbox"].add(sandbox._launcher(0).proc.pid)
+        if plain is not None:
+            groups["no cgroup"] = CpuGroup("plain")
+            groups["no cgroup"].add(plain._launcher(0).proc.pid)
         groups["bare"] = CpuGroup("bare")
         groups["bare"].add(os.getpid())
     except OSError as exc:
@@ -142,26 +155,24 @@ def main() -> None:
             g.remove()
         groups.clear()
         print(f"(no CPU columns: {exc})")
-    walls: dict[str, list[float]] = {"bare": [], "sandbox": []}
-    cpus: dict[str, list[float]] = {"bare": [], "sandbox": []}
+    walls: dict[str, list[float]] = {name: [] for name in runs}
+    cpus: dict[str, list[float]] = {name: [] for name in runs}
     added: list[float] = []
     try:
         for _ in range(args.samples):
-            bw, bc = bare()
-            sw, sc = boxed()
-            walls["bare"].append(bw)
-            walls["sandbox"].append(sw)
-            cpus["bare"].append(bc)
-            cpus["sandbox"].append(sc)
-            added.append(sw - bw)
+            for name, run in runs.items():
+                wall_s, cpu_s = run()
+                walls[name].append(wall_s)
+                cpus[name].append(cpu_s)
+            added.append(walls["sandbox"][-1] - walls["bare"][-1])
     finally:
         for g in groups.values():
             g.remove()
 
     ms = 1000.0
-    print(
-        f"sandbox overhead: {args.samples} samples each, alternating; python {PYTHON}; load {os.getloadavg()[0]:.1f}"
-    )
+    load = os.getloadavg()
+    print(f"sandbox overhead: {args.samples} samples each, alternating; python {PYTHON}; load average "
+          f"{load[0]:.1f} {load[1]:.1f} {load[2]:.1f} (1/5/15 min)")  # fmt: skip
 
     def cpu_cols(c: list[float]) -> str:
         return (
@@ -171,7 +182,7 @@ def main() -> None:
         )
 
     print(f"{'':10} {'wall p50':>9} {'wall p95':>9} {'cpu p50':>9} {'cpu p95':>9}   (ms per sample)")
-    for name in ("bare", "sandbox"):
+    for name in runs:
         w = walls[name]
         print(f"{name:10} {statistics.median(w) * ms:9.1f} {pct(w, 0.95) * ms:9.1f}" + cpu_cols(cpus[name]))
     med_added = statistics.median(walls["sandbox"]) - statistics.median(walls["bare"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
 
 import pytest
 
@@ -322,6 +323,35 @@ def test_forked_memory_bomb_capped_for_the_whole_job(sandbox: BubblewrapSandbox,
         assert statuses.count(signal.SIGKILL) == out.oom_kills
     else:
         assert (out.signal, out.killed_reason) == (signal.SIGKILL, "memory")
+
+
+def test_jobs_are_born_in_their_slots_cgroup_with_their_own_peak() -> None:
+    """One cgroup per slot, the launcher inside it (so no job pays for a cgroup move); each job's peak and OOM
+    kills are its own (reset before it), the job (never the launcher) is the OOM victim, and the group goes
+    with the sandbox."""
+    sb = BubblewrapSandbox(base_uid=TEST_BASE_UID)
+    sb.check()
+    if sb.cgroups is None:
+        pytest.skip("no writable cgroup hierarchy here: jobs run on per-process rlimits only")
+    mb = 1024 * 1024
+    try:
+        big = sb.run(script_job("hog = b'x' * (96 * 1024 * 1024)\nprint(open('/proc/self/oom_score_adj').read().strip())",
+                                memory_mb=256))  # fmt: skip
+        small = sb.run(script_job("print('small')", memory_mb=256))
+        launcher = sb._launcher(0)
+        assert launcher.group is not None
+        dirs = launcher.group.dirs
+        assert all(str(launcher.proc.pid) in (d / "cgroup.procs").read_text().split() for d in dirs)
+        assert Path(f"/proc/{launcher.proc.pid}/oom_score_adj").read_text().strip() == "0"
+    finally:
+        sb.close()
+    assert (big.exit_code, big.stdout, small.exit_code, small.oom_kills) == (0, "1000\n", 0, 0)
+    assert big.memory_peak_bytes is not None and big.memory_peak_bytes > 96 * mb
+    assert small.memory_peak_bytes is not None and small.memory_peak_bytes < 64 * mb
+    deadline = time.monotonic() + 15  # removed in the background once the launcher has gone
+    while any(d.exists() for d in dirs) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(d.exists() for d in dirs)
 
 
 def test_cgroups_can_be_turned_off() -> None:

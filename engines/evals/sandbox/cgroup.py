@@ -1,12 +1,20 @@
-"""Per-job cgroups for the bubblewrap backend, where the machine allows them: one memory limit and one
-process limit for the whole job (rlimits are per process), its peak memory and its OOM kills.
+"""Job cgroups for the bubblewrap backend, where the machine allows them: one memory limit and one process
+limit for the whole job (rlimits are per process), its peak memory and its OOM kills.
+
+One group per pool slot, not per job: the slot's launcher helper lives in it (moved in once, when it starts),
+so every job it forks is born in the group. Moving a task into a cgroup (and creating and removing a memory
+cgroup) waits for an RCU grace period, which took 7-12 ms per job on an idle machine and ~16 ms under load;
+being born in the group costs nothing. A slot runs one job at a time, so the group holds one job (plus the
+launcher, which the OOM killer never picks: ``oom_score_adj`` -1000, reset to 0 in each job's child). Before a
+job, `JobGroup.start_job` sets its limits (``pids.max`` counts the launcher and any zombie still waiting for
+the host's init on top of the job's own processes), resets the peak and notes the OOM-kill count; its
+`JobUsage` says the job's peak and OOM kills afterwards.
 
 cgroup v2: a ``boocontrol-sandbox`` group under the root of the unified hierarchy (memory and pids
-enabled for its children), one ``job-<uid>-<random>`` group per job. cgroup v1: ``boocontrol-sandbox``
-groups under this process's own memory and pids groups, the job groups in them. The parents stay (empty)
-for the next run. Without a writable hierarchy (a container that
-mounts /sys/fs/cgroup read-only, no root), ``JobCgroups.detect()`` returns None and jobs run on rlimits
-alone.
+enabled for its children), one ``slot-…`` group per launcher. cgroup v1: ``boocontrol-sandbox`` groups under
+this process's own memory and pids groups, the slot groups in them. The parents stay (empty) for the next
+run. Without a writable hierarchy (a container that mounts /sys/fs/cgroup read-only, no root),
+``JobCgroups.detect()`` returns None and jobs run on rlimits alone.
 """
 
 from __future__ import annotations
@@ -44,6 +52,29 @@ class JobGroup:
         except (OSError, ValueError):
             return None
 
+    def _pids_dir(self) -> Path:
+        return self.dirs[-1]
+
+    def start_job(self, *, memory_bytes: int, processes: int) -> JobUsage:
+        """Limits for the next job (``processes`` of its own on top of what the group holds now) and a fresh
+        peak; returns what reads the job's usage afterwards."""
+        mem = self._memory_dir()
+        held = int((self._pids_dir() / "pids.current").read_text())
+        _write_if_changed(self._pids_dir() / "pids.max", processes + held)
+        _write_if_changed(mem / ("memory.max" if self.version == 2 else "memory.limit_in_bytes"), memory_bytes)
+        peak_fd: int | None = None
+        if self.version == 1:
+            (mem / "memory.max_usage_in_bytes").write_text("0\n")
+        else:  # kernel >= 6.12: a write resets the peak as read through the same open file
+            try:
+                peak_fd = os.open(mem / "memory.peak", os.O_RDWR)
+                os.write(peak_fd, b"reset\n")
+            except OSError:
+                if peak_fd is not None:
+                    os.close(peak_fd)
+                peak_fd = -1  # the peak cannot be reset here: unknown
+        return JobUsage(self, self.oom_kills(), peak_fd)
+
     def oom_kills(self) -> int:
         name = "memory.events" if self.version == 2 else "memory.oom_control"
         try:
@@ -79,6 +110,44 @@ class JobGroup:
                 _remover = threading.Thread(target=_remove_loop, name="sandbox-cgroup-removal", daemon=True)
                 _remover.start()
         _removals.put(self)
+
+
+@dataclass
+class JobUsage:
+    """One job's memory peak and OOM kills in its slot's group (`JobGroup.start_job`)."""
+
+    group: JobGroup
+    oom_before: int
+    peak_fd: int | None  # v2: the memory.peak file reset for this job (-1: could not be reset)
+
+    def memory_peak_bytes(self) -> int | None:
+        if self.peak_fd is None:
+            return self.group.memory_peak_bytes()
+        if self.peak_fd < 0:
+            return None
+        try:
+            return int(os.pread(self.peak_fd, 64, 0))
+        except (OSError, ValueError):
+            return None
+        finally:
+            os.close(self.peak_fd)
+            self.peak_fd = -1
+
+    def oom_kills(self) -> int:
+        return self.group.oom_kills() - self.oom_before
+
+
+_written: dict[Path, int] = {}
+_written_lock = threading.Lock()
+
+
+def _write_if_changed(path: Path, value: int) -> None:
+    """Write a limit only when it differs from what this process last wrote there."""
+    with _written_lock:
+        if _written.get(path) == value:
+            return
+        path.write_text(f"{value}\n")
+        _written[path] = value
 
 
 def _remove_loop() -> None:

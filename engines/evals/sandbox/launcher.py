@@ -6,9 +6,11 @@ loaded) costs tens of milliseconds per job. This helper is a separate, small Pyt
 only, started once per pool slot with ``python -I launcher.py``), so its fork is cheap, and being
 single-threaded it can do the uid drop and rlimits in the child safely.
 
-Protocol on a Unix socket (one job at a time): the client sends one JSON line with the job's argv, uid,
-rlimits and the target fd numbers of its files, together with the fds (stdout and stderr write ends,
-then the files) as SCM_RIGHTS; the helper answers ``{"pid": N}`` once the child is forked and
+Started as ``launcher.py SOCKET_FD [CGROUP_PROCS_FILE...]``: it first moves itself into its slot's job
+cgroup (`engines.evals.sandbox.cgroup`), so the jobs it forks are born there. Protocol on a Unix socket
+(one job at a time): the helper says ``{"ready": true}`` once it is in its cgroup; the client sends one
+JSON line with the job's argv, uid, rlimits and the target fd numbers of its files, together with the fds
+(stdout and stderr write ends, then the files) as SCM_RIGHTS; the helper answers ``{"pid": N}`` once the child is forked and
 ``{"status": S}`` (Popen-style returncode) once it is reaped. The client kills the job itself (it is
 root) by its process group. When the client goes away, the helper kills the running job and exits;
 when the helper itself dies, the job gets SIGKILL (parent-death signal).
@@ -52,9 +54,8 @@ def _child(req: dict[str, object], fds: list[int], launcher_pid: int) -> None:
             prev = fd
         os.closerange(prev + 1, 1 << 20)
         os.setsid()
-        for procs in req.get("cgroups", []):  # type: ignore[attr-defined]
-            with open(procs, "w") as f:  # join the job's cgroups while still root
-                f.write(f"{os.getpid()}\n")
+        with open("/proc/self/oom_score_adj", "w") as f:  # the job, never the launcher, is the OOM victim
+            f.write("1000\n")
         uid = int(req["uid"])  # type: ignore[call-overload]
         os.setgroups([])
         os.setresgid(uid, uid, uid)
@@ -119,10 +120,21 @@ def serve(sock: socket.socket) -> None:
         sock.sendall(json.dumps({"status": _status(wait_status)}).encode() + b"\n")
 
 
+def join_cgroups(procs_files: list[str]) -> None:
+    """Move this helper into its slot's job cgroup: every job it forks is then born there. (The OOM killer
+    takes the job, not the helper: each job's child raises its own ``oom_score_adj`` to 1000, which needs no
+    privilege, where lowering the helper's would need CAP_SYS_RESOURCE.)"""
+    for procs in procs_files:
+        with open(procs, "w") as f:
+            f.write(f"{os.getpid()}\n")
+
+
 def main() -> None:
     fd = int(sys.argv[1])
+    join_cgroups(sys.argv[2:])
     with socket.socket(fileno=fd) as sock:
         try:
+            sock.sendall(b'{"ready": true}\n')  # in its cgroup: the client may size the first job's limits
             serve(sock)
         except (BrokenPipeError, ConnectionResetError):
             pass
