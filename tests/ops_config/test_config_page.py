@@ -55,3 +55,25 @@ def test_config_page(app_env: Engine) -> None:  # noqa: F811
     at.run()
     assert not at.exception, at.exception
     assert [c.value for c in at.code] == [BETA.rstrip("\n")]  # shown as code: the <b> is text, never markup
+
+
+def test_read_now(app_env: Engine, monkeypatch, tmp_path) -> None:  # noqa: F811
+    from core.settings import get_settings
+    from tests.ops_config.hosts import responder_yaml, watched_host
+
+    with app_env.begin() as c:
+        seed.provider(c, "alpha")
+        record_config(c, "alpha", "mcp", ALPHA)
+    with watched_host("sim", tmp_path, responder_yaml("sim", ("tiny",), 27500)) as host:
+        fleet = tmp_path / "fleet.yaml"
+        fleet.write_text(f"providers:\n  - {{id: alpha, base_url: '{host.base_url}'}}\n")
+        monkeypatch.setenv("BOOCONTROL_FLEET_FILE", str(fleet))
+        get_settings.cache_clear()
+        at = run_page("pages/12_Config.py")
+        [b for b in at.button if b.label == "Read now"][0].click()
+        at.run()
+    assert not at.exception, at.exception
+    assert at.toast[0].value == "read via mcp"
+    [code] = [c.value for c in at.code]
+    assert "  tiny:\n    cmd: simple-responder -port 27500 -respond from-tiny -silent\n" in code
+    assert at.dataframe[-1].value["cause"].tolist() == ["—", "—"]  # two versions: seeded, then read now
