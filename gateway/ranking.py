@@ -10,7 +10,9 @@ floor, over a latency limit), then orders the rest by the policy's objective:
 * **speed** — the fastest candidate's expected time over this one's (1.0 = fastest). The expected time is
   the measured time for this request's size (prompt tokens at the measured prefill rate, max_tokens at the
   measured time per output token), plus the measured load time when the model is cold (residency, unless
-  the policy turns it off), plus one expected request time per request the gateway has in flight on it;
+  the policy turns it off), plus one expected request time per request the gateway has in flight on it,
+  plus, for a cold model, the requests in flight on the host's other models (llama-swap lets them finish
+  before it swaps; each counted at its model's median end-to-end time);
 * **energy** — the lowest measured joules per token among the candidates over this one's (0 = not measured).
 
 The score is the weighted mean of the three. Ties (scores equal to 1e-9) go to the loaded model, then to
@@ -146,14 +148,16 @@ class _Timing:
     cold_how: str  # loaded | always | not-counted | measured | fleet | assumed
     queue: float  # time added by the requests in flight through the gateway
     inflight: int
+    swap_wait: float = 0.0  # a cold model: the requests in flight on the host's other models finish first
+    others_inflight: int = 0
 
     @property
     def expected(self) -> float | None:
-        return None if self.base is None else self.base + self.cold + self.queue
+        return None if self.base is None else self.base + self.cold + self.queue + self.swap_wait
 
 
 def _timing(m: ModelFacts, policy: Policy, need: Need, inflight: Mapping[str, int], fleet_load: float | None,
-            key: str) -> _Timing:
+            key: str, busy: Mapping[str, list[tuple[str, int, float | None]]]) -> _Timing:
     base = request_ms(m.speed, need)
     if m.loaded:
         cold, how = 0.0, ("loaded" if m.state == "ready" else "always")
@@ -167,7 +171,15 @@ def _timing(m: ModelFacts, policy: Policy, need: Need, inflight: Mapping[str, in
         cold, how = ASSUMED_LOAD_MS, "assumed"
     n = int(inflight.get(key, 0))
     queue = n * base if (policy.live_load and n > 0 and base is not None) else 0.0
-    return _Timing(base, cold, how, queue, n)
+    swap_wait, others = 0.0, 0
+    if not m.loaded and policy.live_load and base is not None:
+        # llama-swap lets the requests in flight on the loaded model finish before it swaps (its default,
+        # exclusive swapping): each waits about its model's median end-to-end time (this request's when unknown)
+        for other, k, e2e in busy.get(m.provider_id, ()):
+            if other != key:
+                others += k
+                swap_wait += k * (e2e if e2e is not None else base)
+    return _Timing(base, cold, how, queue, n, swap_wait, others)
 
 
 def _reasons(m: ModelFacts, policy: Policy, need: Need, t: _Timing, quality: float, speed: float, energy: float,
@@ -214,8 +226,11 @@ def _reasons(m: ModelFacts, policy: Policy, need: Need, t: _Timing, quality: flo
         out.append(f"load: {t.inflight} in flight through the gateway (no speed to weigh it by)")
     else:
         out.append(f"load: {t.inflight} in flight through the gateway, +{_fmt_ms(t.queue)}")
+    if t.others_inflight:
+        out.append(f"swap: {t.others_inflight} in flight on other models of {m.provider_id} finish first, "
+                   f"+{_fmt_ms(t.swap_wait)}")
     expected = t.expected
-    if expected is not None and (t.cold or t.queue):
+    if expected is not None and (t.cold or t.queue or t.swap_wait):
         out.append(f"expected in all ~{_fmt_ms(expected)}")
     if policy.weight("energy") > 0:
         if m.j_per_token:
@@ -243,7 +258,14 @@ def rank(
             skipped.append((m.key, why))
     measured_loads = [m.load_ms for m in facts.models if m.load_ms is not None]
     fleet_load = statistics.median(measured_loads) if measured_loads else None
-    timings = [_timing(m, policy, need, inflight, fleet_load, key) for key, m in ok]
+    by_key = {m.key: m for m in facts.models}
+    busy: dict[str, list[tuple[str, int, float | None]]] = {}
+    for k, n_in in sorted(inflight.items()):
+        mo = by_key.get(k)
+        if mo is not None and n_in > 0:
+            sp = mo.speed
+            busy.setdefault(mo.provider_id, []).append((k, int(n_in), _pct(sp.e2e_ms, "p50") if sp else None))
+    timings = [_timing(m, policy, need, inflight, fleet_load, key, busy) for key, m in ok]
     known = [e for t in timings if (e := t.expected) is not None]
     fastest = min(known) if known else None
     best_q: dict[str, float] = {}
@@ -275,7 +297,8 @@ def rank(
     out: list[Candidate] = []
     for i, (_, m, t, score, quality, speed, energy) in enumerate(rows):
         factors = {"quality": round(quality, 6), "speed": round(speed, 6), "energy": round(energy, 6),
-                   "cold_ms": round(t.cold, 3), "queue_ms": round(t.queue, 3), "inflight": float(t.inflight)}  # fmt: skip
+                   "cold_ms": round(t.cold, 3), "queue_ms": round(t.queue + t.swap_wait, 3),
+                   "inflight": float(t.inflight)}  # fmt: skip
         if t.expected is not None:
             factors["expected_ms"] = round(t.expected, 3)
         words = (_reasons(m, policy, need, t, quality, speed, energy, best_q, least_j)

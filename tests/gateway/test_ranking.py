@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -55,6 +56,13 @@ CASES: list[tuple[str, Policy, list[ModelFacts], dict[str, Any], list[tuple[str,
      {}, [("h/a", 1.0), ("h/b", 0.909091)], [("h/c", "context window 100 < 1,100 tokens needed (prompt + max_tokens)")]),
     ("live load: two in flight through the gateway triple the expected time", FAST,
      [mf("h/a"), mf("h/b")], {"inflight": {"h/a": 2}}, [("h/b", 1.0), ("h/a", 0.333333)], []),
+    ("a cold model waits for the requests in flight on its host's other models before the swap", FAST,
+     [mf("h/a", bench=replace(speed(1000.0, 10.0), e2e_ms={"p50": 3000.0})),
+      mf("h/b", state="stopped", load_ms=1000.0), mf("x/c")],
+     {"inflight": {"h/a": 2}}, [("x/c", 1.0), ("h/a", 0.333333), ("h/b", 0.222222)], []),
+    ("live load off: no swap wait either", policy(live_load=False),
+     [mf("h/a"), mf("h/b", state="stopped", load_ms=1000.0)],
+     {"inflight": {"h/a": 2}}, [("h/a", 1.0), ("h/b", 0.666667)], []),
     ("live load off: equal scores, alphabetical", policy(live_load=False),
      [mf("h/b"), mf("h/a")], {"inflight": {"h/a": 2}}, [("h/a", 1.0), ("h/b", 1.0)], []),
     ("tie: the loaded one first, then alphabetical", policy(residency=False),
@@ -163,3 +171,17 @@ def test_explain_limits_reasons_to_the_first_candidates_and_changes_nothing_else
     assert [c.reasons for c in two.candidates[:2]] == [c.reasons for c in full.candidates[:2]]
     assert [c.reasons for c in two.candidates[2:]] == [(), ()]
     assert full.candidates[3].reasons[0].startswith("speed: ~2,300 ms for 1,000 prompt + 100 output tokens")
+
+
+def test_swap_wait_in_words() -> None:
+    a = mf("h/a", bench=replace(speed(1000.0, 10.0), e2e_ms={"p50": 3000.0}))
+    b = mf("h/b", state="stopped", load_ms=1000.0)
+    r = rank(FAST, Need("chat", 1000, 100), FleetFacts(AT, (a, b)), {"h/a": 2}, ())
+    cold = r.candidates[1]
+    assert cold.key == "h/b" and cold.factors["queue_ms"] == 6000.0 and cold.factors["expected_ms"] == 9000.0
+    assert cold.reasons[1:] == (
+        "residency: stopped, +1,000 ms measured load time",
+        "load: nothing in flight through the gateway",
+        "swap: 2 in flight on other models of h finish first, +6,000 ms",
+        "expected in all ~9,000 ms",
+    )
