@@ -162,6 +162,9 @@ def main() -> None:
                    for s in SUITES}  # fmt: skip
         results["quality_vs_speed humaneval"] = timed(lambda: q.quality_vs_speed(engine, "humaneval"), 5)
         results["pair_verdicts"] = timed(lambda: q.pair_verdicts(engine), 5)
+        from ui.eval_data import pairwise
+
+        results["pairwise Bradley-Terry, 500 resamples (ui)"] = timed(lambda: pairwise(q.pair_verdicts(engine)), 5)
         results["compare_runs (humaneval)"] = timed(lambda: q.compare_runs(engine, 1, 5), 5)
         results["period_scores (one week)"] = timed(lambda: q.period_scores(engine, now - timedelta(days=7), now), 5)
         results["list_runs"] = timed(lambda: q.list_runs(engine), 5)

@@ -241,7 +241,7 @@ def leaderboard(db: Db, suite: str, n_boot: int = 2000, seed: int = 20261202) ->
             "suite": r["suite"], "suite_version": r["suite_version"], "finished_at": r["finished_at"],
             "metric": name or HEADLINE.get(str(r["kind"]), "score"), "score": score,
             "low": est[1] if est else None, "high": est[2] if est else None,
-            "items": int(mine.filter(pl.col("c") > 0).height),
+            "items": int((mine["c"] > 0).sum()),
             "stale": bool(score_row and score_row["stale_reason"]),
             "stale_reason": score_row["stale_reason"] if score_row else None,
             "stale_since": score_row["stale_since"] if score_row else None,
