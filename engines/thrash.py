@@ -34,7 +34,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -353,11 +353,13 @@ def assign_triggers(loads: Sequence[Load], requests: Sequence[Request], warms: S
 def analyze(transitions: Iterable[Transition], requests: Sequence[Request], start: datetime, end: datetime, *,
             warms: Sequence[Warm] = (), attributions: Sequence[Attribution] = (),
             evict_window_s: float = 10.0, pingpong_window_s: float = 900.0,
-            trigger_tolerance_s: float = 1.0) -> ThrashReport:
+            trigger_tolerance_s: float = 1.0, serving_by_host: Mapping[str, float] | None = None) -> ThrashReport:
     """Everything the Thrash view shows for ``[start, end)``.
 
     ``transitions`` should include each model's last transition before ``start`` (the state it was in) and
-    those up to a load's end after ``end``; loads are counted where they start."""
+    those up to a load's end after ``end``; loads are counted where they start. ``requests`` are every request
+    overlapping the window, or (with ``serving_by_host``, each host's serving seconds computed elsewhere with
+    the same definition) only those that may have triggered a load."""
     all_loads, unloads = find_loads(transitions)
     medians = _median_load_s(all_loads)
     all_evictions = attribute_evictions(all_loads, unloads, evict_window_s)
@@ -366,13 +368,16 @@ def analyze(transitions: Iterable[Transition], requests: Sequence[Request], star
     assign_triggers(loads, requests, warms, attributions, trigger_tolerance_s)
 
     hours = (end - start).total_seconds() / 3600
-    hosts_ids = sorted({ld.provider_id for ld in loads} | {r.provider_id for r in requests})
+    served = {r.provider_id for r in requests if min(r.finished_at, end) > max(r.started_at, start)}
+    hosts_ids = sorted({ld.provider_id for ld in loads} | (served if serving_by_host is None else set(serving_by_host)))
     hosts: list[HostThrash] = []
     for pid in hosts_ids:
         h_loads = [ld for ld in loads if ld.provider_id == pid]
         h_all = [ld for ld in all_loads if ld.provider_id == pid]
         h_reqs = [r for r in requests if r.provider_id == pid]
         loading, serving = loading_and_serving(h_all, h_reqs, start, end)
+        if serving_by_host is not None:
+            serving = serving_by_host.get(pid, 0.0)
         measured = sum(lost_s(ld, medians)[0] for ld in h_loads)
         estimated = sum(lost_s(ld, medians)[1] for ld in h_loads)
         hosts.append(HostThrash(
@@ -439,7 +444,9 @@ def thrash_report(db: Db, start: datetime, end: datetime, provider_id: str | Non
              for r in q.transitions(db, start, end, provider_id).iter_rows(named=True)]
     reqs = [Request(r["provider_id"], r["model_id"], r["finished_at"], int(r["duration_ms"]), r["upstream_id"],
                     r["consumer"])
-            for r in q.requests(db, start, end, provider_id).iter_rows(named=True)]
+            for r in q.trigger_candidates(db, start, end, provider_id, trigger_tolerance_s).iter_rows(named=True)]
+    serving = {r["provider_id"]: float(r["serving_s"])
+               for r in q.serving_seconds(db, start, end, provider_id).iter_rows(named=True)}
     warm_rows = [Warm(r["provider_id"], r["model_id"], int(r["id"]), r["started_at"], r["finished_at"],
                       r["requested_by"])
                  for r in q.warms(db, start, end).iter_rows(named=True)
@@ -448,4 +455,5 @@ def thrash_report(db: Db, start: datetime, end: datetime, provider_id: str | Non
              for r in q.attributions(db, start, end).iter_rows(named=True)
              if provider_id is None or r["provider_id"] == provider_id]
     return analyze(trans, reqs, start, end, warms=warm_rows, attributions=attrs, evict_window_s=evict_window_s,
-                   pingpong_window_s=pingpong_window_s, trigger_tolerance_s=trigger_tolerance_s)
+                   pingpong_window_s=pingpong_window_s, trigger_tolerance_s=trigger_tolerance_s,
+                   serving_by_host=serving)

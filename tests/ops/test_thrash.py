@@ -86,3 +86,24 @@ def test_digest_has_a_swap_thrash_section(db):
     assert ("7 model loads; time loading 81.0 % of loading + serving; GPU time lost to loads 36.5 s" in md)
     assert "| h1 | 7 | 0.3 | 1 | 83.1 % | 36.5 |" in md  # h1 alone: 32 / (32 + 6.5)
     assert "| h1 | A | B | 2 | 2 | 2 | 26.5 |" in md
+
+
+def test_serving_time_in_postgres_equals_the_pure_definition(db):
+    """thrash_report computes serving time in SQL (a day of a fleet is millions of requests); the pure path over
+    every request (engines.thrash.analyze without serving_by_host) gives the same hosts, to the microsecond."""
+    from sqlalchemy import text
+
+    from engines.thrash import Request, Transition, analyze
+
+    scripted.load(db)
+    with db.connect() as c:
+        trans = [Transition(*r) for r in c.execute(text(
+            "SELECT provider_id, model_id, observed_at, to_state FROM model_transitions"))]
+        reqs = [Request(*r) for r in c.execute(text(
+            "SELECT provider_id, model_id, finished_at, duration_ms, upstream_id FROM activity "
+            "WHERE NOT (provider_id = 'h1' AND upstream_id = 4)"))]  # the probe's row, as the SQL leaves it out
+    for start, end in ((START, END), (scripted.DAY, scripted.DAY + (END - START) * 24), (t(12, 5), t(12, 25))):
+        pure = analyze(trans, reqs, start, end)
+        sql = thrash_report(db, start, end)
+        assert [(h.provider_id, h.loading_s, h.serving_s) for h in sql.hosts] == \
+            [(h.provider_id, h.loading_s, h.serving_s) for h in pure.hosts]

@@ -34,24 +34,102 @@ ORDER BY provider_id, model_id, observed_at
     return frame(db, sql, {"s": start - BEFORE, "e": end + AFTER, "p": provider_id}, schema)
 
 
-def requests(db: Db, start: datetime, end: datetime, provider_id: str | None = None) -> pl.DataFrame:
-    """Requests whose time on the host overlaps ``[start, end)``, with a consumer hint from their capture."""
+_LOAD_EDGES = """
+tr AS (
+    SELECT provider_id, model_id, observed_at, to_state,
+           lag(to_state) OVER w AS prev_state, lead(observed_at) OVER w AS next_at
+    FROM model_transitions
+    WHERE observed_at >= :s_early AND observed_at < :e_late AND (CAST(:p AS text) IS NULL OR provider_id = :p)
+    WINDOW w AS (PARTITION BY provider_id, model_id ORDER BY observed_at,
+                 CASE to_state WHEN 'starting' THEN 1 WHEN 'ready' THEN 2 WHEN 'stopping' THEN 3 ELSE 4 END)
+),
+loads AS (  -- engines.thrash's loads: `starting` to the next state, or stopped -> ready (no duration)
+    SELECT provider_id, model_id, observed_at AS ls,
+           CASE WHEN to_state = 'starting' THEN coalesce(next_at, observed_at) ELSE observed_at END AS le
+    FROM tr
+    WHERE (to_state = 'starting' AND prev_state IS DISTINCT FROM 'starting')
+       OR (to_state = 'ready' AND prev_state = 'stopped')
+)"""
+
+
+def _params(start: datetime, end: datetime, provider_id: str | None) -> dict[str, object]:
+    return {"s": start, "e": end, "s_early": start - BEFORE, "e_late": end + AFTER, "p": provider_id,
+            "max_req": MAX_REQUEST}
+
+
+def serving_seconds(db: Db, start: datetime, end: datetime, provider_id: str | None = None) -> pl.DataFrame:
+    """Per host: seconds of ``[start, end)`` with at least one request on it and no model loading (engines.thrash's
+    *serving*), computed in Postgres (a day of a big fleet is millions of requests): the union of request
+    intervals minus the union of load intervals, both clipped to the window. Probe requests are left out."""
     sql = text(
         f"""
-SELECT a.provider_id, a.model_id, a.finished_at, a.duration_ms, a.upstream_id,
+WITH {_LOAD_EDGES},
+req AS (
+    SELECT a.provider_id, greatest(a.finished_at - a.duration_ms * INTERVAL '1 millisecond', :s) AS s,
+           least(a.finished_at, :e) AS e
+    FROM activity a
+    WHERE a.finished_at >= :s AND a.finished_at < CAST(:e AS timestamptz) + :max_req AND a.duration_ms > 0
+      AND a.finished_at - a.duration_ms * INTERVAL '1 millisecond' < :e
+      AND (CAST(:p AS text) IS NULL OR a.provider_id = :p) AND {not_a_probe("a")}
+),
+ld AS (
+    SELECT provider_id, greatest(ls, :s) AS s, least(le, :e) AS e FROM loads WHERE le > :s AND ls < :e AND le > ls
+),
+req_m AS ({_merge("req")}),
+ld_m AS ({_merge("ld")}),
+overlap AS (
+    SELECT r.provider_id, sum(extract(epoch FROM least(r.e, l.e) - greatest(r.s, l.s))) AS s
+    FROM req_m r JOIN ld_m l ON l.provider_id = r.provider_id AND l.s < r.e AND l.e > r.s
+    GROUP BY r.provider_id
+)
+SELECT r.provider_id, sum(extract(epoch FROM r.e - r.s)) - coalesce(max(o.s), 0) AS serving_s
+FROM req_m r LEFT JOIN overlap o ON o.provider_id = r.provider_id
+GROUP BY r.provider_id ORDER BY r.provider_id
+"""
+    )
+    return frame(db, sql, _params(start, end, provider_id), {"provider_id": pl.Utf8, "serving_s": pl.Float64})
+
+
+def _merge(src: str) -> str:
+    """Intervals (provider_id, s, e) of CTE ``src`` merged per provider into disjoint islands (a constant CTE
+    name written in code)."""
+    return f"""
+    SELECT provider_id, min(s) AS s, max(e) AS e FROM (
+        SELECT provider_id, s, e, sum(new_island) OVER (PARTITION BY provider_id ORDER BY s, e
+                                                       ROWS UNBOUNDED PRECEDING) AS island
+        FROM (
+            SELECT provider_id, s, e,
+                   CASE WHEN s <= max(e) OVER (PARTITION BY provider_id ORDER BY s, e
+                                              ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
+                        THEN 0 ELSE 1 END AS new_island
+            FROM {src} WHERE e > s
+        ) marked
+    ) islands GROUP BY provider_id, island"""
+
+
+def trigger_candidates(db: Db, start: datetime, end: datetime, provider_id: str | None = None,
+                       tolerance_s: float = 1.0) -> pl.DataFrame:
+    """The requests that may have triggered a load starting in the window (engines.thrash's *trigger*: a request
+    of the loading model that started at most ``tolerance_s`` after the load began and finished after it was
+    done), with a consumer hint from their capture. Probe requests are left out."""
+    sql = text(
+        f"""
+WITH {_LOAD_EDGES}
+SELECT DISTINCT a.provider_id, a.model_id, a.finished_at, a.duration_ms, a.upstream_id,
        nullif(coalesce(c.req_headers->>'X-Session-Id', c.req_headers->>'User-Agent'), '') AS consumer
-FROM activity a
+FROM loads l
+JOIN activity a ON a.provider_id = l.provider_id AND a.model_id = l.model_id
+     AND a.finished_at >= l.le AND a.finished_at < l.le + :max_req
+     AND a.finished_at - a.duration_ms * INTERVAL '1 millisecond' <= l.ls + :tol
 LEFT JOIN captures c ON c.provider_id = a.provider_id AND c.epoch = a.epoch AND c.upstream_id = a.upstream_id
-WHERE a.finished_at >= :s AND a.finished_at < :e_late
-  AND a.finished_at - a.duration_ms * INTERVAL '1 millisecond' < :e
-  AND (CAST(:p AS text) IS NULL OR a.provider_id = :p)
-  AND {not_a_probe("a")}
+WHERE l.ls >= :s AND l.ls < :e AND {not_a_probe("a")}
 ORDER BY a.provider_id, a.finished_at
 """
     )
     schema = {"provider_id": pl.Utf8, "model_id": pl.Utf8, "finished_at": UTC_TS, "duration_ms": pl.Int64,
               "upstream_id": pl.Int64, "consumer": pl.Utf8}
-    return frame(db, sql, {"s": start, "e": end, "e_late": end + MAX_REQUEST, "p": provider_id}, schema)
+    params = {**_params(start, end, provider_id), "tol": timedelta(seconds=tolerance_s)}
+    return frame(db, sql, params, schema)
 
 
 def warms(db: Db, start: datetime, end: datetime) -> pl.DataFrame:
