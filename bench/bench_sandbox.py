@@ -7,7 +7,10 @@ runs a few asserts. The two ways alternate sample by sample (so load on the mach
 * sandbox: ``BubblewrapSandbox().run(job)`` — writing the files, the uid drop and rlimits, bwrap's
   namespaces and mounts, capped output capture, the wall-clock watch and the uid sweep after the job;
 * with ``--no-cgroup-row`` left out, also ``BubblewrapSandbox(cgroups=False)`` (no job cgroup: rlimits only),
-  so what the job cgroup adds is measured in the same run.
+  so what the job cgroup adds is measured in the same run;
+* ``--also DIR`` (e.g. ``git archive <rev> engines | tar -x -C DIR``): the sandbox of another tree too, run by
+  a worker process that imports it from DIR and is timed from here (its wall time includes a pipe round
+  trip, ~0.1 ms) — a change and its predecessor side by side.
 
 Printed side by side: wall time per sample (median, p95) and the added milliseconds (difference of the
 medians, and median and p95 of the per-sample differences). Wall time on a loaded machine stretches
@@ -90,6 +93,38 @@ class CpuGroup:
             pass
 
 
+WORKER = f"""
+import sys
+sys.path.insert(0, sys.argv[1])
+from engines.evals.sandbox import BubblewrapSandbox, SandboxJob
+sb = BubblewrapSandbox()
+sb.check()
+job = SandboxJob(command=("python3", "test.py"), files={{"solution.py": {SOLUTION!r}, "test.py": {TEST!r}}})
+sb.run(job)
+print(sb._launcher(0).proc.pid, flush=True)
+for _ in sys.stdin:
+    out = sb.run(job)
+    assert (out.exit_code, out.stdout) == (0, "4 passed\\n"), out
+    print("ok", flush=True)
+"""
+
+
+class OtherTree:
+    """The sandbox of another source tree, in a worker process: one job per line sent."""
+
+    def __init__(self, tree: str) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-c", WORKER, str(Path(tree).resolve())], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True, cwd="/")  # fmt: skip
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.stdin, self.stdout = self.proc.stdin, self.proc.stdout
+        self.launcher_pid = int(self.stdout.readline())
+
+    def run(self) -> None:
+        self.stdin.write("go\n")
+        self.stdin.flush()
+        assert self.stdout.readline() == "ok\n"
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -101,6 +136,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--workers", type=int, default=1, help="also time this many sandbox jobs at once (pool)")
     ap.add_argument("--no-cgroup-row", action="store_true", help="leave out the sandbox without a job cgroup")
+    ap.add_argument("--also", metavar="DIR", help="also time the sandbox of the tree in DIR (its engines/ package)")
     args = ap.parse_args()
 
     sandbox = BubblewrapSandbox()
@@ -139,6 +175,15 @@ def main() -> None:
     runs: dict[str, Callable[[], tuple[float, float]]] = {"bare": bare, "sandbox": boxed}
     if plain is not None:
         runs["no cgroup"] = lambda: boxed("no cgroup", plain)
+    other = OtherTree(args.also) if args.also else None
+    if other is not None:
+
+        def other_run() -> tuple[float, float]:
+            c0, t0 = cpu_now("--also"), time.perf_counter()
+            other.run()
+            return time.perf_counter() - t0, cpu_now("--also") - c0
+
+        runs["--also"] = other_run
     for _ in range(args.warmup):
         for run in runs.values():
             run()
@@ -148,6 +193,9 @@ def main() -> None:
         if plain is not None:
             groups["no cgroup"] = CpuGroup("plain")
             groups["no cgroup"].add(plain._launcher(0).proc.pid)
+        if other is not None:
+            groups["--also"] = CpuGroup("also")
+            groups["--also"].add(other.launcher_pid)
         groups["bare"] = CpuGroup("bare")
         groups["bare"].add(os.getpid())
     except OSError as exc:
