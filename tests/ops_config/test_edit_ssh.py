@@ -124,7 +124,7 @@ SECRETS = ("sk-live-abcdef123456", "peer-secret-xyz9", "hf_abcdefghijkl", "tok-9
 
 
 def test_secrets_of_a_file_read_over_ssh_never_reach_the_database(db, sshd, tmp_path, monkeypatch):
-    monkeypatch.setenv("BOOCONTROL_TEST_OPS_KEY", SECRETS[0])
+    monkeypatch.setenv("OPS_CONFIG_TEST_KEY", SECRETS[0])
     start = free_port_block()
     original = (responder_yaml("sim", ("alpha",), start)
                 + "    env: [\"HF_TOKEN=hf_abcdefghijkl\", \"CUDA_VISIBLE_DEVICES=0\"]\n"
@@ -132,7 +132,7 @@ def test_secrets_of_a_file_read_over_ssh_never_reach_the_database(db, sshd, tmp_
                 + "peers:\n  other:\n    proxy: http://10.9.9.9:8080\n    apiKey: peer-secret-xyz9\n    models: [x]\n")
     with watched_host("sim", tmp_path, original) as host:
         provider = provider_for(host, sshd)
-        provider = type(provider)(**{**provider.__dict__, "api_key_env": "BOOCONTROL_TEST_OPS_KEY"})
+        provider = type(provider)(**{**provider.__dict__, "api_key_env": "OPS_CONFIG_TEST_KEY"})
         creds = SshCredentials(sshd.secrets_dir)
 
         async def read():

@@ -49,13 +49,13 @@ def rpc(base, method, params=None, headers=None, **kw):
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory):
-    os.environ["BOOCONTROL_TEST_KEY_OPS"] = "sk-test-key-0001"
+    os.environ["OPS_CONFIG_TEST_KEY"] = "sk-test-key-0001"
     with watched_host("sim", tmp_path_factory.mktemp("mcp"), CONFIG) as host:
         yield host
 
 
 def provider(host) -> Provider:
-    return Provider(id="mcp-host", label="mcp", base_url=host.base_url, api_key_env="BOOCONTROL_TEST_KEY_OPS")
+    return Provider(id="mcp-host", label="mcp", base_url=host.base_url, api_key_env="OPS_CONFIG_TEST_KEY")
 
 
 def test_protocol_as_documented(sim):
