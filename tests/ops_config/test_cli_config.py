@@ -116,3 +116,36 @@ def test_show_diff_lint_edit_history(fleet, db_url, tmp_path):
 
     r = run(data, db_url, "show", "nope")
     assert r.returncode == 2 and r.stderr.startswith("Error: unknown provider 'nope'")
+
+
+def test_edit_in_editor_and_refused_when_the_file_changed_meanwhile(sshd, tmp_path, db_url, db):
+    with watched_host("sim", tmp_path, "# hand-written\nmodels:\n  alpha:\n    cmd: simple-responder -port ${PORT}\n"
+                      "    proxy: http://127.0.0.1:${PORT}\n") as host:
+        data = tmp_path / "data"
+        shutil.copytree(sshd.secrets_dir, data / "secrets")
+        (data / "fleet.yaml").write_text(
+            f"providers:\n  - {{id: h, base_url: '{host.base_url}', ssh: {{host: 127.0.0.1, port: {sshd.port}, "
+            f"user: {sshd.user}, key: {sshd.key_name}, config_path: {host.config_path}}}}}\n")
+        editor = tmp_path / "editor.sh"  # what a person does in $EDITOR: rename the model
+        editor.write_text("#!/bin/sh\nsed -i 's/alpha/beta/' \"$1\"\n")
+        editor.chmod(0o755)
+        env = {"EDITOR": str(editor)}
+        r = run_env(data, db_url, env, "edit", "h", "--health-timeout", "30")
+        assert r.returncode == 0, r.stderr
+        assert host.config_path.read_text().startswith("# hand-written\nmodels:\n  beta:\n")
+        # someone changes the file on the host while the editor is open: the edit is refused, theirs kept
+        racer = tmp_path / "racer.sh"
+        racer.write_text(f"#!/bin/sh\necho '# theirs' >> {host.config_path}\nsed -i 's/beta/gamma/' \"$1\"\n")
+        racer.chmod(0o755)
+        r = run_env(data, db_url, {"EDITOR": str(racer)}, "edit", "h")
+        assert r.returncode == 2
+        assert r.stderr.splitlines()[-1].startswith("Error: action 2: refused: ")
+        assert "changed since it was read" in r.stderr.splitlines()[-1]
+        assert host.config_path.read_text().endswith("# theirs\n") and "gamma" not in host.config_path.read_text()
+
+
+def run_env(data: Path, db_url: str, extra: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "BOOCONTROL_DATABASE_URL": db_url, **extra}
+    env.pop("BOOCONTROL_FLEET_FILE", None)
+    return subprocess.run([sys.executable, "-m", "cli.main", "--data-dir", str(data), "config", *args], cwd=ROOT,
+                          capture_output=True, text=True, env=env, timeout=120)
