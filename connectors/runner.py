@@ -27,6 +27,7 @@ from connectors.follower import LlamaSwapFollower, StreamEnded
 from connectors.llama_swap_api import LlamaSwapAPI, LlamaSwapError
 from connectors.openai_compat import OpenAICompatAPI, OpenAIFollower
 from connectors.ownership import Heartbeat, Ownership, Plan
+from connectors.transport import FollowerTransport
 from core.providers import Provider, Registry
 from warehouse.lease import holder_id
 from warehouse.queries.redaction import redact_text
@@ -49,6 +50,7 @@ class ConnectorOptions:
     backoff_max_s: float = 30.0
     lease_ttl_s: float = 15.0  # follow leases and membership expire this long after the last heartbeat
     take_over_local_dead: bool = True  # a gone connector process of this machine: take its leases at once
+    aiohttp_transport: bool = True  # HTTP through aiohttp (connectors.transport); False: httpx's own (httpcore)
 
 
 def describe_error(exc: BaseException, provider: Provider | None = None) -> tuple[str, str]:
@@ -197,9 +199,10 @@ class Connector:
                 # httpx's default of 5 s closed them just before each 5 s poll, so every poll paid a new TCP
                 # connection (llama-swap, a Go server, keeps idle connections open indefinitely)
                 keep = max(60.0, 2 * max(self.opts.perf_poll_s, self.opts.liveness_s))
+                limits = httpx.Limits(max_connections=8, keepalive_expiry=keep)
                 clients[provider_id] = httpx.AsyncClient(
-                    limits=httpx.Limits(max_connections=8, keepalive_expiry=keep), verify=tls,
-                    timeout=httpx.Timeout(15.0))
+                    transport=FollowerTransport(limits, tls) if self.opts.aiohttp_transport else None,
+                    limits=limits, verify=tls, timeout=httpx.Timeout(15.0))
             return clients[provider_id]
 
         own = Ownership(self.dsn, self.holder, self.registry.ids(), self.opts.lease_ttl_s,
