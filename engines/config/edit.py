@@ -74,10 +74,13 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def listed_models(config_text: str) -> set[str]:
-    """The model ids ``/v1/models`` lists for a config (unlisted ones left out)."""
+def listed_models(config_text: str) -> tuple[set[str], set[str]]:
+    """The model ids ``/v1/models`` lists for a config (unlisted ones left out), and the aliases it may list
+    besides (``includeAliasesInList``)."""
     doc = yaml.safe_load(config_text) or {}
-    return {str(mid) for mid, m in (doc.get("models") or {}).items() if not (m or {}).get("unlisted")}
+    models = {str(k): (m if isinstance(m, dict) else {}) for k, m in (doc.get("models") or {}).items()}
+    return ({mid for mid, m in models.items() if not m.get("unlisted")},
+            {str(a) for m in models.values() for a in m.get("aliases") or []})
 
 
 class _ReloadWatch:
@@ -119,7 +122,7 @@ async def _aiter(stream: AsyncIterator[Event]) -> AsyncIterator[Event]:
         yield ev
 
 
-async def default_health(api: LlamaSwapAPI, expected_models: set[str], probe_models: Sequence[str],
+async def default_health(api: LlamaSwapAPI, expected: tuple[set[str], set[str]], probe_models: Sequence[str],
                          timeout_s: float) -> str | None:
     """None when the host is healthy on the new config within ``timeout_s``, else why not (one line)."""
     deadline = time.monotonic() + timeout_s
@@ -129,9 +132,10 @@ async def default_health(api: LlamaSwapAPI, expected_models: set[str], probe_mod
             if await api.alive():
                 listed = {str(m.get("id")) for m in await api.models()
                           if ((m.get("meta") or {}).get("llamaswap") or {}).get("type", "model") == "model"}
-                if listed == expected_models:
+                models, aliases = expected
+                if models <= listed and listed - models <= aliases:
                     break
-                last = f"/v1/models lists {sorted(listed)}, the new config {sorted(expected_models)}"
+                last = f"/v1/models lists {sorted(listed)}, the new config {sorted(models)}"
             else:
                 last = "/wol-health does not answer"
         except (httpx.HTTPError, LlamaSwapError) as exc:
@@ -265,7 +269,7 @@ async def _edit(engine: Engine, provider: Provider, new: bytes, creds: SshCreden
     new_text = new.decode("utf-8")
     expected = listed_models(new_text)
 
-    async def health_of(config_models: set[str]) -> str | None:
+    async def health_of(config_models: tuple[set[str], set[str]]) -> str | None:
         if health_check is not None:
             return await health_check(api)
         return await default_health(api, config_models, probe_models, health_timeout_s)
@@ -294,9 +298,13 @@ async def _edit(engine: Engine, provider: Provider, new: bytes, creds: SshCreden
                               backup_path=backup_path, steps=tuple(steps))
         steps.append(f"unhealthy: {why}")
         old_models = listed_models(backup.decode("utf-8", "replace"))
-        again = await _apply(f, api, backup, reload_timeout_s,
-                             lambda: default_health(api, old_models, (), health_timeout_s), steps)
-        restored = await f.read_bytes()
+        try:
+            again = await _apply(f, api, backup, reload_timeout_s,
+                                 lambda: default_health(api, old_models, (), health_timeout_s), steps)
+            restored = await f.read_bytes()
+        except HostConfigError as exc:
+            return EditResult("failed", action_id, f"{why}; ROLLBACK FAILED: {exc} (the backup is {backup_path})",
+                              before_sha256=b_sha, after_sha256=a_sha, backup_path=backup_path, steps=tuple(steps))
         if restored != backup:
             return EditResult("failed", action_id, f"{why}; ROLLBACK FAILED: {f.path} differs from backup "
                               f"{backup_path}", before_sha256=b_sha, after_sha256=a_sha, backup_path=backup_path, steps=tuple(steps))

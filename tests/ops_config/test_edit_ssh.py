@@ -190,3 +190,17 @@ def test_the_following_connector_records_the_reload(kind, db, db_url, sshd, tmp_
         assert res.status == "succeeded", res
         assert res.steps[-1] == "the connector recorded the reload"
         assert len(query(db_url, "SELECT 1 FROM config_reloads WHERE provider_id = %s", (provider.id,))) == 1
+
+
+@pytest.mark.parametrize("kind", target_params())
+def test_aliases_listed_by_the_host_are_healthy(kind, db, sshd, tmp_path):
+    start = free_port_block()
+    original = responder_yaml(kind, ("alpha",), start)
+    with watched_host(kind, tmp_path, original) as host:
+        provider = provider_for(host, sshd)
+        new = "includeAliasesInList: true\n" + responder_yaml(kind, ("alpha", "beta"), start).replace(
+            "  beta:\n", "  beta:\n    aliases: [b-latest]\n")
+        res = asyncio.run(edit_host_config(db, provider, new, SshCredentials(sshd.secrets_dir), health_timeout_s=30))
+        assert res.status == "succeeded", res
+        listed = models_listed(host.base_url)
+    assert listed == {"real": ["alpha", "b-latest", "beta"], "sim": ["alpha", "beta"]}[kind]  # sim: no alias rows
