@@ -70,7 +70,14 @@ class FollowerTransport(httpx.AsyncBaseTransport):
     """`httpx_aiohttp.AiohttpTransport` with aiohttp's errors mapped as httpcore's (module docstring)."""
 
     def __init__(self, limits: httpx.Limits, verify: ssl.SSLContext) -> None:
-        self.inner = AiohttpTransport(verify=verify, limits=limits)
+        def session() -> aiohttp.ClientSession:  # made in the running loop, at the first request
+            # cookies stay httpx's business (its jar sends them); aiohttp's own jar would send them a second time
+            return aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=limits.max_connections or 0, ssl=verify,
+                                               keepalive_timeout=limits.keepalive_expiry),
+                cookie_jar=aiohttp.DummyCookieJar())
+
+        self.inner = AiohttpTransport(verify=verify, limits=limits, client=session)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         try:
