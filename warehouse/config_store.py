@@ -176,3 +176,14 @@ def provider_urls(db: Db) -> dict[str, str]:
     """Base URL of every provider the connector knows (the page's view of the fleet)."""
     df = frame(db, text("SELECT id, base_url FROM providers ORDER BY id"), {}, {"id": pl.Utf8, "base_url": pl.Utf8})
     return {str(i): str(u) for i, u in df.rows()}
+
+
+def interrupt_stale_edits(conn: Connection, provider_id: str, own_id: int) -> int:
+    """Fail ``edit_config`` rows left ``running`` by an edit whose process died (call only while holding the
+    provider's host lease, so no other edit of it runs); returns how many."""
+    res = conn.execute(text("""
+UPDATE actions SET status = 'failed', finished_at = clock_timestamp(),
+                   error = 'interrupted: the edit''s process stopped while it ran (check the file and its backups)'
+WHERE provider_id = :p AND action = 'edit_config' AND status = 'running' AND id <> :own
+RETURNING id"""), {"p": provider_id, "own": own_id})
+    return len(res.fetchall())

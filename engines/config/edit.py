@@ -49,7 +49,7 @@ from connectors.llama_swap_api import Event, LlamaSwapAPI, LlamaSwapError
 from core.providers import Provider
 from engines.config.validate import validate_config
 from warehouse import lease
-from warehouse.config_store import record_config
+from warehouse.config_store import interrupt_stale_edits, record_config
 from warehouse.queries.actions import finish_action, insert_action
 
 log = logging.getLogger(__name__)
@@ -233,6 +233,10 @@ async def edit_host_config(
     try:
         async with lease.LeaseKeeper(dsn, provider.id, lease.SCOPE_HOST, f"action {action_id}: edit_config",
                                      holder=lease.holder_id("config-edit"), wait_s=lease_wait_s):
+            with engine.begin() as conn:
+                stale = interrupt_stale_edits(conn, provider.id, action_id)
+            if stale:
+                steps.append(f"{stale} earlier edit(s) left running by a stopped process marked interrupted")
             async with contextlib.AsyncExitStack() as stack:
                 http = client if client is not None else await stack.enter_async_context(
                     httpx.AsyncClient(timeout=30.0))

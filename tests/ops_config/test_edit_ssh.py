@@ -204,3 +204,20 @@ def test_aliases_listed_by_the_host_are_healthy(kind, db, sshd, tmp_path):
         assert res.status == "succeeded", res
         listed = models_listed(host.base_url)
     assert listed == {"real": ["alpha", "b-latest", "beta"], "sim": ["alpha", "beta"]}[kind]  # sim: no alias rows
+
+
+def test_an_edit_left_running_by_a_dead_process_is_marked_interrupted(db, sshd, tmp_path):
+    from warehouse.queries.actions import insert_action
+
+    original = responder_yaml("sim", ("alpha",), free_port_block())
+    with watched_host("sim", tmp_path, original) as host:
+        provider = provider_for(host, sshd)
+        with db.begin() as conn:
+            dead = insert_action(conn, provider.id, "edit_config", "/x", {}, "killed", status="running")
+            other = insert_action(conn, "another-host", "edit_config", "/x", {}, "elsewhere", status="running")
+        res = asyncio.run(edit_host_config(db, provider, "models: {}\n", SshCredentials(sshd.secrets_dir)))
+    assert res.status == "refused" and res.steps[0] == ("1 earlier edit(s) left running by a stopped process "
+                                                        "marked interrupted")
+    with db.connect() as conn:
+        rows = dict(conn.execute(text("SELECT id, status FROM actions")).fetchall())
+    assert rows == {dead: "failed", other: "running", res.action_id: "refused"}
