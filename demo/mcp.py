@@ -337,7 +337,9 @@ async def _call_tool(sim: SimulatedInstance, name: str, args: Mapping[str, Any])
         found = schema_of(key)
         if found is None:
             return _text(f"unknown config key {key!r}", True)
-        return _text(json.dumps(found, indent=2))
+        each = found.get("additionalProperties")  # a map of ids (models, groups, peers): the children of each entry
+        children = found.get("properties") or (each.get("properties") if isinstance(each, dict) else None)
+        return _text(json.dumps(found | ({"children": sorted(children)} if children else {}), indent=2))
     if name == "sys__now":
         return _text(datetime.now(UTC).isoformat().replace("+00:00", "Z"))
     if name == "config__get_config":
@@ -397,8 +399,6 @@ async def handle_mcp(request: Request, sim: SimulatedInstance) -> Response:
     req_id, method = body.get("id"), body["method"]
     params = body.get("params") or {}
     version = request.headers.get("mcp-protocol-version")
-    if method == "initialize" and version is None:
-        version = str(params.get("protocolVersion", "")) if isinstance(params, dict) else ""
     if version != PROTOCOL_VERSION:
         return _rpc(req_id, status=400, error=(PROTOCOL_UNSUPPORTED, f"unsupported protocol version {version!r}",
                                                {"supported": [PROTOCOL_VERSION], "requested": version}))

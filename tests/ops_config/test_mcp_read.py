@@ -4,6 +4,7 @@ version seen stored so that changes show in history."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 
@@ -83,6 +84,15 @@ def test_protocol_as_documented(sim):
     tool_err = rpc(base, "tools/call", {"name": "docs__get_config_schema", "arguments": {"key": "models.nope"}})
     assert tool_err.json()["result"]["isError"] is True  # the tool ran: a result, not a protocol error
     assert rpc(base, "tools/call", {"name": "no_such_tool"}).json()["error"]["code"] == -32602
+    no_version = httpx.post(base + "/api/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "initialize",
+                                                     "params": {"protocolVersion": "2026-07-28"}},
+                            headers={"Mcp-Method": "initialize", "Authorization": H["Authorization"]})
+    assert (no_version.status_code, no_version.json()["error"]["code"]) == (400, -32022)  # the header is required
+    root = json.loads(rpc(base, "tools/call", {"name": "docs__get_config_schema"}).json()["result"]["content"][0]["text"])
+    assert root["type"] == "object" and {"models", "groups", "peers", "apiKeys", "startPort"} <= set(root["children"])
+    models = json.loads(rpc(base, "tools/call", {"name": "docs__get_config_schema", "arguments": {"key": "models"}})
+                        .json()["result"]["content"][0]["text"])
+    assert {"cmd", "ttl", "proxy", "aliases"} <= set(models["children"])
 
 
 def test_effective_config_defaults_macros_redaction(sim):
