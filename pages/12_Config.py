@@ -15,6 +15,11 @@ if diff.height:
 else:
     st.caption("No differences: every model configured on two or more hosts is configured alike.")
 
+shared = config_data.shared_models()
+if shared:
+    model = st.selectbox("Model on several hosts, side by side", shared, key="config_model")
+    st.dataframe(config_data.model_side_by_side(model), hide_index=True, key="config_side_by_side")
+
 st.subheader("Lint")
 findings = config_data.findings_frame()
 if findings.height:
@@ -42,5 +47,10 @@ else:
     st.markdown("**History**")
     show(config_data.history(pid), [Col("at", "When", "datetime"), Col("source", "Source"),
                                     Col("previous_sha256", "From"), Col("sha256", "To"), Col("cause", "Cause")], key="config_history")
+    st.markdown("**Edits** (`boocontrol config edit`: validated, backed up, rolled back when unhealthy)")
+    show(config_data.edits(pid), [Col("id", "Action", "int"), Col("requested_at", "When", "datetime"),
+                                  Col("requested_by", "By"), Col("status", "Outcome"),
+                                  Col("rolled_back", "Rolled back", "bool"), Col("backup_path", "Backup"),
+                                  Col("error", "Why", width="large")], key="config_edits")
     st.caption(f"Edit safely (validated, backed up, rolled back when unhealthy): "
                f"`boocontrol config edit {pid}`")  # registry ids: [a-z0-9_.-]

@@ -14,7 +14,7 @@ import streamlit as st
 from connectors.host_config import SshCredentials
 from core.providers import RegistryError, load_registry
 from core.settings import get_settings
-from engines.config.diff import fleet_diff
+from engines.config.diff import fleet_diff, side_by_side
 from engines.config.hostcfg import HostConfig, hosts_from_texts
 from engines.config.lint import Measured, lint
 from engines.config.poll import PollOutcome, poll_configs
@@ -32,6 +32,32 @@ def current() -> pl.DataFrame:
 @st.cache_data(ttl=CONFIG_TTL, show_spinner=False)
 def history(provider_id: str) -> pl.DataFrame:
     return cs.config_history(engine(), provider_id)
+
+
+@st.cache_data(ttl=CONFIG_TTL, show_spinner=False)
+def edits(provider_id: str) -> pl.DataFrame:
+    return cs.config_edits(engine(), provider_id)
+
+
+@st.cache_data(ttl=CONFIG_TTL, show_spinner=False)
+def model_side_by_side(model_id: str) -> pl.DataFrame:
+    """Every field of one model on every host that has it (one column per host)."""
+    hosts, _ = _hosts()
+    rows = side_by_side(hosts, model_id)
+    providers = [pid for pid, _ in rows[0].values] if rows else []
+    return pl.DataFrame([{"field": r.field} | dict(r.values) for r in rows],
+                        schema={"field": pl.Utf8} | {p: pl.Utf8 for p in providers})
+
+
+@st.cache_data(ttl=CONFIG_TTL, show_spinner=False)
+def shared_models() -> list[str]:
+    """Model ids configured on two or more hosts."""
+    hosts, _ = _hosts()
+    seen: dict[str, int] = {}
+    for h in hosts:
+        for mid in h.models:
+            seen[mid] = seen.get(mid, 0) + 1
+    return sorted(m for m, n in seen.items() if n > 1)
 
 
 def _hosts() -> tuple[list[HostConfig], list[str]]:
@@ -69,6 +95,6 @@ def read_now(provider_id: str) -> PollOutcome | str:
     except (RegistryError, KeyError) as exc:
         return f"cannot read {provider_id}: {exc}"
     outcomes = asyncio.run(poll_configs(engine(), [provider], SshCredentials(settings.secrets_dir)))
-    for fn in (current, history, diff_frame, findings_frame):
+    for fn in (current, history, diff_frame, findings_frame, model_side_by_side, shared_models):
         fn.clear()  # type: ignore[attr-defined]
     return outcomes[0] if outcomes else f"{provider_id} has no llama-swap config (kind {provider.kind})"

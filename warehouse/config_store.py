@@ -187,3 +187,16 @@ UPDATE actions SET status = 'failed', finished_at = clock_timestamp(),
 WHERE provider_id = :p AND action = 'edit_config' AND status = 'running' AND id <> :own
 RETURNING id"""), {"p": provider_id, "own": own_id})
     return len(res.fetchall())
+
+
+EDITS_SCHEMA = {"id": pl.Int64, "requested_at": UTC_TS, "requested_by": pl.Utf8, "status": pl.Utf8,
+                "rolled_back": pl.Boolean, "backup_path": pl.Utf8, "error": pl.Utf8}
+
+
+def config_edits(db: Db, provider_id: str, limit: int = 20) -> pl.DataFrame:
+    """The provider's config edits (``actions`` rows ``edit_config``), newest first."""
+    sql = text("""
+SELECT id, requested_at, requested_by, status, (result->>'rolled_back')::boolean AS rolled_back,
+       result->>'backup_path' AS backup_path, error
+FROM actions WHERE provider_id = :p AND action = 'edit_config' ORDER BY id DESC LIMIT :lim""")
+    return frame(db, sql, {"p": provider_id, "lim": int(limit)}, EDITS_SCHEMA)

@@ -8,6 +8,7 @@ from sqlalchemy import Engine
 from tests.ui import seed
 from tests.ui.conftest import app_env, run_page  # noqa: F401 - the fixture
 from warehouse.config_store import record_config
+from warehouse.queries.actions import finish_action, insert_action
 
 ALPHA = """\
 models:
@@ -32,6 +33,9 @@ def test_config_page(app_env: Engine) -> None:  # noqa: F811
         r1 = record_config(c, "alpha", "mcp", ALPHA)
         r2 = record_config(c, "alpha", "mcp", ALPHA2, cause="edit #4")
         record_config(c, "beta", "ssh", BETA)
+        edit = insert_action(c, "alpha", "edit_config", "/etc/ls.yaml", {}, "ops@box", status="running")
+        finish_action(c, edit, "failed", {"rolled_back": True, "backup_path": "/etc/ls.yaml.20261202T1Z.bak"},
+                      "not healthy after 60 s; rolled back to /etc/ls.yaml.20261202T1Z.bak")
     at = run_page("pages/12_Config.py")
     assert not at.exception, at.exception
     diff = at.dataframe[0].value
@@ -41,16 +45,27 @@ def test_config_page(app_env: Engine) -> None:  # noqa: F811
         {"model": "qwen", "field": "quantization", "alpha": "Q4_K_M", "beta": "Q8_0"},
         {"model": "qwen", "field": "ttl", "alpha": "600", "beta": "300"},
     ]
-    lint = at.dataframe[1].value
+    assert at.selectbox(key="config_model").options == ["qwen"]
+    side = at.dataframe[1].value
+    assert side.to_dict("records") == [
+        {"field": "cmd", "alpha": "llama-server --port ${PORT} -m /m/qwen-Q4_K_M.gguf -c 8192",
+         "beta": "llama-server --port ${PORT} -m /m/qwen-Q8_0.gguf -c 8192"},
+        {"field": "ctx_size", "alpha": "8192", "beta": "8192"},
+        {"field": "quantization", "alpha": "Q4_K_M", "beta": "Q8_0"},
+        {"field": "ttl", "alpha": "600", "beta": "300"}]
+    lint = at.dataframe[2].value
     assert lint[["severity", "provider", "code"]].values.tolist() == [
         ["error", "alpha", "peer-cycle"], ["warning", "beta", "peer-duplicate-id"]]
     assert lint["finding"].tolist()[1] == ("model qwen is local and offered by peer a: the local one shadows the "
                                            "peer's bare name")
     assert at.selectbox(key="config_provider").value == "alpha"
     assert [c.value for c in at.code] == [ALPHA2.rstrip("\n")]
-    history = at.dataframe[2].value
+    history = at.dataframe[3].value
     assert history["sha256"].tolist() == [r2.sha256, r1.sha256]
     assert history["cause"].tolist() == ["edit #4", "—"]
+    edits = at.dataframe[4].value
+    assert edits[["id", "requested_by", "status", "rolled_back", "backup_path"]].values.tolist() == [
+        [edit, "ops@box", "failed", True, "/etc/ls.yaml.20261202T1Z.bak"]]
     at.selectbox(key="config_provider").set_value("beta")
     at.run()
     assert not at.exception, at.exception
@@ -76,4 +91,5 @@ def test_read_now(app_env: Engine, monkeypatch, tmp_path) -> None:  # noqa: F811
     assert at.toast[0].value == "read via mcp"
     [code] = [c.value for c in at.code]
     assert "  tiny:\n    cmd: simple-responder -port 27500 -respond from-tiny -silent\n" in code
-    assert at.dataframe[-1].value["cause"].tolist() == ["—", "—"]  # two versions: seeded, then read now
+    [history] = [d.value for d in at.dataframe if "cause" in d.value.columns]
+    assert history["cause"].tolist() == ["—", "—"]  # two versions: seeded, then read now
