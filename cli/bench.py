@@ -57,6 +57,24 @@ def _resolve(model: str) -> tuple[Any, str]:
         fail(f"{model}: {exc} in {registry.source} (see `boocontrol providers list`)")
 
 
+def _require_known_model(engine: Any, provider: Any, model_id: str, asked: str) -> None:
+    """A model the provider's stored catalog does not list is a one-line error before anything waits on the host
+    (a provider whose catalog the connector has not stored yet is not checked: the host answers for itself)."""
+    from cli.errors import fail
+    from warehouse.queries.fleet import provider_models
+
+    known = provider_models(engine, provider.id)["model_id"].to_list()
+    if not known or model_id in known:
+        return
+    engine.dispose()
+    head, sep, _ = asked.partition("/")
+    why = (f" (`{head}` is not a provider, so all of it was taken as a model of the default provider {provider.id})"
+           if sep and head != provider.id else "")  # fmt: skip
+    more = f" and {len(known) - 10} more" if len(known) > 10 else ""
+    fail(f"{asked}: {provider.id} has no model {model_id!r}{why}; its models: {', '.join(known[:10])}{more} "
+         "(see `boocontrol providers list` and the Models page)")
+
+
 def _fmt(v: Any, digits: int = 1) -> str:
     if v is None:
         return "-"
@@ -119,6 +137,9 @@ def bench_options(f: F) -> F:
 def run_cmd(model: str, confirm_takeover: bool, unattended: bool, slot_wait: float, idle_wait: float,
             as_json: bool, **opts: Any) -> None:
     """Run a sweep against MODEL (``provider/model``) and store it."""
+    import httpx
+
+    from connectors.llama_swap_api import LlamaSwapError
     from engines.bench.gate import TakeoverRefused
     from engines.bench.runner import Progress
     from engines.bench.service import HostLeaseLost, build_spec, run_bench
@@ -130,6 +151,7 @@ def run_cmd(model: str, confirm_takeover: bool, unattended: bool, slot_wait: flo
         raise click.UsageError(str(exc)) from exc
     provider, model_id = _resolve(model)
     engine = _engine()
+    _require_known_model(engine, provider, model_id, model)
     try:
         spec = build_spec(engine, provider.id, model_id, options)
     except ValueError as exc:
@@ -186,6 +208,11 @@ def run_cmd(model: str, confirm_takeover: bool, unattended: bool, slot_wait: flo
     except KeyboardInterrupt:
         click.echo("\ncancelled: bench requests closed, host restored, run stored as 'cancelled'", err=True)
         sys.exit(130)
+    except (LlamaSwapError, httpx.HTTPError) as exc:  # the host refused or did not answer: one line, no traceback
+        from cli.errors import fail
+
+        fail(f"{provider.id}/{model_id}: {exc or type(exc).__name__} (host {provider.base_url}); see `boocontrol "
+             "bench list --all` for the attempt")
     finally:
         engine.dispose()
     for n in notes:

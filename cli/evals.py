@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from cli.bench import _click_option, _engine, _fmt, _resolve, _settings, _table
+from cli.bench import _click_option, _engine, _fmt, _require_known_model, _resolve, _settings, _table
 from cli.errors import fail
 from core.providers import load_registry
 from engines.evals.options import (
@@ -85,6 +85,9 @@ def run_cmd(model: str, confirm_takeover: bool, slot_wait: float, idle_wait: flo
             **opts: Any) -> None:
     """Ask MODEL (``provider/model``) a suite and store answers and scores; an interrupted run is continued
     by the same command."""
+    import httpx
+
+    from connectors.llama_swap_api import LlamaSwapError
     from engines.evals.chat import suite_of
     from engines.evals.runner import EvalLeaseLost, EvalProgress, EvalRefused, run_eval_sync
 
@@ -96,6 +99,7 @@ def run_cmd(model: str, confirm_takeover: bool, slot_wait: float, idle_wait: flo
         fail(str(exc))
     provider, model_id = _resolve(model)
     engine = _engine()
+    _require_known_model(engine, provider, model_id, model)
     judge = (_judge(engine, options.judge, options.request_timeout_s, required=options.suite != "utility")
              if options.judge or options.suite in ("chat", "utility") else None)  # fmt: skip
     sandbox = sandbox_for(options.suite)
@@ -123,6 +127,9 @@ def run_cmd(model: str, confirm_takeover: bool, slot_wait: float, idle_wait: flo
         fail(str(exc))
     except ValueError as exc:  # e.g. the needle suite on a server that does not say its context window
         fail(str(exc))
+    except (LlamaSwapError, httpx.HTTPError) as exc:  # the host refused or did not answer: one line, no traceback
+        fail(f"{provider.id}/{model_id}: {exc or type(exc).__name__} (host {provider.base_url}); answers so far "
+             "are stored, the same command continues the run")
     except EvalLeaseLost as exc:
         click.echo(f"\n{exc}", err=True)
         sys.exit(1)
