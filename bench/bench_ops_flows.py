@@ -13,10 +13,13 @@ it measures, in this order and on the same machine state:
 3. **alert evaluation** (``engines.alerts.evaluate_once`` with delivery to nobody, what ``flows/alerts.py`` runs),
    ``--cycles`` times.
 
-Postgres load = the Postgres server processes' CPU seconds (postmaster and backends, psutil) and the buffer
-accesses, transactions and rows of ``pg_stat_database``, each over the window; the *added* load of a flow cycle is
-the window's load minus the connector baseline rate times the window's length. Prefect's own orchestration (a flow
-run record) is not included: it goes to Prefect's database, not BooControl's.
+Postgres load is read from ``pg_stat_statements`` (the bench's cluster preloads it), per database role: the
+connector connects as ``postgres``, the flows as ``ops_flows``, so each one's load is its own even while both run
+(subtracting a baseline rate from whole-server figures was tried first: the connector's own rate moves too much
+under a 2-core machine's load for that to mean anything). Load = statements executed, their execution time, shared
+buffers touched (hit + read) and rows returned/affected. A canary cycle also makes the connector ingest the probes'
+own activity rows: reported as those rows against the connector's rows per cycle. Prefect's own orchestration (a
+flow run record) goes to Prefect's database, not BooControl's, and is not included.
 
     .venv/bin/python bench/bench_ops_flows.py [--instances 500] [--rpm 6] [--warmup 60] [--baseline 30] [--cycles 3]
 """
@@ -24,6 +27,7 @@ run record) is not included: it goes to Prefect's database, not BooControl's.
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import statistics
 import subprocess
@@ -36,7 +40,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psutil
 import psycopg
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,62 +54,52 @@ from warehouse.db import make_engine  # noqa: E402
 from warehouse.migrate import upgrade  # noqa: E402
 
 POLL_S = 5.0  # the connector's performance poll period (BOOCONTROL_CONNECTOR_PERF_POLL_SECONDS default)
+OPS_ROLE = "ops_flows"
 STATS_SQL = """
-SELECT xact_commit + xact_rollback, blks_hit + blks_read,
-       tup_returned + tup_fetched, tup_inserted + tup_updated + tup_deleted
-FROM pg_stat_database WHERE datname = current_database()
+SELECT r.rolname, coalesce(sum(s.calls), 0), coalesce(sum(s.total_exec_time), 0),
+       coalesce(sum(s.shared_blks_hit + s.shared_blks_read), 0), coalesce(sum(s.rows), 0)
+FROM pg_roles r LEFT JOIN pg_stat_statements s ON s.userid = r.oid
+WHERE r.rolname IN ('postgres', %s) GROUP BY r.rolname
 """
 
 
 @dataclass(frozen=True)
 class Load:
-    cpu_s: float
-    xacts: float
+    calls: float
+    exec_ms: float
     buffers: float
-    rows_read: float
-    rows_written: float
+    rows: float
 
     def __sub__(self, o: Load) -> Load:
-        return Load(self.cpu_s - o.cpu_s, self.xacts - o.xacts, self.buffers - o.buffers,
-                    self.rows_read - o.rows_read, self.rows_written - o.rows_written)
+        return Load(self.calls - o.calls, self.exec_ms - o.exec_ms, self.buffers - o.buffers, self.rows - o.rows)
 
     def scaled(self, k: float) -> Load:
-        return Load(self.cpu_s * k, self.xacts * k, self.buffers * k, self.rows_read * k, self.rows_written * k)
+        return Load(self.calls * k, self.exec_ms * k, self.buffers * k, self.rows * k)
 
 
-def postgres_cpu(pgdata: Path) -> float:
-    """CPU seconds of the cluster: the postmaster (with its reaped children) and every live backend."""
-    pid = int((pgdata / "postmaster.pid").read_text().split()[0])
-    pm = psutil.Process(pid)
-    t = pm.cpu_times()
-    total = t.user + t.system + t.children_user + t.children_system
-    for child in pm.children(recursive=True):
-        try:
-            ct = child.cpu_times()
-            total += ct.user + ct.system
-        except psutil.NoSuchProcess:
-            pass
-    return total
+def enable_statement_stats(cluster: EmbeddedCluster) -> None:
+    dsn = cluster.url("postgres").replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(dsn, autocommit=True) as db:
+        db.execute("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
+    cluster.stop()
+    cluster.start()
 
 
-def measure(db: psycopg.Connection[Any], pgdata: Path) -> Load:
-    time.sleep(1.2)  # backends flush their statistics at most once a second
-    db.execute("SELECT pg_stat_clear_snapshot()")
-    row = db.execute(STATS_SQL).fetchone()
-    assert row is not None
-    return Load(postgres_cpu(pgdata), *(float(v) for v in row))
+def measure(db: psycopg.Connection[Any]) -> dict[str, Load]:
+    """Cumulative statement load per role (``postgres`` = the connector, ``ops_flows`` = the flows)."""
+    return {str(r[0]): Load(*(float(v) for v in r[1:])) for r in db.execute(STATS_SQL, (OPS_ROLE,)).fetchall()}
 
 
 def fmt(load: Load) -> str:
-    return (f"{load.cpu_s * 1000:8.0f} ms Postgres CPU, {load.xacts:8.0f} xacts, {load.buffers:10.0f} buffers, "
-            f"{load.rows_read:10.0f} rows read, {load.rows_written:8.0f} rows written")
+    return (f"{load.calls:8.0f} statements, {load.exec_ms:9.1f} ms executing, {load.buffers:10.0f} buffers, "
+            f"{load.rows:8.0f} rows")
 
 
 def ratio(a: Load, b: Load) -> str:
     def r(x: float, y: float) -> str:
         return f"{x / y:.2f}" if y else "n/a"
-    return (f"CPU {r(a.cpu_s, b.cpu_s)}, xacts {r(a.xacts, b.xacts)}, buffers {r(a.buffers, b.buffers)}, "
-            f"rows read {r(a.rows_read, b.rows_read)}, rows written {r(a.rows_written, b.rows_written)}")
+    return (f"statements {r(a.calls, b.calls)}, execution time {r(a.exec_ms, b.exec_ms)}, "
+            f"buffers {r(a.buffers, b.buffers)}, rows {r(a.rows, b.rows)}")
 
 
 def main() -> None:
@@ -122,9 +115,16 @@ def main() -> None:
     base = Path(tempfile.mkdtemp(prefix="bench-ops-"))
     cluster = EmbeddedCluster(base / "pg", 55497)
     cluster.start()
+    atexit.register(cluster.stop)  # also when the setup below fails (stop() is a no-op once stopped)
+    enable_statement_stats(cluster)
     url = cluster.url()
     cluster.ensure_database("boocontrol")
     upgrade(url)
+    admin = url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(admin, autocommit=True) as db:
+        db.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        db.execute(f"CREATE ROLE {OPS_ROLE} LOGIN SUPERUSER")  # the bench's own cluster; a name, not input
+    ops_url = url.replace("postgres@", f"{OPS_ROLE}@", 1)
     reg = base / "fleet.yaml"
     env = {**os.environ, "BOOCONTROL_DATA_DIR": str(base), "BOOCONTROL_DATABASE_URL": url}
     py = sys.executable
@@ -151,43 +151,39 @@ def main() -> None:
         la0 = os.getloadavg()
         time.sleep(args.warmup)
         providers = load_registry(reg).providers
-        engine = make_engine(url, pool_size=8)
-        pgdata = cluster.pgdata
-        with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as db:
-            s0 = measure(db, pgdata)
+        engine = make_engine(ops_url, pool_size=8)
+        with psycopg.connect(admin, autocommit=True) as db:
+            s0 = measure(db)
             t0 = time.monotonic()
             time.sleep(args.baseline)
-            s1 = measure(db, pgdata)
+            s1 = measure(db)
             base_wall = time.monotonic() - t0
-            rate = (s1 - s0).scaled(1 / base_wall)  # per second, the connector alone
-            poll_cycle = rate.scaled(POLL_S)
+            poll_cycle = (s1["postgres"] - s0["postgres"]).scaled(POLL_S / base_wall)  # the connector, per cycle
 
             canary_walls, canary_added, probed, skipped, failed, unmatched = [], [], [], [], [], []
+            errors: dict[str, int] = {}
             for _ in range(args.cycles):
-                a = measure(db, pgdata)
+                a = measure(db)
                 ta = time.monotonic()
                 _, cycle = run_cycle(engine, providers, concurrency=args.concurrency)
-                wall = time.monotonic() - ta
-                time.sleep(POLL_S)  # the connector writes the probes' activity rows
-                b = measure(db, pgdata)
-                window = time.monotonic() - ta
-                canary_walls.append(wall)
-                canary_added.append((b - a) - rate.scaled(window))
+                canary_walls.append(time.monotonic() - ta)
+                canary_added.append(measure(db)[OPS_ROLE] - a[OPS_ROLE])
                 probed.append(len(cycle.probes))
                 failed.append(sum(1 for p in cycle.probes if not p.ok))
                 unmatched.append(sum(1 for p in cycle.probes if p.activity_upstream_id is None))
                 skipped.append(len(cycle.skipped))
+                for p in cycle.probes:
+                    if not p.ok:
+                        key = (p.error or f"HTTP {p.status_code}").split(":")[0]
+                        errors[key] = errors.get(key, 0) + 1
 
             alert_walls, alert_added, findings = [], [], []
             for _ in range(args.cycles):
-                a = measure(db, pgdata)
+                a = measure(db)
                 ta = time.monotonic()
                 ev = evaluate_once(engine, datetime.now(UTC), Policy(), lambda n: {})
-                wall = time.monotonic() - ta
-                b = measure(db, pgdata)
-                window = time.monotonic() - ta
-                alert_walls.append(wall)
-                alert_added.append((b - a) - rate.scaled(window))
+                alert_walls.append(time.monotonic() - ta)
+                alert_added.append(measure(db)[OPS_ROLE] - a[OPS_ROLE])
                 findings.append(ev.findings)
             la1 = os.getloadavg()
             with db.cursor() as cur:
@@ -196,8 +192,7 @@ def main() -> None:
                                      ).fetchone()
 
         def mean(loads: list[Load]) -> Load:
-            return Load(*(statistics.mean(getattr(x, f) for x in loads)
-                          for f in ("cpu_s", "xacts", "buffers", "rows_read", "rows_written")))
+            return Load(*(statistics.mean(getattr(x, f) for x in loads) for f in ("calls", "exec_ms", "buffers", "rows")))
 
         print(f"{args.instances} demo hosts, {args.rpm} req/min each; warm-up {args.warmup} s; load average "
               f"{la0[0]:.2f} at start, {la1[0]:.2f} at end (2 cores shared); rows: activity, transitions, perf, "
@@ -207,8 +202,11 @@ def main() -> None:
         print(f"canary cycle   : wall {', '.join(f'{w:.1f}' for w in canary_walls)} s (median "
               f"{statistics.median(canary_walls):.1f} s); probed {probed}, failed {failed}, row not found "
               f"{unmatched}, hosts skipped {skipped}")
+        print(f"  failures by error: {errors}")
         print(f"  added load   : {fmt(c_add)}")
         print(f"  / one connector polling cycle: {ratio(c_add, poll_cycle)}")
+        print(f"  plus the probes' own activity rows the connector ingests: {statistics.mean(probed):.0f} per cycle "
+              f"(the connector writes {poll_cycle.rows:.0f} rows per polling cycle)")
         a_add = mean(alert_added)
         print(f"alert cycle    : wall {', '.join(f'{w:.2f}' for w in alert_walls)} s (median "
               f"{statistics.median(alert_walls):.2f} s); findings {findings}")
