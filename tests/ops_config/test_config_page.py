@@ -93,3 +93,12 @@ def test_read_now(app_env: Engine, monkeypatch, tmp_path) -> None:  # noqa: F811
     assert "  tiny:\n    cmd: simple-responder -port 27500 -respond from-tiny -silent\n" in code
     [history] = [d.value for d in at.dataframe if "cause" in d.value.columns]
     assert history["cause"].tolist() == ["—", "—"]  # two versions: seeded, then read now
+
+
+def test_empty(app_env: Engine) -> None:  # noqa: F811
+    at = run_page("pages/12_Config.py")
+    assert not at.exception, at.exception
+    assert [c.value for c in at.caption] == [
+        "No differences: every model configured on two or more hosts is configured alike.", "No findings."]
+    assert [i.value for i in at.info] == [
+        "No host config stored yet: `boocontrol config diff --refresh` reads every llama-swap host."]
