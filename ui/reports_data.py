@@ -19,13 +19,13 @@ from ui.data import engine
 from warehouse.queries import reports as q
 from warehouse.rollups import rollup_activity
 
-LIST_TTL = 60
 REPORT_TTL = 600
 
 
-@st.cache_data(ttl=LIST_TTL, show_spinner=False)
 def report_list(kind: str | None = None) -> pl.DataFrame:
-    """Stored reports (id, kind, period, title), newest period first."""
+    """Stored reports (id, kind, period, title), newest period first. Read afresh on every run (one small query
+    when the page is opened or used): a digest the Prefect worker has just stored shows on the next reload,
+    not a minute later."""
     return q.list_reports(engine(), kind)
 
 
@@ -46,7 +46,6 @@ def render_so_far(kind: str = "daily") -> int:
     rendered = digest.render_digest(digest.build_digest(eng, kind, start, end, slo=slo))
     with eng.begin() as conn:
         report_id = digest.store_report(conn, rendered)
-    report_list.clear()
     report.clear()
     standalone_html.clear()
     return report_id
