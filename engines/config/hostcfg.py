@@ -124,7 +124,8 @@ def host_config_from_doc(provider_id: str, base_url: str, doc: Mapping[str, Any]
                                        global_ttl if ttl < 0 else ttl,
                                        tuple(str(a) for a in m.get("aliases") or []))
     groups = []
-    legacy = doc.get("groups") or {}
+    router = (doc.get("routing") or {}).get("router") or {} if isinstance(doc.get("routing"), dict) else {}
+    legacy = doc.get("groups") or (router.get("groups") if isinstance(router, dict) else None) or {}
     for gid, g in legacy.items():
         g = g if isinstance(g, dict) else {}
         groups.append(GroupConfig(str(gid), tuple(str(x) for x in g.get("members") or []), bool(g.get("swap", True)),

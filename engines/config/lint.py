@@ -116,6 +116,13 @@ def _vram_findings(h: HostConfig, measured: Measured) -> list[Finding]:
             else:
                 pick |= set(g.members)
         candidates.append(("non-exclusive groups " + " + ".join(g.group_id for g in non_exclusive), frozenset(pick)))
+    persistent: set[str] = set()  # persistent groups are never evicted: they run beside every set
+    for g in h.groups:
+        if g.persistent and g.members:
+            persistent |= set(g.members) if not g.swap else {
+                max(g.members, key=lambda m: measured.vram_mb.get((h.provider_id, m), 0.0))}
+    candidates = [(name + (" + persistent groups" if persistent - members else ""), members | persistent)
+                  for name, members in candidates]
     for name, members in candidates:
         need = sum(measured.vram_mb.get((h.provider_id, m), 0.0) for m in members)
         unmeasured = sorted(m for m in members if (h.provider_id, m) not in measured.vram_mb)

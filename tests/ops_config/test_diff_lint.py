@@ -113,3 +113,28 @@ def test_lint_exact():
     assert by[("a", "ttl-below-load", "llama")] == "model llama: ttl 5 s is shorter than its measured load time 7.5 s"
     # c: 'g & s1' = 11300 fits, 'g & s1 & s2' = 12700 does not (reported once per set name)
     assert by[("c", "vram-overcommit", "matrix set all")].endswith("12700 MiB measured, the host has 12000 MiB")
+
+
+def test_persistent_groups_run_beside_every_set_and_routing_groups_are_read():
+    cfg = """
+routing:
+  router:
+    use: group
+    groups:
+      pair: {swap: false, exclusive: true, members: [a, b]}
+      emb: {persistent: true, members: [embed, embed-small]}
+models:
+  a: {cmd: "llama-server -m a.gguf"}
+  b: {cmd: "llama-server -m b.gguf"}
+  embed: {cmd: "llama-server -m e.gguf"}
+  embed-small: {cmd: "llama-server -m es.gguf"}
+"""
+    h = parse_host_config("h", "http://h:1", cfg)
+    assert [g.group_id for g in h.groups] == ["pair", "emb"]
+    measured = Measured(vram_mb={("h", "a"): 5000, ("h", "b"): 5000, ("h", "embed"): 2000, ("h", "embed-small"): 500},
+                        host_vram_mb={"h": 11000})
+    [f] = lint([h], measured)
+    assert (f.code, f.subject) == ("vram-overcommit", "group pair (swap: false) + persistent groups")
+    assert f.message == ("group pair (swap: false) + persistent groups runs a, b, embed together: 12000 MiB "
+                         "measured, the host has 11000 MiB")
+    assert lint([h], Measured(vram_mb=measured.vram_mb, host_vram_mb={"h": 12000})) == []
