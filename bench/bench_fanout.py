@@ -34,7 +34,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from warehouse.cluster import EmbeddedCluster  # noqa: E402
+from bench.bench_shared_fleet import free_block, start_cluster  # noqa: E402
 
 # upper bound (as measured) and lower bound (finish time rounded up to the next whole second) of the lag
 LAG_SQL = """
@@ -44,15 +44,6 @@ SELECT count(*),
 FROM (SELECT pg_xact_commit_timestamp(xmin) AS c, finished_at FROM activity) a
 WHERE c BETWEEN %s AND %s
 """
-
-
-def enable_commit_timestamps(cluster: EmbeddedCluster) -> None:
-    """Restart the bench's own cluster with ``track_commit_timestamp = on`` (when each row became visible)."""
-    dsn = cluster.url("postgres").replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(dsn, autocommit=True) as db:
-        db.execute("ALTER SYSTEM SET track_commit_timestamp = on")
-    cluster.stop()
-    cluster.start()
 
 
 def lag_figures(db: psycopg.Connection[Any], t0: Any, t1: Any) -> str:
@@ -80,9 +71,7 @@ def main() -> None:
                     help="run the demo fleet at this nice level (it stands in for other machines)")
     args = ap.parse_args()
     base = Path(tempfile.mkdtemp(prefix="bench-fanout-"))
-    cluster = EmbeddedCluster(base / "pg", 55498)
-    cluster.start()
-    enable_commit_timestamps(cluster)
+    cluster = start_cluster(base / "pg")
     runs: list[tuple[str, Path, str]] = []  # (label, checkout, database url)
     if args.compare_root is not None:
         admin = cluster.url("postgres").replace("postgresql+psycopg://", "postgresql://")
@@ -96,17 +85,20 @@ def main() -> None:
     env = {**os.environ, "BOOCONTROL_DATA_DIR": str(base), "BOOCONTROL_LOG_LEVEL": "INFO",
            "BOOCONTROL_DATABASE_URL": runs[-1][2]}
     py = sys.executable
+    base_port = free_block(args.instances)
     demo = subprocess.Popen(
-        [py, "-m", "cli.main", "demo-fleet", "-n", str(args.instances), "--base-port", "21000",
+        [py, "-m", "cli.main", "demo-fleet", "-n", str(args.instances), "--base-port", str(base_port),
          "--rpm", str(args.rpm), "--registry-out", str(reg)],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         preexec_fn=(lambda: os.nice(args.demo_nice)) if args.demo_nice else None)
     conns: list[subprocess.Popen[bytes]] = []
     try:
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
+        while True:
+            if demo.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("the demo fleet did not come up")
             try:
-                if httpx.get(f"http://127.0.0.1:{21000 + args.instances - 1}/wol-health", timeout=1).status_code == 200:
+                if httpx.get(f"http://127.0.0.1:{base_port + args.instances - 1}/wol-health", timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
                 time.sleep(0.5)
