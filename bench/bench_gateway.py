@@ -270,20 +270,31 @@ class Postgres:
 
 
 def cmd_latency(a: argparse.Namespace) -> None:
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        _latency(a, procs)
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait()
+
+
+def _latency(a: argparse.Namespace, procs: list[subprocess.Popen[bytes]]) -> None:
     import tempfile
     from contextlib import ExitStack
 
     up_port = free_port()
-    procs = [start_upstream(up_port)]
+    procs.append(start_upstream(up_port))
     upstream = f"http://127.0.0.1:{up_port}"
     with ExitStack() as stack, Postgres() as db_url:
         registry = f"providers:\n  - id: instant\n    base_url: {upstream}\n    kind: openai\n"
         llama_base = None
         if a.llama_server:
             from tests.support.llamaserver import run_llama_server
-            from tests.support.tinymodel import ensure_tiny_model
+            from tests.support.tinymodel import write_tiny_gguf
 
-            llama_base = stack.enter_context(run_llama_server(ensure_tiny_model()))
+            model = write_tiny_gguf(Path(tempfile.mkdtemp(prefix="bench-gw-tiny-")) / "tiny.gguf", seed=0)
+            llama_base = stack.enter_context(run_llama_server(model, extra_args=("--alias", "tiny")))
             registry += f"  - id: llama\n    base_url: {llama_base}\n    kind: vllm\n"
         port = free_port()
         tmp = Path(tempfile.mkdtemp(prefix="bench-gw-"))
@@ -326,10 +337,20 @@ def _cpu_s(pid: int) -> float:
 
 
 def cmd_streams(a: argparse.Namespace) -> None:
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        _streams(a, procs)
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait()
+
+
+def _streams(a: argparse.Namespace, procs: list[subprocess.Popen[bytes]]) -> None:
     import tempfile
 
     up_port = free_port()
-    procs = [start_upstream(up_port, a.itl_ms)]
+    procs.append(start_upstream(up_port, a.itl_ms))
     upstream = f"http://127.0.0.1:{up_port}"
     with Postgres() as db_url:
         registry = f"providers:\n  - id: instant\n    base_url: {upstream}\n    kind: openai\n"
