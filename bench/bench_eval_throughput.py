@@ -10,12 +10,17 @@ process time (the sandbox's children and llama-server excluded) over the run, pe
 
     .venv/bin/python bench/bench_eval_throughput.py                          # ifeval, 32 items, 4 slots
     .venv/bin/python bench/bench_eval_throughput.py --suite humaneval --limit 16   # + the sandbox per item
+    .venv/bin/python bench/bench_eval_throughput.py --suite utility --judge        # + the judge rubric per item
+
+``--judge``: the same llama-server model also judges (the utility rubric: one more request per item).
+The load average (1/5/15 min) is printed with the table.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import socket
 import statistics
 import sys
@@ -26,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from core.providers import Provider  # noqa: E402
+from engines.evals.chat import judge_for  # noqa: E402
 from engines.evals.options import EvalOptions  # noqa: E402
 from engines.evals.runner import EvalOutcome, run_eval  # noqa: E402
 from engines.evals.sandbox import BubblewrapSandbox  # noqa: E402
@@ -45,7 +51,8 @@ def free_port() -> int:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--suite", default="ifeval", choices=["ifeval", "humaneval"])
+    ap.add_argument("--suite", default="ifeval", choices=["ifeval", "humaneval", "utility"])
+    ap.add_argument("--judge", action="store_true", help="the model judges itself (utility rubric)")
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--slots", type=int, default=4)
     ap.add_argument("--max-tokens", type=int, default=48)
@@ -72,9 +79,10 @@ def main() -> None:
 
                 def once(parallel: int | None) -> EvalOutcome:
                     opts = EvalOptions(suite=a.suite, limit=a.limit, max_tokens=a.max_tokens,  # type: ignore[arg-type]
-                                       parallel=parallel, fresh=True)  # fmt: skip
+                                       parallel=parallel, fresh=True, judge="bench/bench" if a.judge else None)  # fmt: skip
+                    judge = judge_for(provider, "bench") if a.judge else None
                     return asyncio.run(run_eval(engine, provider, "bench", suite, opts, confirm_takeover=True,
-                                                sandbox=sandbox))  # fmt: skip
+                                                sandbox=sandbox, judge=judge))  # fmt: skip
 
                 once(None)  # warm-up: page the model in, fill caches
                 res: dict[str, list[EvalOutcome]] = {"slots": [], "one": []}
@@ -97,8 +105,10 @@ def main() -> None:
         return statistics.median(o.engine_cpu_s / o.total * 1000 for o in xs)
 
     n = res["slots"][0].total
-    print()
-    print(f"| {a.suite}, {n} items, {a.max_tokens} tokens each, {a.model} model, llama-server -np {a.slots} -t 1 "
+    load = os.getloadavg()
+    print(f"\nload average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1/5/15 min)")
+    print(f"| {a.suite}{' + judge' if a.judge else ''}, {n} items, {a.max_tokens} tokens each, {a.model} model, "
+          f"llama-server -np {a.slots} -t 1 "
           f"| items/min | engine CPU per item |")
     print("|---|---|---|")
     print(f"| parallel = host slots ({res['slots'][0].parallel}) | {rate(res['slots']):.0f} | {cpu(res['slots']):.1f} ms |")
