@@ -84,3 +84,24 @@ def test_two_replicas_on_one_postgres_and_serving_through_an_outage(pg_cluster, 
     assert up.state.asked == ["m"] * 12
     logs = (tmp_path / "r1.log").read_text()
     assert "gateway: http://127.0.0.1:" in logs and "Traceback" not in logs
+
+
+def test_expected_start_failures_are_one_line_errors(tmp_path: Path, gw_db: str) -> None:
+    fleet = tmp_path / "fleet.yaml"
+    fleet.write_text("providers:\n  - id: p\n    base_url: http://127.0.0.1:9\n    kind: openai\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BOOCONTROL_")}
+    env.update({"BOOCONTROL_DATA_DIR": str(tmp_path / "data"), "BOOCONTROL_FLEET_FILE": str(fleet),
+                "BOOCONTROL_DATABASE_URL": gw_db, "BOOCONTROL_GATEWAY_PORT": str(free_port())})
+    cases = [
+        ({"BOOCONTROL_GATEWAY_KEYS": "alice=sk-very-secret,sk-orphan"},
+         "Error: BOOCONTROL_GATEWAY_KEYS: pair 2: expected owner=key"),
+        ({"BOOCONTROL_GATEWAY_REQUIRE_KEY": "true"},
+         "Error: BOOCONTROL_GATEWAY_REQUIRE_KEY is set but no key is configured"),
+        ({"BOOCONTROL_GATEWAY_POLICIES_FILE": str(tmp_path / "bad.yaml")}, f"Error: {tmp_path / 'bad.yaml'}:2:"),
+    ]
+    (tmp_path / "bad.yaml").write_text("policies:\n  fast: {}\n")
+    for extra, start in cases:
+        r = subprocess.run([sys.executable, "-m", "cli.main", "gateway"], cwd=ROOT, env={**env, **extra},
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2 and r.stderr.startswith(start) and len(r.stderr.splitlines()) == 1, r.stderr
+        assert "sk-very-secret" not in r.stderr and "Traceback" not in r.stderr
