@@ -16,6 +16,7 @@ machine's noise falls on all of them alike):
 
     .venv/bin/python bench/bench_gateway.py stacks --n 2000
     .venv/bin/python bench/bench_gateway.py latency --n 2000 --llama-server
+    .venv/bin/python bench/bench_gateway.py latency --n 1000 --litellm /tmp/litellm-venv/bin/litellm
     .venv/bin/python bench/bench_gateway.py streams --streams 1000 --itl-ms 50 --tokens 100
 """
 
@@ -306,6 +307,8 @@ def _latency(a: argparse.Namespace, procs: list[subprocess.Popen[bytes]]) -> Non
                 "instant direct": (upstream, CHAT, {}),
                 "instant via gateway": (gwu, {**CHAT, "model": "instant/instant"}, {"X-Boo-Source": "bench"}),
             }
+            if a.litellm:
+                targets["instant via LiteLLM proxy"] = (start_litellm(a.litellm, upstream, tmp, procs), CHAT, {})
             print(f"load: {os.getloadavg()}")
             plain = asyncio.run(interleaved(targets, a.n, 200, one_plain))
             report("instant upstream: non-streaming chat, end to end", plain, "instant direct")
@@ -328,6 +331,19 @@ def _latency(a: argparse.Namespace, procs: list[subprocess.Popen[bytes]]) -> Non
             for p in procs:
                 p.terminate()
                 p.wait()
+
+
+def start_litellm(binary: str, upstream: str, tmp: Path, procs: list[subprocess.Popen[bytes]]) -> str:
+    """LiteLLM's proxy (from its own throwaway venv, never the project's) in front of the same upstream."""
+    port = free_port()
+    cfg = tmp / "litellm.yaml"
+    cfg.write_text("model_list:\n  - model_name: instant\n    litellm_params:\n      model: openai/instant\n"
+                   f"      api_base: {upstream}/v1\n      api_key: none\n")
+    log = open(tmp / "litellm.log", "wb")  # noqa: SIM115 - lives as long as the process
+    procs.append(subprocess.Popen([binary, "--config", str(cfg), "--host", "127.0.0.1", "--port", str(port)],
+                                  stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "LITELLM_LOG": "ERROR"}))
+    wait_port(port, 180)
+    return f"http://127.0.0.1:{port}"
 
 
 def _cpu_s(pid: int) -> float:
@@ -416,6 +432,7 @@ def main() -> None:
     s = sub.add_parser("latency")
     s.add_argument("--n", type=int, default=2000)
     s.add_argument("--llama-server", action="store_true")
+    s.add_argument("--litellm", default=None, help="path of a `litellm` proxy binary (a throwaway venv): anchor")
     s = sub.add_parser("streams")
     s.add_argument("--streams", type=int, default=1000)
     s.add_argument("--tokens", type=int, default=100)

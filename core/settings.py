@@ -74,7 +74,7 @@ class Settings(BaseSettings):
         "cold model's load")
     gateway_cooldown_seconds: float = Field(
         30.0, ge=0, description="Gateway: a target that failed (connect error, 5xx, 429, no first byte) gets no "
-        "request for this long (a 429's Retry-After when longer)")
+        "request for this long (after a 429: only its Retry-After, 1 s without one)")
     gateway_keys: SecretStr | None = Field(
         None, description="Gateway API keys as owner=key pairs separated by commas; hashed at start, never "
         "logged (also: gateway_keys_file)")

@@ -68,10 +68,11 @@ class Cooldowns:
     clock: Callable[[], float] = time.monotonic
     until: dict[str, tuple[float, str]] = field(default_factory=dict)  # target -> (monotonic end, why)
 
-    def fail(self, target: str, why: str, at_least_s: float = 0.0) -> None:
-        if self.seconds <= 0 and at_least_s <= 0:
-            return
-        self.until[target] = (self.clock() + max(self.seconds, at_least_s), why)
+    def fail(self, target: str, why: str, for_s: float | None = None) -> None:
+        """Cool ``target`` for the configured time, or ``for_s`` (a 429's Retry-After: busy, not broken)."""
+        s = self.seconds if for_s is None else for_s
+        if s > 0:
+            self.until[target] = (self.clock() + s, why)
 
     def ok(self, target: str) -> None:
         self.until.pop(target, None)

@@ -364,9 +364,10 @@ class Gateway:
         try:
             if up.status >= 500 or up.status == 429:
                 snippet = (await _read_some(up)).decode("utf-8", "replace")
-                retry_after = _retry_after(up.headers.get("Retry-After")) if up.status == 429 else 0.0
+                # a 429 means busy, not broken: the target cools only for its Retry-After (1 s without one)
+                cool = (_retry_after(up.headers.get("Retry-After")) or 1.0) if up.status == 429 else None
                 up.release()
-                self._failed(target, tried, f"HTTP {up.status}: {snippet}", retry_after)
+                self._failed(target, tried, f"HTTP {up.status}: {snippet}", cool)
                 return None
             self.cooldowns.ok(target.key)
             return await self._relay(request, up, target, rec, t0)
@@ -381,10 +382,10 @@ class Gateway:
         else:
             self.inflight.pop(key, None)
 
-    def _failed(self, target: Target, tried: list[dict[str, str]], why: str, at_least_s: float = 0.0) -> None:
+    def _failed(self, target: Target, tried: list[dict[str, str]], why: str, cool_s: float | None = None) -> None:
         why = why.replace("\n", " ")[:300]
         tried.append({"target": target.key, "why": why})
-        self.cooldowns.fail(target.key, why, at_least_s)
+        self.cooldowns.fail(target.key, why, cool_s)
         log.warning("gateway: %s failed (%s); next candidate", target.key, why)
         return None
 

@@ -72,8 +72,11 @@ def test_key_limits_concurrency_and_rate_with_retry_after() -> None:
     now[0] = 30.0  # half a minute refills one request
     assert rate.acquire("b", rate_per_minute=2)[0]
     cd = Cooldowns(10.0, clock=lambda: now[0])
-    cd.fail("p/m", "HTTP 500", at_least_s=20)
-    assert cd.cooling("p/m") == "cooling down 20 s more after: HTTP 500" and cd.active() == {"p/m"}
+    cd.fail("p/m", "HTTP 500")
+    cd.fail("q/m", "HTTP 429", for_s=2)  # busy: only its Retry-After
+    assert cd.cooling("p/m") == "cooling down 10 s more after: HTTP 500" and cd.active() == {"p/m", "q/m"}
+    now[0] = 33.0
+    assert cd.cooling("q/m") is None and cd.active() == {"p/m"}
     now[0] = 50.0
     assert cd.cooling("p/m") is None and cd.active() == set()
 
