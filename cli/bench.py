@@ -271,6 +271,7 @@ def run_cmd(model: str, confirm_takeover: bool, unattended: bool, slot_wait: flo
             rows,
         )  # fmt: skip
     )
+    _echo_sure([(p.level, p.summary.as_dict()) for p in outcome.points])
     click.echo(
         f"run #{outcome.run_id if outcome.run_id is not None else outcome.run_uid}: {outcome.status}"
         + (f" ({outcome.stop_reason})" if outcome.stop_reason else "")
@@ -337,13 +338,16 @@ def list_cmd(model: str | None, limit: int, show_all: bool) -> None:
 @bench.command("show")
 @click.argument("run_id", type=int)
 def show_cmd(run_id: int) -> None:
-    """Points of one run."""
+    """Points of one run, then every figure with its 95 % bootstrap interval."""
+    from warehouse import bench_store
     from warehouse.queries import bench as q
 
     engine = _engine()
     try:
         detail = q.run_detail(engine, run_id)
         pts = q.run_points(engine, [run_id])
+        with engine.connect() as conn:
+            summaries = bench_store.point_summaries(conn, run_id)
     finally:
         engine.dispose()
     if detail is None:
@@ -388,6 +392,20 @@ def show_cmd(run_id: int) -> None:
             rows,
         )
     )
+    _echo_sure([(float(r["level"]), r["summary"]) for r in summaries])
+
+
+def _echo_sure(points: list[tuple[float, Any]]) -> None:
+    """The interval table: every figure with its 95 % bootstrap interval, small samples marked."""
+    from engines.bench.report import sure_rows
+
+    if not points:
+        return
+    headers, rows, notes = sure_rows(points)
+    click.echo("how sure (95 % bootstrap intervals):")
+    click.echo(_table(headers, rows))
+    for n in notes:
+        click.echo(f"  {n}")
 
 
 @bench.group("baseline")

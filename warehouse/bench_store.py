@@ -134,3 +134,13 @@ def activity_length_pairs(
     if since is not None:
         stmt = stmt.where(activity.c.finished_at >= since)
     return [(int(p), int(o)) for p, o in conn.execute(stmt)]
+
+
+def point_summaries(conn: Connection, run_id: int) -> list[dict[str, Any]]:
+    """The stored ``PointSummary`` of every point of a run (intervals, lengths, server prefill), in sweep order."""
+    rows = conn.execute(
+        select(bench_points.c.idx, bench_points.c.level, bench_points.c.summary)
+        .where(bench_points.c.run_id == run_id)
+        .order_by(bench_points.c.idx)
+    )
+    return [{"idx": int(r.idx), "level": float(r.level), "summary": dict(r.summary)} for r in rows]

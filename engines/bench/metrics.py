@@ -25,6 +25,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from engines.bench.stats import intervals, relative_se_of_ratio
+
 PERCENTILES: tuple[int, ...] = (50, 90, 95, 99)
 
 
@@ -189,11 +191,20 @@ class RequestRecord:
 
     @property
     def prompt_tps(self) -> float | None:
-        """Client-side prompt throughput: prompt tokens / TTFT (includes HTTP and queueing time)."""
+        """Latency-derived prompt rate: prompt tokens / TTFT (includes HTTP, queueing and, at concurrency > 1,
+        other requests' decode steps: not the server's prefill speed, see ``server_prefill_per_s``)."""
         p, t = self.prompt_tokens, self.ttft
         if p is None or t is None or t <= 0:
             return None
         return p / t
+
+    @property
+    def server_prefill_per_s(self) -> float | None:
+        """llama.cpp's own prefill rate: ``timings.prompt_per_second`` (tokens it evaluated ÷ its prompt time)."""
+        v = self.timings.get("prompt_per_second") if self.timings else None
+        if isinstance(v, bool) or not isinstance(v, int | float) or v <= 0:
+            return None
+        return float(v)
 
     @property
     def ttft_overhead(self) -> float | None:
@@ -312,12 +323,24 @@ class PointSummary:
     ttft_overhead_ms: Distribution
     server_predicted_per_s: Distribution
     slo: Slo
+    # llama.cpp's own prefill rate per request (timings.prompt_per_second): prompt tokens it evaluated ÷ its
+    # prompt time. Unlike ``prompt_tps`` (prompt tokens ÷ TTFT, latency-derived: queueing, HTTP and other
+    # requests' decode steps included) it is the server's prefill speed, also at concurrency > 1.
+    server_prefill_per_s: Distribution = Distribution(count=0)
+    prompt_len: Distribution = Distribution(count=0)  # actual prompt tokens per request (usage)
+    output_len: Distribution = Distribution(count=0)  # actual output tokens per request
+    # Bootstrap intervals and sample-size flags of every reported statistic (engines/bench/stats.py):
+    # {metric: {stat: {n, value, low, high, hidden, warning}}}
+    intervals: dict[str, dict[str, dict[str, object]]] = field(default_factory=dict)
+    throughput_rel_se: float | None = None  # measured within-point noise of the output throughput
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for k, v in self.__dict__.items():
             if isinstance(v, Distribution | Slo):
                 out[k] = v.as_dict()
+            elif k == "intervals":
+                out[k] = {m: {st: dict(e) for st, e in by.items()} for m, by in v.items()}
             else:
                 out[k] = v
         return out
@@ -344,6 +367,7 @@ def summarize(records: Sequence[RequestRecord], slo: Slo | None = None) -> Point
         return x / duration if duration > 0 else 0.0
 
     gaps = [g for r in ok for g in r.itl_gaps]
+    prefill = [float(p) for r in ok if (p := r.server_prefill_per_s) is not None]
     e2e_sum = sum(r.e2e or 0.0 for r in ok)
     return PointSummary(
         requests=len(records),
@@ -388,4 +412,19 @@ def summarize(records: Sequence[RequestRecord], slo: Slo | None = None) -> Point
             if r.timings and isinstance(r.timings.get("predicted_per_second"), int | float)
         ),
         slo=slo,
+        server_prefill_per_s=Distribution.of(prefill),
+        prompt_len=Distribution.of(float(r.prompt_tokens) for r in ok if r.prompt_tokens is not None),
+        output_len=Distribution.of(float(r.output_tokens) for r in ok),
+        intervals={
+            "ttft_ms": intervals([r.ttft for r in ok if r.ttft is not None], 1000.0),
+            "tpot_ms": intervals([r.tpot for r in ok if r.tpot is not None], 1000.0),
+            "itl_ms": intervals(gaps, 1000.0),
+            "e2e_ms": intervals([r.e2e for r in ok if r.e2e is not None], 1000.0),
+            "decode_tps": intervals([r.decode_tps for r in ok if r.decode_tps is not None]),
+            "prompt_tps": intervals([r.prompt_tps for r in ok if r.prompt_tps is not None]),
+            "server_prefill_per_s": intervals(prefill),
+        },
+        throughput_rel_se=relative_se_of_ratio(
+            [float(r.output_tokens) for r in ok], [r.e2e or 0.0 for r in ok]
+        ),
     )

@@ -76,8 +76,9 @@ class BenchOptions:
     early_stop: bool = field(
         default=True, metadata=_meta("Stop the sweep at saturation (off: run every level).")
     )
-    min_gain: float = field(
-        default=0.05, metadata=_meta("Saturated when throughput gains less than this fraction.")
+    noise_floor: float = field(
+        default=0.06,
+        metadata=_meta("Plateau test: least relative noise (std) assumed per point's throughput."),
     )
     ttft_p50_max_ms: float | None = field(
         default=10_000.0, metadata=_meta("Saturated when p50 TTFT exceeds this (ms).")
@@ -132,7 +133,7 @@ class BenchOptions:
             seed=self.seed,
             slo=Slo(self.slo_ttft_ms, self.slo_tpot_ms, self.slo_e2e_ms),
             saturation=SaturationPolicy(
-                enabled=self.early_stop, min_gain=self.min_gain, ttft_p50_max_ms=self.ttft_p50_max_ms
+                enabled=self.early_stop, noise_floor=self.noise_floor, ttft_p50_max_ms=self.ttft_p50_max_ms
             ),
             max_point_s=self.max_point_s,
             request_timeout_s=self.request_timeout_s,

@@ -213,3 +213,49 @@ def comparison_cells(table: pl.DataFrame, run_ids: Sequence[int]) -> pl.DataFram
     schema: dict[str, Any] = {"mode": pl.Utf8, "level": pl.Float64, "metric": pl.Utf8}
     schema.update({f"#{i}": pl.Utf8 for i in run_ids})
     return pl.DataFrame(rows, schema=schema)
+
+
+# ---------------------------------------------------------------- how sure: intervals beside each figure
+SURE_COLUMNS: tuple[tuple[str, str, str, int], ...] = (
+    # (header, metric in PointSummary.intervals, statistic, digits)
+    ("TTFT p50 ms", "ttft_ms", "p50", 1),
+    ("TTFT p95 ms", "ttft_ms", "p95", 1),
+    ("TTFT p99 ms", "ttft_ms", "p99", 1),
+    ("TPOT p50 ms", "tpot_ms", "p50", 2),
+    ("TPOT p99 ms", "tpot_ms", "p99", 2),
+    ("prefill tok/s (server timings)", "server_prefill_per_s", "mean", 0),
+    ("prompt tok/s ÷ TTFT (latency-derived)", "prompt_tps", "mean", 0),
+)
+
+
+def format_estimate(e: Mapping[str, Any] | None, digits: int = 1) -> str:
+    """``123.4 [110.2–140.1]`` (95 % bootstrap interval); ``hidden (n=20)`` below the sample threshold;
+    a trailing ``*`` marks a figure resting on few samples."""
+    if not e or e.get("n", 0) == 0:
+        return "-"
+    if e.get("hidden"):
+        return f"hidden (n={e['n']})"
+    v, lo, hi = e.get("value"), e.get("low"), e.get("high")
+    if v is None:
+        return "-"
+    text = f"{v:.{digits}f}" if lo is None or hi is None else f"{v:.{digits}f} [{lo:.{digits}f}–{hi:.{digits}f}]"
+    return text + ("*" if e.get("warning") else "")
+
+
+def sure_rows(points: Sequence[tuple[float, Mapping[str, Any]]]) -> tuple[list[str], list[list[str]], list[str]]:
+    """(headers, rows, notes) of the interval table from (level, stored summary) pairs."""
+    headers = ["level", *(h for h, _, _, _ in SURE_COLUMNS)]
+    rows: list[list[str]] = []
+    notes: set[str] = set()
+    for level, summary in points:
+        iv = summary.get("intervals") or {}
+        row = [f"{level:g}"]
+        for _, metric, stat, digits in SURE_COLUMNS:
+            e = (iv.get(metric) or {}).get(stat)
+            row.append(format_estimate(e, digits))
+            if e and e.get("warning") and not e.get("hidden") and e.get("n"):
+                notes.add("* few samples: a percentile with fewer than 5 samples above it (a mean below 10)")
+            if e and e.get("hidden") and e.get("n"):
+                notes.add("hidden: fewer than 1 sample above the percentile (p99 needs 100 requests)")
+        rows.append(row)
+    return headers, rows, sorted(notes)

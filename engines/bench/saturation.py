@@ -3,8 +3,11 @@
 A point is **saturated** when any of these holds (defaults in `SaturationPolicy`):
 
 Closed loop (concurrency sweep):
-* *throughput plateau*: its output-token throughput is less than (1 + ``min_gain``) × the best
-  throughput of all lower levels (default: less than 5 % better);
+* *throughput plateau*: the noise-aware test of `engines.bench.stats.plateau_test` over the sweep so far:
+  ``plateau_steps`` consecutive levels (default 2) without a significant gain over the best lower
+  level, where significance accounts for each point's measured noise (bootstrap standard error of its
+  throughput) and at least ``noise_floor`` (default 0.06 relative standard deviation: this host's ±12 %
+  run-to-run spread). A fixed "less than 5 % better" rule flagged sweeps on noise alone;
 * *queueing bound*: its p50 TTFT exceeds ``ttft_p50_max_ms`` (default 10 s);
 * *errors*: more than ``max_error_rate`` of its requests failed (default 5 %).
 
@@ -16,8 +19,9 @@ Open loop (rate sweep):
   (a guard against noise on millisecond TTFTs);
 * the same queueing bound and error rule as above.
 
-The sweep stops after ``patience`` consecutive saturated points (default 1: stop right after the
-first one). The saturated point itself is kept and flagged, so the knee is visible in the curves.
+The verdict is **always computed**; early stop is a separate choice (``enabled``): the sweep stops after
+``patience`` consecutive saturated points (default 1: stop right after the first one) only when it is on.
+The saturated point itself is kept and flagged, so the knee is visible in the curves.
 """
 
 from __future__ import annotations
@@ -26,12 +30,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from engines.bench.metrics import PointSummary, RequestRecord, percentile
+from engines.bench.stats import plateau_test
 
 
 @dataclass(frozen=True)
 class SaturationPolicy:
-    enabled: bool = True
-    min_gain: float = 0.05
+    enabled: bool = True  # early stop; the verdict is computed either way
+    noise_floor: float = 0.06
+    plateau_steps: int = 2
     ttft_p50_max_ms: float | None = 10_000.0
     max_error_rate: float = 0.05
     queue_growth_max: float = 2.0
@@ -40,6 +46,7 @@ class SaturationPolicy:
 
     @classmethod
     def disabled(cls) -> SaturationPolicy:
+        """No early stop (verdicts are still computed)."""
         return cls(enabled=False)
 
 
@@ -61,17 +68,17 @@ def _error_rate(s: PointSummary) -> float:
 def assess_closed(
     summary: PointSummary, earlier: Sequence[PointSummary], policy: SaturationPolicy
 ) -> Verdict:
-    if not policy.enabled:
-        return Verdict(False)
     reasons = []
     if earlier:
-        best = max(e.output_throughput for e in earlier)
-        if best > 0 and summary.output_throughput < (1 + policy.min_gain) * best:
-            gain = summary.output_throughput / best - 1
-            reasons.append(
-                f"throughput plateau: {summary.output_throughput:.1f} tok/s is {gain:+.1%} vs best "
-                f"{best:.1f} tok/s at lower concurrency (needs ≥ {policy.min_gain:+.0%})"
-            )
+        curve = [*earlier, summary]
+        v = plateau_test(
+            [p.output_throughput for p in curve],
+            [p.throughput_rel_se for p in curve],
+            noise_floor=policy.noise_floor,
+            steps_needed=policy.plateau_steps,
+        )
+        if v.plateau:
+            reasons.append(v.reason or "throughput plateau")
     reasons += _common(summary, policy)
     return Verdict(bool(reasons), tuple(reasons))
 
@@ -79,8 +86,6 @@ def assess_closed(
 def assess_open(
     summary: PointSummary, records: Sequence[RequestRecord], rate: float, policy: SaturationPolicy
 ) -> Verdict:
-    if not policy.enabled:
-        return Verdict(False)
     reasons = []
     lag = summary.schedule_lag_ms
     if lag.p90 is not None and lag.p90 > 1000.0 / rate:

@@ -78,6 +78,13 @@ def test_cli_run_list_show_baseline(lab_env: Engine) -> None:
     assert q.list_runs(lab_env, "lab", TINY)["simulated"].to_list() == [False, False]  # the run and the refusal
     shown = runner.invoke(bench, ["show", str(run_id)])
     assert shown.exit_code == 0 and "TPOT p50" in shown.output and "SIMULATED" not in shown.output
+    # every figure with its interval; 3 requests per point: p99 hidden, the rest marked as few samples
+    for out in (ok.output, shown.output):
+        assert "how sure (95 % bootstrap intervals):" in out
+        sure = out[out.index("how sure"):].splitlines()
+        assert sure[1].split("  ")[0].strip() == "level" and "prefill tok/s (server timings)" in sure[1]
+        assert sum("hidden (n=3)" in ln for ln in sure) == 2  # concurrency 1 and 2
+        assert "  hidden: fewer than 1 sample above the percentile (p99 needs 100 requests)" in sure
     assert runner.invoke(bench, ["baseline", "add", str(run_id)]).exit_code == 0
     listed = runner.invoke(bench, ["list", f"lab/{TINY}"])
     assert listed.exit_code == 0 and "baseline" in listed.output and " sim " not in listed.output

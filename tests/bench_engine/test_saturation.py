@@ -21,16 +21,26 @@ def point(
     return out
 
 
-def test_closed_loop_plateau() -> None:
+def test_closed_loop_plateau_needs_two_steps_without_significant_gain() -> None:
     pol = SaturationPolicy()
     s1 = summarize(point(10, 100, 10.0))  # 100 tok/s
-    s2 = summarize(point(10, 190, 10.0))  # 190 tok/s: +90 %
-    s3 = summarize(point(10, 195, 10.0))  # 195 tok/s: +2.6 % over the best
+    s2 = summarize(point(10, 190, 10.0))  # 190 tok/s: +90 %, z = ln(1.9) / (0.06·√2) = 7.6
+    s3 = summarize(point(10, 195, 10.0))  # 195 tok/s: +2.6 % — within the noise, but one step is no plateau
+    s4 = summarize(point(10, 192, 10.0))  # 192 tok/s: −1.5 % vs the best (195): second step without a gain
+    assert s1.throughput_rel_se == 0.0  # identical requests: the 0.06 noise floor applies
     assert not assess_closed(s1, [], pol).saturated
     assert not assess_closed(s2, [s1], pol).saturated
-    v = assess_closed(s3, [s1, s2], pol)
-    assert v.saturated and "throughput plateau" in (v.reason or "")
-    assert not assess_closed(s3, [s1, s2], SaturationPolicy.disabled()).saturated
+    assert not assess_closed(s3, [s1, s2], pol).saturated
+    v = assess_closed(s4, [s1, s2, s3], pol)
+    assert v.saturated
+    assert v.reason == (
+        "throughput plateau after sweep point #2: 2 steps without a significant gain over the best lower level: "
+        "+2.6% (z=0.31), -1.5% (z=-0.18)"
+    )
+    # Early stop off: the verdict is still computed; only should_stop ignores it.
+    off = SaturationPolicy.disabled()
+    assert assess_closed(s4, [s1, s2, s3], off).saturated
+    assert not should_stop([Verdict(False), assess_closed(s4, [s1, s2, s3], off)], off)
 
 
 def test_queueing_and_error_bounds() -> None:
