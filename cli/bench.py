@@ -480,16 +480,25 @@ def compare_cmd(run_ids: tuple[int, ...], metrics: tuple[str, ...]) -> None:
     The runs must have run the same workload (`bench run` with the same options); every level of the
     first run is shown with each run's value and its ratio to the first.
     """
-    from engines.bench.report import COMPARE_METRICS, NotComparable, compare_runs, comparison_cells
+    from engines.bench.report import (
+        COMPARE_METRICS,
+        NotComparable,
+        compare_runs,
+        comparison_cells,
+        prompt_lengths_of,
+    )
+    from warehouse import bench_store
     from warehouse.queries import bench as q
 
     engine = _engine()
     try:
         pts = q.run_points(engine, list(run_ids))
+        with engine.connect() as conn:
+            lengths = {rid: prompt_lengths_of(bench_store.point_summaries(conn, rid)) for rid in run_ids}
     finally:
         engine.dispose()
     try:
-        table = compare_runs(pts, run_ids, metrics or COMPARE_METRICS)
+        table = compare_runs(pts, run_ids, metrics or COMPARE_METRICS, prompt_lengths=lengths)
     except NotComparable as exc:
         raise click.ClickException(str(exc)) from None
     except ValueError as exc:

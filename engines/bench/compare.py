@@ -13,14 +13,19 @@ baseline run MAD is 0 and the fixed 5 % tolerance applies.
 TTFT) exceeds ``center + tolerance`` or a lower-is-worse metric (output tokens/s) falls below
 ``center − tolerance``. The flag names the point and metric with the largest relative excess.
 
+**Actual lengths.** A workload key says what was asked for; `lengths_differ` checks what was sent: two
+runs' points are comparable only when their actual prompt-length distributions (from ``usage``) match.
+
 **Pareto (quality-free).** Over sweep points, a point is Pareto-optimal when no other point has both
 higher-or-equal throughput and lower-or-equal latency with at least one strict.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from engines.bench.metrics import percentile
 
@@ -140,3 +145,28 @@ def group_by(items: Sequence[Mapping[str, object]], key: str) -> dict[Hashable, 
     for it in items:
         out.setdefault(it[key], []).append(it)  # type: ignore[index]
     return out
+
+
+# ------------------------------------------------------------ actual prompt lengths: same workload in fact
+def lengths_differ(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> str | None:
+    """Why two points' actual prompt-length distributions (``PointSummary.prompt_len`` as stored) do not match,
+    or None when they match — or when either was stored before lengths were recorded (nothing to check).
+
+    They match when the means differ by at most ``max(1 token, 3 · SE)`` and the medians by at most
+    ``max(1 token, 3.75 · SE)``, with ``SE = √(sd_a²/n_a + sd_b²/n_b)`` (population sd as stored; the median's
+    standard error is ≈ 1.25 × the mean's for a normal distribution). Fixed exact lengths (sd 0) must
+    therefore agree within one token; calibrated "fixed" lengths that came out 243 vs 276 tokens on average
+    do not match, and drawn lengths from two seeds of one distribution do (within their sampling error).
+    """
+    if not a or not b or not a.get("count") or not b.get("count"):
+        return None
+    ma, mb, sa, sb = a.get("mean"), b.get("mean"), a.get("std") or 0.0, b.get("std") or 0.0
+    if ma is None or mb is None:
+        return None
+    se = math.sqrt(sa**2 / int(a["count"]) + sb**2 / int(b["count"]))
+    if abs(ma - mb) > max(1.0, 3.0 * se):
+        return f"mean prompt length {ma:.1f} vs {mb:.1f} tokens (allowed ±{max(1.0, 3.0 * se):.1f})"
+    pa, pb = a.get("p50"), b.get("p50")
+    if pa is not None and pb is not None and abs(pa - pb) > max(1.0, 3.75 * se):
+        return f"median prompt length {pa:.1f} vs {pb:.1f} tokens (allowed ±{max(1.0, 3.75 * se):.1f})"
+    return None

@@ -21,11 +21,13 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
+from urllib.parse import quote
 
 import httpx
 
 from connectors.llama_swap import ProtocolError, parse_timestamp
 from connectors.llama_swap_api import Features, InflightTracker, LlamaSwapAPI, LlamaSwapError
+from engines.bench.exact import ServerTokenizer
 from engines.bench.gate import (
     BENCH_HEADER,
     InflightSnapshot,
@@ -132,6 +134,10 @@ class LlamaSwapHost:
         self.chat_base = api.base
         self.headers = dict(api.headers)
         self._features: Features | None = None
+
+    def tokenizer(self, model_id: str) -> ServerTokenizer:
+        """The model's llama-server tokenizer through ``/upstream/<model>/`` (exact-length prompts)."""
+        return ServerTokenizer(self.client, f"{self.base}/upstream/{quote(model_id, safe='/')}", self.headers)
 
     async def features(self) -> Features:
         if self._features is None:
@@ -257,6 +263,10 @@ class OpenAIHost:
         self.chat_base = self.base
         self.client = client
         self.headers = dict(headers or {})
+
+    def tokenizer(self, model_id: str) -> ServerTokenizer:
+        """The server's own tokenizer (llama-server; other servers answer 404 and lengths stay calibrated)."""
+        return ServerTokenizer(self.client, self.base, self.headers)
 
     async def inflight(self) -> InflightSnapshot:
         return await read_llama_server_slots(self.client, self.base, self.headers)

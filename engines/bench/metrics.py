@@ -333,6 +333,9 @@ class PointSummary:
     # {metric: {stat: {n, value, low, high, hidden, warning}}}
     intervals: dict[str, dict[str, dict[str, object]]] = field(default_factory=dict)
     throughput_rel_se: float | None = None  # measured within-point noise of the output throughput
+    # successful requests whose server-counted prompt (usage) differs from the target, and the largest difference
+    length_mismatches: int = 0
+    length_max_abs_error: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -368,6 +371,11 @@ def summarize(records: Sequence[RequestRecord], slo: Slo | None = None) -> Point
 
     gaps = [g for r in ok for g in r.itl_gaps]
     prefill = [float(p) for r in ok if (p := r.server_prefill_per_s) is not None]
+    len_err = [
+        r.prompt_tokens - r.target_input_tokens
+        for r in ok
+        if r.prompt_tokens is not None and r.target_input_tokens is not None
+    ]
     e2e_sum = sum(r.e2e or 0.0 for r in ok)
     return PointSummary(
         requests=len(records),
@@ -424,6 +432,8 @@ def summarize(records: Sequence[RequestRecord], slo: Slo | None = None) -> Point
             "prompt_tps": intervals([r.prompt_tps for r in ok if r.prompt_tps is not None]),
             "server_prefill_per_s": intervals(prefill),
         },
+        length_mismatches=sum(1 for d in len_err if d != 0),
+        length_max_abs_error=max((abs(d) for d in len_err), default=None),
         throughput_rel_se=relative_se_of_ratio(
             [float(r.output_tokens) for r in ok], [r.e2e or 0.0 for r in ok]
         ),

@@ -15,6 +15,7 @@ from engines.bench.compare import (
     PointKey,
     baseline_bands,
     detect_drift,
+    lengths_differ,
     pareto_mask,
 )
 from warehouse.queries import bench as q
@@ -124,12 +125,31 @@ COMPARE_METRICS: tuple[str, ...] = (
 )
 
 
+def _length_mismatches(lengths: Mapping[int, Mapping[float, Mapping[str, Any]]], ids: Sequence[int]) -> list[str]:
+    """Per run and common level, why the actual prompt lengths differ from the reference run's (first id)."""
+    ref = lengths.get(ids[0]) or {}
+    out = []
+    for rid in ids[1:]:
+        for level, dist in sorted((lengths.get(rid) or {}).items()):
+            why = lengths_differ(ref.get(level), dist)
+            if why:
+                out.append(f"run {rid} at level {level:g}: {why}")
+    return out
+
+
+def prompt_lengths_of(summaries: Sequence[Mapping[str, Any]]) -> dict[float, Mapping[str, Any]]:
+    """level → the stored actual prompt-length distribution, from `bench_store.point_summaries` rows."""
+    return {float(r["level"]): r["summary"].get("prompt_len") or {} for r in summaries}
+
+
 class NotComparable(ValueError):
     """The runs did not run the same workload, so their points are not comparable level by level."""
 
 
 def compare_runs(points: pl.DataFrame, run_ids: Sequence[int],
-                 metrics: Sequence[str] = COMPARE_METRICS) -> pl.DataFrame:  # fmt: skip
+                 metrics: Sequence[str] = COMPARE_METRICS,
+                 prompt_lengths: Mapping[int, Mapping[float, Mapping[str, Any]]] | None = None,
+                 ) -> pl.DataFrame:  # fmt: skip
     """Side by side: every run against the first of ``run_ids`` (the reference), at the reference's levels.
 
     For quantizations of a model on one host, or one model on several hosts: the runs must share a
@@ -163,6 +183,13 @@ def compare_runs(points: pl.DataFrame, run_ids: Sequence[int],
             "(mode, lengths, requests per point or arrival differ), so their points are not comparable; "
             "repeat the sweep with the same options"
         )
+    if prompt_lengths:
+        why = _length_mismatches(prompt_lengths, ids)
+        if why:
+            raise NotComparable(
+                "the runs sent different prompt lengths although they asked for the same: " + "; ".join(why)
+                + " — repeat the sweeps with exact lengths (a llama-server host) to compare them"
+            )
     by_run: dict[int, dict[tuple[str, float], dict[str, Any]]] = {}
     subjects: dict[int, str] = {}
     files: dict[int, str | None] = {}
@@ -242,9 +269,16 @@ def format_estimate(e: Mapping[str, Any] | None, digits: int = 1) -> str:
     return text + ("*" if e.get("warning") else "")
 
 
+def format_lengths(d: Mapping[str, Any] | None) -> str:
+    """``256.0 (256–256)``: mean and range of the actual prompt lengths (usage) of a point."""
+    if not d or not d.get("count"):
+        return "-"
+    return f"{d['mean']:.1f} ({d['min']:.0f}–{d['max']:.0f})"
+
+
 def sure_rows(points: Sequence[tuple[float, Mapping[str, Any]]]) -> tuple[list[str], list[list[str]], list[str]]:
     """(headers, rows, notes) of the interval table from (level, stored summary) pairs."""
-    headers = ["level", *(h for h, _, _, _ in SURE_COLUMNS)]
+    headers = ["level", *(h for h, _, _, _ in SURE_COLUMNS), "prompt tokens sent (min–max)", "≠ target"]
     rows: list[list[str]] = []
     notes: set[str] = set()
     for level, summary in points:
@@ -257,5 +291,7 @@ def sure_rows(points: Sequence[tuple[float, Mapping[str, Any]]]) -> tuple[list[s
                 notes.add("* few samples: a percentile with fewer than 5 samples above it (a mean below 10)")
             if e and e.get("hidden") and e.get("n"):
                 notes.add("hidden: fewer than 1 sample above the percentile (p99 needs 100 requests)")
+        row.append(format_lengths(summary.get("prompt_len")))
+        row.append(str(summary["length_mismatches"]) if "length_mismatches" in summary else "-")
         rows.append(row)
     return headers, rows, sorted(notes)

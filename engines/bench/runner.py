@@ -34,6 +34,7 @@ import httpx
 
 from connectors.llama_swap import says_simulated
 from engines.bench.energy import EnergyEstimate, idle_power, integrate_power
+from engines.bench.exact import Tokenizer, exact_requests, probe
 from engines.bench.gate import (
     InflightSnapshot,
     TakeoverRefused,
@@ -197,6 +198,7 @@ class RunOutcome:
     warm_s: float | None = None
     warmup: list[dict[str, Any]] = field(default_factory=list)
     calibration: dict[str, float] | None = None
+    exact_lengths: bool = False  # prompts built with the server's tokenizer (engines/bench/exact.py)
     clamped_requests: int = 0
     points: list[PointResult] = field(default_factory=list)
     cleanup: list[str] = field(default_factory=list)
@@ -216,6 +218,7 @@ class RunOutcome:
             "warm_s": self.warm_s,
             "warmup": self.warmup,
             "calibration": self.calibration,
+            "exact_lengths": self.exact_lengths,
             "clamped_requests": self.clamped_requests,
             "cleanup": self.cleanup,
             "foreign_detail": self.foreign_detail,
@@ -248,6 +251,12 @@ def _ctx_limit(info: HostInfo | None) -> int | None:
     if not isinstance(n, int):
         n = props.get("n_ctx") if isinstance(props.get("n_ctx"), int) else None
     return n if isinstance(n, int) and n > 0 else None
+
+
+def _tokenizer(host: BenchHost, model_id: str) -> Tokenizer | None:
+    """The host's llama-server tokenizer, when the host kind offers one."""
+    make = getattr(host, "tokenizer", None)
+    return make(model_id) if callable(make) else None
 
 
 def _clamp(
@@ -402,6 +411,9 @@ async def run_sweep(
             n_ctx = _ctx_limit(outcome.host)
             cal = await _warmup(client, target, spec, seed, clock, outcome, n_ctx)
             outcome.calibration = {"overhead": cal.overhead, "per_word": cal.per_word}
+            tok = _tokenizer(host, model_id)
+            frame = await probe(tok) if tok is not None else None
+            outcome.exact_lengths = frame is not None
             run_t0 = clock()
             done = 0
             total = spec.total_requests
@@ -416,6 +428,8 @@ async def run_sweep(
                 )
                 specs, clamped = _clamp(specs, n_ctx, cal)
                 outcome.clamped_requests += clamped
+                if tok is not None and frame is not None:  # exact lengths with the server's tokenizer
+                    specs = await exact_requests(specs, tok, frame, seed=seed * 1000 + idx)
                 emit(Progress("point", done, total, idx, level, f"{spec.mode}={level:g}"))
 
                 def on_done(_rec: RequestRecord, _idx: int = idx, _level: float = level) -> None:

@@ -43,3 +43,30 @@ def test_pareto_mask() -> None:
     # (150,25) is dominated by (200,20); (200,30) too; the duplicate (200,20) pair does not dominate itself
     assert pareto_mask(pts) == [True, True, False, False, True, True]
     assert pareto_mask([]) == []
+
+
+def test_actual_prompt_lengths_decide_comparability() -> None:
+    from engines.bench.compare import lengths_differ
+    from engines.bench.metrics import Distribution
+    from engines.bench.report import _length_mismatches
+
+    exact = Distribution.of([256.0] * 32).as_dict()
+    assert lengths_differ(exact, exact) is None
+    assert lengths_differ(exact, Distribution.of([257.0] * 32).as_dict()) is None  # one token: allowed
+    assert lengths_differ(exact, Distribution.of([258.0] * 32).as_dict()) == (
+        "mean prompt length 256.0 vs 258.0 tokens (allowed ±1.0)"
+    )
+    # the calibrated "256-token" runs: means 243 and 276 with a spread of ~20 tokens, 32 requests each
+    a = Distribution.of([243.0 + d for d in (-20, 20) * 16]).as_dict()
+    b = Distribution.of([276.0 + d for d in (-20, 20) * 16]).as_dict()
+    assert lengths_differ(a, b) == "mean prompt length 243.0 vs 276.0 tokens (allowed ±15.0)"  # SE = √(400/32·2) = 5
+    # two draws of one distribution: means 256 and 262, sd 40, 32 requests → SE 10, allowed ±30
+    c = Distribution.of([256.0 + d for d in (-40, 40) * 16]).as_dict()
+    d = Distribution.of([262.0 + d for d in (-40, 40) * 16]).as_dict()
+    assert lengths_differ(c, d) is None
+    # runs stored before lengths were recorded: nothing to check
+    assert lengths_differ(None, exact) is None and lengths_differ({}, exact) is None
+    lengths = {1: {1.0: exact, 2.0: exact}, 2: {1.0: exact, 2.0: Distribution.of([300.0] * 32).as_dict()}}
+    assert _length_mismatches(lengths, [1, 2]) == [
+        "run 2 at level 2: mean prompt length 256.0 vs 300.0 tokens (allowed ±1.0)"
+    ]

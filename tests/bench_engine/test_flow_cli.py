@@ -85,6 +85,8 @@ def test_cli_run_list_show_baseline(lab_env: Engine) -> None:
         assert sure[1].split("  ")[0].strip() == "level" and "prefill tok/s (server timings)" in sure[1]
         assert sum("hidden (n=3)" in ln for ln in sure) == 2  # concurrency 1 and 2
         assert "  hidden: fewer than 1 sample above the percentile (p99 needs 100 requests)" in sure
+        # exact lengths on llama-server: every prompt is 32 tokens as the server counted them
+        assert [ln.split()[-3:] for ln in sure[3:5]] == [["32.0", "(32–32)", "0"], ["32.0", "(32–32)", "0"]]
     assert runner.invoke(bench, ["baseline", "add", str(run_id)]).exit_code == 0
     listed = runner.invoke(bench, ["list", f"lab/{TINY}"])
     assert listed.exit_code == 0 and "baseline" in listed.output and " sim " not in listed.output
