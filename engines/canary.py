@@ -231,11 +231,31 @@ async def probe_fleet(providers: Sequence[Provider], client: httpx.AsyncClient, 
     return Cycle(started, _now(), tuple(results))
 
 
+class CycleRunning(RuntimeError):
+    """Another canary cycle is still running (a slow fleet, or two schedulers): this one does nothing."""
+
+
 def run_cycle(engine: Engine, providers: Sequence[Provider], *, environ: Mapping[str, str] | None = None,
               concurrency: int = 64, timeout_s: float = 30.0) -> tuple[int, Cycle]:
     """One canary cycle, stored (``canary_cycles`` + ``canary_probes``): (cycle id, the cycle).
 
-    Host leases are read once at the start and again for each host right before it is probed."""
+    Only one cycle runs at a time (a Postgres advisory lock; `CycleRunning` otherwise), so a cycle slower than
+    its schedule never doubles the probes. Host leases are read once at the start and again for each host right
+    before it is probed."""
+    with engine.connect() as lock_conn:
+        got = q.try_cycle_lock(lock_conn)
+        lock_conn.commit()  # a session lock: no transaction stays open for the minutes of a cycle
+        if not got:
+            raise CycleRunning("the previous canary cycle is still running")
+        try:
+            return _run_cycle(engine, providers, environ=environ, concurrency=concurrency, timeout_s=timeout_s)
+        finally:
+            q.release_cycle_lock(lock_conn)
+            lock_conn.commit()
+
+
+def _run_cycle(engine: Engine, providers: Sequence[Provider], *, environ: Mapping[str, str] | None,
+               concurrency: int, timeout_s: float) -> tuple[int, Cycle]:
     leased = q.held_hosts(engine)
 
     async def check(provider_id: str) -> str | None:

@@ -14,15 +14,19 @@ from prefect.cache_policies import NO_CACHE
 
 from core.providers import load_registry
 from core.settings import get_settings
-from engines.canary import run_cycle
+from engines.canary import CycleRunning, run_cycle
 from tasks.warehouse import warehouse_engine
 
 
 @task(name="canary-cycle", tags=["postgres"], cache_policy=NO_CACHE)
 def canary_cycle(concurrency: int, timeout_s: float) -> dict[str, Any]:
     registry = load_registry(get_settings().fleet_path)
-    cycle_id, cycle = run_cycle(warehouse_engine(), registry.providers, concurrency=concurrency,
-                                timeout_s=timeout_s)
+    try:
+        cycle_id, cycle = run_cycle(warehouse_engine(), registry.providers, concurrency=concurrency,
+                                    timeout_s=timeout_s)
+    except CycleRunning as exc:
+        return {"cycle_id": None, "hosts": 0, "probed": 0, "failed": 0, "unmatched": 0,
+                "skipped": {"*": str(exc)}, "seconds": 0.0}
     probes = cycle.probes
     return {
         "cycle_id": cycle_id,
@@ -40,6 +44,9 @@ def canary(concurrency: int = 64, timeout_s: float = 30.0) -> dict[str, Any]:
     """Probe every loaded model of every host once (``concurrency`` hosts at a time; each request given up
     after ``timeout_s``) and store the results."""
     out = canary_cycle(concurrency, timeout_s)
+    if out["cycle_id"] is None:
+        get_run_logger().warning("canary: %s; nothing done", out["skipped"]["*"])
+        return out
     get_run_logger().info("canary cycle %s: %s hosts, %s probes (%s failed, %s unmatched), %s skipped, %.1f s",
                           out["cycle_id"], out["hosts"], out["probed"], out["failed"], out["unmatched"],
                           len(out["skipped"]), out["seconds"])

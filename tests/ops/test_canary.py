@@ -120,3 +120,19 @@ def test_a_host_under_a_lease_is_skipped(prefect_harness, host: str, db, db_url:
     assert host_activity(host) == []
     with db.connect() as c:
         assert c.execute(text("SELECT skipped->>'h1' FROM canary_cycles")).scalar_one().startswith("host lease held")
+
+
+@pytest.mark.parametrize("host", [pytest.param("sim", id="sim")], indirect=True)
+def test_one_cycle_at_a_time(prefect_harness, host: str, db) -> None:
+    """While a cycle runs (its advisory lock held), the next scheduled run does nothing and says why."""
+    from flows.canary import canary
+    from warehouse.queries.canaries import release_cycle_lock, try_cycle_lock
+
+    assert httpx.get(host + "/upstream/responder-a/", timeout=30).status_code < 500
+    with db.connect() as other:
+        assert try_cycle_lock(other)
+        out = canary()
+        release_cycle_lock(other)
+    assert (out["cycle_id"], out["probed"], out["skipped"]) == (None, 0, {"*": "the previous canary cycle is still running"})
+    assert host_activity(host) == []
+    assert canary()["probed"] == 1  # the lock is free again

@@ -156,3 +156,16 @@ WHERE scope = 'host' AND expires_at >= now() AND (CAST(:p AS text) IS NULL OR pr
     )
     df = frame(db, sql, {"p": provider_id}, {"provider_id": pl.Utf8, "holder": pl.Utf8, "purpose": pl.Utf8})
     return {r["provider_id"]: f"{r['holder']} ({r['purpose']})" for r in df.iter_rows(named=True)}
+
+
+CYCLE_LOCK = 0x626F6F63616E  # advisory lock key of the canary cycle ("boocan")
+
+
+def try_cycle_lock(conn: Connection) -> bool:
+    """Take the canary cycle's session advisory lock on ``conn`` (held until released or the connection closes);
+    False when another cycle holds it."""
+    return bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": CYCLE_LOCK}).scalar_one())
+
+
+def release_cycle_lock(conn: Connection) -> None:
+    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": CYCLE_LOCK})
