@@ -75,6 +75,13 @@ with b:
     widgets.chart(bf.latency_distribution(bench_data.requests(selected[0]), lat, labels[selected[0]]),
                   key="bench_requests")  # fmt: skip
 
+with st.expander(f"How sure: 95 % bootstrap intervals of {fmt.md(labels[selected[0]])}", expanded=True):
+    sure, sure_notes = bench_data.sure(selected[0])
+    st.dataframe(sure, hide_index=True, key="bench_sure")
+    st.caption("value [low–high]; * few samples; p99 is hidden below 100 requests. Prefill: the server's own rate "
+               "(llama.cpp timings) beside prompt tokens ÷ TTFT, which includes queueing at concurrency > 1. "
+               + " ".join(sure_notes))  # fmt: skip
+
 st.subheader("Compare across models and hosts")
 st.caption("Quantizations of one model, or one model on several GPUs: any provider/model's runs of the same "
            "workload (mode, lengths, requests per point) as the first selected run. The first run picked is the "

@@ -17,7 +17,7 @@ from warehouse import bench_store
 from warehouse.queries import bench as q
 
 __all__ = ["METRICS", "add_to_baseline", "band", "comparable_runs", "comparison", "compare_points", "detail", "models",
-           "pareto_points", "points", "remove_from_baseline", "requests", "run_labels", "runs"]  # fmt: skip
+           "pareto_points", "points", "remove_from_baseline", "requests", "run_labels", "runs", "sure"]  # fmt: skip
 
 
 def models() -> pl.DataFrame:
@@ -58,6 +58,15 @@ def band(provider_id: str, model_id: str, workload_key: str | None, metric: str,
 
 def requests(run_id: int) -> pl.DataFrame:
     return q.run_requests(data.engine(), run_id)
+
+
+def sure(run_id: int) -> tuple[pl.DataFrame, list[str]]:
+    """Every point's figures with their 95 % bootstrap intervals, the server's and the latency-derived prefill
+    rate and the prompt lengths actually sent (`engines.bench.report.sure_rows`), as text cells; and the notes."""
+    with data.engine().connect() as conn:
+        stored = bench_store.point_summaries(conn, run_id)
+    headers, rows, notes = report.sure_rows([(r["level"], r["summary"]) for r in stored])
+    return pl.DataFrame(rows, schema=dict.fromkeys(headers, pl.Utf8), orient="row"), notes
 
 
 def detail(run_id: int) -> dict[str, object] | None:
@@ -114,8 +123,10 @@ def compare_points(run_ids: tuple[int, ...]) -> pl.DataFrame:
 
 def comparison(run_ids: tuple[int, ...]) -> pl.DataFrame:
     """The side-by-side table against the first run (`engines.bench.report.compare_runs`), as text cells;
-    raises `engines.bench.report.NotComparable` when the workloads differ."""
-    table = report.compare_runs(points(run_ids), run_ids)
+    raises `engines.bench.report.NotComparable` when the workloads or the prompt lengths actually sent differ."""
+    with data.engine().connect() as conn:
+        lengths = {rid: report.prompt_lengths_of(bench_store.point_summaries(conn, rid)) for rid in run_ids}
+    table = report.compare_runs(points(run_ids), run_ids, prompt_lengths=lengths)
     cells = report.comparison_cells(table, run_ids)
     return cells.with_columns(pl.col("metric").replace_strict(
         {m: f"{n} ({u})" for m, (n, u) in METRICS.items()}, default=pl.col("metric")))  # fmt: skip

@@ -64,6 +64,12 @@ def test_page_shows_runs_drift_curves_and_pareto(page_env: Engine) -> None:
     assert at.multiselect(key="bench_runs").value == sorted(run_ids, reverse=True)
     charts = at.get("plotly_chart")
     assert len(charts) == 3
+    # the interval table of the first selected run: one row per stored point, every figure with its interval
+    sure = next(d.value for d in at.dataframe if "prefill tok/s (server timings)" in d.value.columns)
+    stored = q.run_points(page_env, [run_ids[2]])
+    assert sure["level"].tolist() == [f"{v:g}" for v in stored["level"].to_list()]
+    assert all(" [" in cell and "–" in cell for cell in sure["TTFT p50 ms"])
+    assert any("How sure: 95 % bootstrap intervals of" in e.label for e in at.expander)
     at.selectbox(key="bench_metric").set_value("output_throughput").run()
     assert not at.exception
     at.selectbox(key="bench_baseline_run").set_value(run_ids[2]).run()
