@@ -308,7 +308,8 @@ def _latency(a: argparse.Namespace, procs: list[subprocess.Popen[bytes]]) -> Non
                 "instant via gateway": (gwu, {**CHAT, "model": "instant/instant"}, {"X-Boo-Source": "bench"}),
             }
             if a.litellm:
-                targets["instant via LiteLLM proxy"] = (start_litellm(a.litellm, upstream, tmp, procs), CHAT, {})
+                targets["instant via LiteLLM proxy"] = (start_litellm(a.litellm, upstream, tmp, procs), CHAT,
+                                                         {"Authorization": f"Bearer {LITELLM_KEY}"})
             print(f"load: {os.getloadavg()}")
             plain = asyncio.run(interleaved(targets, a.n, 200, one_plain))
             report("instant upstream: non-streaming chat, end to end", plain, "instant direct")
@@ -333,6 +334,9 @@ def _latency(a: argparse.Namespace, procs: list[subprocess.Popen[bytes]]) -> Non
                 p.wait()
 
 
+LITELLM_KEY = "sk-bench-anchor-" + "0123456789abcdef" * 2  # a throwaway key it insists on; nothing secret
+
+
 def start_litellm(binary: str, upstream: str, tmp: Path, procs: list[subprocess.Popen[bytes]]) -> str:
     """LiteLLM's proxy (from its own throwaway venv, never the project's) in front of the same upstream."""
     port = free_port()
@@ -341,7 +345,8 @@ def start_litellm(binary: str, upstream: str, tmp: Path, procs: list[subprocess.
                    f"      api_base: {upstream}/v1\n      api_key: none\n")
     log = open(tmp / "litellm.log", "wb")  # noqa: SIM115 - lives as long as the process
     procs.append(subprocess.Popen([binary, "--config", str(cfg), "--host", "127.0.0.1", "--port", str(port)],
-                                  stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "LITELLM_LOG": "ERROR"}))
+                                  stdout=log, stderr=subprocess.STDOUT,
+                                  env={**os.environ, "LITELLM_LOG": "ERROR", "LITELLM_MASTER_KEY": LITELLM_KEY}))
     wait_port(port, 180)
     return f"http://127.0.0.1:{port}"
 
