@@ -35,6 +35,8 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import httpx
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -42,7 +44,7 @@ from connectors.llama_swap_api import LlamaSwapAPI  # noqa: E402
 from core.providers import Provider  # noqa: E402
 from engines.bench.eventloop import new_event_loop  # noqa: E402
 from engines.bench.host import BenchHost, LlamaSwapHost, OpenAIHost  # noqa: E402
-from engines.bench.runner import BenchSpec, run_sweep  # noqa: E402
+from engines.bench.runner import BenchSpec, Progress, run_sweep  # noqa: E402
 from engines.bench.saturation import SaturationPolicy  # noqa: E402
 from engines.bench.service import make_client  # noqa: E402
 from engines.bench.workload import LengthDist, SyntheticWorkload  # noqa: E402
@@ -52,11 +54,11 @@ from tests.support.tinymodel import SHAPES, write_tiny_gguf  # noqa: E402
 
 @contextlib.contextmanager
 def upstream(
-    model: Path, name: str, via_swap: bool, ctx: int, extra: Sequence[str] = ()
+    model: Path, name: str, via_swap: bool, ctx: int, extra: Sequence[str] = (), parallel: int = 1
 ) -> Iterator[tuple[str, str]]:
     """(base URL, kind) of llama-server on ``model``, directly or behind llama-swap."""
     if not via_swap:
-        with run_llama_server(model, parallel=1, ctx=ctx, extra_args=extra) as base:
+        with run_llama_server(model, parallel=parallel, ctx=ctx, extra_args=extra) as base:
             yield base, "openai"
         return
     from tests.support.llamaswap import free_port, run_llama_swap
@@ -64,7 +66,7 @@ def upstream(
     binary = find_llama_server()
     assert binary is not None
     cfg = (f"healthCheckTimeout: 60\nstartPort: {free_port()}\nmodels:\n  {name}:\n"
-           f"    cmd: {llama_server_cmd(binary, model, parallel=1, ctx=ctx, extra_args=extra)}\n    proxy: http://127.0.0.1:${{PORT}}\n")  # fmt: skip
+           f"    cmd: {llama_server_cmd(binary, model, parallel=parallel, ctx=ctx, extra_args=extra)}\n    proxy: http://127.0.0.1:${{PORT}}\n")  # fmt: skip
     with run_llama_swap(cfg) as ls:
         yield ls.base_url, "llama-swap"
 
@@ -73,20 +75,46 @@ def rel(a: float, b: float) -> float:
     return a / b - 1.0
 
 
+COUNTERS = ("llamacpp:prompt_tokens_total", "llamacpp:tokens_predicted_total")
+
+
+def read_counters(url: str) -> dict[str, float]:
+    """llama-server's Prometheus counters (``--metrics``); read synchronously between the engine's phases."""
+    text = httpx.get(url, timeout=10).text
+    out = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in COUNTERS:
+            out[name] = float(value)
+    return out
+
+
 async def measure(
-    base: str, kind: str, name: str, prompt: int, output: int, requests: int
+    base: str, kind: str, name: str, prompt: int, output: int, requests: int, concurrency: int = 1
 ) -> dict[str, float]:
-    spec = BenchSpec(levels=(1,), requests_per_point=requests,
+    spec = BenchSpec(levels=(concurrency,), requests_per_point=requests,
                      workload=SyntheticWorkload(LengthDist(prompt), LengthDist(output)),
                      saturation=SaturationPolicy.disabled(), warmup_requests=3)  # fmt: skip
+    metrics_url = f"{base}/upstream/{name}/metrics" if kind == "llama-swap" else f"{base}/metrics"
+    counters: dict[str, dict[str, float]] = {}
+
+    def progress(p: Progress) -> None:  # the point's own requests only: read right before and right after it
+        if p.phase == "point":
+            counters["before"] = read_counters(metrics_url)
+        elif p.phase == "point_done":
+            counters["after"] = read_counters(metrics_url)
+
     async with make_client(spec) as c:  # the engine's own client (LeanTransport), as `run_bench` uses it
         host: BenchHost = (
             LlamaSwapHost(LlamaSwapAPI(Provider("acc", "acc", base), c))
             if kind == "llama-swap"
             else OpenAIHost(base, c)
         )
-        out = await run_sweep(host, name, spec, c, confirm_takeover=True, provider_id="acc")
-    recs = [r for r in out.points[0].records if r.ok and r.timings and r.decode_tps and r.ttft]
+        out = await run_sweep(host, name, spec, c, confirm_takeover=True, provider_id="acc", progress=progress)
+    every = out.points[0].records
+    delta = {k: counters["after"][k] - counters["before"][k] for k in COUNTERS}
+    len_err = [abs((r.prompt_tokens or 0) - (r.target_input_tokens or 0)) for r in every if r.ok]
+    recs = [r for r in every if r.ok and r.timings and r.decode_tps and r.ttft]
     gen_e = [r.decode_tps or 0.0 for r in recs]
     gen_s = [float(r.timings["predicted_per_second"]) for r in recs if r.timings]
     ttft = [(r.ttft or 0.0) * 1000 for r in recs]
@@ -107,6 +135,16 @@ async def measure(
         "pt_err_med": statistics.median(pt_err),
         "pt_err_max": max(pt_err),
         "ttft_ge_prompt": float(all(t >= p for t, p in zip(ttft, pms, strict=True))),
+        "exact_lengths": float(out.exact_lengths),
+        "len_err_max": float(max(len_err)),
+        # token totals: the server's counters over the point vs the engine's per-request sums
+        "prompt_counter": delta["llamacpp:prompt_tokens_total"],
+        "prompt_engine": float(sum(int(r.timings.get("prompt_n", 0)) for r in every if r.timings)),
+        "gen_counter": delta["llamacpp:tokens_predicted_total"],
+        "gen_engine_total": float(sum(r.output_tokens for r in every if r.ok)),
+        # prefill at this concurrency: the server's own rate and the latency-derived figure
+        "prefill_server": statistics.median(float(r.timings["prompt_per_second"]) for r in recs if r.timings),
+        "prefill_latency": statistics.median(r.prompt_tps or 0.0 for r in recs),
     }
 
 
@@ -116,6 +154,9 @@ def main() -> None:
                     help="PROMPTxOUTPUT token shapes")  # fmt: skip
     ap.add_argument("--requests", type=int, default=20)
     ap.add_argument("--via-swap", action="store_true", help="go through a real llama-swap")
+    ap.add_argument("--concurrency", type=int, default=1,
+                    help="closed-loop workers (and llama-server slots): above 1, compare the server's prefill "
+                         "rate with prompt tokens ÷ TTFT")  # fmt: skip
     ap.add_argument("--model", choices=sorted(SHAPES), default="small",
                     help="size of the random-weight GGUF (tests/support/tinymodel.py)")  # fmt: skip
     ap.add_argument("--cache-ram", type=int, metavar="MIB",
@@ -127,20 +168,25 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         shape = SHAPES[a.model]
         model = write_tiny_gguf(Path(d) / f"{a.model}.gguf", seed=0, shape=shape)
-        extra = () if a.cache_ram is None else ("--cache-ram", str(a.cache_ram))
-        with upstream(model, a.model, a.via_swap, ctx, extra) as (base, kind):
+        extra: tuple[str, ...] = ("--metrics",) + (() if a.cache_ram is None else ("--cache-ram", str(a.cache_ram)))
+        with upstream(model, a.model, a.via_swap, ctx * a.concurrency, extra, a.concurrency) as (base, kind):
             print(f"llama-server on the {a.model} GGUF ({shape.describe()}), 1 slot, -t 1 -tb 1, "
                   f"ctx {ctx}{''.join(' ' + x for x in extra)}, {'via llama-swap' if a.via_swap else 'direct'}; "
-                  f"load average {os.getloadavg()[0]:.2f}; {a.requests} requests per shape, concurrency 1")  # fmt: skip
+                  f"load average {os.getloadavg()[0]:.2f}; {a.requests} requests per shape, concurrency {a.concurrency}")  # fmt: skip
             print(f"{'shape':>10} {'n':>3} {'prompt':>7} {'out':>5} | {'gen eng':>8} {'gen srv':>8} {'|err| med':>9} "
                   f"{'|err| max':>9} | {'TTFT ms':>8} {'prompt ms':>9} {'TTFT-pm':>8} {'|err| med':>9} {'|err| max':>9} {'TTFT>=pm':>8}")  # fmt: skip
             for p, o in shapes:
                 with asyncio.Runner(loop_factory=new_event_loop) as runner:  # run_bench's event loop
-                    r = runner.run(measure(base, kind, a.model, p, o, a.requests))
+                    r = runner.run(measure(base, kind, a.model, p, o, a.requests, a.concurrency))
                 print(f"{p:>5}x{o:<4} {r['n']:>3.0f} {r['prompt_tokens']:>7.0f} {r['out_tokens']:>5.0f} | "
                       f"{r['gen_engine']:>8.0f} {r['gen_server']:>8.0f} {r['gen_err_med']:>9.2%} {r['gen_err_max']:>9.2%} | "
                       f"{r['ttft_ms']:>8.2f} {r['prompt_ms']:>9.2f} {r['overhead_ms']:>8.2f} {r['pt_err_med']:>9.2%} {r['pt_err_max']:>9.2%} "
                       f"{'yes' if r['ttft_ge_prompt'] else 'NO':>8}")  # fmt: skip
+                print(f"{'':>10} lengths {'exact' if r['exact_lengths'] else 'calibrated'}, max |usage - target| "
+                      f"{r['len_err_max']:.0f} tok; prompt tokens: counter {r['prompt_counter']:.0f} vs engine Σ prompt_n "
+                      f"{r['prompt_engine']:.0f}; generated: counter {r['gen_counter']:.0f} vs engine Σ "
+                      f"{r['gen_engine_total']:.0f}; prefill tok/s: server {r['prefill_server']:.0f}, "
+                      f"prompt÷TTFT {r['prefill_latency']:.0f}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -53,9 +53,16 @@ class ServerTokenizer:
     timeout_s: float = 30.0
 
     async def _post(self, path: str, body: Mapping[str, Any]) -> Any:
-        resp = await self.client.post(
-            self.base.rstrip("/") + path, json=dict(body), headers=dict(self.headers), timeout=self.timeout_s
-        )
+        for attempt in range(3):
+            try:
+                resp = await self.client.post(
+                    self.base.rstrip("/") + path, json=dict(body), headers=dict(self.headers), timeout=self.timeout_s
+                )
+                break
+            except (httpx.RemoteProtocolError, httpx.ConnectError):
+                # a kept-alive connection the server closed after a streamed answer: tokenizing is idempotent
+                if attempt == 2:
+                    raise
         resp.raise_for_status()
         return resp.json()
 

@@ -13,6 +13,7 @@ from engines.bench.exact import ServerTokenizer, exact_text, probe, prompt_token
 from engines.bench.host import LlamaSwapHost, OpenAIHost
 from engines.bench.runner import BenchSpec, run_sweep
 from engines.bench.saturation import SaturationPolicy
+from engines.bench.service import make_client
 from engines.bench.workload import LengthDist, SyntheticWorkload
 from tests.support.llamaserver import require_llama_server, run_llama_server
 
@@ -48,7 +49,11 @@ async def test_exact_prompts_token_for_token_against_llama_server(tmp_path: Path
             # A sweep on the direct host: every request's usage equals its target, stored per request
             spec = BenchSpec(levels=(1, 2), requests_per_point=8, workload=WIDE, warmup_requests=2,
                              saturation=SaturationPolicy.disabled())  # fmt: skip
-            out = await run_sweep(OpenAIHost(base, c), "tiny", spec, c, confirm_takeover=True, provider_id="direct")
+            # the engine's own client (LeanTransport), as run_bench uses it: its kept-alive connections close after
+            # streamed answers, and the tokenizer calls between points must cope
+            async with make_client(spec) as bc:
+                out = await run_sweep(OpenAIHost(base, bc), "tiny", spec, bc, confirm_takeover=True,
+                                      provider_id="direct")  # fmt: skip
             assert out.status == "completed" and out.exact_lengths and out.extra()["exact_lengths"] is True
             recs = [r for p in out.points for r in p.records]
             assert len(recs) == 16 and all(r.ok for r in recs)
