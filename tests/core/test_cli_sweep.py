@@ -49,6 +49,8 @@ def placeholder_args(path: tuple[str, ...]) -> list[str]:
         return ["--base-port", "0"]  # rejected before anything runs
     if path == ("prefect",):
         return ["deployment", "ls"]
+    if path == ("route", "explain"):
+        return ["auto:code", "--tokens", "100"]
     args: list[str] = []
     for p in command_of(path).params:
         if isinstance(p, click.Argument) and (p.required or p.nargs == -1):
@@ -63,7 +65,8 @@ COMMANDS = list(leaf_commands(cli))
 def invoke(tmp_path: Path, path: tuple[str, ...], env: dict[str, str | None]) -> Result:
     get_settings.cache_clear()
     base: dict[str, str | None] = {"BOOCONTROL_DATABASE_URL": None, "BOOCONTROL_FLEET_FILE": None,
-                                   "XDG_STATE_HOME": str(tmp_path / "state"), "PREFECT_API_URL": None}
+                                   "XDG_STATE_HOME": str(tmp_path / "state"), "PREFECT_API_URL": None,
+                                   "BOOCONTROL_GATEWAY_PORT": str(free_port())}  # `up` checks it is free
     try:
         return CliRunner().invoke(cli, ["--data-dir", str(tmp_path), *path, *placeholder_args(path)],
                                   env={**base, **env})
@@ -100,13 +103,15 @@ def test_postgres_down_every_command_that_needs_it_says_so_and_exits_2(tmp_path)
     (tmp_path / "fleet.yaml").write_text(ONE_PROVIDER)
     succeeded = []
     for path in COMMANDS:
+        if path == ("gateway",):  # serves on purpose while Postgres is away (rows spooled): a test of its own,
+            continue  # tests/gateway/test_gateway_replicas.py::test_a_gateway_started_while_postgres_is_down...
         r = invoke(tmp_path, path, {"BOOCONTROL_DATABASE_URL": UNREACHABLE})
         assert_clean(r, path)
         if r.exit_code == 0:
             succeeded.append(" ".join(path))
         elif path not in (("demo-fleet",), ("env",), ("prefect",)):
             assert r.stderr.startswith(UNREACHABLE_ERROR), (path, r.stderr)
-    assert succeeded == ["providers list", "status"]
+    assert succeeded == ["providers list", "route policies", "status"]  # the last two read no database
     assert not (tmp_path / "run" / "up.json").exists() and not (tmp_path / "postgres").exists()  # nothing started
 
 

@@ -105,3 +105,28 @@ def test_expected_start_failures_are_one_line_errors(tmp_path: Path, gw_db: str)
                            capture_output=True, text=True, timeout=60)
         assert r.returncode == 2 and r.stderr.startswith(start) and len(r.stderr.splitlines()) == 1, r.stderr
         assert "sk-very-secret" not in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_gateway_started_while_postgres_is_down_serves_and_says_so_in_one_line(tmp_path: Path) -> None:
+    # unlike `connect`, the gateway starts without Postgres (rows are spooled until it is back): a restart during
+    # an outage must not take the fleet's one endpoint down with it
+    with run_upstream(UpstreamState(models=("m",))) as up:
+        fleet = tmp_path / "fleet.yaml"
+        fleet.write_text(f"default_provider: inst\nproviders:\n  - id: inst\n    base_url: {up.base_url}\n"
+                         "    kind: openai\n")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BOOCONTROL_")}
+        env.update({"BOOCONTROL_DATA_DIR": str(tmp_path / "data"), "BOOCONTROL_FLEET_FILE": str(fleet),
+                    "BOOCONTROL_DATABASE_URL": "postgresql+psycopg://postgres@127.0.0.1:9/x"})
+        port = free_port()
+        p = start(env, port, "r-down", tmp_path / "down.log")
+        try:
+            body = {"model": "inst/m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+            r = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=body)
+            assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == " tok tok"
+        finally:
+            stop(p)
+    log = (tmp_path / "down.log").read_text()
+    assert "Traceback" not in log
+    assert [line for line in log.splitlines() if "Postgres cannot be reached" in line] == [
+        next(line for line in log.splitlines() if "Postgres cannot be reached" in line)]
+    assert list((tmp_path / "data" / "spool").glob("gateway-*/*"))  # the request's row waits on disk
