@@ -181,7 +181,7 @@ def main() -> None:
             for _ in range(args.cycles):
                 a = measure(db)
                 ta = time.monotonic()
-                ev = evaluate_once(engine, datetime.now(UTC), Policy(), lambda n: {})
+                ev = evaluate_once(engine, datetime.now(UTC), Policy(), lambda n, only=None: {})
                 alert_walls.append(time.monotonic() - ta)
                 alert_added.append(measure(db)[OPS_ROLE] - a[OPS_ROLE])
                 findings.append(ev.findings)

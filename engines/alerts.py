@@ -29,14 +29,21 @@ Rules (``RULES``; thresholds in `Policy`, the flow's parameters):
 ``thrash``            a host's model loads in the last hour at or above ``thrash_loads_per_hour``
 ``canary_slo``        the newest canary probe of a model (at most 15 min old) failed, or its TTFT above
                       ``canary_ttft_slo_ms``
+
+**Delivery retry**: a notice some channel did not take (an error, or a block that could not be loaded) is sent
+again to just those channels on every later evaluation, for ``retry_minutes`` after it was decided, as long as
+it is still the newest notice of its (rule, subject) (a failed *fire* that has since recovered is not re-sent;
+the recovery is). The history row's delivery map is updated in place; a late success reads
+``ok (retried <time>)``.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from sqlalchemy import Engine
 
@@ -66,6 +73,7 @@ class Policy:
     clear_s: float = 120.0
     flap_window_s: float = 1800.0
     flap_changes: int = 4
+    retry_minutes: float = 60.0  # how long a notice a channel did not take is sent again
 
     def hold_for(self, rule: str) -> float:
         """Seconds a condition must hold before it fires."""
@@ -374,7 +382,36 @@ def worth_keeping(s: State) -> bool:
     return s.active or s.firing or bool(s.flips)
 
 
-Deliver = Callable[[Notice], Mapping[str, str]]  # a notice -> {channel: "ok" | error}
+class Deliver(Protocol):
+    """Send a notice to every channel, or only to those in ``only``; per channel "ok" or the error."""
+
+    def __call__(self, n: Notice, only: Collection[str] | None = None, /) -> Mapping[str, str]: ...
+
+
+def delivered(outcome: str) -> bool:
+    """One channel's recorded outcome says it got the notice (first time or on a retry)."""
+    return outcome == "ok" or outcome.startswith("ok (")
+
+
+def retry_notices(engine: Engine, now: datetime, p: Policy, deliver: Deliver, skip: Collection[tuple[str, str]]
+                  ) -> list[tuple[Notice, dict[str, str]]]:
+    """Send again, to the channels that did not take it, the newest notice of every (rule, subject) not in ``skip``
+    decided in the last ``retry_minutes``; store the merged outcome. Returns what was retried and the new map."""
+    out: list[tuple[Notice, dict[str, str]]] = []
+    for r in q.undelivered(engine, now - timedelta(minutes=p.retry_minutes)).iter_rows(named=True):
+        if (r["rule"], r["subject"]) in skip:
+            continue
+        before: dict[str, str] = json.loads(r["delivery"])
+        failed = [ch for ch, v in before.items() if not delivered(v)]
+        n = Notice(r["rule"], r["subject"], r["kind"], r["at"], r["message"], r["value"])
+        again = deliver(n, failed)
+        stamp = now.strftime("%Y-%m-%d %H:%M:%SZ")
+        merged = {**before, **{ch: (f"ok (retried {stamp})" if v == "ok" else v)
+                               for ch, v in again.items() if ch in failed}}
+        with engine.begin() as conn:
+            q.set_delivery(conn, r["id"], merged)
+        out.append((n, merged))
+    return out
 
 
 @dataclass(frozen=True)
@@ -385,20 +422,22 @@ class Evaluation:
     flapping: int
     notices: tuple[Notice, ...]
     delivery: tuple[Mapping[str, str], ...]
+    retried: tuple[tuple[Notice, Mapping[str, str]], ...] = ()
 
 
 def evaluate_once(engine: Engine, now: datetime, p: Policy, deliver: Deliver) -> Evaluation:
     """Gather, evaluate against the stored state, deliver each notice, store states and history."""
     found = findings(gather(engine, now, p), p)
     new_states, notices = evaluate(load_states(engine), found, now, p)
-    delivered = [deliver(n) for n in notices]
+    sent = [deliver(n) for n in notices]
     with engine.begin() as conn:
         q.replace_states(conn, [
             {"rule": s.rule, "subject": s.subject, "active": s.active, "changed_at": s.changed_at,
              "firing": s.firing, "flapping": s.flapping, "flips": [t.isoformat() for t in s.flips],
              "value": s.value, "message": s.message, "evaluated_at": now}
             for s in new_states if worth_keeping(s)])
-        for n, d in zip(notices, delivered, strict=True):
+        for n, d in zip(notices, sent, strict=True):
             q.insert_event(conn, n.rule, n.subject, n.kind, n.at, n.message, n.value, d)
+    retried = retry_notices(engine, now, p, deliver, {(n.rule, n.subject) for n in notices})
     return Evaluation(len(found), sum(1 for f in found if f.active), sum(1 for s in new_states if s.firing),
-                      sum(1 for s in new_states if s.flapping), tuple(notices), tuple(delivered))
+                      sum(1 for s in new_states if s.flapping), tuple(notices), tuple(sent), tuple(retried))

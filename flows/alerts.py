@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, fields
 from datetime import UTC, datetime
 from typing import Any
@@ -47,11 +47,14 @@ def load_notifiers(names: Sequence[str]) -> tuple[dict[str, NotificationBlock], 
 
 
 def make_deliver(blocks: Mapping[str, NotificationBlock], missing: Mapping[str, str]) -> Deliver:
-    """Send a notice to every block; per block "ok" or the error (a block that could not be loaded: why)."""
+    """Send a notice to every block (or only to those named in ``only``: a retry); per block "ok" or the error (a
+    block that could not be loaded: why)."""
 
-    def deliver(n: Notice) -> dict[str, str]:
-        out = dict(missing)
+    def deliver(n: Notice, only: Collection[str] | None = None, /) -> dict[str, str]:
+        out = {name: why for name, why in missing.items() if only is None or name in only}
         for name, block in blocks.items():
+            if only is not None and name not in only:
+                continue
             try:
                 with block.raise_on_failure():
                     sent: Any = block.notify(body=n.message, subject=n.title)
@@ -74,9 +77,13 @@ def evaluate_alerts(policy: dict[str, Any], blocks: list[str]) -> dict[str, Any]
     result = evaluate_once(warehouse_engine(), datetime.now(UTC), Policy(**policy), make_deliver(notifiers, missing))
     for n, d in zip(result.notices, result.delivery, strict=True):
         log.info("%s %s %s: %s (delivery: %s)", n.kind, n.rule, n.subject, n.message, d)
+    for n, d in result.retried:
+        log.info("retried %s %s %s (delivery now: %s)", n.kind, n.rule, n.subject, d)
     return {"findings": result.findings, "active": result.active, "firing": result.firing,
             "flapping": result.flapping, "notices": [asdict(n) | {"at": n.at.isoformat()} for n in result.notices],
-            "delivery": [dict(d) for d in result.delivery]}
+            "delivery": [dict(d) for d in result.delivery],
+            "retried": [{"kind": n.kind, "rule": n.rule, "subject": n.subject, "delivery": dict(d)}
+                        for n, d in result.retried]}
 
 
 POLICY_FIELDS = [f.name for f in fields(Policy)]
@@ -100,6 +107,7 @@ def alerts(
     clear_s: float = Policy.clear_s,
     flap_window_s: float = Policy.flap_window_s,
     flap_changes: int = Policy.flap_changes,
+    retry_minutes: float = Policy.retry_minutes,
 ) -> dict[str, Any]:
     """Evaluate every alert rule once; send fire/recover notices to the notification blocks named in ``blocks``
     (``block-type/name``, as ``prefect block ls`` lists them)."""

@@ -110,3 +110,72 @@ def test_a_failing_channel_is_recorded_and_the_alert_still_counts(prefect_harnes
     assert out["delivery"][0]["custom-webhook/gone"].startswith("ConnectError")
     with db.connect() as c:
         assert c.execute(text("SELECT firing FROM alert_states WHERE rule = 'gpu_temperature'")).scalar_one()
+
+
+def test_a_failed_delivery_is_sent_again_once_the_channel_answers(prefect_harness, flow_env: Path,  # noqa: F811
+                                                                  db, receiver: Receiver) -> None:
+    """The webhook is down when the alert fires; the next evaluations send that same notice again, to that channel
+    only, until it takes it; then nothing more. A recovery supersedes a fire nobody got."""
+    from prefect.blocks.notifications import CustomWebhookNotificationBlock
+
+    from flows.alerts import alerts
+
+    down = Receiver()
+    down.close()
+    CustomWebhookNotificationBlock(name="pager", url=down.url, json_data={"body": "{{body}}"},
+                                   timeout=2).save("pager", overwrite=True)
+    CustomWebhookNotificationBlock(name="log", url=receiver.url, json_data={"body": "{{body}}"},
+                                   ).save("log", overwrite=True)
+    blocks = ["custom-webhook/pager", "custom-webhook/log"]
+    gpu(db, 95.0, datetime.now(UTC))
+    out = alerts(blocks=blocks, hold_s=0)
+    assert out["delivery"][0]["custom-webhook/pager"].startswith("ConnectError")
+    assert out["delivery"][0]["custom-webhook/log"] == "ok"
+    assert len(receiver.bodies) == 1
+
+    out = alerts(blocks=blocks, hold_s=0)  # still down: tried again, still failing, log channel not re-sent
+    assert out["notices"] == []
+    assert [(r["kind"], r["rule"]) for r in out["retried"]] == [("fire", "gpu_temperature")]
+    assert out["retried"][0]["delivery"]["custom-webhook/pager"].startswith("ConnectError")
+    assert len(receiver.bodies) == 1
+
+    back = Receiver()  # the pager's webhook is fixed (a new URL saved on the block)
+    try:
+        CustomWebhookNotificationBlock(name="pager", url=back.url, json_data={"body": "{{body}}"},
+                                       ).save("pager", overwrite=True)
+        out = alerts(blocks=blocks, hold_s=0)
+        assert out["notices"] == []
+        assert back.bodies == [{"body": "h1 GPU RTX Test at 95 °C (threshold 85 °C)"}]
+        assert len(receiver.bodies) == 1
+        with db.connect() as c:
+            rows = c.execute(text("SELECT kind, delivery->>'custom-webhook/pager', delivery->>'custom-webhook/log' "
+                                  "FROM alert_events ORDER BY id")).all()
+        assert len(rows) == 1 and rows[0][0] == "fire" and rows[0][2] == "ok"
+        assert rows[0][1].startswith("ok (retried ")
+        assert alerts(blocks=blocks, hold_s=0)["retried"] == []  # delivered: not sent a third time
+        assert len(back.bodies) == 1
+    finally:
+        back.close()
+
+
+def test_a_recovery_supersedes_a_fire_nobody_got(prefect_harness, flow_env: Path,  # noqa: F811
+                                                 db, receiver: Receiver) -> None:
+    from prefect.blocks.notifications import CustomWebhookNotificationBlock
+
+    from flows.alerts import alerts
+
+    down = Receiver()
+    down.close()
+    CustomWebhookNotificationBlock(name="pager", url=down.url, json_data={"body": "{{body}}"},
+                                   timeout=2).save("pager", overwrite=True)
+    gpu(db, 95.0, datetime.now(UTC))
+    alerts(blocks=["custom-webhook/pager"], hold_s=0, clear_s=0)
+    gpu(db, 60.0, datetime.now(UTC))
+    CustomWebhookNotificationBlock(name="pager", url=receiver.url, json_data={"body": "{{body}}"},
+                                   ).save("pager", overwrite=True)
+    out = alerts(blocks=["custom-webhook/pager"], hold_s=0, clear_s=0)
+    assert [n["kind"] for n in out["notices"]] == ["recover"]
+    assert out["retried"] == []  # the fire is no longer news
+    assert receiver.bodies == [{"body": "recovered: h1 GPU RTX Test at 60 °C (threshold 85 °C)"}]
+    assert alerts(blocks=["custom-webhook/pager"], hold_s=0, clear_s=0)["retried"] == []
+    assert len(receiver.bodies) == 1

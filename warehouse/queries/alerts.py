@@ -206,3 +206,26 @@ FROM alert_events WHERE at >= :since ORDER BY at DESC, id DESC LIMIT :n
     schema = {"id": pl.Int64, "rule": pl.Utf8, "subject": pl.Utf8, "kind": pl.Utf8, "at": UTC_TS,
               "message": pl.Utf8, "value": pl.Float64, "delivery": pl.Utf8}
     return frame(db, sql, {"since": since, "n": limit}, schema)
+
+
+def undelivered(db: Db, since: datetime) -> pl.DataFrame:
+    """The newest notice of every (rule, subject) decided at or after ``since``, where at least one channel has not
+    taken it (its recorded outcome is not "ok…")."""
+    sql = text(
+        """
+SELECT id, rule, subject, kind, at, message, value, delivery::text AS delivery FROM (
+    SELECT DISTINCT ON (rule, subject) id, rule, subject, kind, at, message, value, delivery
+    FROM alert_events WHERE at >= :since ORDER BY rule, subject, at DESC, id DESC
+) newest
+WHERE EXISTS (SELECT 1 FROM jsonb_each_text(newest.delivery) d WHERE d.value <> 'ok' AND d.value NOT LIKE 'ok (%')
+ORDER BY at, id
+"""
+    )
+    schema = {"id": pl.Int64, "rule": pl.Utf8, "subject": pl.Utf8, "kind": pl.Utf8, "at": UTC_TS,
+              "message": pl.Utf8, "value": pl.Float64, "delivery": pl.Utf8}
+    return frame(db, sql, {"since": since}, schema)
+
+
+def set_delivery(conn: Connection, event_id: int, delivery: Mapping[str, str]) -> None:
+    conn.execute(text("UPDATE alert_events SET delivery = CAST(:d AS jsonb) WHERE id = :id"),
+                 {"d": json.dumps(dict(delivery)), "id": event_id})
