@@ -8,6 +8,10 @@ the request body is complete, then one content chunk every ``--itl-ms`` millisec
 ``GET /v1/models`` and ``GET /slots`` answer so `engines.bench.host.OpenAIHost` can gate and warm;
 ``GET /stats`` counts connections accepted and requests served (keep-alive reuse shows there).
 
+**Known latency model** (``load_ms`` > 0, for capacity searches): the gap before each next chunk is
+``itl_ms + load_ms · (streams in flight − 1)`` at the moment it is scheduled, so per-token latency grows
+linearly with concurrency like a batching server's; with ``load_ms`` 0 (the default) it is constant.
+
 Run: ``python -m tests.bench_engine.instant_server --port 18555 --itl-ms 20 [--cpu 1]``
 """
 
@@ -45,11 +49,14 @@ def json_response(obj: object, status: str = "200 OK") -> bytes:
 
 
 STATS = {"connections": 0, "requests": 0}
+ACTIVE = {"streams": 0}
 
 
 class Upstream(asyncio.Protocol):
-    def __init__(self, itl_s: float) -> None:
+    def __init__(self, itl_s: float, load_s: float = 0.0) -> None:
         self.itl_s = itl_s
+        self.load_s = load_s
+        self.streaming = False
         self.buf = b""
         self.transport: asyncio.Transport | None = None
         self.loop = asyncio.get_running_loop()
@@ -63,6 +70,15 @@ class Upstream(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self.timer is not None:
             self.timer.cancel()
+        self._stream_done()
+
+    def _stream_done(self) -> None:
+        if self.streaming:
+            self.streaming = False
+            ACTIVE["streams"] -= 1
+
+    def gap(self) -> float:
+        return self.itl_s + self.load_s * max(0, ACTIVE["streams"] - 1)
 
     def data_received(self, data: bytes) -> None:
         self.buf += data
@@ -95,11 +111,13 @@ class Upstream(asyncio.Protocol):
         elif method == "POST" and path.startswith("/v1/chat/completions"):
             n = int(json.loads(body).get("max_tokens", 16))
             self.transport.write(HEAD + chunk(ROLE) + C_CONTENT)
-            if self.itl_s <= 0:
+            self.streaming = True
+            ACTIVE["streams"] += 1
+            if self.itl_s <= 0 and self.load_s <= 0:
                 self.transport.write(C_CONTENT * (n - 1))
                 self.finish(n)
             else:
-                self.timer = self.loop.call_later(self.itl_s, self.tick, n - 1, n)
+                self.timer = self.loop.call_later(self.gap(), self.tick, n - 1, n)
         else:
             self.transport.write(json_response({"error": "not found"}, "404 Not Found"))
 
@@ -108,7 +126,7 @@ class Upstream(asyncio.Protocol):
             return
         if left > 0:
             self.transport.write(C_CONTENT)
-            self.timer = self.loop.call_later(self.itl_s, self.tick, left - 1, n)
+            self.timer = self.loop.call_later(self.gap(), self.tick, left - 1, n)
         else:
             self.finish(n)
 
@@ -118,6 +136,7 @@ class Upstream(asyncio.Protocol):
         usage_chunk = b"data: " + json.dumps({"choices": [], "usage": usage}).encode() + b"\n\n"
         self.transport.write(chunk(FINISH) + chunk(usage_chunk) + chunk(DONE) + b"0\r\n\r\n")
         self.timer = None
+        self._stream_done()
 
 
 async def serve(port: int, itl_ms: float) -> None:
