@@ -247,6 +247,17 @@ class LeaseKeeper:
         with _connect(self.dsn) as conn:
             return heartbeat(conn, self.provider_id, self.scope, self.holder, self.ttl_s, purpose=self.purpose)
 
+    async def confirm(self) -> bool:
+        """Whether the lease is still ours right now (one heartbeat, not waiting for the next): call it before a
+        step that must not run without the lease. Sets ``lost`` when it is not; a Postgres error counts as not."""
+        try:
+            ok = await asyncio.to_thread(self._beat_once)
+        except psycopg.Error:
+            ok = False
+        if not ok:
+            self.lost.set()
+        return ok
+
     def rename(self, purpose: str) -> None:
         """Say what the lease is for from now on (a benchmark, once its run has a number): written at once (one
         short statement) and with every heartbeat."""
