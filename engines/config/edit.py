@@ -7,13 +7,16 @@ records an ``edit_config`` row in the ``actions`` audit table, and then:
 2. validates the new text: the host's published schema (MCP ``docs__get_config_schema``, where offered) and
    BooControl's own checks (`engines.config.validate`); problems → ``refused``, nothing written;
 3. copies the file to a timestamped backup beside it (read back and compared);
+   then confirms the lease is still held (broken by an operator or expired and taken over: ``refused``, nothing
+   written);
 4. replaces the file atomically (write beside it, POSIX rename; permission bits kept);
 5. waits for llama-swap to reload (its ``/api/events`` stream, opened before the write, is closed by a reload;
    llama-swap runs with ``-watch-config``, or the registry's ``ssh.reload_command`` is run) and for health: ``/wol-health`` answers, ``/v1/models`` lists
    exactly the new config's listed models, and each ``probe_models`` entry loads (``GET /upstream/<id>/``);
    when a connector follows the host, its ``config_reloads`` row is awaited too and reported;
 6. on any failure after the write, writes the backup's bytes back the same way, waits for the reload and
-   checks the file is byte for byte the backup: ``failed`` with ``rolled_back: true``.
+   checks the file is byte for byte the backup: ``failed`` with ``rolled_back: true`` (the rollback runs even
+   when the lease was lost meanwhile: the known-good file is put back; the steps say the lease was lost).
 
 Every version read or written is stored (`warehouse.config_store`) with the edit as its cause. No text of the
 config goes into the audit row (it may hold secrets): only hashes, the backup path and what happened.
@@ -55,6 +58,7 @@ from warehouse.queries.actions import finish_action, insert_action
 log = logging.getLogger(__name__)
 
 HealthCheck = Callable[[LlamaSwapAPI], Awaitable[str | None]]  # None = healthy, else why not
+LeaseCheck = Callable[[], Awaitable[bool]]  # True while the edit still holds the host lease
 
 
 @dataclass(frozen=True)
@@ -232,7 +236,7 @@ async def edit_host_config(
     result = EditResult("failed", action_id, "not started")
     try:
         async with lease.LeaseKeeper(dsn, provider.id, lease.SCOPE_HOST, f"action {action_id}: edit_config",
-                                     holder=lease.holder_id("config-edit"), wait_s=lease_wait_s):
+                                     holder=lease.holder_id("config-edit"), wait_s=lease_wait_s) as keeper:
             with engine.begin() as conn:
                 stale = interrupt_stale_edits(conn, provider.id, action_id)
             if stale:
@@ -241,7 +245,7 @@ async def edit_host_config(
                 http = client if client is not None else await stack.enter_async_context(
                     httpx.AsyncClient(timeout=30.0))
                 result = await _edit(engine, provider, new, creds, http, action_id, steps, expect_sha256,
-                                     probe_models, health_timeout_s, reload_timeout_s, health_check)
+                                     probe_models, health_timeout_s, reload_timeout_s, health_check, keeper.confirm)
     except lease.LeaseHeld as exc:
         result = EditResult("refused", action_id, f"provider {provider.id}: {exc}")
     except HostConfigError as exc:
@@ -258,7 +262,8 @@ async def edit_host_config(
 
 async def _edit(engine: Engine, provider: Provider, new: bytes, creds: SshCredentials, http: httpx.AsyncClient,
                 action_id: int, steps: list[str], expect_sha256: str | None, probe_models: Sequence[str],
-                health_timeout_s: float, reload_timeout_s: float, health_check: HealthCheck | None) -> EditResult:
+                health_timeout_s: float, reload_timeout_s: float, health_check: HealthCheck | None,
+                lease_held: LeaseCheck) -> EditResult:
     api = LlamaSwapAPI(provider, http)
     schema: dict[str, Any] | None = None
     try:
@@ -290,6 +295,10 @@ async def _edit(engine: Engine, provider: Provider, new: bytes, creds: SshCreden
             return EditResult("unchanged", action_id, "the file already has this content", before_sha256=b_sha, after_sha256=a_sha, steps=tuple(steps))
         backup_path, backup = await f.backup(datetime.now(UTC))
         steps.append(f"backup {backup_path}")
+        if not await lease_held():
+            return EditResult("refused", action_id, f"provider {provider.id}: the host lease was lost before the "
+                              f"write (broken or taken over); nothing written (backup {backup_path})",
+                              before_sha256=b_sha, after_sha256=a_sha, backup_path=backup_path, steps=tuple(steps))
         written_at = datetime.now(UTC)
         why = await _apply(f, api, new, reload_timeout_s, lambda: health_of(expected), steps)
         if any(step.startswith("wrote ") for step in steps):  # the host held it, however briefly
@@ -301,6 +310,8 @@ async def _edit(engine: Engine, provider: Provider, new: bytes, creds: SshCreden
             return EditResult("succeeded", action_id, f"applied; backup {backup_path}", before_sha256=b_sha, after_sha256=a_sha,
                               backup_path=backup_path, steps=tuple(steps))
         steps.append(f"unhealthy: {why}")
+        if not await lease_held():
+            steps.append("the host lease was lost during the edit: rolling back to the known-good file anyway")
         old_models = listed_models(backup.decode("utf-8", "replace"))
         try:
             again = await _apply(f, api, backup, reload_timeout_s,

@@ -221,3 +221,38 @@ def test_an_edit_left_running_by_a_dead_process_is_marked_interrupted(db, sshd, 
     with db.connect() as conn:
         rows = dict(conn.execute(text("SELECT id, status FROM actions")).fetchall())
     assert rows == {dead: "failed", other: "running", res.action_id: "refused"}
+
+
+def test_a_lease_broken_mid_edit_stops_it_before_the_write(db, sshd, tmp_path, db_url):
+    """An operator breaks the host lease while the edit validates (the MCP schema request): the edit notices before
+    writing (a heartbeat right then, not the next scheduled one): refused, the file untouched, audited."""
+    import psycopg
+
+    start = free_port_block()
+    original = responder_yaml("sim", ("alpha",), start)
+    with watched_host("sim", tmp_path, original) as host:
+        provider = provider_for(host, sshd)
+        creds = SshCredentials(sshd.secrets_dir)
+        broken: list[str] = []
+
+        async def break_on_mcp(request: httpx.Request) -> None:
+            if request.url.path == "/api/mcp" and not broken:
+                with psycopg.connect(db_url.replace("+psycopg", ""), autocommit=True) as conn:
+                    gone = lease.break_lease(conn, provider.id, lease.SCOPE_HOST, by="operator (test)")
+                broken.append(gone.holder if gone else "")
+
+        async def run() -> object:
+            async with httpx.AsyncClient(timeout=30, event_hooks={"request": [break_on_mcp]}) as client:
+                return await edit_host_config(db, provider, original.replace("alpha", "alpha2"), creds,
+                                              client=client)
+
+        res = asyncio.run(run())
+        assert broken and broken[0].startswith("config-edit")
+        assert res.status == "refused", res
+        assert "the host lease was lost before the write" in res.detail
+        assert host.config_path.read_bytes() == original.encode()
+        assert models_listed(host.base_url) == ["alpha"]
+        with db.connect() as c:
+            status, error = c.execute(text("SELECT status, error FROM actions WHERE id = :i"),
+                                      {"i": res.action_id}).one()
+        assert status == "refused" and "lease was lost" in error
