@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -33,6 +33,7 @@ from connectors.llama_swap import ProtocolError, parse_activity
 from connectors.llama_swap_api import LlamaSwapAPI, LlamaSwapError
 from core.providers import Provider
 from warehouse.queries import canaries as q
+from warehouse.queries.canaries import ProbeRow
 
 PROMPT = "Reply with one word: ok"
 HEADER = "X-BooControl-Canary"  # marks the request for anyone reading captures or proxy logs
@@ -40,24 +41,10 @@ MATCH_TRIES = 5  # reads of the activity list while a probe's row is not there y
 MATCH_WAIT_S = 0.2
 
 
-@dataclass(frozen=True)
-class ProbeOutcome:
-    provider_id: str
-    model_id: str
-    sent_at: datetime
-    ok: bool
-    ttft_ms: float | None
-    total_ms: float | None
-    status_code: int | None
-    error: str | None
-    activity_upstream_id: int | None = None
-    activity_finished_at: datetime | None = None
-
-
 @dataclass
 class HostResult:
     provider_id: str
-    probes: list[ProbeOutcome] = field(default_factory=list)
+    probes: list[ProbeRow] = field(default_factory=list)
     skipped: str | None = None  # why the host was not probed at all
     not_probed: list[str] = field(default_factory=list)  # ready at first, not ready right before its probe
 
@@ -69,7 +56,7 @@ class Cycle:
     hosts: tuple[HostResult, ...]
 
     @property
-    def probes(self) -> list[ProbeOutcome]:
+    def probes(self) -> list[ProbeRow]:
         return [p for h in self.hosts for p in h.probes]
 
     @property
@@ -102,7 +89,7 @@ def openai_client(provider: Provider, environ: Mapping[str, str] | None, timeout
                               max_retries=0, timeout=timeout_s, default_headers={HEADER: "1"})
 
 
-async def probe_model(oa: openai.AsyncOpenAI, provider_id: str, model_id: str) -> ProbeOutcome:
+async def probe_model(oa: openai.AsyncOpenAI, provider_id: str, model_id: str) -> ProbeRow:
     """One streaming one-token chat request; TTFT to the first content chunk."""
     sent_at = _now()
     t0 = time.perf_counter()
@@ -119,14 +106,14 @@ async def probe_model(oa: openai.AsyncOpenAI, provider_id: str, model_id: str) -
         total = (time.perf_counter() - t0) * 1000
         if ttft is None:  # an answer without any content chunk: the first token is the end
             ttft = total
-        return ProbeOutcome(provider_id, model_id, sent_at, True, round(ttft, 3), round(total, 3), 200, None)
+        return ProbeRow(provider_id, model_id, sent_at, True, round(ttft, 3), round(total, 3), 200, None)
     except openai.APIStatusError as exc:
         total = (time.perf_counter() - t0) * 1000
-        return ProbeOutcome(provider_id, model_id, sent_at, False, None, round(total, 3), exc.status_code,
+        return ProbeRow(provider_id, model_id, sent_at, False, None, round(total, 3), exc.status_code,
                             _short(exc))
     except (TimeoutError, openai.APIError, httpx.HTTPError) as exc:
         total = (time.perf_counter() - t0) * 1000
-        return ProbeOutcome(provider_id, model_id, sent_at, False, None, round(total, 3), None, _short(exc))
+        return ProbeRow(provider_id, model_id, sent_at, False, None, round(total, 3), None, _short(exc))
 
 
 async def _newest_id(api: LlamaSwapAPI) -> int:
@@ -141,8 +128,8 @@ def _host_offset_s(api: LlamaSwapAPI) -> float:
     return (lo + hi) / 2 if lo is not None and hi is not None else 0.0
 
 
-async def match_rows(api: LlamaSwapAPI, probes: Sequence[ProbeOutcome], after_id: int,
-                     tries: int = MATCH_TRIES, wait_s: float = MATCH_WAIT_S) -> list[ProbeOutcome]:
+async def match_rows(api: LlamaSwapAPI, probes: Sequence[ProbeRow], after_id: int,
+                     tries: int = MATCH_TRIES, wait_s: float = MATCH_WAIT_S) -> list[ProbeRow]:
     """Each probe with the id and timestamp of the activity row it made, as far as found: among the rows above
     ``after_id`` of its model (not given to another probe), the one whose time on the host is nearest the probe's
     end (whole seconds: llama-swap's timestamps may have no fraction), a row of at most one output token first
@@ -168,8 +155,7 @@ async def match_rows(api: LlamaSwapAPI, probes: Sequence[ProbeOutcome], after_id
                 continue
             a = min(mine, key=lambda a: (round(abs((a.finished_at - ended).total_seconds())), a.output_tokens > 1,
                                          a.upstream_id))
-            out[i] = ProbeOutcome(**{**p.__dict__, "activity_upstream_id": a.upstream_id,
-                                     "activity_finished_at": a.finished_at})
+            out[i] = replace(p, activity_upstream_id=a.upstream_id, activity_finished_at=a.finished_at)
             taken.add(a.upstream_id)
         if all(p.activity_upstream_id is not None for p in out) or attempt == tries - 1:
             break
@@ -268,7 +254,7 @@ def _run_cycle(engine: Engine, providers: Sequence[Provider], *, environ: Mappin
                                      concurrency=concurrency, timeout_s=timeout_s)
 
     cycle = asyncio.run(go())
-    rows = [q.ProbeRow(**p.__dict__) for p in cycle.probes]
     with engine.begin() as conn:
-        cycle_id = q.store_cycle(conn, cycle.started_at, cycle.finished_at, len(providers), rows, cycle.skipped)
+        cycle_id = q.store_cycle(conn, cycle.started_at, cycle.finished_at, len(providers), cycle.probes,
+                                  cycle.skipped)
     return cycle_id, cycle

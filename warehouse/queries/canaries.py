@@ -35,6 +35,8 @@ def not_a_probe(alias: str = "activity") -> str:
 
 @dataclass(frozen=True)
 class ProbeRow:
+    """One canary probe: what `engines.canary` measured and, once matched, the host's own activity row for it."""
+
     provider_id: str
     model_id: str
     sent_at: datetime
@@ -43,8 +45,8 @@ class ProbeRow:
     total_ms: float | None
     status_code: int | None
     error: str | None
-    activity_upstream_id: int | None
-    activity_finished_at: datetime | None
+    activity_upstream_id: int | None = None
+    activity_finished_at: datetime | None = None
 
 
 def store_cycle(conn: Connection, started_at: datetime, finished_at: datetime, hosts: int,
