@@ -211,11 +211,17 @@ def _gap_findings(s: Snapshot, p: Policy) -> Iterable[Finding]:
                       f"(rows known missing; latest: {g.last_reason})")
 
 
+def _drop_pct(before: float | None, now: float) -> float | None:
+    """How many % ``now`` is below ``before`` (negative: above); None without a positive ``before``."""
+    if before is None or before <= 0:
+        return None
+    return 100 * (before - now) / before
+
+
 def _bench_findings(s: Snapshot, p: Policy) -> Iterable[Finding]:
     for b in s.bench:
-        if b.baseline_tps is None or b.baseline_tps <= 0:
+        if (drop := _drop_pct(b.baseline_tps, b.peak_tps)) is None:
             continue
-        drop = 100 * (b.baseline_tps - b.peak_tps) / b.baseline_tps
         yield Finding("bench_drift", f"{b.provider_id}/{b.model_id}", drop >= p.bench_drift_pct, round(drop, 3),
                       f"{b.provider_id}/{b.model_id}: benchmark run #{b.run_id} peaks at {b.peak_tps:.1f} tok/s, "
                       f"{drop:.0f} % below the previous runs' {b.baseline_tps:.1f} tok/s")
@@ -223,9 +229,8 @@ def _bench_findings(s: Snapshot, p: Policy) -> Iterable[Finding]:
 
 def _eval_findings(s: Snapshot, p: Policy) -> Iterable[Finding]:
     for e in s.evals:
-        if e.previous is None or e.previous <= 0:
+        if (drop := _drop_pct(e.previous, e.value)) is None:
             continue
-        drop = 100 * (e.previous - e.value) / e.previous
         yield Finding("eval_regression", f"{e.provider_id}/{e.model_id}/{e.suite}/{e.metric}",
                       drop >= p.eval_drop_pct, round(drop, 3),
                       f"{e.provider_id}/{e.model_id}: {e.suite} {e.metric} {e.value:.3f} in eval run #{e.run_id}, "
