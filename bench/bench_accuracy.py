@@ -157,6 +157,9 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=1,
                     help="closed-loop workers (and llama-server slots): above 1, compare the server's prefill "
                          "rate with prompt tokens ÷ TTFT")  # fmt: skip
+    ap.add_argument("--slots", type=int, default=None,
+                    help="llama-server slots (-np; default: --concurrency): fewer than --concurrency makes requests "
+                         "queue for a slot, which TTFT includes and the server's prompt time does not")  # fmt: skip
     ap.add_argument("--model", choices=sorted(SHAPES), default="small",
                     help="size of the random-weight GGUF (tests/support/tinymodel.py)")  # fmt: skip
     ap.add_argument("--cache-ram", type=int, metavar="MIB",
@@ -169,8 +172,9 @@ def main() -> None:
         shape = SHAPES[a.model]
         model = write_tiny_gguf(Path(d) / f"{a.model}.gguf", seed=0, shape=shape)
         extra: tuple[str, ...] = ("--metrics",) + (() if a.cache_ram is None else ("--cache-ram", str(a.cache_ram)))
-        with upstream(model, a.model, a.via_swap, ctx * a.concurrency, extra, a.concurrency) as (base, kind):
-            print(f"llama-server on the {a.model} GGUF ({shape.describe()}), 1 slot, -t 1 -tb 1, "
+        slots = a.slots or a.concurrency
+        with upstream(model, a.model, a.via_swap, ctx * slots, extra, slots) as (base, kind):
+            print(f"llama-server on the {a.model} GGUF ({shape.describe()}), {slots} slot(s), -t 1 -tb 1, "
                   f"ctx {ctx}{''.join(' ' + x for x in extra)}, {'via llama-swap' if a.via_swap else 'direct'}; "
                   f"load average {os.getloadavg()[0]:.2f}; {a.requests} requests per shape, concurrency {a.concurrency}")  # fmt: skip
             print(f"{'shape':>10} {'n':>3} {'prompt':>7} {'out':>5} | {'gen eng':>8} {'gen srv':>8} {'|err| med':>9} "

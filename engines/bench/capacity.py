@@ -15,7 +15,7 @@ TPOT stays within targets — the number capacity planning needs.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass
 
 from engines.bench.metrics import PointSummary
@@ -118,6 +118,32 @@ def capacity(points: Sequence[CapacityPoint], targets: SloTargets) -> Capacity:
     return Capacity(targets, pts, lo.level, hi.level, best[0], best[1])
 
 
+def _levels(low: float, high: float, integer: bool, rel_tol: float, max_points: int) -> Generator[float, bool, None]:
+    """The bisection as a generator: yields the next level to measure, is sent whether it met the targets."""
+    if not 0 < low < high:
+        raise ValueError("need 0 < low < high")
+    lo, hi = float(low), float(high)
+    if not (yield lo):
+        return
+    if (yield hi):
+        return
+    n = 2
+    while n < max_points:
+        if integer:
+            if hi - lo <= 1:
+                return
+            mid = float((int(lo) + int(hi)) // 2)
+        else:
+            if hi - lo <= rel_tol * hi:
+                return
+            mid = (lo + hi) / 2
+        n += 1
+        if (yield mid):
+            lo = mid
+        else:
+            hi = mid
+
+
 async def search(
     measure: Callable[[float], Awaitable[PointSummary]],
     low: float,
@@ -129,29 +155,36 @@ async def search(
     max_points: int = 8,
 ) -> Capacity:
     """Bisect for the highest level meeting ``targets``; ``measure(level)`` runs one point at that level."""
-    if not 0 < low < high:
-        raise ValueError("need 0 < low < high")
-    seen: dict[float, CapacityPoint] = {}
+    seen: list[CapacityPoint] = []
+    gen = _levels(low, high, integer, rel_tol, max_points)
+    try:
+        level = next(gen)
+        while True:
+            seen.append(capacity_point(level, await measure(level), targets))
+            level = gen.send(seen[-1].meets)
+    except StopIteration:
+        pass
+    return capacity(seen, targets)
 
-    async def at(level: float) -> CapacityPoint:
-        if level not in seen:
-            seen[level] = capacity_point(level, await measure(level), targets)
-        return seen[level]
 
-    lo, hi = float(low), float(high)
-    if not (await at(lo)).meets or (await at(hi)).meets:
-        return capacity(list(seen.values()), targets)
-    while len(seen) < max_points:
-        if integer:
-            if hi - lo <= 1:
-                break
-            mid = float((int(lo) + int(hi)) // 2)
-        else:
-            if hi - lo <= rel_tol * hi:
-                break
-            mid = (lo + hi) / 2
-        if (await at(mid)).meets:
-            lo = mid
-        else:
-            hi = mid
-    return capacity(list(seen.values()), targets)
+def search_sync(
+    measure: Callable[[float], PointSummary],
+    low: float,
+    high: float,
+    targets: SloTargets,
+    *,
+    integer: bool = True,
+    rel_tol: float = 0.05,
+    max_points: int = 8,
+) -> Capacity:
+    """`search` for a blocking ``measure`` (the CLI runs each point as a stored run with `run_bench`)."""
+    seen: list[CapacityPoint] = []
+    gen = _levels(low, high, integer, rel_tol, max_points)
+    try:
+        level = next(gen)
+        while True:
+            seen.append(capacity_point(level, measure(level), targets))
+            level = gen.send(seen[-1].meets)
+    except StopIteration:
+        pass
+    return capacity(seen, targets)

@@ -104,3 +104,23 @@ def test_cli_run_list_show_baseline(lab_env: Engine) -> None:
     assert cmp.output.splitlines()[:2] == [f"#{run_id}: lab/{TINY} (tiny.gguf)", f"#{second}: lab/{TINY} (tiny.gguf)"]
     assert [ln.split()[0] for ln in cmp.output.splitlines() if ln.startswith("concurrency=")] == [
         "concurrency=1", "concurrency=2"]  # fmt: skip
+
+
+def test_cli_capacity_search(lab_env: Engine) -> None:
+    from cli.bench import bench
+
+    runner = CliRunner()
+    common = ["capacity", f"lab/{TINY}", "--requests", "4", "--prompt-tokens", "32", "--output-tokens", "8",
+              "--low", "1", "--high", "2", "--yes-take-over"]  # fmt: skip
+    assert runner.invoke(bench, common).exit_code == 2  # no target: a usage error, not a traceback
+    # generous targets: both levels meet them, the capacity is not reached within the searched range
+    ok = runner.invoke(bench, [*common, "--percentile", "50", "--ttft-ms", "600000", "--tpot-ms", "600000"])
+    assert ok.exit_code == 0, ok.output
+    assert ok.output.splitlines()[-1] == (
+        "capacity: ≥ 2 (every measured level meets p50 TTFT ≤ 600000 ms and p50 TPOT ≤ 600000 ms)"
+    )
+    runs = q.list_runs(lab_env, "lab", TINY, include_refused=False)
+    assert runs.height == 2 and set(runs["label"].to_list()) == {"capacity search (concurrency)"}
+    # an impossible target: the lowest level already fails
+    none = runner.invoke(bench, [*common, "--ttft-ms", "0.001"])
+    assert none.exit_code == 0 and none.output.splitlines()[-1] == "capacity: no measured level meets p95 TTFT ≤ 0.001 ms"
