@@ -35,12 +35,18 @@ again to just those channels on every later evaluation, for ``retry_minutes`` af
 it is still the newest notice of its (rule, subject) (a failed *fire* that has since recovered is not re-sent;
 the recovery is). The history row's delivery map is updated in place; a late success reads
 ``ok (retried <time>)``.
+
+**Silences** (maintenance, a known-bad host): ``RULE:SUBJECT`` patterns (shell globs, e.g. ``*:gpu-box*`` or
+``gpu_temperature:gpu-box/*``), optionally ``… until 2026-12-02T18:00Z``. A matching notice is still decided and
+stored (the state machine does not change: when the silence ends, nothing is re-sent for what already fired),
+but not delivered: its delivery map is ``{"silenced": "<pattern>"}`` and it is never retried.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import json
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -387,6 +393,42 @@ def worth_keeping(s: State) -> bool:
     return s.active or s.firing or bool(s.flips)
 
 
+@dataclass(frozen=True)
+class Silence:
+    rule: str  # a glob over rule names
+    subject: str  # a glob over subjects
+    until: datetime | None
+    text: str  # as the user wrote it
+
+    def covers(self, n: Notice, now: datetime) -> bool:
+        return ((self.until is None or now < self.until) and fnmatch.fnmatchcase(n.rule, self.rule)
+                and fnmatch.fnmatchcase(n.subject, self.subject))
+
+
+def parse_silence(spec: str) -> Silence:
+    """``RULE:SUBJECT[ until ISO-TIME]``; ValueError (one line) when it is not that or names no known rule."""
+    text_ = spec.strip()
+    head, _, until_s = text_.partition(" until ")
+    rule, sep, subject = head.strip().partition(":")
+    if not sep or not rule or not subject.strip():
+        raise ValueError(f"silence {spec!r}: write RULE:SUBJECT (globs allowed), e.g. 'gpu_temperature:gpu-box/*'")
+    if not any(fnmatch.fnmatchcase(r, rule) for r in RULES):
+        raise ValueError(f"silence {spec!r}: {rule!r} matches no rule (rules: {', '.join(RULES)})")
+    until: datetime | None = None
+    if until_s:
+        try:
+            until = datetime.fromisoformat(until_s.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"silence {spec!r}: {until_s.strip()!r} is not a time (2026-12-02T18:00Z)") from None
+        if until.tzinfo is None:
+            raise ValueError(f"silence {spec!r}: give the time zone of {until_s.strip()!r} (…Z or +01:00)")
+    return Silence(rule, subject.strip(), until, text_)
+
+
+def silenced_by(n: Notice, silences: Iterable[Silence], now: datetime) -> Silence | None:
+    return next((s for s in silences if s.covers(n, now)), None)
+
+
 class Deliver(Protocol):
     """Send a notice to every channel, or only to those in ``only``; per channel "ok" or the error."""
 
@@ -430,11 +472,16 @@ class Evaluation:
     retried: tuple[tuple[Notice, Mapping[str, str]], ...] = ()
 
 
-def evaluate_once(engine: Engine, now: datetime, p: Policy, deliver: Deliver) -> Evaluation:
-    """Gather, evaluate against the stored state, deliver each notice, store states and history."""
+def evaluate_once(engine: Engine, now: datetime, p: Policy, deliver: Deliver,
+                  silences: Sequence[Silence] = ()) -> Evaluation:
+    """Gather, evaluate against the stored state, deliver each notice (not the silenced ones), store states and
+    history, retry earlier notices some channel did not take."""
     found = findings(gather(engine, now, p), p)
     new_states, notices = evaluate(load_states(engine), found, now, p)
-    sent = [deliver(n) for n in notices]
+    sent: list[Mapping[str, str]] = []
+    for n in notices:
+        quiet = silenced_by(n, silences, now)
+        sent.append({"silenced": quiet.text} if quiet else deliver(n))
     with engine.begin() as conn:
         q.replace_states(conn, [
             {"rule": s.rule, "subject": s.subject, "active": s.active, "changed_at": s.changed_at,

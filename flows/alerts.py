@@ -21,7 +21,7 @@ from prefect.blocks.abstract import NotificationBlock
 from prefect.blocks.core import Block
 from prefect.cache_policies import NO_CACHE
 
-from engines.alerts import Deliver, Notice, Policy, evaluate_once
+from engines.alerts import Deliver, Notice, Policy, evaluate_once, parse_silence
 from tasks.warehouse import warehouse_engine
 
 
@@ -69,12 +69,14 @@ def make_deliver(blocks: Mapping[str, NotificationBlock], missing: Mapping[str, 
 
 
 @task(name="evaluate-alerts", tags=["postgres"], cache_policy=NO_CACHE)
-def evaluate_alerts(policy: dict[str, Any], blocks: list[str]) -> dict[str, Any]:
+def evaluate_alerts(policy: dict[str, Any], blocks: list[str], silences: list[str] | None = None) -> dict[str, Any]:
+    quiet = [parse_silence(s) for s in silences or []]  # a malformed one fails the run with its one-line reason
     notifiers, missing = load_notifiers(blocks)
     log = get_run_logger()
     for why in missing.values():
         log.warning(why)
-    result = evaluate_once(warehouse_engine(), datetime.now(UTC), Policy(**policy), make_deliver(notifiers, missing))
+    result = evaluate_once(warehouse_engine(), datetime.now(UTC), Policy(**policy), make_deliver(notifiers, missing),
+                           quiet)
     for n, d in zip(result.notices, result.delivery, strict=True):
         log.info("%s %s %s: %s (delivery: %s)", n.kind, n.rule, n.subject, n.message, d)
     for n, d in result.retried:
@@ -92,6 +94,7 @@ POLICY_FIELDS = [f.name for f in fields(Policy)]
 @flow(name="alerts")
 def alerts(
     blocks: list[str] | None = None,
+    silences: list[str] | None = None,
     host_unreachable_minutes: float = Policy.host_unreachable_minutes,
     gpu_temp_c: float = Policy.gpu_temp_c,
     vram_pct: float = Policy.vram_pct,
@@ -110,7 +113,8 @@ def alerts(
     retry_minutes: float = Policy.retry_minutes,
 ) -> dict[str, Any]:
     """Evaluate every alert rule once; send fire/recover notices to the notification blocks named in ``blocks``
-    (``block-type/name``, as ``prefect block ls`` lists them)."""
+    (``block-type/name``, as ``prefect block ls`` lists them); notices matching a ``silences`` entry
+    (``RULE:SUBJECT`` globs, optionally ``… until 2026-12-02T18:00Z``) are stored but not sent."""
     values = locals()
     policy = {k: values[k] for k in POLICY_FIELDS}
-    return evaluate_alerts(policy, list(blocks or []))
+    return evaluate_alerts(policy, list(blocks or []), list(silences or []))

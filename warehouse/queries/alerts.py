@@ -210,14 +210,15 @@ FROM alert_events WHERE at >= :since ORDER BY at DESC, id DESC LIMIT :n
 
 def undelivered(db: Db, since: datetime) -> pl.DataFrame:
     """The newest notice of every (rule, subject) decided at or after ``since``, where at least one channel has not
-    taken it (its recorded outcome is not "ok…")."""
+    taken it (its recorded outcome is not "ok…"); silenced notices (``{"silenced": …}``) are not."""
     sql = text(
         """
 SELECT id, rule, subject, kind, at, message, value, delivery::text AS delivery FROM (
     SELECT DISTINCT ON (rule, subject) id, rule, subject, kind, at, message, value, delivery
     FROM alert_events WHERE at >= :since ORDER BY rule, subject, at DESC, id DESC
 ) newest
-WHERE EXISTS (SELECT 1 FROM jsonb_each_text(newest.delivery) d WHERE d.value <> 'ok' AND d.value NOT LIKE 'ok (%')
+WHERE NOT newest.delivery ? 'silenced'
+  AND EXISTS (SELECT 1 FROM jsonb_each_text(newest.delivery) d WHERE d.value <> 'ok' AND d.value NOT LIKE 'ok (%')
 ORDER BY at, id
 """
     )
