@@ -405,6 +405,34 @@ def capacity_cmd(model: str, confirm_takeover: bool, unattended: bool, percentil
     click.echo(f"capacity: {cap.describe()}")
 
 
+@bench.command("export")
+@click.argument("run_ids", type=int, nargs=-1, required=True)
+@click.option("--format", "fmt_", type=click.Choice(["json", "csv"]), default="json", show_default=True,
+              help="json: runs, points with their intervals, every request; csv: one row per point.")  # fmt: skip
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Write to this file (default: standard output).")  # fmt: skip
+def export_cmd(run_ids: tuple[int, ...], fmt_: str, output: str | None) -> None:
+    """Export stored runs (the report leaves the cockpit)."""
+    from engines.bench.report import export_csv, export_json
+
+    engine = _engine()
+    try:
+        if fmt_ == "json":
+            text = json.dumps(export_json(engine, run_ids), default=str, indent=1)
+        else:
+            text = export_csv(engine, run_ids)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    finally:
+        engine.dispose()
+    if output:
+        with open(output, "w", encoding="utf-8") as f:
+            f.write(text)
+        click.echo(f"wrote {output} ({len(run_ids)} run(s), {fmt_})", err=True)
+    else:
+        click.echo(text, nl=not text.endswith("\n"))
+
+
 @bench.command("show")
 @click.argument("run_id", type=int)
 def show_cmd(run_id: int) -> None:

@@ -295,3 +295,54 @@ def sure_rows(points: Sequence[tuple[float, Mapping[str, Any]]]) -> tuple[list[s
         row.append(str(summary["length_mismatches"]) if "length_mismatches" in summary else "-")
         rows.append(row)
     return headers, rows, sorted(notes)
+
+
+# ---------------------------------------------------------------- export: reports that leave the cockpit
+def export_json(db: Db, run_ids: Sequence[int]) -> dict[str, Any]:
+    """Every stored fact of the runs: the run row (workload, host identity: model entry, llama-server props,
+    versions, hardware), each point's row with its full summary (intervals, lengths, prefill) and every request."""
+    from warehouse import bench_store
+    from warehouse.queries._frames import connected
+
+    runs = []
+    for rid in run_ids:
+        detail = q.run_detail(db, int(rid))
+        if detail is None:
+            raise ValueError(f"no run {rid}")
+        with connected(db) as conn:
+            summaries = bench_store.point_summaries(conn, int(rid))
+        points = q.run_points(db, [int(rid)]).to_dicts()
+        by_idx = {s["idx"]: s["summary"] for s in summaries}
+        for p in points:
+            p["summary"] = by_idx.get(int(p["idx"]))
+        runs.append({"run": detail, "points": points, "requests": q.run_requests(db, int(rid)).to_dicts()})
+    return {"format": "boocontrol-bench-export", "version": 1, "runs": runs}
+
+
+def export_csv(db: Db, run_ids: Sequence[int]) -> str:
+    """One row per sweep point of the runs (the `run_points` columns), with each point's 95 % intervals of
+    TTFT/TPOT p50 and p95 and the server's prefill rate flattened into columns."""
+    pts = q.run_points(db, [int(r) for r in run_ids])
+    from warehouse import bench_store
+    from warehouse.queries._frames import connected
+
+    extra: dict[tuple[int, float], dict[str, Any]] = {}
+    with connected(db) as conn:
+        for rid in run_ids:
+            for s in bench_store.point_summaries(conn, int(rid)):
+                iv = s["summary"].get("intervals") or {}
+                row: dict[str, Any] = {}
+                for metric in ("ttft_ms", "tpot_ms", "server_prefill_per_s", "prompt_tps"):
+                    for stat in ("p50", "p95", "mean"):
+                        e = (iv.get(metric) or {}).get(stat) or {}
+                        for part in ("low", "high"):
+                            row[f"{metric}_{stat}_{part}"] = e.get(part)
+                row["prompt_len_mean"] = (s["summary"].get("prompt_len") or {}).get("mean")
+                row["length_mismatches"] = s["summary"].get("length_mismatches")
+                extra[(int(rid), float(s["level"]))] = row
+    cols = sorted({k for r in extra.values() for k in r})
+    flat = pts.drop([c for c, t in pts.schema.items() if isinstance(t, pl.List | pl.Struct | pl.Object)])
+    add = {c: [extra.get((int(r["run_id"]), float(r["level"])), {}).get(c) for r in flat.iter_rows(named=True)]
+           for c in cols}  # fmt: skip
+    out = flat.with_columns([pl.Series(c, v, dtype=pl.Float64) for c, v in add.items()])
+    return out.write_csv()
