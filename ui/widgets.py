@@ -332,7 +332,15 @@ ACTIVITY_COLUMNS = [
 def activity_rows_for_people(rows: pl.DataFrame, simulated: Collection[str] = ()) -> pl.DataFrame:
     """The shown activity columns with no empty cell drawn as "None": a request without an error has an
     empty Error, an unreported speed or cache count reads "—" (as text with its unit). A request served by a
-    simulated host (``simulated``: the demo fleet) says so in its Provider cell: its speeds are synthetic."""
+    simulated host (``simulated``: the demo fleet) says so in its Provider cell: its speeds are synthetic. A canary
+    probe's row (``probe``) says so in its Path cell: it is not a user's request."""
+    if "probe" in rows.columns:
+        rows = rows.with_columns(
+            pl.when(pl.col("probe").fill_null(False))
+            .then(pl.format("{} (canary probe)", pl.col("req_path")))
+            .otherwise(pl.col("req_path"))
+            .alias("req_path")
+        )
     return rows.select(ACTIVITY_COLUMNS).with_columns(
         pl.when(pl.col("provider_id").is_in(list(simulated)))
         .then(pl.format("{} (simulated)", pl.col("provider_id")))

@@ -58,3 +58,13 @@ def test_probe_rows_are_left_out_of_user_statistics(db, probes_recorded: bool) -
     assert stats.filter(stats["metric"] == "generation")["n"].to_list() == [3 if probes_recorded else 4]
     counts = q_alerts.error_counts(db, end, timedelta(hours=1))
     assert counts.select("requests", "errors").row(0) == (users, errors)
+
+    # the Activity list still shows every row (they happened), the probes' Path cells labelled as such
+    from ui.widgets import activity_rows_for_people
+
+    page = q_activity.activity_page(db, q_activity.ActivityFilter(T, end))
+    shown = activity_rows_for_people(page.rows)
+    assert page.total == 5
+    labelled = "/v1/chat/completions (canary probe)"
+    assert shown["req_path"].to_list() == (
+        [labelled, labelled] + ["/v1/chat/completions"] * 3 if probes_recorded else ["/v1/chat/completions"] * 5)

@@ -78,6 +78,7 @@ ROW_SCHEMA = {
     "has_capture": pl.Boolean,
     "capture_stored": pl.Boolean,
     "error_msg": pl.Utf8,
+    "probe": pl.Boolean,  # a canary probe's row (engines.canary), not a user's request
 }
 
 
@@ -97,7 +98,8 @@ SELECT a.finished_at, a.provider_id, a.epoch, a.upstream_id, a.model_id, a.req_p
        a.input_tokens, a.output_tokens, NULLIF(a.cache_tokens, -1) AS cache_tokens,
        CASE WHEN a.prompt_per_second > 0 THEN a.prompt_per_second END AS prompt_tps,
        CASE WHEN a.tokens_per_second > 0 THEN a.tokens_per_second END AS gen_tps,
-       a.duration_ms, a.has_capture, (c.upstream_id IS NOT NULL) AS capture_stored, a.error_msg
+       a.duration_ms, a.has_capture, (c.upstream_id IS NOT NULL) AS capture_stored, a.error_msg,
+       NOT {not_a_probe("a")} AS probe
 FROM activity a
 LEFT JOIN captures c ON c.provider_id = a.provider_id AND c.epoch = a.epoch AND c.upstream_id = a.upstream_id
 WHERE {where}
