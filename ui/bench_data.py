@@ -6,6 +6,7 @@ cached themselves: benchmark tables are small and the page reads a few hundred r
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 import polars as pl
@@ -17,7 +18,7 @@ from warehouse import bench_store
 from warehouse.queries import bench as q
 
 __all__ = ["METRICS", "add_to_baseline", "band", "comparable_runs", "comparison", "compare_points", "detail", "models",
-           "pareto_points", "points", "remove_from_baseline", "requests", "run_labels", "runs", "sure"]  # fmt: skip
+           "export", "pareto_points", "points", "remove_from_baseline", "requests", "run_labels", "runs", "sure"]  # fmt: skip
 
 
 def models() -> pl.DataFrame:
@@ -58,6 +59,13 @@ def band(provider_id: str, model_id: str, workload_key: str | None, metric: str,
 
 def requests(run_id: int) -> pl.DataFrame:
     return q.run_requests(data.engine(), run_id)
+
+
+def export(run_ids: tuple[int, ...], fmt: str) -> str:
+    """The same files as `boocontrol bench export` (json: runs, points with intervals, requests; csv: points)."""
+    if fmt == "csv":
+        return report.export_csv(data.engine(), run_ids)
+    return json.dumps(report.export_json(data.engine(), run_ids), default=str, indent=1)
 
 
 def sure(run_id: int) -> tuple[pl.DataFrame, list[str]]:

@@ -70,6 +70,12 @@ def test_page_shows_runs_drift_curves_and_pareto(page_env: Engine) -> None:
     assert sure["level"].tolist() == [f"{v:g}" for v in stored["level"].to_list()]
     assert all(" [" in cell and "–" in cell for cell in sure["TTFT p50 ms"])
     assert any("How sure: 95 % bootstrap intervals of" in e.label for e in at.expander)
+    downloads = at.get("download_button")
+    assert len(downloads) == 2
+    from ui import bench_data
+
+    exported = json.loads(bench_data.export(tuple(sorted(run_ids, reverse=True)), "json"))
+    assert [r["run"]["id"] for r in exported["runs"]] == sorted(run_ids, reverse=True)
     at.selectbox(key="bench_metric").set_value("output_throughput").run()
     assert not at.exception
     at.selectbox(key="bench_baseline_run").set_value(run_ids[2]).run()
