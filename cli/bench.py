@@ -358,7 +358,6 @@ def capacity_cmd(model: str, confirm_takeover: bool, unattended: bool, percentil
     from engines.bench.service import build_spec, run_bench
 
     try:
-        targets = SloTargets(int(percentile), ttft_ms=ttft_target, tpot_ms=tpot_target)
         options = BenchOptions.from_mapping({**opts, "levels": None, "early_stop": False})
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
@@ -366,6 +365,7 @@ def capacity_cmd(model: str, confirm_takeover: bool, unattended: bool, percentil
     engine = _engine()
     _require_known_model(engine, provider, model_id, model)
     try:
+        targets = SloTargets(int(percentile), ttft_ms=ttft_target, tpot_ms=tpot_target)
         base = build_spec(engine, provider.id, model_id, options)
     except ValueError as exc:
         engine.dispose()
