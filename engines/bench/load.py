@@ -67,7 +67,7 @@ class ChatTarget:
     def body(self, spec: RequestSpec, seed: int | None = None) -> bytes:
         body: dict[str, Any] = {
             "model": self.model,
-            "messages": [{"role": "user", "content": spec.prompt}],
+            "messages": spec.messages(),
             "max_tokens": spec.output_tokens,
             "stream": True,
             "stream_options": {"include_usage": True},

@@ -336,6 +336,10 @@ class PointSummary:
     # successful requests whose server-counted prompt (usage) differs from the target, and the largest difference
     length_mismatches: int = 0
     length_max_abs_error: int | None = None
+    # Prompt-cache gain (shared-prefix workload, any workload really): TTFT of the point's first request sent
+    # against the median TTFT of the others (the first pays the prefill of a shared prefix, the rest can reuse it)
+    ttft_first_ms: float | None = None
+    ttft_rest_p50_ms: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -347,6 +351,20 @@ class PointSummary:
             else:
                 out[k] = v
         return out
+
+
+def first_vs_rest_ttft(records: Sequence[RequestRecord]) -> tuple[float | None, float | None]:
+    """TTFT (ms) of the first request sent, and the median TTFT (ms) of the other successful ones; None
+    when the first failed or there are no others."""
+    if not records:
+        return None, None
+    first = min(records, key=lambda r: (r.send, r.index))
+    rest = sorted(r.ttft * 1000.0 for r in records if r is not first and r.ok and r.ttft is not None)
+    first_ms = first.ttft * 1000.0 if first.ok and first.ttft is not None else None
+    if not rest:
+        return first_ms, None
+    m = len(rest) // 2
+    return first_ms, rest[m] if len(rest) % 2 else (rest[m - 1] + rest[m]) / 2
 
 
 def summarize(records: Sequence[RequestRecord], slo: Slo | None = None) -> PointSummary:
@@ -377,6 +395,7 @@ def summarize(records: Sequence[RequestRecord], slo: Slo | None = None) -> Point
         if r.prompt_tokens is not None and r.target_input_tokens is not None
     ]
     e2e_sum = sum(r.e2e or 0.0 for r in ok)
+    first_ms, rest_p50_ms = first_vs_rest_ttft(records)
     return PointSummary(
         requests=len(records),
         completed=len(ok),
@@ -434,6 +453,8 @@ def summarize(records: Sequence[RequestRecord], slo: Slo | None = None) -> Point
         },
         length_mismatches=sum(1 for d in len_err if d != 0),
         length_max_abs_error=max((abs(d) for d in len_err), default=None),
+        ttft_first_ms=first_ms,
+        ttft_rest_p50_ms=rest_p50_ms,
         throughput_rel_se=relative_se_of_ratio(
             [float(r.output_tokens) for r in ok], [r.e2e or 0.0 for r in ok]
         ),

@@ -20,7 +20,15 @@ from typing import Any, Literal
 from engines.bench.metrics import Slo
 from engines.bench.runner import BenchSpec, Mode
 from engines.bench.saturation import SaturationPolicy
-from engines.bench.workload import Arrival, LengthDist, SyntheticWorkload, Workload, parse_levels
+from engines.bench.workload import (
+    Arrival,
+    LengthDist,
+    MultiTurnWorkload,
+    SharedPrefixWorkload,
+    SyntheticWorkload,
+    Workload,
+    parse_levels,
+)
 
 DEFAULT_CONCURRENCY = (1.0, 2.0, 4.0, 8.0)
 DEFAULT_RATES = (0.5, 1.0, 2.0, 4.0)
@@ -45,8 +53,13 @@ class BenchOptions:
         ),
     )
     requests_per_point: int = field(default=32, metadata=_meta("Requests per point.", "--requests"))
-    workload: Literal["synthetic", "production"] = field(
-        default="synthetic", metadata=_meta("Synthetic lengths below, or the model's stored production mix.")
+    workload: Literal["synthetic", "production", "shared-prefix", "multi-turn"] = field(
+        default="synthetic",
+        metadata=_meta(
+            "Synthetic lengths below, the model's stored production mix, a long system prompt shared by every "
+            "request of a point (prompt-cache gain: TTFT of the first request vs the rest), or multi-turn "
+            "conversations (each turn carries the earlier turns and their answers)."
+        ),
     )
     prompt_tokens: int = field(default=256, metadata=_meta("Synthetic prompt length (mean tokens)."))
     prompt_stdev: float = field(default=0.0, metadata=_meta("Synthetic prompt length standard deviation."))
@@ -91,6 +104,14 @@ class BenchOptions:
         metadata=_meta("Put the host's models back as they were afterwards.", "--restore-host/--keep-loaded"),
     )
     label: str | None = field(default=None, metadata=_meta("Free-text label stored with the run."))
+    shared_prefix_tokens: int = field(
+        default=1024, metadata=_meta("Shared-prefix workload: length of the shared system prompt (tokens).")
+    )
+    turns: int = field(default=4, metadata=_meta("Multi-turn workload: turns per conversation."))
+    text: Literal["words", "corpus"] = field(
+        default="words",
+        metadata=_meta("Prompt text: random common words, or readable sentences generated from the seed."),
+    )
 
     @classmethod
     def from_mapping(cls, params: dict[str, Any]) -> BenchOptions:
@@ -113,11 +134,15 @@ class BenchOptions:
             return tuple(self.levels)
         return DEFAULT_CONCURRENCY if self.mode == "concurrency" else DEFAULT_RATES
 
-    def synthetic(self) -> SyntheticWorkload:
-        return SyntheticWorkload(
-            prompt=LengthDist(self.prompt_tokens, self.prompt_stdev, self.prompt_min, self.prompt_max),
-            output=LengthDist(self.output_tokens, self.output_stdev, self.output_min, self.output_max),
-        )
+    def synthetic(self) -> Workload:
+        """The workload built from lengths alone (all but the production mix)."""
+        prompt = LengthDist(self.prompt_tokens, self.prompt_stdev, self.prompt_min, self.prompt_max)
+        output = LengthDist(self.output_tokens, self.output_stdev, self.output_min, self.output_max)
+        if self.workload == "shared-prefix":
+            return SharedPrefixWorkload(prompt, output, prefix_tokens=self.shared_prefix_tokens, text=self.text)
+        if self.workload == "multi-turn":
+            return MultiTurnWorkload(prompt, output, turns=self.turns, text=self.text)
+        return SyntheticWorkload(prompt=prompt, output=output, text=self.text)
 
     def spec(self, workload: Workload | None = None) -> BenchSpec:
         """The spec; ``workload`` overrides the synthetic one (the production workload needs a DB read)."""

@@ -49,6 +49,7 @@ from engines.bench.saturation import SaturationPolicy, Verdict, assess_closed, a
 from engines.bench.workload import (
     Arrival,
     LengthDist,
+    ReplayWorkload,
     RequestSpec,
     SyntheticWorkload,
     TokenCalibration,
@@ -412,7 +413,8 @@ async def run_sweep(
             cal = await _warmup(client, target, spec, seed, clock, outcome, n_ctx)
             outcome.calibration = {"overhead": cal.overhead, "per_word": cal.per_word}
             tok = _tokenizer(host, model_id)
-            frame = await probe(tok) if tok is not None else None
+            single = isinstance(spec.workload, SyntheticWorkload | ReplayWorkload)  # one user message
+            frame = await probe(tok) if tok is not None and single else None
             outcome.exact_lengths = frame is not None
             run_t0 = clock()
             done = 0
@@ -426,9 +428,10 @@ async def run_sweep(
                     tag=f"{tag}-p{idx}",
                     calibration=cal,
                 )
-                specs, clamped = _clamp(specs, n_ctx, cal)
-                outcome.clamped_requests += clamped
-                if tok is not None and frame is not None:  # exact lengths with the server's tokenizer
+                if single:  # shared-prefix and multi-turn prompts are sent as built (estimated lengths)
+                    specs, clamped = _clamp(specs, n_ctx, cal)
+                    outcome.clamped_requests += clamped
+                if single and tok is not None and frame is not None:  # exact lengths, the server's tokenizer
                     specs = await exact_requests(specs, tok, frame, seed=seed * 1000 + idx)
                 emit(Progress("point", done, total, idx, level, f"{spec.mode}={level:g}"))
 

@@ -10,6 +10,17 @@
   open loop at a rate, constant or Poisson. Poisson inter-arrivals are rescaled so the whole schedule
   lasts exactly N / rate (vLLM's trick that removes seed noise from the offered rate).
 
+* **Shared prefix** (`SharedPrefixWorkload`): every request of a point starts with the same long system
+  prompt (byte for byte), then its own unique user text: the first request pays the prefill of the prefix,
+  the rest can reuse the server's prompt cache. A point reports TTFT of the first request against the
+  rest (`engines.bench.metrics.PointSummary.ttft_first_ms` / ``ttft_rest_p50_ms``).
+* **Multi-turn** (`MultiTurnWorkload`): conversations of ``turns`` requests; turn k sends turns 1..k−1
+  (user text and the previous answers, generated text of the output length) and then its own user text.
+  The answers in the history are generated from the seed, not the server's actual answers, so request
+  bodies are fixed by the seed; a prefix cache can reuse each conversation up to its last user message.
+* **Text**: ``words`` (random common words) or ``corpus``: readable English-like sentences from a small
+  grammar the project owns (`corpus_text`), deterministic for a seed; no outside text.
+
 Lengths are in tokens. Prompt text is built from words; `TokenCalibration` maps a target token
 count to a word count (fitted per run from two warm-up requests, see `fit_calibration`). The server's
 ``usage`` is what is recorded, so calibration error changes the workload a little, never the metrics.
@@ -38,6 +49,63 @@ WORDS: tuple[str, ...] = tuple(
 )
 
 
+TextStyle = Literal["words", "corpus"]
+
+# The corpus grammar: plain vocabulary written for this project.
+_DET = ("the", "a", "every", "this", "that", "one", "each", "our", "their", "some")
+_ADJ = (
+    "quiet", "bright", "old", "narrow", "green", "small", "heavy", "early", "late", "warm", "cold", "busy",
+    "careful", "simple", "open", "distant", "gentle", "clear", "steady", "curious",
+)  # fmt: skip
+_NOUN = (
+    "river", "garden", "engineer", "letter", "window", "market", "server", "village", "teacher", "bridge",
+    "machine", "story", "harbor", "student", "road", "library", "kitchen", "farmer", "cloud", "report",
+    "model", "train", "forest", "question", "morning", "tower", "painter", "signal", "island", "table",
+)  # fmt: skip
+_VERB = (
+    "watches", "carries", "finds", "builds", "follows", "opens", "answers", "measures", "remembers",
+    "crosses", "writes", "repairs", "visits", "describes", "keeps", "reaches", "counts", "paints",
+)  # fmt: skip
+_PREP = ("near", "under", "behind", "beside", "across", "over", "after", "before", "inside", "around")
+_ADV = ("slowly", "again", "often", "today", "carefully", "at last", "once more", "without a word")
+_CONJ = ("and", "but", "while", "because", "so")
+
+
+def _phrase(rng: random.Random) -> list[str]:
+    words = [rng.choice(_DET)]
+    if rng.random() < 0.6:
+        words.append(rng.choice(_ADJ))
+    words.append(rng.choice(_NOUN))
+    return words
+
+
+def _clause(rng: random.Random) -> list[str]:
+    words = [*_phrase(rng), rng.choice(_VERB), *_phrase(rng)]
+    if rng.random() < 0.5:
+        words += [rng.choice(_PREP), *_phrase(rng)]
+    if rng.random() < 0.3:
+        words += rng.choice(_ADV).split()
+    return words
+
+
+def corpus_text(rng: random.Random, words: int) -> str:
+    """About ``words`` words (exactly, counting whitespace-separated pieces) of readable English-like
+    sentences: capitalised, with commas and full stops, drawn from the seed of ``rng``."""
+    out: list[str] = []
+    while len(out) < words:
+        sentence = _clause(rng)
+        if rng.random() < 0.4:
+            sentence[-1] += ","
+            sentence += [rng.choice(_CONJ), *_clause(rng)]
+        sentence[0] = sentence[0].capitalize()
+        sentence[-1] += "."
+        out += sentence
+    out = out[:words]
+    if out and not out[-1].endswith("."):
+        out[-1] = out[-1].rstrip(",") + "."
+    return " ".join(out)
+
+
 @dataclass(frozen=True)
 class LengthDist:
     """A clamped, rounded normal distribution of token counts (stdev 0 = fixed length)."""
@@ -64,12 +132,72 @@ class SyntheticWorkload:
     prompt: LengthDist
     output: LengthDist
     kind: Literal["synthetic"] = "synthetic"
+    text: TextStyle = "words"
 
     def lengths(self, n: int, rng: random.Random) -> list[tuple[int, int]]:
         return [(self.prompt.sample(rng), self.output.sample(rng)) for _ in range(n)]
 
     def describe(self) -> dict[str, object]:
-        return {"kind": self.kind, "prompt": self.prompt.__dict__, "output": self.output.__dict__}
+        d: dict[str, object] = {"kind": self.kind, "prompt": self.prompt.__dict__, "output": self.output.__dict__}
+        if self.text != "words":  # absent for the default, so earlier runs keep their workload key
+            d["text"] = self.text
+        return d
+
+
+@dataclass(frozen=True)
+class SharedPrefixWorkload:
+    """Every request of a point: the same system prompt of ``prefix_tokens`` (estimated), then its own user
+    text of ``prompt`` tokens."""
+
+    prompt: LengthDist
+    output: LengthDist
+    prefix_tokens: int = 1024
+    kind: Literal["shared-prefix"] = "shared-prefix"
+    text: TextStyle = "words"
+
+    def __post_init__(self) -> None:
+        if self.prefix_tokens < 1:
+            raise ValueError(f"shared prefix must be at least 1 token, got {self.prefix_tokens}")
+
+    def lengths(self, n: int, rng: random.Random) -> list[tuple[int, int]]:
+        return [(self.prompt.sample(rng), self.output.sample(rng)) for _ in range(n)]
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "kind": self.kind,
+            "prompt": self.prompt.__dict__,
+            "output": self.output.__dict__,
+            "prefix_tokens": self.prefix_tokens,
+            "text": self.text,
+        }
+
+
+@dataclass(frozen=True)
+class MultiTurnWorkload:
+    """Conversations of ``turns`` requests; request i is turn i % turns of conversation i // turns, and
+    carries every earlier turn of its conversation (user text and answer) before its own user text."""
+
+    prompt: LengthDist
+    output: LengthDist
+    turns: int = 4
+    kind: Literal["multi-turn"] = "multi-turn"
+    text: TextStyle = "words"
+
+    def __post_init__(self) -> None:
+        if self.turns < 1:
+            raise ValueError(f"a conversation needs at least 1 turn, got {self.turns}")
+
+    def lengths(self, n: int, rng: random.Random) -> list[tuple[int, int]]:
+        return [(self.prompt.sample(rng), self.output.sample(rng)) for _ in range(n)]
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "kind": self.kind,
+            "prompt": self.prompt.__dict__,
+            "output": self.output.__dict__,
+            "turns": self.turns,
+            "text": self.text,
+        }
 
 
 @dataclass(frozen=True)
@@ -112,7 +240,7 @@ class ReplayWorkload:
         }
 
 
-Workload = SyntheticWorkload | ReplayWorkload
+Workload = SyntheticWorkload | ReplayWorkload | SharedPrefixWorkload | MultiTurnWorkload
 
 
 @dataclass(frozen=True)
@@ -137,13 +265,24 @@ def fit_calibration(w1: int, t1: int, w2: int, t2: int) -> TokenCalibration:
 @dataclass(frozen=True)
 class RequestSpec:
     index: int
-    prompt: str
-    input_tokens: int  # target
+    prompt: str  # the last user message
+    input_tokens: int  # target (of the whole prompt, system and history included)
     output_tokens: int  # target (max_tokens)
+    system: str | None = None  # a system message before everything (shared-prefix workload)
+    history: tuple[tuple[str, str], ...] = ()  # earlier (user, assistant) turns (multi-turn workload)
+
+    def messages(self) -> list[dict[str, str]]:
+        """The chat messages of the request, in order."""
+        out = [{"role": "system", "content": self.system}] if self.system is not None else []
+        for user, answer in self.history:
+            out += [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]
+        out.append({"role": "user", "content": self.prompt})
+        return out
 
 
-def prompt_text(rng: random.Random, words: int, prefix: str) -> str:
-    body = " ".join(rng.choice(WORDS) for _ in range(max(0, words - 1)))
+def prompt_text(rng: random.Random, words: int, prefix: str, text: TextStyle = "words") -> str:
+    n = max(0, words - 1)
+    body = corpus_text(rng, n) if text == "corpus" else " ".join(rng.choice(WORDS) for _ in range(n))
     return f"{prefix} {body}".rstrip()
 
 
@@ -157,11 +296,28 @@ def build_requests(
     """``n`` requests for one point. ``tag`` (run uid + point) makes every prefix unique across runs."""
     cal = calibration or TokenCalibration()
     rng = random.Random(seed)
-    specs = []
+    style: TextStyle = getattr(workload, "text", "words")
+    system = None
+    if isinstance(workload, SharedPrefixWorkload):  # drawn first: one text for the whole point
+        system = prompt_text(rng, cal.words_for(workload.prefix_tokens), f"{tag}-system:", style)
+    specs: list[RequestSpec] = []
     for i, (p, o) in enumerate(workload.lengths(n, rng)):
         # Random bits first: a prefix shared by the requests of a run would be a cache hit.
         prefix = f"{rng.getrandbits(32):08x}-{tag}-{i:05d}:"
-        specs.append(RequestSpec(i, prompt_text(rng, cal.words_for(p), prefix), p, o))
+        text = prompt_text(rng, cal.words_for(p), prefix, style)
+        if isinstance(workload, SharedPrefixWorkload):
+            specs.append(RequestSpec(i, text, workload.prefix_tokens + p, o, system=system))
+        elif isinstance(workload, MultiTurnWorkload):
+            history: tuple[tuple[str, str], ...] = ()
+            earlier = 0
+            if i % workload.turns:  # extends the conversation's previous turn with that turn's answer
+                last = specs[i - 1]
+                answer = prompt_text(rng, 1 + max(1, int(last.output_tokens / cal.per_word)), "", style).strip()
+                history = (*last.history, (last.prompt, answer))
+                earlier = last.input_tokens + last.output_tokens
+            specs.append(RequestSpec(i, text, earlier + p, o, history=history))
+        else:
+            specs.append(RequestSpec(i, text, p, o))
     return specs
 
 
