@@ -407,8 +407,9 @@ def capacity_cmd(model: str, confirm_takeover: bool, unattended: bool, percentil
 
 @bench.command("export")
 @click.argument("run_ids", type=int, nargs=-1, required=True)
-@click.option("--format", "fmt_", type=click.Choice(["json", "csv"]), default="json", show_default=True,
-              help="json: runs, points with their intervals, every request; csv: one row per point.")  # fmt: skip
+@click.option("--format", "fmt_", type=click.Choice(["json", "csv", "html"]), default="json", show_default=True,
+              help="json: runs, points with their intervals, every request; csv: one row per point; html: one "
+                   "self-contained report (curves, intervals, workload, host identity; no network).")  # fmt: skip
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
               help="Write to this file (default: standard output).")  # fmt: skip
 def export_cmd(run_ids: tuple[int, ...], fmt_: str, output: str | None) -> None:
@@ -419,6 +420,10 @@ def export_cmd(run_ids: tuple[int, ...], fmt_: str, output: str | None) -> None:
     try:
         if fmt_ == "json":
             text = json.dumps(export_json(engine, run_ids), default=str, indent=1)
+        elif fmt_ == "html":
+            from reports.bench_html import render_html
+
+            text = render_html(json.loads(json.dumps(export_json(engine, run_ids), default=str)))
         else:
             text = export_csv(engine, run_ids)
     except ValueError as exc:

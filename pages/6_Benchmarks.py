@@ -82,12 +82,15 @@ with st.expander(f"How sure: 95 % bootstrap intervals of {fmt.md(labels[selected
                "(llama.cpp timings) beside prompt tokens ÷ TTFT, which includes queueing at concurrency > 1. "
                + " ".join(sure_notes))  # fmt: skip
 
-dl_json, dl_csv = st.columns(2)
+dl_json, dl_csv, dl_html = st.columns(3)
 dl_json.download_button("Download the selected runs (JSON: points, intervals, requests, host)",
                         bench_data.export(tuple(selected), "json"), file_name="bench-runs.json",
                         mime="application/json", key="bench_download_json")  # fmt: skip
 dl_csv.download_button("Download the selected runs' points (CSV)", bench_data.export(tuple(selected), "csv"),
                        file_name="bench-points.csv", mime="text/csv", key="bench_download_csv")  # fmt: skip
+dl_html.download_button("Download a report of the selected runs (HTML: curves, intervals, workload, host)",
+                        lambda: bench_data.export(tuple(selected), "html"), file_name="bench-report.html",
+                        mime="text/html", key="bench_download_html")  # fmt: skip
 
 st.subheader("Compare across models and hosts")
 st.caption("Quantizations of one model, or one model on several GPUs: any provider/model's runs of the same "

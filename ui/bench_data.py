@@ -13,6 +13,7 @@ import polars as pl
 
 from engines.bench import report
 from reports.bench_figures import METRICS
+from reports.bench_html import render_html
 from ui import data
 from warehouse import bench_store
 from warehouse.queries import bench as q
@@ -62,10 +63,12 @@ def requests(run_id: int) -> pl.DataFrame:
 
 
 def export(run_ids: tuple[int, ...], fmt: str) -> str:
-    """The same files as `boocontrol bench export` (json: runs, points with intervals, requests; csv: points)."""
+    """The same files as `boocontrol bench export` (json: runs, points with intervals, requests; csv: points;
+    html: the self-contained report)."""
     if fmt == "csv":
         return report.export_csv(data.engine(), run_ids)
-    return json.dumps(report.export_json(data.engine(), run_ids), default=str, indent=1)
+    text = json.dumps(report.export_json(data.engine(), run_ids), default=str, indent=1)
+    return render_html(json.loads(text)) if fmt == "html" else text
 
 
 def sure(run_id: int) -> tuple[pl.DataFrame, list[str]]:

@@ -71,11 +71,13 @@ def test_page_shows_runs_drift_curves_and_pareto(page_env: Engine) -> None:
     assert all(" [" in cell and "–" in cell for cell in sure["TTFT p50 ms"])
     assert any("How sure: 95 % bootstrap intervals of" in e.label for e in at.expander)
     downloads = at.get("download_button")
-    assert len(downloads) == 2
+    assert len(downloads) == 3  # json, csv and the html report (built when clicked)
     from ui import bench_data
 
     exported = json.loads(bench_data.export(tuple(sorted(run_ids, reverse=True)), "json"))
     assert [r["run"]["id"] for r in exported["runs"]] == sorted(run_ids, reverse=True)
+    report_html = bench_data.export(tuple(sorted(run_ids, reverse=True)), "html")  # what the HTML button sends
+    assert report_html.startswith("<!doctype html>") and all(f"Run #{r} " in report_html for r in run_ids)
     at.selectbox(key="bench_metric").set_value("output_throughput").run()
     assert not at.exception
     at.selectbox(key="bench_baseline_run").set_value(run_ids[2]).run()
