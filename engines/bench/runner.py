@@ -52,6 +52,7 @@ from engines.bench.workload import (
     ReplayWorkload,
     RequestSpec,
     SyntheticWorkload,
+    TextStyle,
     TokenCalibration,
     Workload,
     arrival_offsets,
@@ -309,8 +310,9 @@ async def _warmup(
                 out_tokens = min(out_tokens, (n_ctx - 8) // 2)
                 p = min(p, max(1, int((n_ctx - 8 - out_tokens) / 1.1)))
             words = TokenCalibration().words_for(p) if not observed else _cal(observed).words_for(p)
+        style: TextStyle = getattr(spec.workload, "text", "words")  # calibrate on the text the points will send
         req = RequestSpec(
-            i, prompt_text(rng, words, f"{rng.getrandbits(32):08x}-{target.tag}-warmup-{i}:"), 0, out_tokens
+            i, prompt_text(rng, words, f"{rng.getrandbits(32):08x}-{target.tag}-warmup-{i}:", style), 0, out_tokens
         )
         rec = await stream_one(client, target, req, RequestRecord(index=i, send=clock()), clock)
         outcome.warmup.append(
