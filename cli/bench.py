@@ -463,6 +463,12 @@ def show_cmd(run_id: int) -> None:
         click.echo(f"  SIMULATED: {SIMULATED_NOTE}")
     if detail["stop_reason"]:
         click.echo(f"  stop: {detail['stop_reason']}")
+    click.echo(f"  workload: {_describe_workload((detail.get('params') or {}).get('workload'))}")
+    if ((detail.get("params") or {}).get("workload") or {}).get("kind") == "shared-prefix":
+        for r in summaries:
+            s = r["summary"]
+            click.echo(f"  prompt cache at {r['level']:g}: TTFT first {_fmt(s.get('ttft_first_ms'))} ms, "
+                       f"rest p50 {_fmt(s.get('ttft_rest_p50_ms'))} ms")  # fmt: skip
     rows = [
         [
             f"{r['level']:g}",
@@ -496,6 +502,26 @@ def show_cmd(run_id: int) -> None:
         )
     )
     _echo_sure([(float(r["level"]), r["summary"]) for r in summaries])
+
+
+def _describe_workload(wl: Any) -> str:
+    """One line for a stored workload definition: kind, lengths and the kind's own parameters."""
+    if not isinstance(wl, dict):
+        return "-"
+
+    def length(d: Any) -> str:
+        if not isinstance(d, dict):
+            return "-"
+        return f"{d.get('mean'):g}" + (f"±{d.get('stdev'):g}" if d.get("stdev") else "")
+
+    parts = [str(wl.get("kind"))]
+    if "prompt" in wl:
+        parts.append(f"prompt {length(wl['prompt'])} output {length(wl.get('output'))} tokens")
+    for key, name in (("prefix_tokens", "shared prefix"), ("turns", "turns"), ("pairs", "stored pairs"),
+                      ("text", "text")):  # fmt: skip
+        if wl.get(key) is not None:
+            parts.append(f"{name} {wl[key]}")
+    return ", ".join(parts)
 
 
 def _echo_sure(points: list[tuple[float, Any]]) -> None:

@@ -6,12 +6,15 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import Engine, select
 
+from core.settings import get_settings
 from engines.bench.host import OpenAIHost
 from engines.bench.load import ChatTarget
 from engines.bench.metrics import RequestRecord, first_vs_rest_ttft
@@ -119,7 +122,9 @@ def test_first_vs_rest_ttft() -> None:
     assert first_vs_rest_ttft([rec(0, 0.0, 0.1)]) == (100.0, None)
 
 
-def test_a_shared_prefix_run_on_the_instant_server_stores_its_workload(db: Engine) -> None:
+def test_a_shared_prefix_run_on_the_instant_server_stores_its_workload(
+    db: Engine, db_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     wl = SharedPrefixWorkload(LengthDist(8), LengthDist(4), prefix_tokens=64, text="corpus")
     spec = BenchSpec(levels=(1, 2), requests_per_point=4, warmup_requests=1, workload=wl, seed=9,
                      saturation=SaturationPolicy.disabled())  # fmt: skip
@@ -156,6 +161,24 @@ def test_a_shared_prefix_run_on_the_instant_server_stores_its_workload(db: Engin
     for p in points:
         s = p["summary"]
         assert s["completed"] == 4 and s["ttft_first_ms"] is not None and s["ttft_rest_p50_ms"] is not None
+    # bench show names the workload and the first-vs-rest TTFT of every point
+    from cli.bench import bench
+
+    monkeypatch.setenv("BOOCONTROL_DATABASE_URL", db_url)
+    monkeypatch.setenv("BOOCONTROL_FLEET_FILE", str(tmp_path / "no-fleet.yaml"))
+    get_settings.cache_clear()
+    try:
+        res = CliRunner().invoke(bench, ["show", str(run_id)])
+    finally:
+        get_settings.cache_clear()
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    assert "  workload: shared-prefix, prompt 8 output 4 tokens, shared prefix 64, text corpus" in lines
+    by_level = {float(p["level"]): p["summary"] for p in points}
+    for level in (1.0, 2.0):
+        s = by_level[level]
+        assert (f"  prompt cache at {level:g}: TTFT first {s['ttft_first_ms']:.1f} ms, "
+                f"rest p50 {s['ttft_rest_p50_ms']:.1f} ms") in lines  # fmt: skip
 
 
 @pytest.mark.parametrize("kind", ["shared-prefix", "multi-turn"])
