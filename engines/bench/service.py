@@ -25,6 +25,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -94,7 +95,7 @@ def build_spec(engine: Engine, provider_id: str, model_id: str, options: BenchOp
             max_prompt=options.prompt_max,
             max_output=options.output_max,
         )
-        return options.spec(wl)
+        return options.spec(replace(wl, text=options.text))
     return options.spec()
 
 

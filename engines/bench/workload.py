@@ -209,6 +209,7 @@ class ReplayWorkload:
     max_prompt: int | None = None
     max_output: int | None = None
     kind: Literal["replay"] = "replay"
+    text: TextStyle = "words"
 
     def __post_init__(self) -> None:
         if not self.pairs:
@@ -237,7 +238,7 @@ class ReplayWorkload:
             "output_median": os_[len(os_) // 2],
             "max_prompt": self.max_prompt,
             "max_output": self.max_output,
-        }
+        } | ({"text": self.text} if self.text != "words" else {})
 
 
 Workload = SyntheticWorkload | ReplayWorkload | SharedPrefixWorkload | MultiTurnWorkload

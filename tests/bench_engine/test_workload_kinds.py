@@ -25,6 +25,7 @@ from engines.bench.service import StoreSink
 from engines.bench.workload import (
     LengthDist,
     MultiTurnWorkload,
+    ReplayWorkload,
     RequestSpec,
     SharedPrefixWorkload,
     TokenCalibration,
@@ -186,3 +187,13 @@ def test_spec_params_store_the_definition(kind: str) -> None:
     spec = BenchOptions(workload=kind, turns=5, shared_prefix_tokens=300).spec()  # type: ignore[arg-type]
     wl = spec.params()["workload"]
     assert wl["kind"] == kind and (wl.get("turns") == 5 or wl.get("prefix_tokens") == 300)
+
+
+def test_replay_takes_the_text_style_and_keeps_its_old_description() -> None:
+    wl = ReplayWorkload(((30, 5), (50, 7)))
+    assert "text" not in wl.describe()  # earlier production runs keep their workload key
+    corpus = ReplayWorkload(((30, 5), (50, 7)), text="corpus")
+    assert corpus.describe()["text"] == "corpus"
+    a, b = (build_requests(w, 3, seed=2, tag="t", calibration=CAL) for w in (wl, corpus))
+    assert [s.input_tokens for s in a] == [s.input_tokens for s in b]  # same lengths drawn
+    assert all(s.prompt.endswith(".") for s in b) and not any(s.prompt.endswith(".") for s in a)
