@@ -16,6 +16,7 @@ from pathlib import Path  # noqa: E402
 
 from tests.support.llamaserver import find_llama_server, llama_server_cmd, require_llama_server  # noqa: E402
 from tests.support.llamaswap import (  # noqa: E402
+    HOW_TO_PROVIDE,
     find_llama_swap,
     free_port,
     free_port_block,
@@ -63,7 +64,7 @@ def swap_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SwapLab]:
     swap = find_llama_swap()
     responder = simple_responder_path()
     if swap is None or responder is None:
-        pytest.skip("llama-swap / simple-responder not installed (see tests/support/llamaswap.py)")
+        pytest.skip(f"REAL LLAMA-SWAP NOT FOUND: {HOW_TO_PROVIDE}")
     model = write_tiny_gguf(tmp_path_factory.mktemp("bench-tiny") / "tiny.gguf", seed=0)
     with run_llama_swap(swap_config(model, server_bin, responder)) as ls:
         yield SwapLab(ls.base_url, model)

@@ -22,7 +22,7 @@ import pytest
 
 from demo import GroupSpec, ModelSpec, SimulatedInstance, serve_instances
 from demo.contract import ScenarioConfig, compare, load_recording, order_tokens, run_scenario
-from tests.support.llamaswap import find_llama_swap
+from tests.support.llamaswap import HOW_TO_PROVIDE, find_llama_swap
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "llama_swap"
 NEWEST = "v250-5-g0bdb372"
@@ -192,7 +192,7 @@ def test_the_real_llama_swap_still_answers_as_recorded(tmp_path: Path, newest: d
     is reproducible (the comparison's tolerances cover llama-swap's own races, nothing more)."""
     binary = find_llama_swap("newest")
     if binary is None:
-        pytest.skip("no real llama-swap binary (set BOOCONTROL_LLAMA_SWAP_BIN or install it)")
+        pytest.skip(f"REAL LLAMA-SWAP NOT FOUND: {HOW_TO_PROVIDE}")
     script = Path(__file__).resolve().parents[2] / "scripts" / "record_llama_swap.py"
     done = subprocess.run([sys.executable, str(script), "--label", "rerun", "--out", str(tmp_path)],
                           env=os.environ | {"BOOCONTROL_LLAMA_SWAP_BIN": str(binary)},

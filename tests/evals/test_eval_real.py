@@ -20,7 +20,7 @@ from engines.evals.sandbox import BubblewrapSandbox
 from engines.evals.suites import load_humaneval, load_ifeval
 from tests.conftest import truncate_all
 from tests.support.llamaserver import require_llama_server, run_llama_server
-from tests.support.llamaswap import find_llama_swap, run_llama_swap, simple_responder_path
+from tests.support.llamaswap import HOW_TO_PROVIDE, find_llama_swap, run_llama_swap, simple_responder_path
 from tests.support.tinymodel import write_tiny_gguf
 from warehouse import eval_store
 from warehouse.schema_evals import eval_answers, eval_sandbox_outcomes
@@ -71,7 +71,7 @@ def test_through_llama_swap_the_host_is_left_as_found(db: Engine, tmp_path: Path
     binary = require_llama_server()
     swap, responder = find_llama_swap(), simple_responder_path()
     if swap is None or responder is None:
-        pytest.skip("llama-swap / simple-responder not installed (see tests/support/llamaswap.py)")
+        pytest.skip(f"REAL LLAMA-SWAP NOT FOUND: {HOW_TO_PROVIDE}")
     model = write_tiny_gguf(tmp_path / "tiny.gguf", seed=0)
     with run_llama_swap(swap_config(model, binary, responder)) as ls:
         p = Provider("lab", "lab", ls.base_url)

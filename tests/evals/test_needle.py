@@ -31,6 +31,7 @@ from engines.evals.needle import (
     server_context_window,
     server_counter,
 )
+from tests.support.llamaswap import HOW_TO_PROVIDE
 from tests.support.scripted_openai import run_scripted_server
 
 
@@ -201,7 +202,7 @@ def test_real_llama_swap_needle_run_uses_the_upstream_window(engine: Engine, tmp
     binary = require_llama_server()
     swap, responder = find_llama_swap(), simple_responder_path()
     if swap is None or responder is None:
-        pytest.skip("llama-swap / simple-responder not installed (see tests/support/llamaswap.py)")
+        pytest.skip(f"REAL LLAMA-SWAP NOT FOUND: {HOW_TO_PROVIDE}")
     model = write_tiny_gguf(tmp_path / "tiny.gguf", seed=0)
     with run_llama_swap(swap_config(model, binary, responder)) as ls:
         p = Provider("lab", "lab", ls.base_url)

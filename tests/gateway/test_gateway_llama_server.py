@@ -15,7 +15,7 @@ import pytest
 from core.providers import Provider, Registry
 from tests.gateway.conftest import run_gateway, wait_rows
 from tests.support.llamaserver import llama_server_cmd, require_llama_server, run_llama_server
-from tests.support.llamaswap import find_llama_swap, free_port_block, run_llama_swap
+from tests.support.llamaswap import HOW_TO_PROVIDE, find_llama_swap, free_port_block, run_llama_swap
 from tests.support.tinymodel import write_tiny_gguf
 
 pytestmark = pytest.mark.llama_server
@@ -31,7 +31,7 @@ def fleet(how: str, tmp: Path) -> Iterator[Provider]:
             yield Provider(id="llama", label="llama", base_url=base, kind="vllm")
         return
     if how == "real" and find_llama_swap() is None:
-        pytest.skip("no real llama-swap binary here (see tests/support/llamaswap.py)")
+        pytest.skip(f"REAL LLAMA-SWAP NOT FOUND: {HOW_TO_PROVIDE}")
     cfg = (f"healthCheckTimeout: 60\nstartPort: {free_port_block()}\nmodels:\n  tiny:\n"
            f"    cmd: {llama_server_cmd(binary, model, parallel=2, ctx=2048)}\n"
            "    proxy: http://127.0.0.1:${PORT}\n")

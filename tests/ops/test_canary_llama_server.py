@@ -13,7 +13,7 @@ from engines.canary import probe_fleet
 from tests.bench_engine.conftest import RESPONDER, TINY, swap_config
 from tests.ops.test_canary import StateLog
 from tests.support.llamaserver import find_llama_server, require_llama_server
-from tests.support.llamaswap import find_llama_swap, run_llama_swap, simple_responder_path
+from tests.support.llamaswap import HOW_TO_PROVIDE, find_llama_swap, run_llama_swap, simple_responder_path
 from tests.support.tinymodel import write_tiny_gguf
 
 pytestmark = [pytest.mark.llama_server, pytest.mark.real_llamaswap]
@@ -23,7 +23,7 @@ def test_probe_of_a_loaded_llama_server(tmp_path) -> None:
     server_bin = find_llama_server() or require_llama_server()
     swap, responder = find_llama_swap(), simple_responder_path()
     if swap is None or responder is None:
-        pytest.skip("llama-swap / simple-responder not installed (see tests/support/llamaswap.py)")
+        pytest.skip(f"REAL LLAMA-SWAP NOT FOUND: {HOW_TO_PROVIDE}")
     model = write_tiny_gguf(tmp_path / "tiny.gguf", seed=0)
     with run_llama_swap(swap_config(model, server_bin, responder)) as ls:
         assert httpx.get(f"{ls.base_url}/upstream/{TINY}/health", timeout=120).status_code == 200  # tiny loaded

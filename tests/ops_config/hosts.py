@@ -12,6 +12,7 @@ import pytest
 from core.providers import Provider, SshAccess
 from tests.ops_config.sshd import Sshd
 from tests.support.llamaswap import (
+    HOW_TO_PROVIDE,
     LlamaSwapProcess,
     SimulatorProcess,
     find_llama_swap,
@@ -46,7 +47,7 @@ def watched_host(kind: str, workdir: Path, text: str, port: int | None = None,
     if kind == "real":
         binary = find_llama_swap("newest")
         if binary is None:
-            pytest.skip("no real llama-swap binary here")
+            pytest.skip(f"REAL LLAMA-SWAP NOT FOUND: {HOW_TO_PROVIDE}")
         proc = LlamaSwapProcess(binary, cfg, port, workdir / "llama-swap.log", watch=watch)
     else:
         proc = (WatchingSimulator if watch else SimulatorProcess)(cfg, port, workdir / "simulator.log")
