@@ -127,6 +127,16 @@ class LengthDist:
         return min(n, self.max) if self.max is not None else n
 
 
+def _sample_lengths(prompt: LengthDist, output: LengthDist, n: int, rng: random.Random) -> list[tuple[int, int]]:
+    """``n`` (prompt, output) token counts, each pair drawn prompt first (the order fixes the seeded stream)."""
+    return [(prompt.sample(rng), output.sample(rng)) for _ in range(n)]
+
+
+def _describe_lengths(kind: str, prompt: LengthDist, output: LengthDist, **extra: object) -> dict[str, object]:
+    """The description of a workload of sampled lengths: kind, both distributions, then ``extra`` in order."""
+    return {"kind": kind, "prompt": prompt.__dict__, "output": output.__dict__, **extra}
+
+
 @dataclass(frozen=True)
 class SyntheticWorkload:
     prompt: LengthDist
@@ -135,10 +145,10 @@ class SyntheticWorkload:
     text: TextStyle = "words"
 
     def lengths(self, n: int, rng: random.Random) -> list[tuple[int, int]]:
-        return [(self.prompt.sample(rng), self.output.sample(rng)) for _ in range(n)]
+        return _sample_lengths(self.prompt, self.output, n, rng)
 
     def describe(self) -> dict[str, object]:
-        d: dict[str, object] = {"kind": self.kind, "prompt": self.prompt.__dict__, "output": self.output.__dict__}
+        d = _describe_lengths(self.kind, self.prompt, self.output)
         if self.text != "words":  # absent for the default, so earlier runs keep their workload key
             d["text"] = self.text
         return d
@@ -160,16 +170,10 @@ class SharedPrefixWorkload:
             raise ValueError(f"shared prefix must be at least 1 token, got {self.prefix_tokens}")
 
     def lengths(self, n: int, rng: random.Random) -> list[tuple[int, int]]:
-        return [(self.prompt.sample(rng), self.output.sample(rng)) for _ in range(n)]
+        return _sample_lengths(self.prompt, self.output, n, rng)
 
     def describe(self) -> dict[str, object]:
-        return {
-            "kind": self.kind,
-            "prompt": self.prompt.__dict__,
-            "output": self.output.__dict__,
-            "prefix_tokens": self.prefix_tokens,
-            "text": self.text,
-        }
+        return _describe_lengths(self.kind, self.prompt, self.output, prefix_tokens=self.prefix_tokens, text=self.text)
 
 
 @dataclass(frozen=True)
@@ -188,16 +192,10 @@ class MultiTurnWorkload:
             raise ValueError(f"a conversation needs at least 1 turn, got {self.turns}")
 
     def lengths(self, n: int, rng: random.Random) -> list[tuple[int, int]]:
-        return [(self.prompt.sample(rng), self.output.sample(rng)) for _ in range(n)]
+        return _sample_lengths(self.prompt, self.output, n, rng)
 
     def describe(self) -> dict[str, object]:
-        return {
-            "kind": self.kind,
-            "prompt": self.prompt.__dict__,
-            "output": self.output.__dict__,
-            "turns": self.turns,
-            "text": self.text,
-        }
+        return _describe_lengths(self.kind, self.prompt, self.output, turns=self.turns, text=self.text)
 
 
 @dataclass(frozen=True)
