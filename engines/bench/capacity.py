@@ -144,6 +144,31 @@ def _levels(low: float, high: float, integer: bool, rel_tol: float, max_points: 
             hi = mid
 
 
+class _Bisection:
+    """The points measured so far and the next level to measure (``None`` once the bisection is done): one
+    driver for `search` and `search_sync`, which differ only in whether ``measure`` is awaited."""
+
+    def __init__(
+        self, low: float, high: float, targets: SloTargets, integer: bool, rel_tol: float, max_points: int
+    ) -> None:
+        self._targets = targets
+        self._seen: list[CapacityPoint] = []
+        self._gen = _levels(low, high, integer, rel_tol, max_points)
+        self.level: float | None = next(self._gen, None)
+
+    def record(self, summary: PointSummary) -> None:
+        """Store the point just measured at ``level`` and move to the next level."""
+        assert self.level is not None
+        self._seen.append(capacity_point(self.level, summary, self._targets))
+        try:
+            self.level = self._gen.send(self._seen[-1].meets)
+        except StopIteration:
+            self.level = None
+
+    def result(self) -> Capacity:
+        return capacity(self._seen, self._targets)
+
+
 async def search(
     measure: Callable[[float], Awaitable[PointSummary]],
     low: float,
@@ -155,16 +180,10 @@ async def search(
     max_points: int = 8,
 ) -> Capacity:
     """Bisect for the highest level meeting ``targets``; ``measure(level)`` runs one point at that level."""
-    seen: list[CapacityPoint] = []
-    gen = _levels(low, high, integer, rel_tol, max_points)
-    try:
-        level = next(gen)
-        while True:
-            seen.append(capacity_point(level, await measure(level), targets))
-            level = gen.send(seen[-1].meets)
-    except StopIteration:
-        pass
-    return capacity(seen, targets)
+    bisection = _Bisection(low, high, targets, integer, rel_tol, max_points)
+    while bisection.level is not None:
+        bisection.record(await measure(bisection.level))
+    return bisection.result()
 
 
 def search_sync(
@@ -178,13 +197,7 @@ def search_sync(
     max_points: int = 8,
 ) -> Capacity:
     """`search` for a blocking ``measure`` (the CLI runs each point as a stored run with `run_bench`)."""
-    seen: list[CapacityPoint] = []
-    gen = _levels(low, high, integer, rel_tol, max_points)
-    try:
-        level = next(gen)
-        while True:
-            seen.append(capacity_point(level, measure(level), targets))
-            level = gen.send(seen[-1].meets)
-    except StopIteration:
-        pass
-    return capacity(seen, targets)
+    bisection = _Bisection(low, high, targets, integer, rel_tol, max_points)
+    while bisection.level is not None:
+        bisection.record(measure(bisection.level))
+    return bisection.result()
