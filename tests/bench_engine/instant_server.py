@@ -22,54 +22,32 @@ import asyncio
 import json
 import os
 
+from tests.support.raw_http import SSE_HEAD, RequestProtocol, chunk, json_response
+
 CONTENT = b'data: {"choices":[{"index":0,"delta":{"content":" tok"},"finish_reason":null}]}\n\n'
 ROLE = b'data: {"choices":[{"index":0,"delta":{"role":"assistant","content":null}}]}\n\n'
 FINISH = b'data: {"choices":[{"index":0,"delta":{},"finish_reason":"length"}]}\n\n'
 DONE = b"data: [DONE]\n\n"
-HEAD = (
-    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
-    b"Transfer-Encoding: chunked\r\n\r\n"
-)
-
-
-def chunk(payload: bytes) -> bytes:
-    return b"%x\r\n%s\r\n" % (len(payload), payload)
-
-
 C_CONTENT = chunk(CONTENT)
-
-
-def json_response(obj: object, status: str = "200 OK") -> bytes:
-    body = json.dumps(obj).encode()
-    return b"HTTP/1.1 %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (
-        status.encode(),
-        len(body),
-        body,
-    )
 
 
 STATS = {"connections": 0, "requests": 0}
 ACTIVE = {"streams": 0}
 
 
-class Upstream(asyncio.Protocol):
+class Upstream(RequestProtocol):
     def __init__(self, itl_s: float, load_s: float = 0.0) -> None:
+        super().__init__()
         self.itl_s = itl_s
         self.load_s = load_s
         self.streaming = False
-        self.buf = b""
-        self.transport: asyncio.Transport | None = None
-        self.loop = asyncio.get_running_loop()
-        self.timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        super().connection_made(transport)
         STATS["connections"] += 1
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
+        super().connection_lost(exc)
         self._stream_done()
 
     def _stream_done(self) -> None:
@@ -79,25 +57,6 @@ class Upstream(asyncio.Protocol):
 
     def gap(self) -> float:
         return self.itl_s + self.load_s * max(0, ACTIVE["streams"] - 1)
-
-    def data_received(self, data: bytes) -> None:
-        self.buf += data
-        while True:
-            end = self.buf.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            head = self.buf[:end].decode("latin-1")
-            length = 0
-            for line in head.split("\r\n")[1:]:
-                k, _, v = line.partition(":")
-                if k.strip().lower() == "content-length":
-                    length = int(v.strip())
-            if len(self.buf) < end + 4 + length:
-                return
-            body = self.buf[end + 4 : end + 4 + length]
-            self.buf = self.buf[end + 4 + length :]
-            method, path, _ = head.split("\r\n", 1)[0].split(" ", 2)
-            self.handle(method, path, body)
 
     def handle(self, method: str, path: str, body: bytes) -> None:
         assert self.transport is not None
@@ -110,7 +69,7 @@ class Upstream(asyncio.Protocol):
             self.transport.write(json_response({"object": "list", "data": [{"id": "instant"}]}))
         elif method == "POST" and path.startswith("/v1/chat/completions"):
             n = int(json.loads(body).get("max_tokens", 16))
-            self.transport.write(HEAD + chunk(ROLE) + C_CONTENT)
+            self.transport.write(SSE_HEAD + chunk(ROLE) + C_CONTENT)
             self.streaming = True
             ACTIVE["streams"] += 1
             if self.itl_s <= 0 and self.load_s <= 0:

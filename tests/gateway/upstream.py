@@ -28,24 +28,17 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
-HEAD_SSE = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
-            b"Transfer-Encoding: chunked\r\n\r\n")
-
-
-def _chunk(payload: bytes) -> bytes:
-    return b"%x\r\n%s\r\n" % (len(payload), payload)
+from tests.support.raw_http import SSE_HEAD, RequestProtocol, chunk, json_response
 
 
 def _sse(obj: object) -> bytes:
-    return _chunk(b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n")
+    return chunk(b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n")
 
 
 def _json(obj: object, status: str = "200 OK", extra: bytes = b"") -> bytes:
-    body = json.dumps(obj, separators=(",", ":")).encode()
-    return (b"HTTP/1.1 %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s\r\n%s"
-            % (status.encode(), len(body), extra, body))
+    return json_response(obj, status, extra, separators=(",", ":"))
 
 
 @dataclass
@@ -58,42 +51,17 @@ class UpstreamState:
     asked: list[str] = field(default_factory=list)  # the model of every completion/embedding request
 
 
-class _Protocol(asyncio.Protocol):
+class _Protocol(RequestProtocol):
     def __init__(self, state: UpstreamState) -> None:
+        super().__init__()
         self.state = state
-        self.buf = b""
-        self.transport: asyncio.Transport | None = None
-        self.loop = asyncio.get_running_loop()
-        self.timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not asyncio.Transport instances
+        super().connection_made(transport)
+        assert self.transport is not None
         sock = self.transport.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-
-    def data_received(self, data: bytes) -> None:
-        self.buf += data
-        while True:
-            end = self.buf.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            head = self.buf[:end].decode("latin-1")
-            length = 0
-            for line in head.split("\r\n")[1:]:
-                k, _, v = line.partition(":")
-                if k.strip().lower() == "content-length":
-                    length = int(v.strip())
-            if len(self.buf) < end + 4 + length:
-                return
-            body = self.buf[end + 4: end + 4 + length]
-            self.buf = self.buf[end + 4 + length:]
-            method, path, _ = head.split("\r\n", 1)[0].split(" ", 2)
-            self.handle(method, path, body)
 
     def handle(self, method: str, path: str, body: bytes) -> None:
         t, st = self.transport, self.state
@@ -150,10 +118,10 @@ class _Protocol(asyncio.Protocol):
             usage = {"prompt_tokens": 8, "completion_tokens": n, "total_tokens": 8 + n}
             return (piece(None, "length") + _sse({"id": "x", "object": obj, "created": 0, "model": model,
                                                    "choices": [], "usage": usage})
-                    + _chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n")
+                    + chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n")
 
         content = piece(" tok")
-        t.write(HEAD_SSE + (piece(None, role=True) if chat else b"") + content)
+        t.write(SSE_HEAD + (piece(None, role=True) if chat else b"") + content)
         if st.mode == "die_mid_stream":
             t.write(content * (st.die_after - 1))
             self.loop.call_soon(t.abort)
