@@ -34,6 +34,7 @@ from typing import Any
 import yaml
 
 from core.kinds import DEFAULT_KIND, KINDS, ProviderKind, kind_spec
+from core.yaml_errors import yaml_error_line, yaml_problem
 
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 
@@ -159,10 +160,7 @@ def parse_registry(text: str, source: str = "<string>") -> Registry:
     try:
         root = yaml.compose(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else 1
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise RegistryError(f"{source}:{line}: invalid YAML: {problem}") from None
+        raise RegistryError(f"{source}:{yaml_error_line(exc)}: invalid YAML: {yaml_problem(exc)}") from None
     if root is None:
         return Registry(providers=(), default_provider=None, source=source)
     if not isinstance(root, yaml.MappingNode):

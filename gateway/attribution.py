@@ -24,6 +24,8 @@ from pathlib import Path
 
 import yaml
 
+from core.yaml_errors import yaml_error_line
+
 _OWNER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 _HEX_RE = re.compile(r"^[0-9a-f]{64}$")
 _UA_TOKEN_RE = re.compile(r"[A-Za-z][A-Za-z0-9._+-]*(?:/[A-Za-z0-9._+-]+)?")
@@ -76,8 +78,7 @@ def parse_keys_file(text: str, source: str) -> dict[str, KeyOwner]:
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise KeysError(f"{source}:{mark.line + 1 if mark else 1}: invalid YAML") from None
+        raise KeysError(f"{source}:{yaml_error_line(exc)}: invalid YAML") from None
     if doc is None:
         return {}
     if not isinstance(doc, dict) or not isinstance(doc.get("keys", []), list):

@@ -35,6 +35,8 @@ from typing import Any
 
 import yaml
 
+from core.yaml_errors import yaml_error_line, yaml_problem
+
 ENDPOINTS: tuple[str, ...] = ("chat", "completions", "embeddings")
 PERCENTILES: tuple[str, ...] = ("p50", "p90", "p95", "p99")
 LATENCY_METRICS: tuple[str, ...] = ("ttft", "tpot", "e2e")
@@ -206,10 +208,7 @@ def parse_policies(text: str, source: str = "<string>") -> PolicyBook:
     try:
         root = yaml.compose(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else 1
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise PolicyError(f"{source}:{line}: (file): invalid YAML: {problem}") from None
+        raise PolicyError(f"{source}:{yaml_error_line(exc)}: (file): invalid YAML: {yaml_problem(exc)}") from None
     d = _Doc(source)
     if root is None:
         return PolicyBook(BUILTINS, source)
