@@ -52,7 +52,12 @@ async def ask(
     }
     t0 = time.perf_counter()
     try:
-        resp = await client.post(url, json=body, headers=dict(headers), timeout=timeout_s)
+        try:
+            resp = await client.post(url, json=body, headers=dict(headers), timeout=timeout_s)
+        except (httpx.RemoteProtocolError, httpx.ReadError):
+            # a kept-alive connection the server closed or reset meanwhile (uvicorn does after an error response on
+            # it): the same request (fixed seed, so the same answer) is sent once more, on a fresh connection
+            resp = await client.post(url, json=body, headers=dict(headers), timeout=timeout_s)
     except httpx.HTTPError as exc:
         return Answer(None, None, None, None, (time.perf_counter() - t0) * 1000, None,
                       f"{type(exc).__name__}: {exc}")  # fmt: skip
