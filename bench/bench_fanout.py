@@ -34,7 +34,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_shared_fleet import free_block, start_cluster  # noqa: E402
+from bench.bench_shared_fleet import free_block, start_cluster, stop_all  # noqa: E402
 
 # upper bound (as measured) and lower bound (finish time rounded up to the next whole second) of the lag
 LAG_SQL = """
@@ -147,14 +147,7 @@ def main() -> None:
         for db in dbs:
             db.close()
     finally:
-        for proc in (*conns, demo):
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        cluster.stop()
-        print(f"(logs in {base})")
+        stop_all((*conns, demo), cluster, base)
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_shared_fleet import free_block  # noqa: E402
+from bench.bench_shared_fleet import free_block, stop_all  # noqa: E402
 from core.providers import load_registry  # noqa: E402
 from engines.alerts import Policy, evaluate_once  # noqa: E402
 from engines.canary import run_cycle  # noqa: E402
@@ -214,16 +214,7 @@ def main() -> None:
         print(f"  / one connector polling cycle: {ratio(a_add, poll_cycle)}")
         engine.dispose()
     finally:
-        for proc in (conn_p, demo):
-            if proc is None:
-                continue
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        cluster.stop()
-        print(f"(logs in {base})")
+        stop_all((conn_p, demo), cluster, base)
 
 
 if __name__ == "__main__":

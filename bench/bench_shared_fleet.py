@@ -37,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -87,6 +88,21 @@ def split(db: psycopg.Connection[Any]) -> dict[str, int]:
     rows = db.execute("SELECT holder, count(*) FROM leases WHERE scope='follow' AND expires_at > now() "
                       "GROUP BY holder ORDER BY holder").fetchall()
     return {h: n for h, n in rows}
+
+
+def stop_all(procs: Iterable[subprocess.Popen[Any] | None], cluster: Any, base: Path) -> None:
+    """End a bench: every process asked to stop at once, then waited for (killed after 30 s), then the cluster."""
+    running = [p for p in procs if p is not None]
+    for proc in running:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in running:
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    cluster.stop()
+    print(f"(logs in {base})")
 
 
 def free_block(n: int) -> int:
@@ -327,16 +343,7 @@ def main() -> None:
         if counts:
             print(f"totals: activity {counts[0]}, raw events {counts[1]}, log chunks {counts[2]}, perf {counts[3]}")
     finally:
-        for proc in [*connectors, *procs]:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in [*connectors, *procs]:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        cluster.stop()
-        print(f"(logs in {base})")
+        stop_all([*connectors, *procs], cluster, base)
 
 
 if __name__ == "__main__":
