@@ -19,6 +19,10 @@ heartbeat has succeeded for half the lease time, well before the leases can expi
 connector, so two followers never overlap. (Residual: a process frozen for longer than a whole lease that then
 wakes up may land the records its followers had in hand before its watchdog runs.)
 
+A dead connector's providers move when its member row and leases expire (``ttl`` after its last heartbeat): the
+survivors do not wait for their next regular tick (every ``ttl / 5``) but tick right when a member's row is due
+to expire (`next_tick_in`), so the move takes the lease time plus the acquisitions, not up to one period more.
+
 A connector on the same machine whose process is gone (``kill -9``, a crash, then a restart) cannot write any
 more, so with ``take_over_local_dead`` its membership and leases are taken at once instead of after expiry.
 """
@@ -43,6 +47,16 @@ from warehouse.records import ProviderState
 log = logging.getLogger(__name__)
 
 PURPOSE = "follow"
+EXPIRY_MARGIN_S = 0.25  # tick this long after a member's row is due to expire (its leases expire a few ms later)
+
+
+def next_tick_in(period_s: float, others_expire_in: Sequence[float]) -> float:
+    """Seconds until the next ownership tick: the regular ``period_s``, or sooner when another member's row expires
+    before that (its heartbeats stopped: a live member's row always has more than ``ttl - period`` left), just after
+    it expires, so its providers are taken at once rather than at the next regular tick."""
+    due = [max(e, 0.0) + EXPIRY_MARGIN_S for e in others_expire_in]
+    soonest = min(due, default=period_s)
+    return soonest if soonest < period_s else period_s
 
 
 def dead_local_holder(holder: str, host: str | None = None) -> bool:
@@ -74,6 +88,7 @@ class Plan:
     release: list[str] = field(default_factory=list)
     share: int = 0
     members: int = 1
+    wake_in: float | None = None  # seconds until the next tick should run (`next_tick_in`); None: the regular period
 
 
 class Ownership:
@@ -128,7 +143,10 @@ class Ownership:
                 held.intersection_update(self._beat(conn, ok))
                 last_beat = time.monotonic()
 
-        live = [m.holder for m in members.live_members(conn)]
+        t0 = time.monotonic()
+        rows = members.live_members(conn)
+        live = [m.holder for m in rows]
+        wake_in = next_tick_in(self.ttl_s / 5, [m.expires_in_s for m in rows if m.holder != self.holder])
         if self.take_over_local_dead:
             for dead in [h for h in live if dead_local_holder(h)]:
                 log.warning("connector %s on this machine is gone: taking its follow leases now", dead)
@@ -138,7 +156,8 @@ class Ownership:
                         lease.break_lease(conn, x.provider_id, lease.SCOPE_FOLLOW, by=f"{self.holder} (holder gone)")
                 live.remove(dead)
         mine = members.share(len(self.providers), live, self.holder)
-        plan = Plan(held, share=mine, members=max(len(live), 1))
+        plan = Plan(held, share=mine, members=max(len(live), 1), wake_in=wake_in)
+        before = len(held)
         if len(held) > mine:
             plan.release = sorted(held)[mine:]
         elif len(held) < mine and not self.closing:
@@ -170,6 +189,9 @@ class Ownership:
                 break
             keep_alive()
             plan.start[pid] = load_state(conn, pid)
+        if len(held) > before or plan.start:
+            log.info("follow leases: took %d, loaded %d state(s) in %.1f s", len(held) - before, len(plan.start),
+                     time.monotonic() - t0)
         return plan
 
     def release(self, provider_ids: Sequence[str]) -> list[str]:

@@ -289,9 +289,11 @@ class Connector:
         period = self.opts.lease_ttl_s / 5
         failing = False
         while not stop.is_set():
+            wait = period
             try:
                 hold_back = await self._hold_back()
                 plan = await asyncio.to_thread(own.tick, set(self.following), self._beat_ok, hold_back)
+                wait = period if plan.wake_in is None else plan.wake_in  # sooner when a member is about to expire
                 if failing:
                     log.info("follow leases: Postgres answers again")
                 failing = False
@@ -305,7 +307,7 @@ class Connector:
             except Exception:  # a bug here must not end heartbeats for good (the watchdog would stop everything)
                 log.exception("follow leases: tick failed")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), period)
+                await asyncio.wait_for(stop.wait(), wait)
 
     async def _apply(self, plan: Plan, own: Ownership, stop: asyncio.Event,
                      client_for: Callable[[str], httpx.AsyncClient]) -> None:

@@ -26,6 +26,7 @@ class Member:
     started_at: datetime
     heartbeat_at: datetime
     expires_at: datetime
+    expires_in_s: float = 0.0  # seconds from Postgres's now() to ``expires_at`` when the row was read
 
 
 def beat(conn: psycopg.Connection[Any], holder: str, ttl_s: float, host: str | None = None,
@@ -47,7 +48,8 @@ def leave(conn: psycopg.Connection[Any], holder: str) -> bool:
 
 def live_members(conn: psycopg.Connection[Any]) -> list[Member]:
     """Members whose row has not expired, oldest first (ties by holder), the order `share` counts in."""
-    rows = conn.execute("SELECT holder, host, pid, started_at, heartbeat_at, expires_at FROM connector_members "
+    rows = conn.execute("SELECT holder, host, pid, started_at, heartbeat_at, expires_at, "
+                        "extract(epoch FROM expires_at - now())::float8 FROM connector_members "
                         "WHERE expires_at >= now() ORDER BY started_at, holder").fetchall()
     return [Member(*r) for r in rows]
 

@@ -25,7 +25,7 @@ import psycopg
 import pytest
 import yaml
 
-from connectors.ownership import dead_local_holder
+from connectors.ownership import EXPIRY_MARGIN_S, Ownership, dead_local_holder, next_tick_in
 from core.providers import Provider
 from tests.support.connector import (
     ConnectorThread,
@@ -155,6 +155,43 @@ def test_dead_local_holder_only_for_gone_processes_of_this_machine():
     assert dead_local_holder(f"connector@{host}:1:abc123") is False  # alive (init), not ours to signal
     assert dead_local_holder(f"connector@other-{host}:{proc.pid}:abc123") is False  # another machine: wait for expiry
     assert dead_local_holder("operator") is False
+
+
+def test_next_tick_comes_just_after_another_member_expires():
+    assert EXPIRY_MARGIN_S == 0.25
+    assert next_tick_in(3.0, []) == 3.0  # alone: the regular period
+    assert next_tick_in(3.0, [12.0, 14.5]) == 3.0  # live members (heartbeats every period) never expire sooner
+    assert next_tick_in(3.0, [12.0, 1.0]) == 1.25  # one stopped beating: tick just after its row expires
+    assert next_tick_in(3.0, [-0.5]) == 0.25  # already expired (read late): at once, plus the margin
+    assert next_tick_in(3.0, [2.75]) == 3.0  # due with the regular tick anyway
+
+
+def test_a_survivor_ticks_when_the_dead_members_row_expires_and_takes_its_providers(db, db_url):
+    """The dead connector's member row and leases expire together; the tick planned for that moment takes them
+    (before this, the survivor noticed only at its next regular tick, up to ttl / 5 later)."""
+    me, dead = "connector@test-host:1:aaaaaa", "connector@elsewhere:2:bbbbbb"
+    with psycopg.connect(dsn(db_url), autocommit=True) as conn:
+        with conn.transaction():  # one statement time: its row and its leases expire at the same instant
+            conn.execute("INSERT INTO connector_members VALUES (%s, 'elsewhere', 2, now(), now(), "
+                         "now() + interval '1 second')", (dead,))
+            for pid in ("h3", "h4"):
+                conn.execute("INSERT INTO leases VALUES (%s, 'follow', %s, 'follow', now(), now(), "
+                             "now() + interval '1 second')", (pid, dead))
+    own = Ownership(dsn(db_url), me, ["h1", "h2", "h3", "h4"], ttl_s=15.0, take_over_local_dead=False)
+    try:
+        beats: list[float] = []
+        plan = own.tick(set(), beats.append, set())
+        assert (sorted(plan.held), plan.share, plan.members, sorted(plan.start)) == (["h1", "h2"], 2, 2, ["h1", "h2"])
+        assert plan.wake_in is not None and EXPIRY_MARGIN_S < plan.wake_in <= 1.0 + EXPIRY_MARGIN_S  # not 3 s
+        time.sleep(plan.wake_in)
+        plan = own.tick({"h1", "h2"}, beats.append, set())
+        assert (sorted(plan.held), plan.share, plan.members, sorted(plan.start)) == (
+            ["h1", "h2", "h3", "h4"], 4, 1, ["h3", "h4"])
+        assert plan.wake_in == 3.0  # alone again: the regular period
+        assert sorted(query(db_url, "SELECT provider_id, event FROM lease_events WHERE holder=%s", (me,))) == [
+            ("h1", "acquired"), ("h2", "acquired"), ("h3", "reclaimed"), ("h4", "reclaimed")]
+    finally:
+        own.close()
 
 
 @two_connectors
