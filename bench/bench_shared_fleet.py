@@ -11,7 +11,8 @@ connector is killed with SIGKILL; the script measures how long until every provi
   the request's finish time on the host. Hosts report finish times truncated to whole seconds, so the figure is
   an upper bound of the true lag (targets are judged on it) and the same minus 1 s a lower bound; both printed.
   Rows of the moved providers that finished while nobody followed them are reported separately (their lag is
-  the takeover time by construction);
+  the takeover time by construction); beside each window's figure, the lag per 10 s of commit time for the killed
+  connector's providers and for the others, over the same rows (where in the window a rise is, and whose);
 * the split before and after, CPU and peak RSS of each connector, CPU of the demo fleet, the load average;
 * rows lost or doubled against what the hosts hold: every activity row each host reports is in Postgres,
   each SSE activity message is stored at most once, and each host's stored proxy log is exactly its own log
