@@ -13,11 +13,15 @@ machine's noise falls on all of them alike):
             TTFT = the same for the first content byte of a streaming chat.
 ``streams`` N concurrent streaming chats through the gateway against an instant upstream that sends one chunk
             every ``--itl-ms``: errors, chunks/s and the gateway process's CPU per 1,000 chunks/s.
+``connect`` the cost of opening one upstream connection on uvloop: aiohttp's own way (aiohappyeyeballs, then
+            ``sock_connect``, which resolves the numeric address again in libuv's thread pool) vs the gateway's
+            `gateway.upstream.DirectConnector` (one ``create_connection``), interleaved, several rounds.
 
     .venv/bin/python bench/bench_gateway.py stacks --n 2000
     .venv/bin/python bench/bench_gateway.py latency --n 2000 --llama-server
     .venv/bin/python bench/bench_gateway.py latency --n 1000 --litellm /tmp/litellm-venv/bin/litellm
     .venv/bin/python bench/bench_gateway.py streams --streams 1000 --itl-ms 50 --tokens 100
+    .venv/bin/python bench/bench_gateway.py connect --n 500
 """
 
 from __future__ import annotations
@@ -429,6 +433,44 @@ def _streams(a: argparse.Namespace, procs: list[subprocess.Popen[bytes]]) -> Non
                 p.wait()
 
 
+def cmd_connect(a: argparse.Namespace) -> None:
+    import uvloop
+
+    from yarl import URL
+
+    from gateway.upstream import DirectConnector
+
+    async def run() -> dict[str, list[float]]:
+        server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        url = f"http://127.0.0.1:{port}/"
+        out: dict[str, list[float]] = {"aiohttp (aiohappyeyeballs)": [], "DirectConnector": []}
+        conns = {"aiohttp (aiohappyeyeballs)": aiohttp.TCPConnector(limit=0, force_close=True),
+                 "DirectConnector": DirectConnector(limit=0, force_close=True)}
+        req = aiohttp.client_reqrep.ClientRequest("GET", URL(url), loop=asyncio.get_running_loop())
+        timeout = aiohttp.ClientTimeout(total=10)
+        for i in range(a.n + 50):
+            for name, conn in conns.items():
+                t0 = time.perf_counter()
+                c = await conn.connect(req, [], timeout)
+                ms = (time.perf_counter() - t0) * 1000
+                c.close()
+                if i >= 50:
+                    out[name].append(ms)
+        for conn in conns.values():
+            await conn.close()
+        server.close()
+        return out
+
+    print(f"load: {os.getloadavg()}")
+    res = uvloop.run(run())
+    print(f"\nopen one upstream connection on uvloop (ms; n={a.n} each)")
+    base = statistics.median(res["aiohttp (aiohappyeyeballs)"])
+    for name, xs in res.items():
+        print(f"{name:30} p50 {statistics.median(xs):7.3f}  p99 {pct(xs, 0.99):7.3f}  "
+              f"ratio to aiohttp {statistics.median(xs) / base:5.2f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -443,6 +485,8 @@ def main() -> None:
     s.add_argument("--tokens", type=int, default=100)
     s.add_argument("--itl-ms", type=float, default=50.0)
     s.add_argument("--ramp-s", type=float, default=2.0)
+    s = sub.add_parser("connect")
+    s.add_argument("--n", type=int, default=500)
     s = sub.add_parser("_proxy")
     s.add_argument("--stack", required=True)
     s.add_argument("--port", type=int, required=True)
@@ -451,7 +495,7 @@ def main() -> None:
     if a.cmd == "_proxy":
         run_proxy(a.stack, a.port, a.upstream)
     else:
-        {"stacks": cmd_stacks, "latency": cmd_latency, "streams": cmd_streams}[a.cmd](a)
+        {"stacks": cmd_stacks, "latency": cmd_latency, "streams": cmd_streams, "connect": cmd_connect}[a.cmd](a)
 
 
 if __name__ == "__main__":

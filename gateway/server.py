@@ -48,6 +48,7 @@ from gateway.facts import FleetFacts, load_facts
 from gateway.limits import Cooldowns, KeyLimits
 from gateway.policies import PolicyWatcher
 from gateway.ranking import DEFAULT_MAX_TOKENS, Need, rank
+from gateway.upstream import upstream_session
 from warehouse.records import GatewayRequest, Record
 
 log = logging.getLogger(__name__)
@@ -161,9 +162,7 @@ class Gateway:
         return app
 
     async def _start(self, app: web.Application) -> None:
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=60, enable_cleanup_closed=True),
-            auto_decompress=False, skip_auto_headers=("User-Agent",))
+        self._session = upstream_session()
         if self.engine is not None:
             await self.refresh()
             self._refresher = asyncio.create_task(self._refresh_forever())
