@@ -435,7 +435,6 @@ def _streams(a: argparse.Namespace, procs: list[subprocess.Popen[bytes]]) -> Non
 
 def cmd_connect(a: argparse.Namespace) -> None:
     import uvloop
-
     from yarl import URL
 
     from gateway.upstream import DirectConnector
