@@ -18,7 +18,7 @@ machine's noise falls on all of them alike):
             `gateway.upstream.DirectConnector` (one ``create_connection``), interleaved, several rounds.
 
     .venv/bin/python bench/bench_gateway.py stacks --n 2000
-    .venv/bin/python bench/bench_gateway.py latency --n 2000 --llama-server
+    .venv/bin/python bench/bench_gateway.py latency --n 2000 --llama-server [--llama-swap]
     .venv/bin/python bench/bench_gateway.py latency --n 1000 --litellm /tmp/litellm-venv/bin/litellm
     .venv/bin/python bench/bench_gateway.py streams --streams 1000 --itl-ms 50 --tokens 100
     .venv/bin/python bench/bench_gateway.py connect --n 500
@@ -301,6 +301,20 @@ def _latency(a: argparse.Namespace, procs: list[subprocess.Popen[bytes]]) -> Non
             model = write_tiny_gguf(Path(tempfile.mkdtemp(prefix="bench-gw-tiny-")) / "tiny.gguf", seed=0)
             llama_base = stack.enter_context(run_llama_server(model, extra_args=("--alias", "tiny")))
             registry += f"  - id: llama\n    base_url: {llama_base}\n    kind: vllm\n"
+        swap_base = None
+        if a.llama_swap:
+            from tests.support.llamaserver import llama_server_cmd, require_llama_server
+            from tests.support.llamaswap import find_llama_swap, free_port_block, run_llama_swap
+            from tests.support.tinymodel import write_tiny_gguf
+
+            if find_llama_swap() is None:
+                sys.exit("--llama-swap: no llama-swap binary (BOOCONTROL_LLAMA_SWAP_BIN or the cache; see README)")
+            swap_model = write_tiny_gguf(Path(tempfile.mkdtemp(prefix="bench-gw-tiny-")) / "tiny.gguf", seed=0)
+            cfg = (f"healthCheckTimeout: 60\nstartPort: {free_port_block()}\nmodels:\n  tiny:\n"
+                   f"    cmd: {llama_server_cmd(require_llama_server(), swap_model)}\n"
+                   "    proxy: http://127.0.0.1:${PORT}\n")
+            swap_base = stack.enter_context(run_llama_swap(cfg, kind="real")).base_url
+            registry += f"  - id: swap\n    base_url: {swap_base}\n    kind: llama-swap\n"
         port = free_port()
         tmp = Path(tempfile.mkdtemp(prefix="bench-gw-"))
         gw = start_gateway(_gateway_env(tmp, registry, db_url, port), port)
@@ -331,6 +345,21 @@ def _latency(a: argparse.Namespace, procs: list[subprocess.Popen[bytes]]) -> Non
                 report("llama-server: non-streaming chat (4 tokens), end to end", plain, "llama-server direct")
                 ttft = asyncio.run(interleaved(lt, n, 10, one_ttft))
                 report("llama-server: streaming chat, time to first content chunk", ttft, "llama-server direct")
+            if swap_base is not None:
+                body = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4,
+                        "temperature": 0}
+                st: dict[str, tuple[str, dict[str, Any], dict[str, str]]] = {
+                    "llama-swap direct": (swap_base, body, {}),
+                    "llama-swap via gateway": (gwu, {**body, "model": "swap/tiny"}, {"X-Boo-Source": "bench"}),
+                }
+                n = max(50, a.n // 10)
+                asyncio.run(interleaved(st, 1, 0, one_plain))  # llama-swap starts llama-server on first use
+                plain = asyncio.run(interleaved(st, n, 10, one_plain))
+                report("real llama-swap + llama-server: non-streaming chat (4 tokens), end to end", plain,
+                       "llama-swap direct")
+                ttft = asyncio.run(interleaved(st, n, 10, one_ttft))
+                report("real llama-swap + llama-server: streaming chat, time to first content chunk", ttft,
+                       "llama-swap direct")
             print(f"load after: {os.getloadavg()}")
         finally:
             for p in procs:
@@ -478,6 +507,9 @@ def main() -> None:
     s = sub.add_parser("latency")
     s.add_argument("--n", type=int, default=2000)
     s.add_argument("--llama-server", action="store_true")
+    s.add_argument("--llama-swap", action="store_true",
+                   help="also a real llama-swap (binary from BOOCONTROL_LLAMA_SWAP_BIN or the cache) in front of "
+                        "llama-server: the deployment BooControl is for")
     s.add_argument("--litellm", default=None, help="path of a `litellm` proxy binary (a throwaway venv): anchor")
     s = sub.add_parser("streams")
     s.add_argument("--streams", type=int, default=1000)
