@@ -104,7 +104,7 @@ def _run_section(entry: Mapping[str, Any]) -> list[str]:
         ("stop reason", run.get("stop_reason") or "-"),
     )) + "</dl>")  # fmt: skip
     out.append("<h3>Workload</h3>")
-    workload = {k: params.get(k) for k in ("mode", "levels", "requests_per_point", "workload", "arrival", "slo")}
+    workload = {k: params.get(k) for k in ("mode", "levels", "requests_per_point", "workload", "arrival", "burstiness", "slo")}
     out.append(f"<pre>{_esc(json.dumps(workload, indent=1, default=str))}</pre>")
     out.append("<h3>Points</h3>")
     out.append(_table([h for _, h in POINT_COLUMNS], [[p.get(k) for k, _ in POINT_COLUMNS] for p in points]))

@@ -73,6 +73,11 @@ class BenchOptions:
         default=30.0, metadata=_meta("Activity window (production workload).")
     )
     arrival: Arrival = field(default="poisson", metadata=_meta("Open loop: request arrival process."))
+    burstiness: float = field(
+        default=1.0,
+        metadata=_meta("Open loop, poisson arrivals: gamma shape of the gaps between requests (vLLM bench's "
+                       "burstiness): 1 = Poisson, below 1 burstier, above 1 more regular; the rate stays exact."),
+    )
     max_concurrency: int = field(default=10, metadata=_meta("Open-loop cap on outstanding requests."))
     ramp_s: float = field(
         default=0.0, metadata=_meta("Closed loop: stagger worker starts over this many seconds.")
@@ -152,6 +157,7 @@ class BenchOptions:
             requests_per_point=self.requests_per_point,
             workload=workload or self.synthetic(),
             arrival=self.arrival,
+            burstiness=self.burstiness,
             max_concurrency=self.max_concurrency,
             ramp_s=self.ramp_s,
             warmup_requests=self.warmup_requests,

@@ -21,6 +21,7 @@ import gc
 import hashlib
 import json
 import logging
+import math
 import random
 import secrets
 import time
@@ -78,6 +79,7 @@ class BenchSpec:
         default_factory=lambda: SyntheticWorkload(prompt=LengthDist(256), output=LengthDist(128))
     )
     arrival: Arrival = "poisson"
+    burstiness: float = 1.0  # open loop, poisson: gamma shape of the gaps (1 = Poisson, < 1 burstier)
     max_concurrency: int = 10  # open-loop cap; llama-swap's default per-model concurrencyLimit is 10
     ramp_s: float = 0.0  # closed loop: spread the workers' first requests over this many seconds
     warmup_requests: int = 3
@@ -101,6 +103,11 @@ class BenchSpec:
             raise ValueError("concurrency levels must be whole numbers")
         if self.requests_per_point < 1:
             raise ValueError("requests_per_point must be >= 1")
+        if not (self.burstiness > 0 and math.isfinite(self.burstiness)):
+            raise ValueError(f"burstiness must be a positive number, got {self.burstiness}")
+        if self.burstiness != 1.0 and not (self.mode == "rate" and self.arrival == "poisson"):
+            raise ValueError("burstiness applies to the open loop's random arrivals only: use it with "
+                             "--mode rate --arrival poisson")
 
     @property
     def total_requests(self) -> int:
@@ -120,6 +127,7 @@ class BenchSpec:
             "n": self.requests_per_point,
             "workload": self.workload.describe(),
             "arrival": self.arrival if self.mode == "rate" else None,
+            **({"burstiness": self.burstiness} if self.burstiness != 1.0 else {}),
             "ignore_eos": self.ignore_eos,
             "extra_body": dict(self.extra_body),
             "endpoint": self.endpoint,
@@ -448,7 +456,7 @@ async def run_sweep(
                     return await stream_one(client, target, s, rec, clock, seed=_b + s.index)
 
                 offsets = (
-                    arrival_offsets(len(specs), level, spec.arrival, seed=seed * 7 + idx)
+                    arrival_offsets(len(specs), level, spec.arrival, seed=seed * 7 + idx, burstiness=spec.burstiness)
                     if spec.mode == "rate"
                     else ()
                 )

@@ -323,23 +323,31 @@ def build_requests(
 Arrival = Literal["constant", "poisson"]
 
 
-def arrival_offsets(n: int, rate: float, arrival: Arrival, seed: int, rescale: bool = True) -> list[float]:
+def arrival_offsets(n: int, rate: float, arrival: Arrival, seed: int, rescale: bool = True,
+                    burstiness: float = 1.0) -> list[float]:
     """Send offsets (seconds from the point's start) of ``n`` open-loop requests at ``rate`` req/s.
 
-    ``constant``: i / rate. ``poisson``: cumulative exponential gaps (seeded); with ``rescale`` the
-    gaps are scaled so the last request is sent at exactly (n − 1) / rate... plus one mean gap, i.e.
-    the schedule spans n / rate like the constant one.
+    ``constant``: i / rate. ``poisson``: cumulative random gaps (seeded), gamma-distributed with shape
+    ``burstiness`` and mean 1 / rate — vLLM bench's burstiness factor: 1 is a Poisson process (exponential gaps,
+    the same draws as before the factor existed), below 1 burstier (coefficient of variation of the gaps
+    1/√burstiness: clusters and long pauses), above 1 more regular. With ``rescale`` the gaps are scaled so
+    the schedule spans exactly n / rate like the constant one (the offered rate is exact, whatever the draws).
     """
     if n <= 0:
         return []
     if not (rate > 0 and math.isfinite(rate)):
         raise ValueError(f"rate must be a positive finite number, got {rate}")
+    if not (burstiness > 0 and math.isfinite(burstiness)):
+        raise ValueError(f"burstiness must be a positive finite number, got {burstiness}")
     if arrival == "constant":
         return [i / rate for i in range(n)]
     if arrival != "poisson":
         raise ValueError(f"unknown arrival process {arrival!r}")
     rng = random.Random(seed)
-    gaps = [rng.expovariate(rate) for _ in range(n)]
+    if burstiness == 1.0:
+        gaps = [rng.expovariate(rate) for _ in range(n)]
+    else:
+        gaps = [rng.gammavariate(burstiness, 1.0 / (rate * burstiness)) for _ in range(n)]
     if rescale:
         total = sum(gaps)
         gaps = [g * (n / rate) / total for g in gaps]

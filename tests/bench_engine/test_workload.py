@@ -95,6 +95,47 @@ def test_poisson_arrivals_seeded_and_rescaled() -> None:
         arrival_offsets(3, 0.0, "poisson", seed=0)
 
 
+def _gap_cv(offsets: list[float]) -> float:
+    gaps = [b - a for a, b in zip(offsets, offsets[1:], strict=False)]
+    mean = sum(gaps) / len(gaps)
+    return (sum((g - mean) ** 2 for g in gaps) / len(gaps)) ** 0.5 / mean
+
+
+def test_burstiness_shapes_the_gaps_and_keeps_the_rate() -> None:
+    n, rate = 20_000, 5.0
+    # burstiness 1 is the Poisson schedule, draw for draw
+    assert arrival_offsets(50, rate, "poisson", seed=3, burstiness=1.0) == arrival_offsets(50, rate, "poisson", seed=3)
+    # other values: gamma gaps with shape k and mean 1/rate, drawn from the seed, then rescaled to span n / rate
+    k = 0.25
+    rng = random.Random(7)
+    gaps = [rng.gammavariate(k, 1.0 / (rate * k)) for _ in range(n)]
+    gaps = [g * (n / rate) / sum(gaps) for g in gaps]
+    bursty = arrival_offsets(n, rate, "poisson", seed=7, burstiness=k)
+    assert bursty[1] == pytest.approx(gaps[0], rel=1e-12) and bursty[-1] + gaps[-1] == pytest.approx(n / rate)
+    # the coefficient of variation of gamma gaps is 1/sqrt(k): 2 for k = 0.25, 1 for Poisson, 0.5 for k = 4
+    cvs = {b: _gap_cv(arrival_offsets(n, rate, "poisson", seed=7, burstiness=b)) for b in (0.25, 1.0, 4.0)}
+    assert cvs[0.25] == pytest.approx(2.0, rel=0.05)
+    assert cvs[1.0] == pytest.approx(1.0, rel=0.05)
+    assert cvs[4.0] == pytest.approx(0.5, rel=0.05)
+    for bad in (0.0, -1.0, float("inf")):
+        with pytest.raises(ValueError, match="burstiness must be a positive finite number"):
+            arrival_offsets(3, 1.0, "poisson", seed=0, burstiness=bad)
+
+
+def test_burstiness_is_an_open_loop_option() -> None:
+    from engines.bench.options import BenchOptions
+
+    spec = BenchOptions.from_mapping({"mode": "rate", "burstiness": 0.5}).spec()
+    assert spec.burstiness == 0.5 and spec.params()["burstiness"] == 0.5
+    # the workload key changes with burstiness (it enters the key only when it is not 1, so keys of stored Poisson
+    # runs are unchanged)
+    assert spec.workload_key() != BenchOptions.from_mapping({"mode": "rate"}).spec().workload_key()
+    with pytest.raises(ValueError, match="--mode rate --arrival poisson"):
+        BenchOptions.from_mapping({"mode": "concurrency", "burstiness": 0.5}).spec()
+    with pytest.raises(ValueError, match="--mode rate --arrival poisson"):
+        BenchOptions.from_mapping({"mode": "rate", "arrival": "constant", "burstiness": 2.0}).spec()
+
+
 def test_parse_levels() -> None:
     assert parse_levels("4,1, 2,2") == [1.0, 2.0, 4.0]
     assert parse_levels([0.5, 1]) == [0.5, 1.0]
