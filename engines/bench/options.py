@@ -101,7 +101,12 @@ class BenchOptions:
     ttft_p50_max_ms: float | None = field(
         default=10_000.0, metadata=_meta("Saturated when p50 TTFT exceeds this (ms).")
     )
-    max_point_s: float | None = field(default=600.0, metadata=_meta("Time limit of one point (s)."))
+    max_point_s: float | None = field(
+        default=600.0,
+        metadata=_meta("Time limit of one point (s): after it no new request starts; those in flight finish and "
+                       "count. With a large --requests it bounds points by duration (guidellm's max_seconds); "
+                       "each point records whether it ended by time or by its request count."),
+    )
     request_timeout_s: float = field(default=600.0, metadata=_meta("Time limit of one request (s)."))
     ignore_eos: bool = field(default=True, metadata=_meta("Generate exactly the requested output tokens."))
     restore_host: bool = field(

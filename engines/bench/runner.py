@@ -186,6 +186,13 @@ class PointResult:
     summary: PointSummary
     verdict: Verdict
     energy: EnergyEstimate | None = None
+    planned: int = 0  # requests built for the point; fewer sent = the point ended at its time limit
+
+    @property
+    def ended_by(self) -> str:
+        """``time`` when the point's time limit (``max_point_s``) stopped it before every planned request was
+        sent, else ``requests``."""
+        return "time" if len(self.records) < self.planned else "requests"
 
     @property
     def started_at(self) -> datetime:
@@ -481,7 +488,7 @@ async def run_sweep(
                 verdicts.append(verdict)
                 point = PointResult(
                     run_uid, idx, spec.mode, float(level), spec.arrival if spec.mode == "rate" else None,
-                    t0, t1, anchor, records, summary, verdict,
+                    t0, t1, anchor, records, summary, verdict, planned=len(specs),
                 )  # fmt: skip
                 outcome.points.append(point)
                 sink.point_finished(header, point)
