@@ -367,12 +367,14 @@ def first_vs_rest_ttft(records: Sequence[RequestRecord]) -> tuple[float | None, 
     return first_ms, rest[m] if len(rest) % 2 else (rest[m - 1] + rest[m]) / 2
 
 
-def summarize(records: Sequence[RequestRecord], slo: Slo | None = None) -> PointSummary:
+def summarize(records: Sequence[RequestRecord], slo: Slo | None = None,
+              duration_s: float | None = None) -> PointSummary:
     """Aggregate one point's requests.
 
     Duration runs from the first send to the last end of stream among the point's requests;
-    throughputs are totals over that duration (vLLM). Latency distributions use successful requests
-    only; ITL pools the chunk gaps of all successful requests.
+    throughputs are totals over that duration (vLLM). A point measured in several rounds passes
+    ``duration_s``, the sum of its rounds' durations (the pauses between rounds are not load). Latency
+    distributions use successful requests only; ITL pools the chunk gaps of all successful requests.
     """
     slo = slo or Slo()
     ok = [r for r in records if r.ok]
@@ -380,6 +382,8 @@ def summarize(records: Sequence[RequestRecord], slo: Slo | None = None) -> Point
     starts = [r.send for r in records]
     ends = [r.end for r in records if r.end is not None]
     duration = (max(ends) - min(starts)) if (starts and ends) else 0.0
+    if duration_s is not None:
+        duration = duration_s
     out_tokens = sum(r.output_tokens for r in ok)
     prompt_tokens = sum(r.prompt_tokens or 0 for r in ok)
     good = sum(1 for r in ok if r.meets(slo))

@@ -101,6 +101,13 @@ class BenchOptions:
     ttft_p50_max_ms: float | None = field(
         default=10_000.0, metadata=_meta("Saturated when p50 TTFT exceeds this (ms).")
     )
+    repeat_until_ci_pct: float | None = field(
+        default=None,
+        metadata=_meta("Repeat a point (whole extra rounds of new requests, pooled) while the 95 % interval of its "
+                       "output throughput is wider than ± this many percent, up to --max-rounds; unset: never.",
+                       "--repeat-until-ci"),
+    )
+    max_rounds: int = field(default=3, metadata=_meta("At most this many rounds per point with --repeat-until-ci."))
     max_point_s: float | None = field(
         default=600.0,
         metadata=_meta("Time limit of one point (s): after it no new request starts; those in flight finish and "
@@ -172,6 +179,8 @@ class BenchOptions:
                 enabled=self.early_stop, noise_floor=self.noise_floor, ttft_p50_max_ms=self.ttft_p50_max_ms
             ),
             max_point_s=self.max_point_s,
+            repeat_until_ci_pct=self.repeat_until_ci_pct,
+            max_rounds=self.max_rounds if self.repeat_until_ci_pct is not None else 1,
             request_timeout_s=self.request_timeout_s,
             ignore_eos=self.ignore_eos,
             restore_host=self.restore_host,

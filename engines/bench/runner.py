@@ -87,6 +87,8 @@ class BenchSpec:
     slo: Slo = field(default_factory=Slo)
     saturation: SaturationPolicy = field(default_factory=SaturationPolicy)
     max_point_s: float | None = 600.0
+    repeat_until_ci_pct: float | None = None  # repeat a point while its throughput's 95 % CI is wider than ±this %
+    max_rounds: int = 1  # at most this many rounds per point (1 = never repeat)
     request_timeout_s: float = 600.0
     ignore_eos: bool = True
     extra_body: Mapping[str, Any] = field(default_factory=dict)
@@ -103,6 +105,14 @@ class BenchSpec:
             raise ValueError("concurrency levels must be whole numbers")
         if self.requests_per_point < 1:
             raise ValueError("requests_per_point must be >= 1")
+        if self.max_rounds < 1:
+            raise ValueError(f"max_rounds must be >= 1, got {self.max_rounds}")
+        if self.repeat_until_ci_pct is not None and not (0 < self.repeat_until_ci_pct < 100):
+            raise ValueError(f"repeat_until_ci_pct must be between 0 and 100, got {self.repeat_until_ci_pct}")
+        if self.repeat_until_ci_pct is not None and self.max_rounds > 1 and \
+                not isinstance(self.workload, SyntheticWorkload | ReplayWorkload):
+            raise ValueError("repeated points need independent requests: use them with the synthetic or the "
+                             "production workload (shared-prefix and multi-turn requests depend on each other)")
         if not (self.burstiness > 0 and math.isfinite(self.burstiness)):
             raise ValueError(f"burstiness must be a positive number, got {self.burstiness}")
         if self.burstiness != 1.0 and not (self.mode == "rate" and self.arrival == "poisson"):
@@ -187,6 +197,7 @@ class PointResult:
     verdict: Verdict
     energy: EnergyEstimate | None = None
     planned: int = 0  # requests built for the point; fewer sent = the point ended at its time limit
+    rounds: int = 1  # rounds measured (more than 1 when the noise demanded repeats: repeat_until_ci_pct)
 
     @property
     def ended_by(self) -> str:
@@ -438,47 +449,67 @@ async def run_sweep(
             total = spec.total_requests
             verdicts: list[Verdict] = []
             for idx, level in enumerate(spec.levels):
-                specs = build_requests(
-                    spec.workload,
-                    spec.requests_per_point,
-                    seed=seed * 1000 + idx,
-                    tag=f"{tag}-p{idx}",
-                    calibration=cal,
-                )
-                if single:  # shared-prefix and multi-turn prompts are sent as built (estimated lengths)
-                    specs, clamped = _clamp(specs, n_ctx, cal)
-                    outcome.clamped_requests += clamped
-                if single and tok is not None and frame is not None:  # exact lengths, the server's tokenizer
-                    specs = await exact_requests(specs, tok, frame, seed=seed * 1000 + idx)
                 emit(Progress("point", done, total, idx, level, f"{spec.mode}={level:g}"))
 
                 def on_done(_rec: RequestRecord, _idx: int = idx, _level: float = level) -> None:
                     nonlocal done
                     done += 1
-                    emit(Progress("request", done, total, _idx, _level))
+                    emit(Progress("request", done, total, _idx, _level))  # noqa: B023 - the total as it grows
 
-                req_seed_base = seed * 100_000 + idx * 1000
+                async def one_round(rnd: int, _idx: int = idx, _level: float = level
+                                    ) -> tuple[list[RequestRecord], float, float, int]:
+                    """One round of the point: its requests built (round 0 as always; later rounds from
+                    other seeds, numbered after the earlier rounds), sent, and (records, t0, t1, planned)."""
+                    rseed = seed * 1000 + _idx + rnd * 7_919
+                    specs = build_requests(
+                        spec.workload,
+                        spec.requests_per_point,
+                        seed=rseed,
+                        tag=f"{tag}-p{_idx}" + (f"r{rnd}" if rnd else ""),
+                        calibration=cal,
+                    )
+                    if rnd:
+                        specs = [replace(s, index=s.index + rnd * spec.requests_per_point) for s in specs]
+                    if single:  # shared-prefix and multi-turn prompts are sent as built (estimated lengths)
+                        specs, clamped = _clamp(specs, n_ctx, cal)
+                        outcome.clamped_requests += clamped
+                    if single and tok is not None and frame is not None:  # exact lengths, the server's tokenizer
+                        specs = await exact_requests(specs, tok, frame, seed=rseed)
+                    req_seed_base = seed * 100_000 + _idx * 1000 + rnd * 100_003
 
-                async def send(s: RequestSpec, rec: RequestRecord, _b: int = req_seed_base) -> RequestRecord:
-                    return await stream_one(client, target, s, rec, clock, seed=_b + s.index)
+                    async def send(s: RequestSpec, rec: RequestRecord, _b: int = req_seed_base) -> RequestRecord:
+                        return await stream_one(client, target, s, rec, clock, seed=_b + s.index)
 
-                offsets = (
-                    arrival_offsets(len(specs), level, spec.arrival, seed=seed * 7 + idx, burstiness=spec.burstiness)
-                    if spec.mode == "rate"
-                    else ()
-                )
-                with _settled_heap():
-                    t0 = clock()
-                    if spec.mode == "concurrency":
-                        records = await run_closed_loop(
-                            send, specs, int(level), clock, spec.max_point_s, on_done, spec.ramp_s
-                        )
-                    else:
-                        records = await run_open_loop(
-                            send, specs, offsets, spec.max_concurrency, clock, spec.max_point_s, on_done
-                        )
-                    t1 = clock()
+                    offsets = (
+                        arrival_offsets(len(specs), _level, spec.arrival, seed=seed * 7 + _idx + rnd * 7_919,
+                                        burstiness=spec.burstiness)
+                        if spec.mode == "rate"
+                        else ()
+                    )
+                    with _settled_heap():
+                        t0 = clock()
+                        if spec.mode == "concurrency":
+                            records = await run_closed_loop(
+                                send, specs, int(_level), clock, spec.max_point_s, on_done, spec.ramp_s
+                            )
+                        else:
+                            records = await run_open_loop(
+                                send, specs, offsets, spec.max_concurrency, clock, spec.max_point_s, on_done
+                            )
+                        t1 = clock()
+                    return records, t0, t1, len(specs)
+
+                records, t0, t1, planned = await one_round(0)
                 summary = summarize(records, spec.slo)
+                rounds, spans = 1, [_span(records)]
+                while rounds < spec.max_rounds and not _precise_enough(summary, spec.repeat_until_ci_pct):
+                    total += spec.requests_per_point
+                    emit(Progress("point", done, total, idx, level,
+                                  f"{spec.mode}={level:g}: round {rounds + 1}, throughput interval too wide"))
+                    more, _, t1, n_more = await one_round(rounds)
+                    records, planned, rounds = records + more, planned + n_more, rounds + 1
+                    spans.append(_span(more))
+                    summary = summarize(records, spec.slo, duration_s=sum(spans))
                 earlier = [p.summary for p in outcome.points]
                 verdict = (
                     assess_closed(summary, earlier, spec.saturation)
@@ -488,7 +519,7 @@ async def run_sweep(
                 verdicts.append(verdict)
                 point = PointResult(
                     run_uid, idx, spec.mode, float(level), spec.arrival if spec.mode == "rate" else None,
-                    t0, t1, anchor, records, summary, verdict, planned=len(specs),
+                    t0, t1, anchor, records, summary, verdict, planned=planned, rounds=rounds,
                 )  # fmt: skip
                 outcome.points.append(point)
                 sink.point_finished(header, point)
@@ -548,6 +579,22 @@ async def wait_until_idle(
         emit(Progress("gate", message=f"waiting for the host to go idle: {len(snapshot.requests)} in flight, "
                                       f"{left:.0f} s left"))
         await asyncio.sleep(min(poll_s, left))
+
+
+def _span(records: Sequence[RequestRecord]) -> float:
+    """First send to last end of one round (what `summarize` takes as a point's duration)."""
+    ends = [r.end for r in records if r.end is not None]
+    return (max(ends) - min(r.send for r in records)) if records and ends else 0.0
+
+
+def _precise_enough(summary: PointSummary, pct: float | None) -> bool:
+    """Stop repeating: no target, or the output throughput's 95 % interval (±1.96 relative standard errors,
+    bootstrapped over the point's requests) within ±``pct`` % of it. An unknown error (fewer than 2
+    completed requests) is not precise."""
+    if pct is None:
+        return True
+    rel = summary.throughput_rel_se
+    return rel is not None and 1.96 * rel * 100.0 <= pct
 
 
 @contextlib.contextmanager

@@ -153,7 +153,7 @@ def point_row(p: PointResult) -> dict[str, Any]:
         "schedule_lag_p90_ms": s.schedule_lag_ms.p90,
         "saturated": p.verdict.saturated,
         "saturation_reason": p.verdict.reason,
-        "summary": {**s.as_dict(), "planned_requests": p.planned, "ended_by": p.ended_by},
+        "summary": {**s.as_dict(), "planned_requests": p.planned, "ended_by": p.ended_by, "rounds": p.rounds},
     }
     for name, dist in (("ttft", s.ttft_ms), ("tpot", s.tpot_ms), ("itl", s.itl_ms), ("e2e", s.e2e_ms)):
         for stat in ("p50", "p90", "p95", "p99", "mean"):
