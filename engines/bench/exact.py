@@ -40,7 +40,7 @@ class ExactLengthError(RuntimeError):
 class Tokenizer(Protocol):
     async def tokenize(self, text: str, add_special: bool = False) -> list[int]: ...
     async def detokenize(self, tokens: Sequence[int]) -> str: ...
-    async def frame(self) -> tuple[str, str]: ...
+    async def frame(self, before: Sequence[Mapping[str, str]] = ()) -> tuple[str, str]: ...
 
 
 @dataclass
@@ -73,8 +73,11 @@ class ServerTokenizer:
     async def detokenize(self, tokens: Sequence[int]) -> str:
         return str((await self._post("/detokenize", {"tokens": list(tokens)}))["content"])
 
-    async def frame(self) -> tuple[str, str]:
-        data = await self._post("/apply-template", {"messages": [{"role": "user", "content": MARKER}]})
+    async def frame(self, before: Sequence[Mapping[str, str]] = ()) -> tuple[str, str]:
+        """The template's text around the last user message, after the messages ``before`` it (a system
+        prompt, earlier turns)."""
+        messages = [*(dict(m) for m in before), {"role": "user", "content": MARKER}]
+        data = await self._post("/apply-template", {"messages": messages})
         prompt = str(data["prompt"])
         if prompt.count(MARKER) != 1:
             raise ExactLengthError("the chat template does not place the user message verbatim")
@@ -128,13 +131,27 @@ async def exact_requests(
     specs: Sequence[RequestSpec], tok: Tokenizer, frame: tuple[str, str], seed: int
 ) -> list[RequestSpec]:
     """The same requests with prompts of exactly ``input_tokens`` as the server counts them, each keeping
-    its unique prefix (so no two requests share a cacheable start)."""
+    its unique prefix (so no two requests share a cacheable start).
+
+    A request with messages before its last user message (the shared-prefix workload's system prompt, the
+    earlier turns of a multi-turn conversation) is counted in its own frame, the template applied to those
+    messages: its user text is cut so that the whole prompt — system, history and all — is exactly
+    ``input_tokens``. Conversations are built in order: a later turn carries the exact texts its earlier turns
+    were sent with. A target not above what the messages before already take is raised to that + 1 token."""
     rng = random.Random(seed)
-    least = await prompt_tokens(tok, frame, "") + 1  # shorter targets are raised to the template + 1 token
+    frames: dict[tuple[object, ...], tuple[str, str]] = {(): frame}
+    sent_as: dict[str, str] = {}  # a user text as built -> as sent (earlier turns of a conversation)
     out = []
     for s in specs:
+        history = tuple((sent_as.get(user, user), answer) for user, answer in s.history)
+        key: tuple[object, ...] = () if s.system is None and not history else (s.system, history)
+        if key not in frames:
+            before = RequestSpec(s.index, "", 0, 0, system=s.system, history=history).messages()[:-1]
+            frames[key] = await tok.frame(before)
+        fr = frames[key]
         prefix = s.prompt.split(" ", 1)[0]
-        n = max(least, s.input_tokens)
-        text = await exact_text(tok, frame, rng, n, prefix)
-        out.append(RequestSpec(s.index, text, n, s.output_tokens))
+        n = max(await prompt_tokens(tok, fr, "") + 1, s.input_tokens)
+        text = await exact_text(tok, fr, rng, n, prefix)
+        sent_as[s.prompt] = text
+        out.append(RequestSpec(s.index, text, n, s.output_tokens, system=s.system, history=history))
     return out

@@ -442,7 +442,7 @@ async def run_sweep(
             outcome.calibration = {"overhead": cal.overhead, "per_word": cal.per_word}
             tok = _tokenizer(host, model_id)
             single = isinstance(spec.workload, SyntheticWorkload | ReplayWorkload)  # one user message
-            frame = await probe(tok) if tok is not None and single else None
+            frame = await probe(tok) if tok is not None else None
             outcome.exact_lengths = frame is not None
             run_t0 = clock()
             done = 0
@@ -470,10 +470,10 @@ async def run_sweep(
                     )
                     if rnd:
                         specs = [replace(s, index=s.index + rnd * spec.requests_per_point) for s in specs]
-                    if single:  # shared-prefix and multi-turn prompts are sent as built (estimated lengths)
+                    if single:  # (shared-prefix and multi-turn requests are not cut to the context)
                         specs, clamped = _clamp(specs, n_ctx, cal)
                         outcome.clamped_requests += clamped
-                    if single and tok is not None and frame is not None:  # exact lengths, the server's tokenizer
+                    if tok is not None and frame is not None:  # exact lengths, the server's tokenizer
                         specs = await exact_requests(specs, tok, frame, seed=rseed)
                     req_seed_base = seed * 100_000 + _idx * 1000 + rnd * 100_003
 
