@@ -21,6 +21,7 @@ prompts. On the small model ``--shapes 256x128 1024x512 3000x512 3500x128 --requ
     .venv/bin/python bench/bench_accuracy.py
     .venv/bin/python bench/bench_accuracy.py --via-swap
     .venv/bin/python bench/bench_accuracy.py --model tiny --shapes 512x256 1500x512 --requests 20
+    .venv/bin/python bench/bench_accuracy.py --workloads synthetic shared-prefix multi-turn --text corpus
 """
 
 from __future__ import annotations
@@ -47,7 +48,14 @@ from engines.bench.host import BenchHost, LlamaSwapHost, OpenAIHost  # noqa: E40
 from engines.bench.runner import BenchSpec, Progress, run_sweep  # noqa: E402
 from engines.bench.saturation import SaturationPolicy  # noqa: E402
 from engines.bench.service import make_client  # noqa: E402
-from engines.bench.workload import LengthDist, SyntheticWorkload  # noqa: E402
+from engines.bench.workload import (  # noqa: E402
+    LengthDist,
+    MultiTurnWorkload,
+    SharedPrefixWorkload,
+    SyntheticWorkload,
+    TextStyle,
+    Workload,
+)
 from tests.support.llamaserver import find_llama_server, llama_server_cmd, run_llama_server  # noqa: E402
 from tests.support.tinymodel import SHAPES, write_tiny_gguf  # noqa: E402
 
@@ -89,11 +97,24 @@ def read_counters(url: str) -> dict[str, float]:
     return out
 
 
+def workload_of(kind: str, prompt: int, output: int, text: TextStyle) -> Workload:
+    """The workload of a shape: ``synthetic`` (one user message of PROMPT tokens), ``shared-prefix`` (a
+    PROMPT-token system prompt shared by the point, then a user message of PROMPT/4), ``multi-turn``
+    (conversations of 3 turns, each user message PROMPT/3, each carrying the earlier turns)."""
+    if kind == "shared-prefix":
+        return SharedPrefixWorkload(LengthDist(max(1, prompt // 4)), LengthDist(output), prefix_tokens=prompt,
+                                    text=text)
+    if kind == "multi-turn":
+        return MultiTurnWorkload(LengthDist(max(1, prompt // 3)), LengthDist(output), turns=3, text=text)
+    return SyntheticWorkload(LengthDist(prompt), LengthDist(output), text=text)
+
+
 async def measure(
-    base: str, kind: str, name: str, prompt: int, output: int, requests: int, concurrency: int = 1
+    base: str, kind: str, name: str, prompt: int, output: int, requests: int, concurrency: int = 1,
+    workload: str = "synthetic", text: TextStyle = "words",
 ) -> dict[str, float]:
     spec = BenchSpec(levels=(concurrency,), requests_per_point=requests,
-                     workload=SyntheticWorkload(LengthDist(prompt), LengthDist(output)),
+                     workload=workload_of(workload, prompt, output, text),
                      saturation=SaturationPolicy.disabled(), warmup_requests=3)  # fmt: skip
     metrics_url = f"{base}/upstream/{name}/metrics" if kind == "llama-swap" else f"{base}/metrics"
     counters: dict[str, dict[str, float]] = {}
@@ -114,6 +135,7 @@ async def measure(
     every = out.points[0].records
     delta = {k: counters["after"][k] - counters["before"][k] for k in COUNTERS}
     len_err = [abs((r.prompt_tokens or 0) - (r.target_input_tokens or 0)) for r in every if r.ok]
+    within_1 = sum(1 for e in len_err if e <= 1)
     recs = [r for r in every if r.ok and r.timings and r.decode_tps and r.ttft]
     gen_e = [r.decode_tps or 0.0 for r in recs]
     gen_s = [float(r.timings["predicted_per_second"]) for r in recs if r.timings]
@@ -137,6 +159,8 @@ async def measure(
         "ttft_ge_prompt": float(all(t >= p for t, p in zip(ttft, pms, strict=True))),
         "exact_lengths": float(out.exact_lengths),
         "len_err_max": float(max(len_err)),
+        "len_within_1": float(within_1),
+        "len_n": float(len(len_err)),
         # token totals: the server's counters over the point vs the engine's per-request sums
         "prompt_counter": delta["llamacpp:prompt_tokens_total"],
         "prompt_engine": float(sum(int(r.timings.get("prompt_n", 0)) for r in every if r.timings)),
@@ -162,12 +186,18 @@ def main() -> None:
                          "queue for a slot, which TTFT includes and the server's prompt time does not")  # fmt: skip
     ap.add_argument("--model", choices=sorted(SHAPES), default="small",
                     help="size of the random-weight GGUF (tests/support/tinymodel.py)")  # fmt: skip
+    ap.add_argument("--workloads", nargs="+", default=["synthetic"],
+                    choices=["synthetic", "shared-prefix", "multi-turn"],
+                    help="run every shape with each: shared-prefix = a PROMPT-token system prompt shared by the "
+                         "point + PROMPT/4 of user text; multi-turn = 3-turn conversations of PROMPT/3 per turn")  # fmt: skip
+    ap.add_argument("--text", choices=["words", "corpus"], default="words",
+                    help="prompt text: random common words or the project's generated sentences")  # fmt: skip
     ap.add_argument("--cache-ram", type=int, metavar="MIB",
                     help="llama-server --cache-ram (default: its own, 8192); 0 disables the host-RAM prompt cache, "
                          "whose save before each new prompt is in TTFT but not in prompt_ms")  # fmt: skip
     a = ap.parse_args()
     shapes = [tuple(int(x) for x in s.split("x")) for s in a.shapes]
-    ctx = max(p + o for p, o in shapes) + 256
+    ctx = max(p + o for p, o in shapes) * (3 if "multi-turn" in a.workloads else 1) + 512
     with tempfile.TemporaryDirectory() as d:
         shape = SHAPES[a.model]
         model = write_tiny_gguf(Path(d) / f"{a.model}.gguf", seed=0, shape=shape)
@@ -179,15 +209,18 @@ def main() -> None:
                   f"load average {os.getloadavg()[0]:.2f}; {a.requests} requests per shape, concurrency {a.concurrency}")  # fmt: skip
             print(f"{'shape':>10} {'n':>3} {'prompt':>7} {'out':>5} | {'gen eng':>8} {'gen srv':>8} {'|err| med':>9} "
                   f"{'|err| max':>9} | {'TTFT ms':>8} {'prompt ms':>9} {'TTFT-pm':>8} {'|err| med':>9} {'|err| max':>9} {'TTFT>=pm':>8}")  # fmt: skip
-            for p, o in shapes:
+            for wl, (p, o) in ((w, s) for w in a.workloads for s in shapes):
                 with asyncio.Runner(loop_factory=new_event_loop) as runner:  # run_bench's event loop
-                    r = runner.run(measure(base, kind, a.model, p, o, a.requests, a.concurrency))
+                    r = runner.run(measure(base, kind, a.model, p, o, a.requests, a.concurrency, wl, a.text))
+                if len(a.workloads) > 1 or wl != "synthetic":
+                    print(f"-- {wl} ({a.text})")
                 print(f"{p:>5}x{o:<4} {r['n']:>3.0f} {r['prompt_tokens']:>7.0f} {r['out_tokens']:>5.0f} | "
                       f"{r['gen_engine']:>8.0f} {r['gen_server']:>8.0f} {r['gen_err_med']:>9.2%} {r['gen_err_max']:>9.2%} | "
                       f"{r['ttft_ms']:>8.2f} {r['prompt_ms']:>9.2f} {r['overhead_ms']:>8.2f} {r['pt_err_med']:>9.2%} {r['pt_err_max']:>9.2%} "
                       f"{'yes' if r['ttft_ge_prompt'] else 'NO':>8}")  # fmt: skip
                 print(f"{'':>10} lengths {'exact' if r['exact_lengths'] else 'calibrated'}, max |usage - target| "
-                      f"{r['len_err_max']:.0f} tok; prompt tokens: counter {r['prompt_counter']:.0f} vs engine Σ prompt_n "
+                      f"{r['len_err_max']:.0f} tok, within ±1 token on {r['len_within_1']:.0f} of {r['len_n']:.0f} "
+                      f"requests; prompt tokens: counter {r['prompt_counter']:.0f} vs engine Σ prompt_n "
                       f"{r['prompt_engine']:.0f}; generated: counter {r['gen_counter']:.0f} vs engine Σ "
                       f"{r['gen_engine_total']:.0f}; prefill tok/s: server {r['prefill_server']:.0f}, "
                       f"prompt÷TTFT {r['prefill_latency']:.0f}")  # fmt: skip
