@@ -335,27 +335,30 @@ def list_cmd(model: str | None, limit: int, show_all: bool) -> None:
                    f"`bench list{' ' + model if model else ''} --all`")
 
 
+def capacity_options(f: F) -> F:
+    """Decorate a command with every `CapacityOptions` field (the flow's parameters come from the same)."""
+    from engines.bench.options import capacity_params
+
+    for p in reversed(capacity_params()):
+        f = _click_option(p)(f)
+    return f
+
+
 @bench.command("capacity")
 @click.argument("model")
 @bench_options
-@click.option("--percentile", type=click.Choice(["50", "90", "95", "99"]), default="95", show_default=True,
-              help="The percentile of TTFT and TPOT that must meet the targets.")  # fmt: skip
-@click.option("--ttft-ms", "ttft_target", type=float, default=None, help="TTFT target (ms) at that percentile.")
-@click.option("--tpot-ms", "tpot_target", type=float, default=None, help="TPOT target (ms) at that percentile.")
-@click.option("--low", type=float, default=1.0, show_default=True, help="Lowest level to try.")
-@click.option("--high", type=float, default=32.0, show_default=True, help="Highest level to try.")
-@click.option("--max-points", type=int, default=8, show_default=True, help="At most this many measured levels.")
-def capacity_cmd(model: str, confirm_takeover: bool, unattended: bool, percentile: str, ttft_target: float | None,
-                 tpot_target: float | None, low: float, high: float, max_points: int, **opts: Any) -> None:
+@capacity_options
+def capacity_cmd(model: str, confirm_takeover: bool, unattended: bool, percentile: int, ttft_ms: float | None,
+                 tpot_ms: float | None, low: float, high: float, max_points: int, **opts: Any) -> None:
     """Highest concurrency (``--mode concurrency``) or request rate (``--mode rate``) of MODEL at which the chosen
-    percentile of TTFT and TPOT meets the targets: a bisection of single-level runs (each stored), interpolated."""
+    percentile of TTFT and TPOT meets the targets: a bisection of single-level runs (each stored), interpolated;
+    the search itself is stored too (`bench capacity-list`, the Benchmarks page)."""
     import httpx
 
     from connectors.llama_swap_api import LlamaSwapError
-    from engines.bench.capacity import SloTargets, search_sync
     from engines.bench.gate import TakeoverRefused
-    from engines.bench.metrics import PointSummary
-    from engines.bench.service import build_spec, run_bench
+    from engines.bench.options import CapacityOptions
+    from engines.bench.service import CapacityAborted, build_spec, run_capacity
 
     try:
         options = BenchOptions.from_mapping({**opts, "levels": None, "early_stop": False})
@@ -365,44 +368,40 @@ def capacity_cmd(model: str, confirm_takeover: bool, unattended: bool, percentil
     engine = _engine()
     _require_known_model(engine, provider, model_id, model)
     try:
-        targets = SloTargets(int(percentile), ttft_ms=ttft_target, tpot_ms=tpot_target)
+        copts = CapacityOptions(percentile, ttft_ms, tpot_ms, low, high, max_points)
+        targets, bounds = copts.targets(), copts.bounds()
         base = build_spec(engine, provider.id, model_id, options)
     except ValueError as exc:
         engine.dispose()
         raise click.UsageError(str(exc)) from exc
-    from dataclasses import replace
-
-    runs: dict[float, Any] = {}
-
-    def measure(level: float) -> PointSummary:
-        spec = replace(base, levels=(level,), label=base.label or f"capacity search ({base.mode})")
-        click.echo(f"measuring {spec.mode}={level:g} …", err=True)
-        out = run_bench(engine, provider, model_id, spec, confirm_takeover=confirm_takeover, requested_by="cli")
-        if not out.points:
-            raise click.ClickException(f"{spec.mode}={level:g}: run #{out.run_id} ended {out.status} without a point"
-                                       + (f" ({out.error})" if out.error else ""))  # fmt: skip
-        runs[level] = out.run_id
-        return out.points[0].summary
-
     try:
-        cap = search_sync(measure, low, high, targets, integer=base.mode == "concurrency", max_points=max_points)
+        out = run_capacity(engine, provider, model_id, base, targets, bounds, confirm_takeover=confirm_takeover,
+                           requested_by="cli",
+                           on_level=lambda lv: click.echo(f"measuring {base.mode}={lv:g} …", err=True))  # fmt: skip
     except TakeoverRefused as exc:
         click.echo(f"refused: {exc}", err=True)
         sys.exit(3)
+    except CapacityAborted as exc:
+        from cli.errors import fail
+
+        fail(str(exc))
     except (LlamaSwapError, httpx.HTTPError) as exc:
         from cli.errors import fail
 
         fail(f"{provider.id}/{model_id}: {exc or type(exc).__name__} (host {provider.base_url})")
     finally:
         engine.dispose()
+    cap = out.result
+    assert cap is not None
     rows = [
         [f"{p.level:g}", *(_fmt(p.values.get(m), 1) for m in targets.metrics()), _fmt(p.goodput, 2),
-         _fmt(p.goodput_ratio, 2), "yes" if p.meets else "no", f"#{runs.get(p.level)}"]
+         _fmt(p.goodput_ratio, 2), "yes" if p.meets else "no", f"#{out.runs.get(p.level)}"]
         for p in cap.points
     ]  # fmt: skip
     heads = [f"p{targets.percentile} {m.split('_')[0].upper()} ms" for m in targets.metrics()]
     click.echo(_table([base.mode, *heads, "goodput/s", "good %", "meets", "run"], rows))
     click.echo(f"capacity: {cap.describe()}")
+    click.echo(f"stored as capacity search #{out.search_id} (Benchmarks page, `bench capacity-list`)")
 
 
 @bench.command("export")

@@ -14,8 +14,8 @@ from typing import Any
 from prefect import flow
 from prefect.runtime import flow_run
 
-from engines.bench.options import RUN_PARAMS, BenchParam, bench_params
-from tasks.bench import run_bench_sweep
+from engines.bench.options import CONFIRM_TAKEOVER, RUN_PARAMS, BenchParam, bench_params, capacity_params
+from tasks.bench import run_bench_sweep, run_capacity_search
 
 MODEL_HELP = "The model to benchmark, as provider/model."
 
@@ -26,10 +26,12 @@ def _parameter(p: BenchParam) -> inspect.Parameter:
     )
 
 
-def declare_bench_parameters(fn: Callable[..., Any]) -> Callable[..., Any]:
+def declare_bench_parameters(fn: Callable[..., Any], run_params: tuple[BenchParam, ...] = RUN_PARAMS,
+                             own: tuple[BenchParam, ...] = ()) -> Callable[..., Any]:
     """Give ``fn(model, confirm_takeover, **options)`` the declared signature and an ``Args:`` section
-    (Prefect builds the deployment's parameter schema, its descriptions and its validation from them)."""
-    declared = (*RUN_PARAMS, *bench_params())
+    (Prefect builds the deployment's parameter schema, its descriptions and its validation from them):
+    ``run_params``, the flow's ``own`` parameters, then every `BenchOptions` field."""
+    declared = (*run_params, *own, *bench_params())
     params = [
         inspect.Parameter("model", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=str),
         *(_parameter(p) for p in declared),
@@ -53,3 +55,18 @@ def _bench_sweep(model: str, confirm_takeover: bool = False, unattended: bool = 
 
 
 bench_sweep = flow(name="bench-sweep")(declare_bench_parameters(_bench_sweep))
+
+
+def _bench_capacity(model: str, confirm_takeover: bool = False, **params: Any) -> dict[str, Any]:
+    """Capacity under SLOs of ``provider/model``: the highest concurrency (or request rate) at which the chosen
+    percentile of TTFT and TPOT meets the targets — a bisection of stored single-level runs between ``low`` and
+    ``high``, interpolated, stored as a capacity search (Benchmarks page). Refused unless ``confirm_takeover``."""
+    own = {p.name for p in capacity_params()}
+    return run_capacity_search(model, {k: v for k, v in params.items() if k not in own},
+                               {k: v for k, v in params.items() if k in own}, confirm_takeover,
+                               requested_by=f"prefect:{flow_run.get_id()}")
+
+
+bench_capacity = flow(name="bench-capacity")(
+    declare_bench_parameters(_bench_capacity, (CONFIRM_TAKEOVER,), capacity_params())
+)

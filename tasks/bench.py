@@ -9,9 +9,9 @@ from prefect import get_run_logger, task
 from core.providers import load_registry
 from core.settings import get_settings
 from engines.bench.gate import DEFAULT_IDLE_WAIT_S
-from engines.bench.options import BenchOptions
+from engines.bench.options import BenchOptions, CapacityOptions
 from engines.bench.runner import Progress
-from engines.bench.service import build_spec, run_bench
+from engines.bench.service import build_spec, run_bench, run_capacity
 from engines.bench.unattended import BenchSkipped
 from warehouse.db import make_engine
 
@@ -77,6 +77,40 @@ def run_bench_sweep(
                 for p in outcome.points
             ],
             "cleanup": outcome.cleanup,
+        }
+    finally:
+        engine.dispose()
+
+
+@task(name="bench-capacity", retries=0, tags=["bench"])
+def run_capacity_search(
+    model: str, options: dict[str, Any], capacity: dict[str, Any], confirm_takeover: bool,
+    requested_by: str | None = None,
+) -> dict[str, Any]:
+    """Resolve ``provider/model`` and run a stored capacity search (each level a stored run); its summary."""
+    logger = get_run_logger()
+    settings = get_settings()
+    registry = load_registry(settings.fleet_path)
+    ref = registry.resolve(model)
+    provider = registry.get(ref.provider_id)
+    engine = make_engine(settings.resolved_database_url(), pool_size=2)
+    try:
+        opts = BenchOptions.from_mapping({**options, "levels": None, "early_stop": False})
+        copts = CapacityOptions(**capacity)
+        spec = build_spec(engine, provider.id, ref.model_id, opts)
+        out = run_capacity(engine, provider, ref.model_id, spec, copts.targets(), copts.bounds(),
+                           confirm_takeover=confirm_takeover, requested_by=requested_by,
+                           on_level=lambda lv: logger.info("measuring %s=%g", spec.mode, lv))  # fmt: skip
+        cap = out.result
+        assert cap is not None
+        logger.info("capacity: %s (search #%d)", cap.describe(), out.search_id)
+        return {
+            "search_id": out.search_id,
+            "status": out.status,
+            "capacity": cap.interpolated,
+            "reached": cap.reached,
+            "description": cap.describe(),
+            "points": [{"level": p.level, "run_id": out.runs.get(p.level), "meets": p.meets} for p in cap.points],
         }
     finally:
         engine.dispose()

@@ -14,7 +14,13 @@ from sqlalchemy import Connection, and_, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from warehouse.schema import activity
-from warehouse.schema_bench import bench_baselines, bench_points, bench_requests, bench_runs
+from warehouse.schema_bench import (
+    bench_baselines,
+    bench_capacity_searches,
+    bench_points,
+    bench_requests,
+    bench_runs,
+)
 
 
 class UnknownRun(LookupError):
@@ -144,3 +150,24 @@ def point_summaries(conn: Connection, run_id: int) -> list[dict[str, Any]]:
         .order_by(bench_points.c.idx)
     )
     return [{"idx": int(r.idx), "level": float(r.level), "summary": dict(r.summary)} for r in rows]
+
+
+def insert_capacity_search(conn: Connection, row: Mapping[str, Any]) -> int:
+    """Open a capacity search (status ``running``, or ``refused``/``failed`` when it never measured); its id."""
+    q = insert(bench_capacity_searches).values(**row).returning(bench_capacity_searches.c.id)
+    return int(conn.execute(q).scalar_one())
+
+
+def update_capacity_search(conn: Connection, search_id: int, fields: Mapping[str, Any]) -> None:
+    conn.execute(update(bench_capacity_searches).where(bench_capacity_searches.c.id == search_id).values(**fields))
+
+
+def capacity_searches(conn: Connection, provider_id: str | None = None, model_id: str | None = None,
+                      limit: int = 200) -> list[dict[str, Any]]:
+    """Stored searches, newest first (optionally of one provider/model)."""
+    q = select(bench_capacity_searches).order_by(bench_capacity_searches.c.id.desc()).limit(limit)
+    if provider_id is not None:
+        q = q.where(bench_capacity_searches.c.provider_id == provider_id)
+    if model_id is not None:
+        q = q.where(bench_capacity_searches.c.model_id == model_id)
+    return [dict(r) for r in conn.execute(q).mappings()]

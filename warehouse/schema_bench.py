@@ -17,6 +17,10 @@ Storage design
   timestamps: send time, every content chunk's arrival (``chunk_ms``, ms after send), the server's
   ``usage`` and llama.cpp ``timings``, so any other metric definition can be recomputed.
 * ``bench_baselines``: the runs that form the baseline of a provider/model (several runs → a noise band).
+* ``bench_capacity_searches``: one row per capacity search under SLOs (``boocontrol bench capacity``, the
+  ``bench-capacity`` flow): the targets, the search bounds, the result (capacity, interpolated or a bound,
+  and what limited it) and the measured points, each a stored run (``points``: level, run id, the chosen
+  percentile of TTFT/TPOT, goodput, whether it met the targets). Refused and failed searches are kept too.
 * Runs are not FK-tied to ``providers``: a run against a provider later removed from the registry
   keeps its history.
 """
@@ -165,3 +169,30 @@ bench_baselines = Table(
     Column("note", Text),
     Column("created_at", TS, nullable=False, server_default=func.now()),
 )
+
+bench_capacity_searches = Table(
+    "bench_capacity_searches",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("provider_id", Text, nullable=False),
+    Column("model_id", Text, nullable=False),
+    Column("mode", Text, nullable=False),
+    Column("percentile", SmallInteger, nullable=False),
+    Column("ttft_ms", Double),
+    Column("tpot_ms", Double),
+    Column("low", Double, nullable=False),
+    Column("high", Double, nullable=False),
+    Column("max_points", SmallInteger, nullable=False),
+    Column("status", Text, nullable=False),  # running, completed, refused, failed
+    Column("capacity", Double),  # the interpolated capacity, or the highest level when none failed
+    Column("reached", Boolean),  # False: every measured level met the targets (capacity is a lower bound)
+    Column("limited_by", Text),
+    Column("description", Text),
+    Column("points", JSONB, nullable=False, server_default="[]"),
+    Column("params", JSONB, nullable=False),  # the base options every point ran with
+    Column("error", Text),
+    Column("requested_by", Text),
+    Column("started_at", TS, nullable=False, server_default=func.now()),
+    Column("finished_at", TS),
+)
+Index("ix_bench_capacity_model", bench_capacity_searches.c.provider_id, bench_capacity_searches.c.model_id)

@@ -144,16 +144,31 @@ def _levels(low: float, high: float, integer: bool, rel_tol: float, max_points: 
             hi = mid
 
 
+@dataclass(frozen=True)
+class SearchBounds:
+    """Where a search looks: the lowest and highest level, at most ``max_points`` measured levels, and (for
+    request rates) how close the bracket must get, relative to its top."""
+
+    low: float = 1.0
+    high: float = 32.0
+    max_points: int = 8
+    rel_tol: float = 0.05
+
+    def __post_init__(self) -> None:
+        if not 0 < self.low < self.high:
+            raise ValueError(f"need 0 < low < high, got low {self.low:g}, high {self.high:g}")
+        if self.max_points < 2:
+            raise ValueError(f"max_points must be at least 2 (the two ends), got {self.max_points}")
+
+
 class _Bisection:
     """The points measured so far and the next level to measure (``None`` once the bisection is done): one
     driver for `search` and `search_sync`, which differ only in whether ``measure`` is awaited."""
 
-    def __init__(
-        self, low: float, high: float, targets: SloTargets, integer: bool, rel_tol: float, max_points: int
-    ) -> None:
+    def __init__(self, targets: SloTargets, bounds: SearchBounds, integer: bool) -> None:
         self._targets = targets
         self._seen: list[CapacityPoint] = []
-        self._gen = _levels(low, high, integer, rel_tol, max_points)
+        self._gen = _levels(bounds.low, bounds.high, integer, bounds.rel_tol, bounds.max_points)
         self.level: float | None = next(self._gen, None)
 
     def record(self, summary: PointSummary) -> None:
@@ -169,35 +184,20 @@ class _Bisection:
         return capacity(self._seen, self._targets)
 
 
-async def search(
-    measure: Callable[[float], Awaitable[PointSummary]],
-    low: float,
-    high: float,
-    targets: SloTargets,
-    *,
-    integer: bool = True,
-    rel_tol: float = 0.05,
-    max_points: int = 8,
-) -> Capacity:
-    """Bisect for the highest level meeting ``targets``; ``measure(level)`` runs one point at that level."""
-    bisection = _Bisection(low, high, targets, integer, rel_tol, max_points)
+async def search(measure: Callable[[float], Awaitable[PointSummary]], targets: SloTargets,
+                 bounds: SearchBounds = SearchBounds(), *, integer: bool = True) -> Capacity:
+    """Bisect for the highest level meeting ``targets``; ``measure(level)`` runs one point at that level
+    (``integer``: whole levels, as concurrency is)."""
+    bisection = _Bisection(targets, bounds, integer)
     while bisection.level is not None:
         bisection.record(await measure(bisection.level))
     return bisection.result()
 
 
-def search_sync(
-    measure: Callable[[float], PointSummary],
-    low: float,
-    high: float,
-    targets: SloTargets,
-    *,
-    integer: bool = True,
-    rel_tol: float = 0.05,
-    max_points: int = 8,
-) -> Capacity:
-    """`search` for a blocking ``measure`` (the CLI runs each point as a stored run with `run_bench`)."""
-    bisection = _Bisection(low, high, targets, integer, rel_tol, max_points)
+def search_sync(measure: Callable[[float], PointSummary], targets: SloTargets,
+                bounds: SearchBounds = SearchBounds(), *, integer: bool = True) -> Capacity:
+    """`search` for a blocking ``measure`` (each point a stored run: `engines.bench.service.run_capacity`)."""
+    bisection = _Bisection(targets, bounds, integer)
     while bisection.level is not None:
         bisection.record(measure(bisection.level))
     return bisection.result()

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
+from engines.bench.capacity import SearchBounds, SloTargets
 from engines.bench.metrics import Slo
 from engines.bench.runner import BenchSpec, Mode
 from engines.bench.saturation import SaturationPolicy
@@ -233,6 +234,31 @@ def declared_params(options: type) -> tuple[BenchParam, ...]:
         _param(f.name, hints[f.name], f.default, f.metadata["help"], f.metadata.get("flag"))
         for f in fields(options)
     )
+
+
+@dataclass(frozen=True)
+class CapacityOptions:
+    """The capacity search's own parameters (``boocontrol bench capacity`` options and ``bench-capacity`` flow
+    parameters, declared here once); every point of the search runs with the `BenchOptions` beside them."""
+
+    percentile: int = field(default=95, metadata=_meta("The percentile of TTFT and TPOT that must meet the "
+                                                        "targets: 50, 90, 95 or 99."))
+    ttft_ms: float | None = field(default=None, metadata=_meta("TTFT target (ms) at that percentile."))
+    tpot_ms: float | None = field(default=None, metadata=_meta("TPOT target (ms) at that percentile."))
+    low: float = field(default=1.0, metadata=_meta("Lowest level (concurrency or req/s) to try."))
+    high: float = field(default=32.0, metadata=_meta("Highest level to try."))
+    max_points: int = field(default=8, metadata=_meta("At most this many measured levels."))
+
+    def targets(self) -> SloTargets:
+        return SloTargets(int(self.percentile), ttft_ms=self.ttft_ms, tpot_ms=self.tpot_ms)
+
+    def bounds(self) -> SearchBounds:
+        return SearchBounds(self.low, self.high, self.max_points)
+
+
+def capacity_params() -> tuple[BenchParam, ...]:
+    """Every `CapacityOptions` field with its shell form."""
+    return declared_params(CapacityOptions)
 
 
 def bench_params() -> tuple[BenchParam, ...]:

@@ -24,8 +24,8 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import replace
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -35,9 +35,18 @@ from sqlalchemy import Engine
 from connectors.llama_swap_api import LlamaSwapAPI, auth_headers
 from core.kinds import kind_spec
 from core.providers import Provider
+from engines.bench.capacity import (
+    Capacity,
+    CapacityPoint,
+    SearchBounds,
+    SloTargets,
+    capacity_point,
+    search_sync,
+)
 from engines.bench.eventloop import new_event_loop
 from engines.bench.gate import TakeoverRefused, require_takeover_confirmation
 from engines.bench.host import BenchHost, LlamaSwapHost, OpenAIHost
+from engines.bench.metrics import PointSummary
 from engines.bench.options import BenchOptions
 from engines.bench.runner import BenchSpec, PointResult, Progress, RunHeader, RunOutcome, run_sweep
 from engines.bench.signals import cancel_on_sigterm
@@ -460,3 +469,92 @@ def run_bench(
         )
     log.info("bench run %s %s in %.1f s", outcome.run_uid, outcome.status, time.monotonic() - t0)
     return outcome
+
+
+@dataclass
+class CapacityOutcome:
+    """A stored capacity search: its id, the result (None when it did not finish) and the run of each level."""
+
+    search_id: int
+    result: Capacity | None
+    runs: dict[float, int | None]
+    status: str
+    error: str | None = None
+
+
+def run_capacity(
+    engine: Engine,
+    provider: Provider,
+    model_id: str,
+    base: BenchSpec,
+    targets: SloTargets,
+    bounds: SearchBounds,
+    *,
+    confirm_takeover: bool,
+    requested_by: str | None = None,
+    on_level: Callable[[float], None] | None = None,
+    **run_kw: Any,
+) -> CapacityOutcome:
+    """Search the highest level of ``base.mode`` at which ``targets`` hold: each measured level is a stored
+    single-level run (`run_bench`, so the takeover gate, the lease and cleanup apply to each), the search
+    itself is stored in ``bench_capacity_searches`` — opened before the first level, closed with its result,
+    or with ``refused``/``failed`` and the error (re-raised) when a level could not run."""
+    row = {
+        "provider_id": provider.id, "model_id": model_id, "mode": base.mode, "percentile": targets.percentile,
+        "ttft_ms": targets.ttft_ms, "tpot_ms": targets.tpot_ms, "low": bounds.low, "high": bounds.high,
+        "max_points": bounds.max_points, "status": "running", "params": _jsonable(base.params()),
+        "requested_by": requested_by,
+    }  # fmt: skip
+    with engine.begin() as conn:
+        search_id = bench_store.insert_capacity_search(conn, row)
+    runs: dict[float, int | None] = {}
+    done: list[CapacityPoint] = []
+
+    def measure(level: float) -> PointSummary:
+        if on_level is not None:
+            on_level(level)
+        spec = replace(base, levels=(level,), label=base.label or f"capacity search #{search_id} ({base.mode})")
+        out = run_bench(engine, provider, model_id, spec, confirm_takeover=confirm_takeover,
+                        requested_by=requested_by, **run_kw)  # fmt: skip
+        runs[level] = out.run_id
+        if not out.points:
+            raise CapacityAborted(f"{base.mode}={level:g}: run #{out.run_id} ended {out.status} without a point"
+                                  + (f" ({out.error})" if out.error else ""))  # fmt: skip
+        summary = out.points[0].summary
+        done.append(capacity_point(level, summary, targets))
+        with engine.begin() as conn:  # the points so far: a running search shows its progress
+            bench_store.update_capacity_search(conn, search_id, {"points": _point_rows(done, runs)})
+        return summary
+
+    def close(**fields: Any) -> None:
+        with engine.begin() as conn:
+            bench_store.update_capacity_search(conn, search_id, {**fields, "finished_at": datetime.now(UTC)})
+
+    try:
+        result = search_sync(measure, targets, bounds, integer=base.mode == "concurrency")
+    except TakeoverRefused as exc:
+        close(status="refused", error=str(exc))
+        raise
+    except BaseException as exc:
+        close(status="failed", error=f"{type(exc).__name__}: {exc}"[:2000])
+        raise
+    close(status="completed", capacity=result.interpolated, reached=result.reached if result.points else None,
+          limited_by=result.limited_by, description=result.describe(),
+          points=_point_rows(result.points, runs))  # fmt: skip
+    return CapacityOutcome(search_id, result, runs, "completed")
+
+
+class CapacityAborted(RuntimeError):
+    """A level of a capacity search ended without a point (the run failed or was cancelled)."""
+
+
+def _point_rows(points: Sequence[CapacityPoint], runs: Mapping[float, int | None]) -> list[dict[str, Any]]:
+    return [{"level": p.level, "run_id": runs.get(p.level), "values": p.values, "failed": p.failed,
+             "goodput": p.goodput, "goodput_ratio": p.goodput_ratio, "meets": p.meets}
+            for p in sorted(points, key=lambda p: p.level)]  # fmt: skip
+
+
+def _jsonable(params: Mapping[str, Any]) -> dict[str, Any]:
+    import json
+
+    return dict(json.loads(json.dumps(params, default=str)))

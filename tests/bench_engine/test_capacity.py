@@ -8,7 +8,7 @@ import asyncio
 import httpx
 import pytest
 
-from engines.bench.capacity import CapacityPoint, SloTargets, capacity, search
+from engines.bench.capacity import CapacityPoint, SearchBounds, SloTargets, capacity, search
 from engines.bench.host import OpenAIHost
 from engines.bench.metrics import PointSummary, Slo
 from engines.bench.runner import BenchSpec, run_sweep
@@ -67,7 +67,7 @@ async def test_search_on_the_instant_server_finds_the_known_capacity() -> None:
                 out = await run_sweep(host, "instant", spec, c, confirm_takeover=True, provider_id="instant")
                 return out.points[0].summary
 
-            cap = await search(measure, 1, 12, targets)
+            cap = await search(measure, targets, SearchBounds(1, 12))
     finally:
         server.close()
     # Stated tolerance: ± 1 level around the model's 5.5. The server and the client share this event loop, and on

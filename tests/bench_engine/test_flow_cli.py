@@ -116,11 +116,13 @@ def test_cli_capacity_search(lab_env: Engine) -> None:
     # generous targets: both levels meet them, the capacity is not reached within the searched range
     ok = runner.invoke(bench, [*common, "--percentile", "50", "--ttft-ms", "600000", "--tpot-ms", "600000"])
     assert ok.exit_code == 0, ok.output
-    assert ok.output.splitlines()[-1] == (
+    assert ok.output.splitlines()[-2] == (
         "capacity: ≥ 2 (every measured level meets p50 TTFT ≤ 600000 ms and p50 TPOT ≤ 600000 ms)"
     )
+    assert ok.output.splitlines()[-1].startswith("stored as capacity search #")
+    search_id = int(ok.output.splitlines()[-1].split("#")[1].split()[0])
     runs = q.list_runs(lab_env, "lab", TINY, include_refused=False)
-    assert runs.height == 2 and set(runs["label"].to_list()) == {"capacity search (concurrency)"}
+    assert runs.height == 2 and set(runs["label"].to_list()) == {f"capacity search #{search_id} (concurrency)"}
     # an impossible target: the lowest level already fails
     none = runner.invoke(bench, [*common, "--ttft-ms", "0.001"])
-    assert none.exit_code == 0 and none.output.splitlines()[-1] == "capacity: no measured level meets p95 TTFT ≤ 0.001 ms"
+    assert none.exit_code == 0 and none.output.splitlines()[-2] == "capacity: no measured level meets p95 TTFT ≤ 0.001 ms"
